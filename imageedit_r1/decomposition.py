@@ -1,0 +1,394 @@
+"""The one schema of a decomposition: tags, list encoding, action taxonomy, render and parse.
+
+Everything that reads or writes a decomposition (the prompt, the reward, the teacher labeller,
+the sequencer, the exporters) goes through this module.
+
+Output format (the decomposition agent's answer)::
+
+    <think>free text</think>
+    <action>["Recoloring"]</action>
+    <subjects>["coat", "hair"]</subjects>
+    <goals>["scarlet or copper red"]</goals>
+
+Each list is a JSON array of strings: unambiguous where a goal contains commas
+("red, white and blue"). ``check_format`` is the strict check used by the reward; ``parse`` is the
+tolerant reader used at inference, which repairs near-misses and reports what it repaired.
+
+Action taxonomy: a closed set of canonical labels (``ACTIONS``), each with synonyms.
+``canonical_action`` maps a label, a synonym or a request-like phrase onto a canonical label.
+Rule for a verb outside the taxonomy: it is kept as its own label, normalised to Title Case
+(``"Levitate"``); it can only match the identical label, and ``is_known_action`` lets the
+labeller count such labels so the taxonomy can grow where the data asks for it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+# ----------------------------------------------------------------------------- tags
+
+THINK, ACTION, SUBJECTS, GOALS = "think", "action", "subjects", "goals"
+TAGS: tuple[str, ...] = (THINK, ACTION, SUBJECTS, GOALS)
+LIST_TAGS: tuple[str, ...] = (ACTION, SUBJECTS, GOALS)
+
+# Strict: the four tags exactly once, in order, only whitespace between and around them.
+_STRICT_RE = re.compile(
+    r"\s*<think>(?P<think>.*?)</think>\s*"
+    r"<action>(?P<action>.*?)</action>\s*"
+    r"<subjects>(?P<subjects>.*?)</subjects>\s*"
+    r"<goals>(?P<goals>.*?)</goals>\s*",
+    re.DOTALL,
+)
+_ANY_TAG_RE = re.compile(r"</?(?:think|action|subjects|goals)>")
+
+# ----------------------------------------------------------------------------- taxonomy
+
+# Canonical label -> synonyms (lower case). Synonyms are matched as whole normalised phrases,
+# and the keyword list below maps request-like phrases ("get rid of the car") onto labels.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "Addition": ("add", "adding", "insert", "insertion", "put", "place", "include", "draw", "object addition"),
+    "Removal": (
+        "remove", "removing", "erase", "delete", "get rid of", "take out", "eliminate", "cut out",
+        "object removal", "clean up", "inpaint", "inpainting",
+    ),
+    "Replacement": ("replace", "replacing", "swap", "substitute", "exchange", "object replacement", "turn into"),
+    "Recoloring": (
+        "recolor", "recolour", "recoloring", "recolouring", "change the color", "change the colour",
+        "change color", "color change", "tint", "dye", "paint", "color", "colour",
+    ),
+    "Colorization": (
+        "colorize", "colorise", "colorization", "colourization", "add color", "add colour",
+        "restore color", "restore colour",
+    ),
+    "Restoration": (
+        "restore", "restoration", "repair", "fix", "fix damage", "remove scratches", "photo restoration",
+        "denoise", "remove noise",
+    ),
+    "Enhancement": (
+        "enhance", "enhancement", "improve", "improve quality", "sharpen", "upscale", "upscaling",
+        "increase resolution", "clarify", "make clearer", "deblur", "super resolution", "quality enhancement",
+    ),
+    "Tone Adjustment": (
+        "adjust", "brighten", "darken", "increase contrast", "contrast", "saturation", "saturate",
+        "desaturate", "exposure", "white balance", "color grading", "colour grading", "filter",
+        "black and white", "grayscale", "greyscale", "hdr", "tone adjustment",
+    ),
+    "Relighting": ("relight", "relighting", "change lighting", "lighting", "add light", "shadow", "illuminate"),
+    "Background Change": (
+        "change background", "change the background", "replace background", "replace the background",
+        "background replacement", "remove background", "remove the background", "background change",
+        "background",
+    ),
+    "Style Transfer": (
+        "stylize", "stylise", "style", "style transfer", "make it look like", "cartoonify", "cartoon",
+        "anime", "painting", "sketch", "render as", "artistic",
+    ),
+    "Text Editing": ("add text", "change text", "edit text", "write", "text", "text editing", "caption", "rewrite text"),
+    "Blur": ("blur", "blurring", "bokeh", "defocus", "soften", "depth of field"),
+    "Crop": ("crop", "cropping", "reframe", "straighten", "rotate", "flip", "zoom in", "recompose"),
+    "Extension": ("extend", "outpaint", "outpainting", "expand", "uncrop", "widen the frame"),
+    "Pose Change": ("pose", "change pose", "change the pose", "pose change", "reposition limbs", "gesture"),
+    "Expression Change": ("smile", "expression", "change expression", "make smile", "open eyes", "close eyes", "expression change"),
+    "Material Change": ("material", "texture", "change material", "change texture", "make it wooden", "make it metallic", "material change"),
+    "Move": ("move", "moving", "shift", "relocate", "reposition", "position"),
+    "Resize": ("resize", "scale", "enlarge", "shrink", "make bigger", "make smaller", "resizing"),
+    "Retouching": (
+        "retouch", "retouching", "smooth skin", "remove blemishes", "remove wrinkles", "whiten teeth",
+        "slim", "beautify", "makeup", "face retouching", "skin smoothing",
+    ),
+    "Weather Change": ("weather", "season", "time of day", "make it snow", "make it rain", "sunset", "night", "weather change"),
+    "Compositing": ("combine", "merge", "composite", "compositing", "blend", "face swap", "swap faces", "photoshop together"),
+    "Transformation": ("transform", "transformation", "turn", "make", "convert", "change", "modify", "alter"),
+}
+
+# Longest phrases first so "change the background" wins over "change".
+def _build_synonym_index() -> tuple[dict[str, str], list[tuple[str, str]]]:
+    exact: dict[str, str] = {}
+    for label, synonyms in ACTIONS.items():
+        exact[_norm_phrase(label)] = label
+        for synonym in synonyms:
+            exact.setdefault(_norm_phrase(synonym), label)
+    phrases = sorted(exact.items(), key=lambda item: -len(item[0]))
+    return exact, phrases
+
+
+def _norm_phrase(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower().replace("-", " ").replace("_", " ").replace("/", " ")
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
+
+_SYNONYMS, _PHRASES = _build_synonym_index()
+
+
+@lru_cache(maxsize=65536)
+def canonical_action(label: str) -> str:
+    """Map an action label, synonym or short phrase onto its canonical taxonomy label.
+
+    1. Exact match of the normalised text to a label or synonym ("recolor" -> "Recoloring").
+    2. Otherwise the longest synonym that occurs at the start of the phrase
+       ("get rid of the lamp" -> "Removal", "change the background to a beach" -> "Background Change").
+    3. Otherwise the text is kept as its own label in Title Case ("levitate" -> "Levitate").
+    """
+    norm = _norm_phrase(label)
+    if not norm:
+        return ""
+    if norm in _SYNONYMS:
+        return _SYNONYMS[norm]
+    for phrase, canonical in _PHRASES:
+        if norm.startswith(phrase + " "):
+            return canonical
+    return norm.title()
+
+
+def is_known_action(label: str) -> bool:
+    return canonical_action(label) in ACTIONS
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+@dataclass
+class Decomposition:
+    """A structured edit request: what to do (actions), to what (subjects), towards what (goals)."""
+
+    actions: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    goals: list[str] = field(default_factory=list)
+    think: str = ""
+
+    def render(self) -> str:
+        """The exact text the decomposition agent is trained to produce."""
+        return render(self)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """The ground-truth encoding (no ``think``) used in exported datasets."""
+        return {"actions": list(self.actions), "subjects": list(self.subjects), "goals": list(self.goals)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Decomposition:
+        """Build from a dict with keys actions/subjects/goals (``action`` is accepted too)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"decomposition must be a dict, got {type(data).__name__}")
+        actions = data.get("actions", data.get("action"))
+        missing = [k for k, v in (("actions", actions), ("subjects", data.get("subjects")), ("goals", data.get("goals"))) if v is None]
+        if missing:
+            raise ValueError(f"decomposition is missing {missing}; keys present: {sorted(data)}")
+        return cls(
+            actions=_as_str_list(actions, "actions"),
+            subjects=_as_str_list(data["subjects"], "subjects"),
+            goals=_as_str_list(data["goals"], "goals"),
+            think=str(data.get("think") or ""),
+        )
+
+    def canonicalized(self) -> Decomposition:
+        """Actions mapped onto the taxonomy, duplicates dropped, order kept."""
+        return Decomposition(
+            actions=_dedupe([canonical_action(a) for a in self.actions if canonical_action(a)]),
+            subjects=_dedupe([s.strip() for s in self.subjects if s.strip()]),
+            goals=_dedupe([g.strip() for g in self.goals if g.strip()]),
+            think=self.think,
+        )
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        key = item.lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _as_str_list(value, name: str) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of strings, got {type(value).__name__}")
+    return [str(item) for item in value if str(item).strip()]
+
+
+def render(decomposition: Decomposition) -> str:
+    def encode(items: list[str]) -> str:
+        return json.dumps(list(items), ensure_ascii=False)
+
+    return (
+        f"<think>{decomposition.think.strip()}</think>"
+        f"<action>{encode(decomposition.actions)}</action>"
+        f"<subjects>{encode(decomposition.subjects)}</subjects>"
+        f"<goals>{encode(decomposition.goals)}</goals>"
+    )
+
+
+# ----------------------------------------------------------------------------- strict check
+
+
+def _strict_list(body: str) -> list[str] | None:
+    """A JSON array of strings, or None."""
+    body = body.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        return None
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return None
+    return value
+
+
+def parse_strict(text: str) -> Decomposition | None:
+    """The decomposition if ``text`` is exactly in the trained format, else None.
+
+    Format rules: the four tags once each, in order, nothing but whitespace outside them, a
+    non-empty ``<think>``, and each list a JSON array of strings.
+    """
+    if not isinstance(text, str):
+        return None
+    match = _STRICT_RE.fullmatch(text)
+    if match is None or len(_ANY_TAG_RE.findall(text)) != 8:
+        return None
+    think = match.group(THINK)
+    if not think.strip():
+        return None
+    lists = [_strict_list(match.group(tag)) for tag in LIST_TAGS]
+    if any(items is None for items in lists):
+        return None
+    actions, subjects, goals = lists
+    return Decomposition(actions=actions, subjects=subjects, goals=goals, think=think.strip())
+
+
+def check_format(text: str) -> bool:
+    return parse_strict(text) is not None
+
+
+# ----------------------------------------------------------------------------- tolerant parse
+
+
+class DecompositionParseError(ValueError):
+    """The text holds no recoverable decomposition; ``text`` keeps the raw model output."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+@dataclass
+class ParseResult:
+    decomposition: Decomposition
+    repairs: list[str]
+
+    @property
+    def clean(self) -> bool:
+        return not self.repairs
+
+
+_FENCE_RE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
+_BULLET_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+
+
+def _tag_body(text: str, tag: str) -> str | None:
+    match = re.search(rf"<\s*{tag}\s*>(.*?)<\s*/\s*{tag}\s*>", text, re.DOTALL | re.IGNORECASE)
+    if match is not None:
+        return match.group(1)
+    # An unclosed last tag (a response cut at max length): take everything after it.
+    match = re.search(rf"<\s*{tag}\s*>(.*)$", text, re.DOTALL | re.IGNORECASE)
+    return match.group(1) if match is not None else None
+
+
+def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
+    body = body.strip()
+    fenced = _FENCE_RE.search(body)
+    if fenced:
+        body = fenced.group(1).strip()
+        repairs.append(f"{tag}: removed code fence")
+    strict = _strict_list(body)
+    if strict is not None:
+        return [item.strip() for item in strict if item.strip()]
+    if body.startswith("[") and body.endswith("]"):
+        try:
+            value = ast.literal_eval(body)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = None
+        if isinstance(value, (list, tuple)):
+            repairs.append(f"{tag}: read a non-JSON list literal")
+            return [str(item).strip() for item in value if str(item).strip()]
+        body = body[1:-1]
+        repairs.append(f"{tag}: read a malformed bracketed list")
+    elif body.startswith("["):
+        body = body[1:]
+        repairs.append(f"{tag}: read an unterminated list")
+    if not body:
+        return []
+    lines = [line for line in body.splitlines() if line.strip()]
+    if len(lines) > 1:
+        items = [_BULLET_RE.sub("", line) for line in lines]
+        repairs.append(f"{tag}: split a line-separated list")
+    else:
+        items = body.split(",") if "," in body else [body]
+        repairs.append(f"{tag}: split a comma-separated list" if len(items) > 1 else f"{tag}: wrapped a bare item")
+    return [item.strip().strip("\"'").strip() for item in items if item.strip().strip("\"'").strip()]
+
+
+def parse(text: str) -> ParseResult:
+    """Read a decomposition from model output, repairing near-misses.
+
+    Repairs: code fences around the answer or a list, tag case and inner spaces (``< Action >``),
+    a missing or empty ``<think>``, an unclosed last tag, comma- or line-separated or
+    Python-literal lists, a plural ``<actions>`` tag. Raises ``DecompositionParseError`` when no
+    action, subject or goal can be found at all.
+    """
+    if not isinstance(text, str):
+        raise DecompositionParseError(f"expected text, got {type(text).__name__}", repr(text))
+    strict = parse_strict(text)
+    if strict is not None:
+        return ParseResult(strict, [])
+
+    repairs: list[str] = []
+    work = text
+    if "```" in work and not re.search(r"<\s*action\s*>", work, re.IGNORECASE):
+        fenced = _FENCE_RE.search(work)
+        if fenced:
+            work = fenced.group(1)
+            repairs.append("removed code fence around the answer")
+    if re.search(r"<\s*actions\s*>", work, re.IGNORECASE) and not re.search(r"<\s*action\s*>", work, re.IGNORECASE):
+        work = re.sub(r"(<\s*/?\s*)actions(\s*>)", r"\1action\2", work, flags=re.IGNORECASE)
+        repairs.append("renamed <actions> to <action>")
+    if re.search(r"<\s*/?\s*(?:THINK|ACTION|SUBJECTS|GOALS|Think|Action|Subjects|Goals)\s*>", work) or re.search(
+        r"<\s+/?\s*\w+\s*>|</\s+\w+\s*>|<\w+\s+>", work
+    ):
+        repairs.append("normalised tag case or spacing")
+
+    bodies = {tag: _tag_body(work, tag) for tag in TAGS}
+    if all(bodies[tag] is None for tag in LIST_TAGS):
+        raise DecompositionParseError("no <action>, <subjects> or <goals> tag found", text)
+    # A body that swallowed a later tag (an unclosed tag) is cut at the next tag.
+    for tag in TAGS:
+        body = bodies[tag]
+        if body is not None and _ANY_TAG_RE.search(body.lower()):
+            bodies[tag] = re.split(r"<\s*/?\s*(?:think|action|subjects|goals)\s*>", body, flags=re.IGNORECASE)[0]
+            repairs.append(f"{tag}: closed an unclosed tag")
+    think = (bodies[THINK] or "").strip()
+    if bodies[THINK] is None:
+        repairs.append("think: missing")
+    lists = {}
+    for tag in LIST_TAGS:
+        if bodies[tag] is None:
+            repairs.append(f"{tag}: missing")
+            lists[tag] = []
+        else:
+            lists[tag] = _tolerant_list(bodies[tag], tag, repairs)
+    if not repairs:
+        repairs.append("extra text around the tags")
+    decomposition = Decomposition(actions=lists[ACTION], subjects=lists[SUBJECTS], goals=lists[GOALS], think=think)
+    return ParseResult(decomposition, repairs)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Idempotent set-up of .venv with everything the demo and the tests need (CPU is enough).
+# Re-running is cheap: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch 2.14.1 + torchvision 0.29.1: the pair whose wheels install on a CPU-only machine with a
+# working torchvision (transformers' Qwen2.5-VL processor needs it).
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q -e ".[all,dev]"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_fixtures import image_bytes, write_manifest, write_parquet, write_psr, write_realedit, write_ultraedit
+from data_fixtures import (
+    image_bytes,
+    write_manifest,
+    write_parquet,
+    write_psr,
+    write_realedit,
+    write_ultraedit,
+)
 from PIL import Image
 
 from imageedit_r1.data import (

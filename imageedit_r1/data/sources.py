@@ -3,7 +3,7 @@
 Each loader streams its rows (``records()``: no image decoded, cheap to filter and sample) and
 decodes images only when iterated (``iter(loader)``): unreadable images are skipped, counted and
 listed in ``loader.report`` instead of stopping the pass. ``ids=`` keeps only the given ids,
-``limit=`` stops after that many samples.
+``limit=`` stops after that many samples, ``max_rows=`` after that many rows read.
 
 Source specs (used by the CLI): ``NAME[:LOCATION][@SPLIT]``, e.g. ``psr``,
 ``realedit@train``, ``ultraedit:/data/UltraEdit@FreeForm_0``, ``manifest:requests.jsonl``.
@@ -11,6 +11,8 @@ Source specs (used by the CLI): ``NAME[:LOCATION][@SPLIT]``, e.g. ``psr``,
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -41,6 +43,7 @@ class Loader:
         columns: dict[str, str] | None = None,
         ids: Iterable[str] | None = None,
         limit: int | None = None,
+        max_rows: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.location = os.fspath(location) if location is not None else self.hub_name
@@ -53,6 +56,7 @@ class Loader:
             raise ValueError(f"{self.name}: unknown column roles {unknown}; roles: {sorted(self.column_candidates)}")
         self.ids = set(ids) if ids is not None else None
         self.limit = limit
+        self.max_rows = max_rows
         self.max_pixels = max_pixels
         self.report = SkipReport()
 
@@ -64,6 +68,12 @@ class Loader:
 
     def describe(self) -> str:
         return f"{self.name} ({self.location}" + (f"@{self.split}" if self.split else "") + ")"
+
+    def restricted_to(self, ids: Iterable[str]) -> Loader:
+        """A copy of this loader that yields only ``ids`` (no limit, a fresh report)."""
+        clone = copy.copy(self)
+        clone.ids, clone.limit, clone.report = set(ids), None, SkipReport()
+        return clone
 
     # ------------------------------------------------------------------ rows
 
@@ -97,8 +107,11 @@ class Loader:
             )
 
     def records(self) -> Iterator[RawRecord]:
-        """Rows with their images still encoded, after the ``ids`` filter (``limit`` not applied)."""
-        for record in self._raw_records():
+        """Rows with their images still encoded, after the ``ids`` filter (``limit`` not applied).
+
+        ``max_rows`` caps the rows read (a pool for sampling from a huge stream such as UltraEdit).
+        """
+        for record in itertools.islice(self._raw_records(), self.max_rows):
             if self.ids is not None and record.id not in self.ids:
                 continue
             yield record

@@ -5,14 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_fixtures import (
-    image_bytes,
-    write_manifest,
-    write_parquet,
-    write_psr,
-    write_realedit,
-    write_ultraedit,
-)
 from PIL import Image
 
 from imageedit_r1.data import (
@@ -26,6 +18,14 @@ from imageedit_r1.data import (
 )
 from imageedit_r1.data.rows import DataSourceError, MissingColumnError
 from imageedit_r1.images import SkipReport, load_or_skip
+from tests.data_fixtures import (
+    image_bytes,
+    write_manifest,
+    write_parquet,
+    write_psr,
+    write_realedit,
+    write_ultraedit,
+)
 
 EXOTIC = ["rgb", "exif", "rgba", "p", "cmyk", "i16", "l"]
 

@@ -117,7 +117,7 @@ def write_realedit(folder: Path, split_kinds: dict[str, list[str]]) -> Path:
             {
                 "input_image_name": f"{split}_{i:04d}.jpg",
                 "instruction": f"remove the person on the left in photo {i}",
-                "input_image": _img(image_bytes(kind, seed=1000 * (split == "test") + i)),
+                "input_image": _img(image_bytes(kind, seed=20_000 + 1000 * (split == "test") + i)),
                 "output_image": _img(image_bytes("rgb", seed=5000 + i)),
                 "subreddit": "PhotoshopRequest",
             }

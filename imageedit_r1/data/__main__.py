@@ -187,12 +187,15 @@ def cmd_subsets(args: argparse.Namespace) -> int:
     benchmarks = args.benchmark or list(PAPER_SUBSETS)
     if args.source and len(benchmarks) != len(args.source):
         raise SystemExit("give one --source per --benchmark (in the same order), or none for the defaults")
+    sizes = args.size or []
+    if len(sizes) not in (0, 1, len(benchmarks)):
+        raise SystemExit("give one --size for all benchmarks, or one per --benchmark (in the same order)")
     for position, benchmark in enumerate(benchmarks):
         default_spec, default_size = PAPER_SUBSETS.get(benchmark, (None, None))
         spec = args.source[position] if args.source else default_spec
         if spec is None:
             raise SystemExit(f"no default source for benchmark {benchmark!r}; pass --source")
-        size = args.size if args.size is not None else default_size
+        size = default_size if not sizes else _size(sizes[position if len(sizes) > 1 else 0])
         name, _, _ = parse_source_spec(spec)
         options = {"max_rows": args.max_rows}
         if name == "psr":
@@ -207,6 +210,15 @@ def cmd_subsets(args: argparse.Namespace) -> int:
         if size is not None and len(subset.ids) < size:
             print(f"  warning: asked for {size}, the source had only {len(subset.ids)} usable requests", file=sys.stderr)
     return 0
+
+
+def _size(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(f"--size takes a number or 'all', got {text!r}") from None
 
 
 # ----------------------------------------------------------------------------- main
@@ -282,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subsets.add_argument("--benchmark", action="append", help="psr, realedit, ultraedit (default: all three)")
     subsets.add_argument("--source", action="append", help="source spec per benchmark (default: the hub repository)")
-    subsets.add_argument("--size", type=int, default=None, help="requests per subset (default: the paper's)")
+    subsets.add_argument(
+        "--size",
+        action="append",
+        help="requests per subset, a number or 'all'; once for every benchmark or once per --benchmark "
+        "(default: the paper's: psr all, realedit 1000, ultraedit 1000)",
+    )
     subsets.add_argument("--seed", type=int, default=0, help="draw seed (default 0)")
     subsets.add_argument("--max-rows", type=int, default=None, help="draw from the first N rows only (huge streams)")
     subsets.add_argument("--request-field", default="instruction", choices=["instruction", "simplified_instruction"])

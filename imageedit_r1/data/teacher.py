@@ -31,7 +31,7 @@ from imageedit_r1.data.labels import FAILED, OK, sample_key
 from imageedit_r1.data.sample import EditSample
 from imageedit_r1.decomposition import ACTIONS, Decomposition
 from imageedit_r1.images import SkipReport
-from imageedit_r1.jsonl import JsonlStore, content_key
+from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 
 PROMPT_NAME = "teacher"
@@ -241,6 +241,8 @@ class TeacherLabeller:
         self.backend = backend
         self.config = config or LabelConfig()
         self.store = JsonlStore(labels_path, key_field="key")
+        # (key, id) pairs on disk: the same content may be labelled once and known under several ids.
+        self._ids_by_key = {(r.get("key"), r.get("id")) for r in read_jsonl(labels_path) if r.get("status") == OK}
         self.prompt_sha = prompt_sha256(PROMPT_NAME)
 
     def cache_key(self, sample: EditSample) -> str:
@@ -354,6 +356,8 @@ class TeacherLabeller:
             key, sample = in_flight.pop(future)
             keys_in_flight.discard(key)
             record = self.store.put(key, future.result())
+            if record["status"] == OK:
+                self._ids_by_key.add((key, record["id"]))
             summary.calls += record.get("calls", 0)
             summary.prompt_tokens += record.get("prompt_tokens", 0)
             summary.completion_tokens += record.get("completion_tokens", 0)
@@ -380,14 +384,20 @@ class TeacherLabeller:
                     summary.total += 1
                     key = self.cache_key(sample)
                     cached = self.store.get(key)
-                    if key in keys_in_flight or not self.needs_label(cached):
+                    if key in keys_in_flight:  # the same content twice in this run
                         summary.cached += 1
-                        if cached is not None and cached.get("status") != OK:
+                        bar.update(1)
+                        continue
+                    if not self.needs_label(cached):
+                        if cached["status"] == OK:
+                            summary.cached += 1
+                            if (key, sample.id) not in self._ids_by_key:
+                                # Same content under another id: an alias record lets export find it by id.
+                                alias = {**cached, "id": sample.id, "source": sample.source, "alias_of": cached.get("id")}
+                                self.store.put(key, alias)
+                                self._ids_by_key.add((key, sample.id))
+                        else:  # a failure that depends on the sample, kept until --retry-failed
                             summary.failures.append((sample.id, cached.get("error_kind", "?"), cached.get("error", "")))
-                            summary.cached -= 1
-                        elif cached is not None and cached.get("id") != sample.id:
-                            # The same content under another id: record the alias so export finds it by id.
-                            self.store.put(key, {**cached, "id": sample.id, "source": sample.source, "alias_of": cached.get("id")})
                         bar.update(1)
                         continue
                     keys_in_flight.add(key)
@@ -401,12 +411,15 @@ class TeacherLabeller:
                     for future in done:
                         finish(future)
             finally:
-                bar.close()
-                for future in list(in_flight):  # interrupted: keep what finished, drop the queue
-                    if future.done():
+                # Stopped early (an error, Ctrl-C): record every call already paid for, drop the queue.
+                queued = [future for future in in_flight if future.cancel()]
+                for future in queued:
+                    keys_in_flight.discard(in_flight.pop(future)[0])
+                if in_flight:
+                    wait(list(in_flight))
+                    for future in list(in_flight):
                         finish(future)
-                    else:
-                        future.cancel()
+                bar.close()
         price_name, price = price_for(config.teacher.model, config.prices)
         summary.price_model = price_name
         summary.cost_usd = (summary.prompt_tokens * price.input + summary.completion_tokens * price.output) / 1e6

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -104,3 +106,15 @@ def test_handler_errors_surface_when_the_server_stops():
 def test_scripted_replies_advance_and_repeat_the_last():
     reply = scripted("a", "b")
     assert [reply({}) for _ in range(4)] == ["a", "b", "b", "b"]
+
+
+def test_importing_backends_agents_and_fakes_stays_light():
+    code = (
+        "import sys, imageedit_r1.backends, imageedit_r1.testing.fake_servers, "
+        "imageedit_r1.agents.decomposer, imageedit_r1.agents.sequencer; "
+        "heavy = [m for m in ('torch', 'transformers', 'openai', 'google.genai', 'vllm') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

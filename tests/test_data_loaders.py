@@ -149,3 +149,16 @@ def test_load_or_skip_counts_and_never_raises():
     assert load_or_skip("c", Image.new("RGB", (100, 100)), report, max_pixels=50) is None
     assert report.loaded == 1 and report.skipped_ids == ["b", "c"]
     assert "over the limit" in report.skipped[1][1]
+
+
+def test_data_package_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import imageedit_r1.data, imageedit_r1.data.export, imageedit_r1.data.teacher, imageedit_r1.data.subsets\n"
+        "import sys; print(','.join(m for m in ('datasets', 'pyarrow', 'torch', 'openai', 'google.genai', 'transformers') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

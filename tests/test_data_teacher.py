@@ -25,7 +25,13 @@ from imageedit_r1.data.teacher import (
 )
 from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.jsonl import read_jsonl
-from imageedit_r1.testing.fake_servers import ScriptedReply, fake_gemini_server, fake_openai_server, gemini_text, openai_text
+from imageedit_r1.testing.fake_servers import (
+    ScriptedReply,
+    fake_gemini_server,
+    fake_openai_server,
+    gemini_text,
+    openai_text,
+)
 from tests.data_fixtures import image_bytes
 
 GOOD = {"rationale": "a recolor", "actions": ["recolor"], "subjects": ["coat", "hair"], "goals": ["scarlet or copper red"]}

@@ -88,6 +88,15 @@ def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
         raise ImageLoadError(f"unreadable image: {exc}") from exc
 
 
+def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """``image`` scaled down (aspect kept, Lanczos) to at most ``max_pixels``; smaller ones unchanged."""
+    if max_pixels is None or image.width * image.height <= max_pixels:
+        return image
+    scale = (max_pixels / (image.width * image.height)) ** 0.5
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
 def to_png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

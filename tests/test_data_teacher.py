@@ -253,3 +253,21 @@ def test_price_lookup_prefers_exact_then_longest_prefix_then_zero():
     assert price_for("gpt-4o-mini-2024-07-18", prices) == ("gpt-4o-mini", prices["gpt-4o-mini"])
     assert price_for("gpt-4o", prices)[0] == "gpt-4o"
     assert price_for("llava-local", prices) == (None, PriceConfig(0.0, 0.0))
+
+
+def test_large_images_are_shrunk_before_sending(tmp_path):
+    from PIL import Image
+
+    from imageedit_r1.testing.fake_servers import openai_images
+
+    Image.new("RGB", (800, 200), "blue").save(tmp_path / "big.png")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "big", "image": "big.png", "request": "make it red"}) + "\n")
+    with fake_openai_server(_teacher_reply) as server:
+        config = _config(server)
+        config.teacher.image_max_pixels = 10_000
+        TeacherLabeller(build_teacher_backend(config.teacher), tmp_path / "l.jsonl", config).run(
+            ManifestLoader(manifest), progress=False
+        )
+        (sent,) = openai_images(server.requests[0].json)
+    assert sent.size == (200, 50)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from imageedit_r1.data.labels import LabelIndex
 from imageedit_r1.data.sample import EditSample
 from imageedit_r1.data.sources import Loader
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
-from imageedit_r1.images import SkipReport, to_png_bytes
+from imageedit_r1.images import SkipReport, shrink_to_pixels, to_png_bytes
 from imageedit_r1.prompts import render_prompt
 
 FORMATS = ("easyr1", "verl")
@@ -61,14 +60,6 @@ def split_of(item_id: str, seed: int, val_fraction: float) -> str:
     """``train`` or ``val`` from a hash of (seed, id): reproducible and order-independent."""
     digest = hashlib.sha256(f"split:{seed}:{item_id}".encode()).digest()
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
-
-
-def shrink(image: Image.Image, max_pixels: int | None) -> Image.Image:
-    if max_pixels is None or image.width * image.height <= max_pixels:
-        return image
-    scale = math.sqrt(max_pixels / (image.width * image.height))
-    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -247,7 +238,7 @@ class Exporter:
         sample = item.sample
         split = split_of(sample.id, self.seed, self.val_fraction)
         index = self.stats.rows[split]
-        png = to_png_bytes(shrink(sample.image, self.max_pixels))
+        png = to_png_bytes(shrink_to_pixels(sample.image, self.max_pixels))
         digest = sample.image_sha256()
         for fmt in self.formats:
             image = self._image_ref(fmt, png, digest)

@@ -98,9 +98,12 @@ def open_rows(location: str | os.PathLike, split: str | None = None) -> RowStrea
     except Exception as exc:  # noqa: BLE001 - datasets raises many types; the cause is kept
         hint = ""
         if not path.exists():
+            offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
             hint = (
-                " If this machine is offline, pass a local copy instead (a parquet file or a folder "
-                "holding the dataset's parquet shards), or set HF_DATASETS_OFFLINE=1 to use the cache."
+                " Offline mode is on and this dataset is not in the local datasets cache." if offline else ""
+            ) + (
+                " Pass a local copy instead: a parquet file, or a folder holding the dataset's parquet shards"
+                " (a snapshot of the hub repository)."
             )
         raise DataSourceError(f"could not open dataset {description}: {type(exc).__name__}: {exc}.{hint}") from exc
 

@@ -30,7 +30,7 @@ from typing import Any
 from imageedit_r1.data.labels import FAILED, OK, sample_key
 from imageedit_r1.data.sample import EditSample
 from imageedit_r1.decomposition import ACTIONS, Decomposition
-from imageedit_r1.images import SkipReport
+from imageedit_r1.images import SkipReport, shrink_to_pixels
 from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 
@@ -93,6 +93,8 @@ class TeacherConfig:
     base_delay: float = 1.0
     max_delay: float = 30.0
     invalid_retries: int = 1  # times an invalid answer is sent back with the reason
+    # Larger images are shrunk before sending (providers downscale anyway); None sends full size.
+    image_max_pixels: int | None = 1_048_576
 
 
 @dataclass
@@ -255,6 +257,7 @@ class TeacherLabeller:
             teacher.temperature,
             teacher.max_tokens,
             teacher.seed,
+            teacher.image_max_pixels,
             self.prompt_sha,
             LABEL_FORMAT_VERSION,
         )
@@ -274,7 +277,8 @@ class TeacherLabeller:
         from imageedit_r1.retry import RetriesExhausted
 
         teacher = self.config.teacher
-        messages = [ChatMessage(role="user", content=[sample.image, teacher_prompt(sample.request)])]
+        image = shrink_to_pixels(sample.image, teacher.image_max_pixels)
+        messages = [ChatMessage(role="user", content=[image, teacher_prompt(sample.request)])]
         usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "calls_without_usage": 0}
         record: dict[str, Any] = {
             "sample_key": sample_key(sample.image_sha256(), sample.request),

@@ -162,3 +162,17 @@ def test_data_package_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_image_folder_with_metadata_jsonl(tmp_path):
+    """A folder of image files plus metadata.jsonl (the `imagefolder` layout) reads like the parquet shards."""
+    (tmp_path / "test").mkdir()
+    names = {"a.png": "rgb", "b.png": "corrupt", "c.jpg": "exif"}
+    with open(tmp_path / "test" / "metadata.jsonl", "w", encoding="utf-8") as handle:
+        for name, kind in names.items():
+            (tmp_path / "test" / name).write_bytes(image_bytes(kind))
+            handle.write(json.dumps({"file_name": name, "instruction": f"fix {name}", "input_image_name": name}) + "\n")
+    loader = RealEditLoader(tmp_path, "test")
+    samples = list(loader)
+    assert [(s.id, s.image.size) for s in samples] == [("realedit/test/a.png", (40, 24)), ("realedit/test/c.jpg", (24, 40))]
+    assert loader.report.skipped_ids == ["realedit/test/b.png"]

@@ -93,3 +93,16 @@ def test_cli_inspect_and_missing_column_message(tmp_path, capsys):
     assert "psr/p000\t40x24\t" in captured.out and "psr/p001: unreadable image" in captured.err
     assert main(["inspect", "--source", f"psr:{tmp_path / 'psr'}", "--column", "request=prompt"]) == 2
     assert "no column 'prompt' (needed for the request); columns present: [" in capsys.readouterr().err
+
+
+def test_training_prompt_is_the_inference_prompt():
+    """What the trainers see (our export) is what the decomposer sends at inference, image in the same place."""
+    from PIL import Image
+
+    from imageedit_r1.agents.decomposer import decomposition_messages
+
+    image = Image.new("RGB", (8, 8))
+    request = "Remove the <image> tag and add a hat"
+    (message,) = decomposition_messages(image, request)
+    text = "".join(part if isinstance(part, str) else "<image>" for part in message.parts())
+    assert text == decomposition_prompt(request)

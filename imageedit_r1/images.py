@@ -133,7 +133,7 @@ class SkipReport:
     def summary(self, limit: int = 20) -> str:
         if not self.skipped:
             return f"{self.loaded} images loaded, none skipped"
-        lines = [f"{self.loaded} images loaded, {self.skipped_count} skipped (unreadable):"]
+        lines = [f"{self.loaded} images loaded, {self.skipped_count} skipped:"]
         lines += [f"  {item_id}: {reason}" for item_id, reason in self.skipped[:limit]]
         if self.skipped_count > limit:
             lines.append(f"  ... and {self.skipped_count - limit} more")

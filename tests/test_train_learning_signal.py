@@ -18,11 +18,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("verl")
 
+from imageedit_r1.rewards import score  # noqa: E402
 from train_tiny_model import build_tiny_qwen25vl  # noqa: E402
 
 from imageedit_r1.decomposition import Decomposition  # noqa: E402
 from imageedit_r1.prompts import render_prompt  # noqa: E402
-from imageedit_r1.rewards import score  # noqa: E402
 
 PROMPTS = [
     ("Change the color of her coat and possibly hair to scarlet or copper red", (180, 30, 30),

@@ -6,7 +6,7 @@ whenever that module can be imported.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -29,7 +29,7 @@ def build_tiny_qwen25vl(out_dir) -> Path:
     return shared(out_dir)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(out_dir: str) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
@@ -50,8 +51,10 @@ def run_preflight(args: argparse.Namespace) -> int:
             config = preflight.load_easyr1_config(overrides)
             report = preflight.check_easyr1(config, check_devices=check_devices)
         else:
-            config = preflight.compose_verl_config(overrides)
-            report = preflight.check_verl(config, check_devices=check_devices)
+            # verl prints its progress to stdout; keep stdout for the resolved command only.
+            with contextlib.redirect_stdout(sys.stderr):
+                config = preflight.compose_verl_config(overrides)
+                report = preflight.check_verl(config, check_devices=check_devices)
         report.raise_if_failed()
     except preflight.PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)

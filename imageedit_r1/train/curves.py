@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 COMPONENTS = ("overall", "format", "action", "subject", "goal")
+_COLORS = {"overall": "black", "format": "tab:gray", "action": "tab:blue", "subject": "tab:green", "goal": "tab:red"}
 _CONSOLE_STEP = re.compile(r"(?:^|\s)step:(\d+) - (.*)$")
 _VERL_VAL = re.compile(r"^val-(?:core|aux)/([^/]+)/([^/]+)/mean@(\d+)$")
 
@@ -260,10 +261,10 @@ def plot_reward_curves(
         raise MetricLogError("nothing to plot")
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
     drawn = []
-    for ax, (group, label) in zip(axes[0], panels):
+    for ax, (group, label) in zip(axes[0], panels, strict=True):
         for name, s in group.items():
             base = name.removeprefix("val/")
-            style = {"linewidth": 2.4, "color": "black"} if base == "overall" else {"linewidth": 1.6}
+            style = {"linewidth": 2.4 if base == "overall" else 1.6, "color": _COLORS.get(base)}
             ax.plot(s.steps, _smoothed(s.values, smooth), label=base, marker="o" if len(s.steps) < 30 else None,
                     markersize=3, **style)
             drawn.append(name)

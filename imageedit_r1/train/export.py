@@ -158,10 +158,16 @@ def check_model_folder(folder: str | os.PathLike, *, device: str = "auto") -> Ch
     image = Image.new("RGB", (112, 112), (200, 40, 40))
     request = render_prompt("decompose", content="Make the red square blue.")
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request}]}]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
-    with torch.no_grad():
-        logits = model(**inputs).logits  # mm_token_type_ids from the processor set the mRoPE positions
+    try:
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
+    except Exception as exc:  # a tokenizer without the image tokens or the chat template fails here
+        raise ExportError(f"{folder}: the processor cannot prepare an image+request input: {exc}") from exc
+    try:
+        with torch.no_grad():
+            logits = model(**inputs).logits  # mm_token_type_ids from the processor set the mRoPE positions
+    except Exception as exc:
+        raise ExportError(f"{folder}: the forward pass failed: {exc}") from exc
     vocab = config.get_text_config().vocab_size
     if logits.shape[:2] != inputs["input_ids"].shape or logits.shape[-1] < vocab:
         raise ExportError(f"{folder}: unexpected logits shape {tuple(logits.shape)}")

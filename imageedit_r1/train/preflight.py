@@ -331,7 +331,7 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
 
     from verl.trainer.ppo.reward import get_custom_reward_fn
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
 
     report = Report()
     with warnings.catch_warnings():
@@ -340,6 +340,16 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
             validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
         except (AssertionError, ValueError) as exc:
             report.fail(f"verl validate_config: {exc}")
+
+    # The typed configs verl builds from these sections run their own checks on construction.
+    for section in ("actor_rollout_ref.rollout", "algorithm"):
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        try:
+            omega_conf_to_dataclass(node)
+        except Exception as exc:  # hydra wraps the dataclass's own error
+            report.fail(f"verl rejects {section}: {exc}")
 
     n = config.actor_rollout_ref.rollout.n
     if config.algorithm.adv_estimator in _GROUP_ESTIMATORS and n < 2:

@@ -208,3 +208,24 @@ def test_verl_recipe_composes_with_verls_config_and_passes_its_validation(data_f
         assert any(message in p for p in report.problems), (key, report.problems)
     with pytest.raises(preflight.PreflightError, match="actor_rollout_ref.rollout.temprature"):
         preflight.compose_verl_config(overrides + ["actor_rollout_ref.rollout.temprature=0.7"])
+
+
+# ---------------------------------------------------------------- multi-node launchers
+
+
+def test_multi_node_launchers_wire_nnodes_through():
+    import yaml
+
+    sbatch = ROOT / "recipes" / "slurm" / "grpo_qwen25vl.sbatch"
+    assert subprocess.run(["bash", "-n", str(sbatch)], capture_output=True).returncode == 0
+    text = sbatch.read_text()
+    assert "ray start --head" in text and "ray start --address" in text
+    assert 'NNODES="$NNODES"' in text and "SLURM_JOB_NUM_NODES" in text
+
+    job = yaml.safe_load((ROOT / "recipes" / "k8s" / "rayjob-grpo-qwen25vl.yaml").read_text())
+    assert job["kind"] == "RayJob" and "recipes/run_grpo_qwen25vl.sh" in job["spec"]["entrypoint"]
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"]
+    assert int(env["NNODES"]) == 1 + workers
+    gpus = job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-gpus"]
+    assert env["N_GPUS_PER_NODE"] == gpus

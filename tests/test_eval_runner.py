@@ -4,13 +4,13 @@ import json
 import os
 
 import pytest
-from eval_fixtures import ScriptedJudge, config_for, expected_scores, make_benchmark
 
 from imageedit_r1.eval.config import JudgeConfig, MethodConfig
 from imageedit_r1.eval.judge import JudgeRefusal
 from imageedit_r1.eval.runner import EvalRunner
 from imageedit_r1.jsonl import read_jsonl
 from imageedit_r1.retry import RetriesExhausted
+from tests.eval_fixtures import ScriptedJudge, config_for, expected_scores, make_benchmark
 
 
 def make_runner(config, judges, **kwargs):
@@ -85,7 +85,7 @@ def test_failures_are_recorded_never_scored_and_retried_by_kind(small, tmp_path)
 
 def test_edit_failures_are_recorded_and_not_judged(tmp_path):
     config = config_for(tmp_path, [make_benchmark(tmp_path, "A", 3)], methods=[
-        MethodConfig(name="m", label="M", kind="callable", target="eval_fixtures:failing_tint")])
+        MethodConfig(name="m", label="M", kind="callable", target="tests.eval_fixtures:failing_tint")])
     judges = {}
     summary = make_runner(config, judges).run()
     assert summary.edits == {"done": 2, "failed": 1}

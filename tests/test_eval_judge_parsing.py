@@ -1,6 +1,8 @@
 """The judge reply reader over a table of realistic replies, and the verbatim Table 2 prompt."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -112,3 +114,10 @@ def test_schema_bounds_match_the_rubric():
     assert (props["fulfillment"]["maximum"], props["quality"]["maximum"], props["preservation"]["maximum"]) == (4, 3, 3)
     assert set(JUDGE_SCHEMA["required"]) == set(props)
     json.dumps(JUDGE_SCHEMA)
+
+
+def test_importing_the_eval_package_is_light():
+    code = ("import sys, imageedit_r1.eval, imageedit_r1.eval.judge, imageedit_r1.eval.config\n"
+            "print(','.join(m for m in ('numpy', 'matplotlib', 'openai', 'google.genai', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -178,3 +178,17 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="needs base_url") as info:
         bad.validate()
     assert "set 'model'" in str(info.value)
+
+
+def missing_weights(image, request, *, seed=0, sample=None):
+    raise ImportError("diffusers is not installed")
+
+
+def test_an_unavailable_method_stops_without_recording_failures(tmp_path):
+    config = config_for(tmp_path, [make_benchmark(tmp_path, "A", 3)], methods=[
+        MethodConfig(name="gone", label="Gone", kind="callable", target="tests.test_eval_runner:missing_weights"),
+        MethodConfig(name="ok", label="OK", kind="identity")])
+    summary = make_runner(config, {}).run()
+    assert "diffusers is not installed" in summary.setup_errors[0]
+    edits = list(read_jsonl(tmp_path / "run" / "edits.jsonl"))
+    assert {e["method"] for e in edits} == {"ok"} and summary.judgments["scored"] == 3

@@ -181,6 +181,7 @@ def test_report_is_self_contained_and_escapes_text(tmp_path):
     assert "Main results" in html and "Per-criterion breakdown" in html
 
 
+@pytest.mark.slow
 def test_cli_table_alignment_report(tmp_path):
     run = _run(tmp_path)
     human = _human_csv(tmp_path, run)

@@ -23,13 +23,14 @@ JUDGE_BACKENDS = ("openai", "gemini", "openai-compatible")
 @dataclass
 class BenchmarkConfig:
     name: str = ""
-    # A loader of imageedit_r1.data ("psr", "realedit", "ultraedit") or "manifest".
+    # A source spec of imageedit_r1.data ("psr@test", "realedit@test", "ultraedit@FreeForm_0") or
+    # "manifest"; empty: the source recorded in the subset file.
     source: str = ""
     # JSON list of sample ids (a seeded subset drawn by `python -m imageedit_r1.data subsets`).
     subset: str | None = None
     # For source "manifest": a JSONL file of {"id", "image" (path, relative to the file), "request"}.
     manifest: str | None = None
-    # Options passed to the data loader (split, cache dir, ...).
+    # Keyword options of the data loader (columns, max_pixels, ...).
     options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
 
@@ -56,7 +57,7 @@ class MethodConfig:
         ident: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
         if self.kind in ("original", "pipeline"):
             ident.update(editor=self.editor, editor_options=dict(self.editor_options))
-        if self.kind == "pipeline":
+        if self.kind == "pipeline":  # decomposer / sequencer settings are dicts of AgentConfig fields
             ident.update(decomposer=dict(self.decomposer), sequencer=dict(self.sequencer), mode=self.mode)
         if self.kind == "precomputed":
             ident["images_dir"] = str(Path(self.images_dir or "").resolve())
@@ -81,6 +82,8 @@ class JudgeConfig:
     max_image_side: int = 1024  # both images are scaled down to this before sending
     requests_per_minute: float | None = None
     attempts: int = 4  # transport attempts per call (429 / 5xx / timeouts)
+    retry_base_delay: float = 1.0  # seconds before the first retry; doubles each time
+    retry_max_delay: float = 30.0
     invalid_reply_attempts: int = 2  # asks per judgment when a reply cannot be read
 
 
@@ -106,6 +109,9 @@ class EvalConfig:
     concurrency: int = 8  # judge calls in flight
     edit_concurrency: int = 1  # edits in flight (1 for a local GPU editor)
     max_cost_usd: float | None = None  # refuse to start when the estimate is above this
+    # Referenced from methods as ${base_decomposer} / ${trained_decomposer} in YAML.
+    base_decomposer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    trained_decomposer: str = ""
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
 
@@ -121,8 +127,8 @@ class EvalConfig:
         for bench in self.benchmarks:
             if bench.source == "manifest" and not bench.manifest:
                 problems.append(f"benchmark {bench.name!r}: source 'manifest' needs 'manifest: PATH'")
-            if not bench.source:
-                problems.append(f"benchmark {bench.name!r}: set 'source' (a data loader name or 'manifest')")
+            if not bench.source and not bench.subset:
+                problems.append(f"benchmark {bench.name!r}: set 'subset' (a subset file) or 'source'")
         for method in self.methods:
             if method.kind not in METHOD_KINDS:
                 problems.append(f"method {method.name!r}: kind {method.kind!r} is not one of {METHOD_KINDS}")

@@ -3,7 +3,9 @@
 Kinds:
 - ``original``: the edit model alone, given the user's request as is (the paper's "Original").
 - ``pipeline``: ImageEdit-R1 (decompose → sequence → edit) with the configured decomposer;
-  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1".
+  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1". Both kinds run through
+  ``imageedit_r1.pipeline.ImageEditR1`` (modes "original", "single-turn", "multi-turn"), so the
+  edit records carry its trace (decomposition, sub-requests, model ids, seeds, timings).
 - ``precomputed``: edited images made elsewhere (a closed model's outputs), read from a folder.
 - ``identity``: returns the original unchanged; a judge sanity check (fulfillment should be low).
 - ``callable``: any ``module:function(image, request, *, seed, sample)`` returning an image,
@@ -69,28 +71,28 @@ def _precomputed(method: MethodConfig) -> EditFn:
     return edit
 
 
-def _original(method: MethodConfig) -> EditFn:
-    from imageedit_r1.agents.editors import build_editor
-
-    editor = build_editor(method.editor, **dict(method.editor_options))
-
-    def edit(sample: Any, image: Any) -> EditOutput:
-        edited = editor.edit(image, sample.request, seed=method.seed)
-        return EditOutput(edited, {"request": sample.request, "sub_requests": [sample.request],
-                                   "editor": method.editor, "seed": method.seed})
-
-    return edit
+def pipeline_settings(method: MethodConfig) -> dict[str, Any]:
+    """The ``imageedit_r1.pipeline.PipelineConfig`` of a method ("original" = the editor alone)."""
+    settings: dict[str, Any] = {
+        "mode": "original" if method.kind == "original" else method.mode,
+        "seed": method.seed,
+        "editor": {"name": method.editor, "options": dict(method.editor_options)},
+    }
+    if method.kind == "pipeline":
+        if method.decomposer:
+            settings["decomposer"] = dict(method.decomposer)
+        if method.sequencer:
+            settings["sequencer"] = dict(method.sequencer)
+    return settings
 
 
 def _pipeline(method: MethodConfig) -> EditFn:
     from imageedit_r1.pipeline import ImageEditR1
 
-    pipe = ImageEditR1.from_settings(
-        editor=method.editor, editor_options=dict(method.editor_options),
-        decomposer=dict(method.decomposer), sequencer=dict(method.sequencer), seed=method.seed)
+    pipe = ImageEditR1.from_config(pipeline_settings(method))
 
     def edit(sample: Any, image: Any) -> EditOutput:
-        return _as_output(pipe(image, sample.request, mode=method.mode))
+        return _as_output(pipe(image, sample.request, seed=method.seed))
 
     return edit
 
@@ -104,8 +106,6 @@ def build_edit_fn(method: MethodConfig) -> EditFn:
     if method.kind == "callable":
         fn = _import_target(method.target or "")
         return lambda sample, image: _as_output(fn(image, sample.request, seed=method.seed, sample=sample))
-    if method.kind == "original":
-        return _original(method)
-    if method.kind == "pipeline":
+    if method.kind in ("original", "pipeline"):
         return _pipeline(method)
     raise ValueError(f"unknown method kind {method.kind!r}")

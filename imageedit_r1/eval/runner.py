@@ -100,13 +100,28 @@ def build_judge(cfg: JudgeConfig) -> Judge:
     from imageedit_r1.retry import RetryPolicy
 
     settings = judge_settings(cfg)
-    default_key = "GEMINI_API_KEY" if settings["provider"] == "gemini" else "OPENAI_API_KEY"
-    backend = build_backend(
-        settings["provider"], model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env or default_key,
-        timeout=cfg.timeout, retry=RetryPolicy(attempts=cfg.attempts))
+    options: dict[str, Any] = {
+        "model": cfg.model, "base_url": cfg.base_url, "timeout": cfg.timeout,
+        "retry": RetryPolicy(attempts=cfg.attempts, base_delay=cfg.retry_base_delay, max_delay=cfg.retry_max_delay)}
+    if cfg.api_key_env:
+        options["api_key_env"] = cfg.api_key_env  # else the backend's default variables
+    if settings["provider"] == "openai":
+        options["structured_output"] = cfg.structured
+    backend = build_backend(settings["provider"], **options)
     return Judge(backend, name=cfg.name, model=cfg.model, provider=settings["provider"], structured=cfg.structured,
                  max_tokens=cfg.max_tokens, max_image_side=cfg.max_image_side,
                  invalid_reply_attempts=cfg.invalid_reply_attempts)
+
+
+class MethodUnavailable(RuntimeError):
+    """An error every item of a method would hit alike (missing weights, package or key)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, ImportError):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"EditorUnavailableError", "BackendUnavailableError", "MissingAPIKeyError"})
 
 
 def classify_failure(exc: BaseException) -> tuple[str, bool]:
@@ -388,8 +403,12 @@ class EvalRunner:
                           trace=output.trace)
             outcome, kind = "done", None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
+            if is_unavailable(exc):
+                raise MethodUnavailable(f"{type(exc).__name__}: {exc}") from exc
             kind, retryable = classify_failure(exc)
             record.update(status="failed", error_kind=kind, error=f"{type(exc).__name__}: {exc}", retryable=retryable)
+            if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
+                record["trace"] = exc.trace
             outcome = "failed"
             log.warning("edit failed: %s %s %s: %s", item.method.name, item.benchmark, item.sample_id, exc)
         record.update(seconds=round(time.monotonic() - started, 3), finished_at=_now())
@@ -415,10 +434,17 @@ class EvalRunner:
                 summary.setup_errors.append(message)
                 log.error("cannot set up %s", message)
                 continue
-            with ThreadPoolExecutor(max_workers=self.config.edit_concurrency) as pool:
+            pool = ThreadPoolExecutor(max_workers=self.config.edit_concurrency)
+            try:
                 futures = [pool.submit(self._edit_one, item, edit_fn, summary) for item in todo]
                 for future in self._progress(as_completed(futures), len(futures), f"edit {method.name}"):
                     future.result()
+            except MethodUnavailable as exc:  # stop this method; its remaining items stay pending
+                message = self.redactor.text(f"method {method.name}: {exc}")
+                summary.setup_errors.append(message)
+                log.error("stopping %s", message)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
             del edit_fn  # free the method's models before loading the next
 
     # -- stage 2: judgments

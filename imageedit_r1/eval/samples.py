@@ -27,17 +27,23 @@ class ManifestSample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_subset_ids(path: str | Path) -> list[str]:
+def read_subset(path: str | Path) -> tuple[list[str], str]:
+    """(ids in draw order, the source spec the subset was drawn from, or "")."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"subset file {path} not found; draw the seeded subsets with `python -m imageedit_r1.data subsets`")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"subset file {path} is not valid JSON ({exc.msg})") from exc
+    source = ""
     if isinstance(data, dict):
+        source = str(data.get("source") or "")
         data = data.get("ids")
     if not isinstance(data, list) or not all(isinstance(item, (str, int)) for item in data):
         raise ValueError(f"subset file {path} must hold a JSON list of sample ids (or {{\"ids\": [...]}})")
-    return [str(item) for item in data]
+    return [str(item) for item in data], source
 
 
 def read_manifest(path: str | Path) -> list[ManifestSample]:
@@ -69,14 +75,19 @@ def _select(samples: Iterable[Any], ids: list[str] | None, bench: BenchmarkConfi
 
 
 def load_benchmark(bench: BenchmarkConfig) -> list[Any]:
-    """The samples of one benchmark, in subset order; each has ``id``, ``image`` and ``request``."""
-    ids = read_subset_ids(bench.subset) if bench.subset else None
-    if bench.source == "manifest":
-        return _select(read_manifest(bench.manifest), ids, bench)
-    from imageedit_r1 import data
+    """The samples of one benchmark, in subset order; each has ``id``, ``image`` and ``request``.
 
-    samples = data.load_samples(bench.source, ids=ids, **dict(bench.options))
-    return _select(samples, ids, bench)
+    Benchmark images stay encoded (``imageedit_r1.data`` raw records) until an item is edited, so a
+    1,000-sample subset does not sit decoded in memory.
+    """
+    ids, subset_source = read_subset(bench.subset) if bench.subset else (None, "")
+    source = bench.source or subset_source
+    if source == "manifest":
+        return _select(read_manifest(bench.manifest), ids, bench)
+    from imageedit_r1.data import build_loader
+
+    loader = build_loader(source, ids=ids, **dict(bench.options))
+    return _select(loader.records(), ids, bench)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -357,7 +357,9 @@ class EvalRunner:
                 will_have_edit = id(item) in pending_set or (record or {}).get("status") == "ok"
                 if not will_have_edit or not self.judgment_needed(item, judge, None):
                     continue
-                width = height = min(side, judge.max_image_side)
+                width, height = self._original_size(item, side)
+                scale = min(1.0, judge.max_image_side / max(width, height))
+                width, height = max(1, round(width * scale)), max(1, round(height * scale))
                 calls += 1
                 prompt += text_tokens(judge_prompt(item.sample.request)) + 2 * image_tokens(provider, width, height)
             completion = calls * self.config.estimate.completion_tokens
@@ -365,6 +367,16 @@ class EvalRunner:
             rows.append(EstimateRow(f"judge  {judge.name} ({judge.model})", calls, prompt, completion,
                                     cost_usd(price, prompt, completion) if price else None))
         return rows
+
+    def _original_size(self, item: Item, default: int) -> tuple[int, int]:
+        """The original's size when it is on disk already (header only), else ``default`` square."""
+        path = self.original_path(item)
+        if path.exists():
+            from PIL import Image
+
+            with contextlib.suppress(OSError), Image.open(path) as image:
+                return image.size
+        return default, default
 
     @staticmethod
     def format_estimate(rows: list[EstimateRow]) -> str:

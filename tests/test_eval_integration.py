@@ -57,9 +57,8 @@ class DarkenEditor:
 
 @pytest.fixture
 def registered(monkeypatch):
-    from imageedit_r1.agents import editors
-
     from imageedit_r1 import backends
+    from imageedit_r1.agents import editors
 
     monkeypatch.setitem(editors.EDITORS, "darken", "tests.test_eval_integration:DarkenEditor")
     backends.register_backend("scripted", ScriptedBackend)

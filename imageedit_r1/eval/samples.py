@@ -1,66 +1,18 @@
 """Benchmark samples for evaluation: a seeded id subset of a data loader, or a local manifest.
 
-A subset file is the JSON list of sample ids written by ``python -m imageedit_r1.data subsets``
-(or an object with an ``"ids"`` list). A manifest is a JSONL file of
-``{"id": ..., "image": "path relative to the manifest", "request": ...}`` for a user's own images.
+Subset files (``python -m imageedit_r1.data subsets``) and manifests (JSONL of
+``{"id", "image" (path relative to the manifest), "request"}``) are read by ``imageedit_r1.data``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imageedit_r1.eval.config import BenchmarkConfig
-from imageedit_r1.jsonl import content_key, read_jsonl
-
-
-@dataclass
-class ManifestSample:
-    id: str
-    image: Any  # path or PIL image; read with imageedit_r1.images.load_image
-    request: str
-    source: str = "manifest"
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def read_subset(path: str | Path) -> tuple[list[str], str]:
-    """(ids in draw order, the source spec the subset was drawn from, or "")."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"subset file {path} not found; draw the seeded subsets with `python -m imageedit_r1.data subsets`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"subset file {path} is not valid JSON ({exc.msg})") from exc
-    source = ""
-    if isinstance(data, dict):
-        source = str(data.get("source") or "")
-        data = data.get("ids")
-    if not isinstance(data, list) or not all(isinstance(item, (str, int)) for item in data):
-        raise ValueError(f"subset file {path} must hold a JSON list of sample ids (or {{\"ids\": [...]}})")
-    return [str(item) for item in data], source
-
-
-def read_manifest(path: str | Path) -> list[ManifestSample]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"manifest {path} not found")
-    samples: list[ManifestSample] = []
-    for line_no, record in enumerate(read_jsonl(path), start=1):
-        missing = [key for key in ("id", "image", "request") if key not in record]
-        if missing:
-            raise ValueError(f"{path}: record {line_no} lacks {missing}")
-        image = record["image"]
-        if isinstance(image, str) and not Path(image).is_absolute():
-            image = str(path.parent / image)
-        meta = {k: v for k, v in record.items() if k not in ("id", "image", "request")}
-        samples.append(ManifestSample(str(record["id"]), image, str(record["request"]), meta=meta))
-    return samples
+from imageedit_r1.jsonl import content_key
 
 
 def _select(samples: Iterable[Any], ids: list[str] | None, bench: BenchmarkConfig) -> list[Any]:
@@ -80,12 +32,18 @@ def load_benchmark(bench: BenchmarkConfig) -> list[Any]:
     Benchmark images stay encoded (``imageedit_r1.data`` raw records) until an item is edited, so a
     1,000-sample subset does not sit decoded in memory.
     """
-    ids, subset_source = read_subset(bench.subset) if bench.subset else (None, "")
-    source = bench.source or subset_source
-    if source == "manifest":
-        return _select(read_manifest(bench.manifest), ids, bench)
     from imageedit_r1.data import build_loader
+    from imageedit_r1.data.subsets import read_subset
 
+    if bench.subset and not Path(bench.subset).exists():
+        raise FileNotFoundError(
+            f"subset file {bench.subset} not found; draw the seeded subsets with `python -m imageedit_r1.data subsets`"
+        )
+    subset = read_subset(bench.subset) if bench.subset else None
+    ids = subset.ids if subset is not None else None
+    source = bench.source or (subset.source if subset is not None else "")
+    if source == "manifest":
+        source = f"manifest:{bench.manifest}"
     loader = build_loader(source, ids=ids, **dict(bench.options))
     return _select(loader.records(), ids, bench)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import json
+import json.scanner
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -36,14 +37,10 @@ THINK, ACTION, SUBJECTS, GOALS = "think", "action", "subjects", "goals"
 TAGS: tuple[str, ...] = (THINK, ACTION, SUBJECTS, GOALS)
 LIST_TAGS: tuple[str, ...] = (ACTION, SUBJECTS, GOALS)
 
-# Strict: the four tags exactly once, in order, only whitespace between and around them.
-_STRICT_RE = re.compile(
-    r"\s*<think>(?P<think>.*?)</think>\s*"
-    r"<action>(?P<action>.*?)</action>\s*"
-    r"<subjects>(?P<subjects>.*?)</subjects>\s*"
-    r"<goals>(?P<goals>.*?)</goals>\s*",
-    re.DOTALL,
-)
+_OPEN = {tag: f"<{tag}>" for tag in TAGS}
+_CLOSE = {tag: f"</{tag}>" for tag in TAGS}
+_TAG_STRINGS = tuple(_OPEN.values()) + tuple(_CLOSE.values())
+_WHITESPACE = re.compile(r"\s*")
 _ANY_TAG_RE = re.compile(r"</?(?:think|action|subjects|goals)>")
 
 # ----------------------------------------------------------------------------- taxonomy
@@ -233,16 +230,20 @@ def render(decomposition: Decomposition) -> str:
 # ----------------------------------------------------------------------------- strict check
 
 
+# The C scanner behind json.loads, called directly: a fifth of json.loads' overhead per list.
+_JSON_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+
+
 def _strict_list(body: str) -> list[str] | None:
     """A JSON array of strings, or None."""
     body = body.strip()
     if not (body.startswith("[") and body.endswith("]")):
         return None
     try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, RecursionError):
+        value, end = _JSON_SCAN(body, 0)
+    except (StopIteration, ValueError, RecursionError):
         return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if end != len(body) or not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         return None
     return value
 
@@ -255,17 +256,33 @@ def parse_strict(text: str) -> Decomposition | None:
     """
     if not isinstance(text, str):
         return None
-    match = _STRICT_RE.fullmatch(text)
-    if match is None or len(_ANY_TAG_RE.findall(text)) != 8:
+    # Plain string scanning: this runs on every RL rollout, and is several times faster than a
+    # regex with lazy groups over a long <think>.
+    bodies = []
+    pos = 0
+    for tag in TAGS:
+        start = _WHITESPACE.match(text, pos).end()
+        if not text.startswith(_OPEN[tag], start):
+            return None
+        start += len(_OPEN[tag])
+        end = text.find(_CLOSE[tag], start)
+        if end < 0:
+            return None
+        body = text[start:end]
+        if "<" in body and any(tag_string in body for tag_string in _TAG_STRINGS):
+            return None  # a tag repeated or nested inside another body
+        bodies.append(body)
+        pos = end + len(_CLOSE[tag])
+    if _WHITESPACE.match(text, pos).end() != len(text):
         return None
-    think = match.group(THINK)
-    if not think.strip():
+    think = bodies[0].strip()
+    if not think:
         return None
-    lists = [_strict_list(match.group(tag)) for tag in LIST_TAGS]
+    lists = [_strict_list(body) for body in bodies[1:]]
     if any(items is None for items in lists):
         return None
     actions, subjects, goals = lists
-    return Decomposition(actions=actions, subjects=subjects, goals=goals, think=think.strip())
+    return Decomposition(actions=actions, subjects=subjects, goals=goals, think=think)
 
 
 def check_format(text: str) -> bool:
@@ -287,6 +304,9 @@ class DecompositionParseError(ValueError):
 class ParseResult:
     decomposition: Decomposition
     repairs: list[str]
+    # List tags absent from the text (their lists are empty because nothing was said, not
+    # because the model said "none"): the reward scores such a component 0.
+    missing: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -382,6 +402,7 @@ def parse(text: str) -> ParseResult:
     if bodies[THINK] is None:
         repairs.append("think: missing")
     lists = {}
+    missing = tuple(tag for tag in LIST_TAGS if bodies[tag] is None)
     for tag in LIST_TAGS:
         if bodies[tag] is None:
             repairs.append(f"{tag}: missing")
@@ -391,4 +412,4 @@ def parse(text: str) -> ParseResult:
     if not repairs:
         repairs.append("extra text around the tags")
     decomposition = Decomposition(actions=lists[ACTION], subjects=lists[SUBJECTS], goals=lists[GOALS], think=think)
-    return ParseResult(decomposition, repairs)
+    return ParseResult(decomposition, repairs, missing)

@@ -23,10 +23,16 @@ def content_key(*parts: Any) -> str:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
+    with open(path, "ab+") as handle:
+        # A run killed mid-write leaves a line without its newline: end it so this record
+        # starts on a line of its own (the torn line is then skipped by read_jsonl).
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())

@@ -11,11 +11,18 @@ to exercise the real loading and calling code without downloads.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
+# Bump when a builder changes so that a reused folder from an older build is rebuilt.
+BUILD_VERSION = "tiny-diffusion-v1"
+_STAMP = "tiny_diffusion_build.json"
 _BUILT: dict[tuple[str, str], Path] = {}
+_DEFAULT_DIRS: dict[str, Path] = {}
 _LOCK = threading.Lock()
 
 # A small corpus in the domain of the prompts: what the tiny tokenizers are trained on.
@@ -102,7 +109,7 @@ def train_t5_tokenizer(vocab_size: int = 300):
     return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
 
 
-# ----------------------------------------------------------------------------- FLUX.1 Kontext
+# ----------------------------------------------------------------------------- building once
 
 
 def _seeded(seed: int):
@@ -111,16 +118,47 @@ def _seeded(seed: int):
     torch.manual_seed(seed)
 
 
-def build_tiny_flux_kontext(out_dir: str | Path) -> Path:
-    """Write a tiny random FluxKontextPipeline to ``out_dir`` (once per process); return the folder."""
-    out_dir = Path(out_dir)
-    key = ("flux-kontext", str(out_dir.resolve()))
+def _build_once(kind: str, out_dir: str | Path | None, write) -> Path:
+    """Run ``write(folder)`` unless this process already built ``kind`` there or a complete build exists.
+
+    ``out_dir=None`` builds into a temporary folder removed at exit. A stamp file written last
+    marks a complete build, so a build killed halfway is redone rather than trusted.
+    """
     with _LOCK:
-        if key in _BUILT and (out_dir / "model_index.json").exists():
+        if out_dir is None:
+            if kind not in _DEFAULT_DIRS:
+                _DEFAULT_DIRS[kind] = Path(tempfile.mkdtemp(prefix=f"tiny-{kind}-"))
+                atexit.register(shutil.rmtree, _DEFAULT_DIRS[kind], ignore_errors=True)
+            out_dir = _DEFAULT_DIRS[kind]
+        out_dir = Path(out_dir).resolve()
+        key = (kind, str(out_dir))
+        stamp = out_dir / _STAMP
+        expected = {"kind": kind, "version": BUILD_VERSION}
+        complete = stamp.exists() and _read_json(stamp) == expected
+        if key in _BUILT and complete:
             return _BUILT[key]
-        _write_tiny_flux_kontext(out_dir)
+        if not complete:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            stamp.unlink(missing_ok=True)
+            write(out_dir)
+            stamp.write_text(json.dumps(expected))
         _BUILT[key] = out_dir
         return out_dir
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- FLUX.1 Kontext
+
+
+def build_tiny_flux_kontext(out_dir: str | Path | None = None) -> Path:
+    """Write a tiny random FluxKontextPipeline (once per process) and return its folder."""
+    return _build_once("flux-kontext", out_dir, _write_tiny_flux_kontext)
 
 
 def _write_tiny_flux_kontext(out_dir: Path) -> None:
@@ -201,6 +239,69 @@ def _write_tiny_flux_kontext(out_dir: Path) -> None:
         tokenizer=tokenizer,
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(out_dir)
+
+
+# ----------------------------------------------------------------------------- Qwen-Image-Edit
+
+
+def build_tiny_qwen_image_edit(out_dir: str | Path | None = None) -> Path:
+    """Write a tiny random QwenImageEditPipeline (once per process) and return its folder.
+
+    Its text encoder, tokenizer and processor are the tiny Qwen2.5-VL of ``imageedit_r1.testing.tiny_qwen``.
+    """
+    return _build_once("qwen-image-edit", out_dir, _write_tiny_qwen_image_edit)
+
+
+def _write_tiny_qwen_image_edit(out_dir: Path) -> None:
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditPipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
+
+    qwen_dir = build_tiny_qwen25vl(out_dir.parent / f"{out_dir.name}-qwen25vl")
+    text_encoder = Qwen2_5_VLForConditionalGeneration.from_pretrained(qwen_dir)
+    tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
+    processor = AutoProcessor.from_pretrained(qwen_dir)
+    z_dim = 4
+    _seeded(4)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=z_dim * 4,
+        out_channels=z_dim,
+        num_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=text_encoder.config.text_config.hidden_size,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    _seeded(5)
+    vae = AutoencoderKLQwenImage(
+        base_dim=z_dim,
+        z_dim=z_dim,
+        # Four 2x levels (16x, vs 8x for the real VAE): the pipeline always encodes the context
+        # image at ~1024², and this keeps that cheap on a CPU.
+        dim_mult=[1, 1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, False, True, True],
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
+    )
+    pipe = QwenImageEditPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        processor=processor,
         transformer=transformer,
     )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,7 @@ def test_an_empty_instruction_is_rejected_before_any_work():
 def flux_dir(tmp_path_factory):
     from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
 
-    return build_tiny_flux_kontext(tmp_path_factory.mktemp("tiny") / "flux-kontext")
+    return build_tiny_flux_kontext()  # one temporary build per test process
 
 
 def tiny_flux(flux_dir, **options):

@@ -34,7 +34,7 @@ def demo_config_dict(qwen_dir: str, flux_dir: str) -> dict:
         "decomposer": {
             "backend": "transformers",
             "model": qwen_dir,
-            "max_tokens": 48,
+            "max_tokens": 32,
             "options": {"device": "cpu", "dtype": "float32"},
         },
         "editor": {
@@ -45,15 +45,23 @@ def demo_config_dict(qwen_dir: str, flux_dir: str) -> dict:
                 "device": "cpu",
                 "dtype": "float32",
                 # Small working size and few steps: the tiny editor's output is noise at any size.
-                "max_area": 160 * 120,
+                "max_area": 80 * 60,
                 "min_area": 0,
-                "num_inference_steps": 4,
+                "num_inference_steps": 3,
                 "max_sequence_length": 64,
             },
         },
         "on_decompose_failure": "keywords",
         "on_sequence_failure": "template",
     }
+
+
+def _quiet_loading_bars() -> None:
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def run_demo(args, overrides: list[str]) -> int:
@@ -64,6 +72,7 @@ def run_demo(args, overrides: list[str]) -> int:
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
     print(BANNER, flush=True)
+    _quiet_loading_bars()
     out = Path(args.out or "demo_out/edited.png")
     work = Path(tempfile.mkdtemp(prefix="imageedit-r1-demo-"))
     try:

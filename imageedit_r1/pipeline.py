@@ -55,7 +55,8 @@ class AgentConfig:
     max_tokens: int = 1024
     timeout: float = 120.0
     retry_attempts: int = 4
-    options: dict[str, Any] = field(default_factory=dict)  # backend-specific: dtype, device, ...
+    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments: dtype, device, ...
+    agent_options: dict[str, Any] = field(default_factory=dict)  # Decomposer / Sequencer ones: repair, max_steps
 
 
 @dataclass
@@ -156,26 +157,6 @@ def keyword_decomposition(request: str) -> Decomposition:
     return Decomposition(actions=list(dict.fromkeys(actions)), subjects=[], goals=goals, think="keyword fallback")
 
 
-def template_sub_requests(decomposition: Decomposition) -> list[str]:
-    """Sub-requests written from a decomposition by a fixed template (the sequencing fallback)."""
-    actions, subjects, goals = decomposition.actions, decomposition.subjects, decomposition.goals
-    count = max(len(actions), len(subjects), len(goals))
-
-    def pick(items: list[str], index: int) -> str:
-        return items[min(index, len(items) - 1)].strip() if items else ""
-
-    out: list[str] = []
-    for index in range(count):
-        action, subject, goal = pick(actions, index), pick(subjects, index), pick(goals, index)
-        if subject:
-            text = f"{action} {subject}".strip() + (f" to {goal}" if goal else "")
-        else:
-            text = f"{action}: {goal}" if action and goal else (action or goal)
-        if text and text not in out:
-            out.append(text)
-    return out
-
-
 def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
     return {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
 
@@ -194,13 +175,23 @@ class _Trace(dict):
             self["seconds"][name] = round(self["seconds"].get(name, 0.0) + time.perf_counter() - start, 4)
 
 
+class AgentUnavailableError(RuntimeError):
+    """An agent cannot start here (weights, an API key or a package is missing)."""
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """Errors that will hit every run alike (missing weights, keys, packages): not worth a fallback."""
+    """Errors that will hit every run alike (missing weights, keys, packages): stop, don't fall back."""
     from imageedit_r1.agents.editors.base import EditorUnavailableError
 
-    if isinstance(exc, (EditorUnavailableError, ImportError)):
-        return True
-    return type(exc).__name__ in {"BackendUnavailableError", "MissingAPIKeyError"}
+    return isinstance(exc, (EditorUnavailableError, AgentUnavailableError, ImportError))
+
+
+# An agent answered, but not usably (after its own bounded repair): the fallbacks apply to these only.
+_UNUSABLE_ANSWER = {"DecompositionError", "DecompositionParseError", "SequencingError", "InvalidSubRequests"}
+
+
+def is_unusable_answer(exc: BaseException) -> bool:
+    return any(cls.__name__ in _UNUSABLE_ANSWER for cls in type(exc).__mro__)
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -257,7 +248,12 @@ class ImageEditR1:
                     kwargs["base_url"] = agent.base_url
                 if agent.api_key_env:
                     kwargs["api_key_env"] = agent.api_key_env
-            self._backends[key] = build_backend(agent.backend, **kwargs)
+            try:
+                self._backends[key] = build_backend(agent.backend, **kwargs)
+            except Exception as exc:
+                raise AgentUnavailableError(
+                    f"the {role} agent cannot start ({agent.backend} backend, model {agent.model!r}): {exc}"
+                ) from exc
         return self._backends[key]
 
     @property
@@ -275,7 +271,10 @@ class ImageEditR1:
 
             agent = self.config.decomposer
             self._decomposer = Decomposer(
-                self._backend("decomposer", agent), temperature=agent.temperature, max_tokens=agent.max_tokens
+                self._backend("decomposition", agent),
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+                **agent.agent_options,
             )
         return self._decomposer
 
@@ -285,8 +284,12 @@ class ImageEditR1:
             from imageedit_r1.agents.sequencer import Sequencer
 
             agent = self.config.sequencer or self.config.decomposer
+            options = dict(agent.agent_options) if self.config.sequencer is not None else {}
             self._sequencer = Sequencer(
-                self._backend("sequencer", agent), temperature=agent.temperature, max_tokens=agent.max_tokens
+                self._backend("sequencing", agent),
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+                **options,
             )
         return self._sequencer
 
@@ -312,6 +315,9 @@ class ImageEditR1:
             input=_image_info(image),
             decomposition=None,
             repairs=[],
+            sequence_repairs=[],
+            raw_outputs={},
+            tokens={},
             sub_requests=[],
             instructions=[],
             editor={"name": self.config.editor.name} if self._editor is None else _describe(self._editor),
@@ -333,11 +339,14 @@ class ImageEditR1:
         """Run the decomposition agent; on an unusable answer apply the configured fallback."""
         try:
             with trace.stage("decompose"):
-                decomposition, repairs, raw = _call_decomposer(self.decomposer, image, request)
+                result = _call_decomposer(self.decomposer, image, request)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             trace["errors"].append(_error_record("decompose", exc))
+            if not is_unusable_answer(exc):
+                raise self._fail(trace, f"decomposition failed: {exc}") from exc
+            trace["raw_outputs"]["decompose"] = _raw_outputs(exc)
             policy = self.config.on_decompose_failure
             if policy == "error":
                 raise self._fail(trace, f"decomposition failed: {exc}") from exc
@@ -345,27 +354,40 @@ class ImageEditR1:
             if policy == "original":
                 return None
             decomposition = keyword_decomposition(request)
-            repairs, raw = [], getattr(exc, "text", None)
+        else:
+            decomposition = result["decomposition"]
+            trace["repairs"] = result["repairs"]
+            trace["raw_outputs"]["decompose"] = result["raw_outputs"]
+            trace["tokens"]["decompose"] = result["tokens"]
         trace["decomposition"] = {**decomposition.to_dict(), "think": decomposition.think}
-        trace["repairs"] = list(repairs)
-        if raw is not None:
-            trace["decomposition_raw"] = raw
         return decomposition
 
     def _sequence(self, image, request: str, decomposition: Decomposition, trace: _Trace) -> list[str]:
         try:
             with trace.stage("sequence"):
-                sub_requests = _call_sequencer(self.sequencer, image, decomposition, request)
+                result = _call_sequencer(self.sequencer, image, decomposition, request)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             trace["errors"].append(_error_record("sequence", exc))
+            if not is_unusable_answer(exc):
+                raise self._fail(trace, f"sequencing failed: {exc}") from exc
+            trace["raw_outputs"]["sequence"] = _raw_outputs(exc)
             policy = self.config.on_sequence_failure
             if policy == "error":
                 raise self._fail(trace, f"sequencing failed: {exc}") from exc
             trace["fallbacks"].append({"stage": "sequence", "used": policy, "reason": str(exc)[:500]})
-            sub_requests = [request] if policy == "original" else template_sub_requests(decomposition)
-        return [s.strip() for s in sub_requests if s and s.strip()]
+            if policy == "original":
+                return [request]
+            from imageedit_r1.agents.sequencer import fallback_sub_requests
+
+            return fallback_sub_requests(decomposition)
+        trace["sequence_repairs"] = result["repairs"]
+        trace["raw_outputs"]["sequence"] = result["raw_outputs"]
+        trace["tokens"]["sequence"] = result["tokens"]
+        if result["fallback_used"]:
+            trace["fallbacks"].append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
+        return [s.strip() for s in result["sub_requests"] if s and s.strip()]
 
     def plan(self, image, request: str, *, mode: str | None = None) -> dict[str, Any]:
         """Run the decomposition and sequencing agents only; return the trace of what would be edited."""
@@ -454,22 +476,40 @@ def _agent_model_id(agent, config: AgentConfig) -> str:
     return getattr(backend, "model", None) or config.model
 
 
-def _call_decomposer(decomposer, image, request: str):
-    """(decomposition, parser repairs, raw text) from a decomposer, whatever detail it exposes."""
-    if hasattr(decomposer, "decompose_detailed"):
-        detail = decomposer.decompose_detailed(image, request)
-        return detail.decomposition, list(getattr(detail, "repairs", [])), getattr(detail, "raw", None)
+def _tokens(result) -> dict[str, int]:
+    return {"prompt": int(getattr(result, "prompt_tokens", 0) or 0),
+            "completion": int(getattr(result, "completion_tokens", 0) or 0)}
+
+
+def _raw_outputs(exc: BaseException) -> list[str]:
+    raw = getattr(exc, "raw_outputs", None)
+    if raw is None and getattr(exc, "text", None) is not None:
+        raw = [exc.text]
+    return [str(item) for item in (raw or [])]
+
+
+def _call_decomposer(decomposer, image, request: str) -> dict[str, Any]:
+    """The decomposition and what the agent reports about it (repairs, raw answers, tokens)."""
+    if hasattr(decomposer, "run"):
+        result = decomposer.run(image, request)
+        return {"decomposition": result.decomposition, "repairs": list(result.repairs),
+                "raw_outputs": list(result.raw_outputs), "tokens": _tokens(result)}
     decomposition = decomposer.decompose(image, request)
     if not isinstance(decomposition, Decomposition):
         raise DecompositionParseError(f"decomposer returned {type(decomposition).__name__}", repr(decomposition))
-    return decomposition, [], None
+    return {"decomposition": decomposition, "repairs": [], "raw_outputs": [], "tokens": {}}
 
 
-def _call_sequencer(sequencer, image, decomposition: Decomposition, request: str) -> list[str]:
+def _call_sequencer(sequencer, image, decomposition: Decomposition, request: str) -> dict[str, Any]:
+    if hasattr(sequencer, "run"):
+        result = sequencer.run(image, decomposition, request)
+        return {"sub_requests": list(result.sub_requests), "repairs": list(result.repairs),
+                "raw_outputs": list(result.raw_outputs), "tokens": _tokens(result),
+                "fallback_used": bool(getattr(result, "fallback_used", False))}
     sub_requests = sequencer.sequence(image, decomposition, request)
     if not isinstance(sub_requests, list) or not all(isinstance(s, str) for s in sub_requests):
-        raise ValueError(f"sequencer returned {type(sub_requests).__name__}, not a list of strings")
-    return sub_requests
+        raise TypeError(f"sequencer returned {type(sub_requests).__name__}, not a list of strings")
+    return {"sub_requests": sub_requests, "repairs": [], "raw_outputs": [], "tokens": {}, "fallback_used": False}
 
 
 if __name__ == "__main__":

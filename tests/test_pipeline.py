@@ -13,7 +13,6 @@ from imageedit_r1.pipeline import (
     join_sub_requests,
     keyword_decomposition,
     load_pipeline_config,
-    template_sub_requests,
 )
 
 REQUEST = "Change the color of her coat and possibly hair to scarlet or copper red"
@@ -131,12 +130,14 @@ def test_keyword_fallback_is_recorded_and_the_sequencer_still_runs():
     trace = pipe(image(), REQUEST).trace
     assert trace["fallbacks"][0]["stage"] == "decompose" and trace["fallbacks"][0]["used"] == "keywords"
     assert trace["decomposition"]["actions"] == ["Recoloring"] and trace["decomposition"]["think"] == "keyword fallback"
-    assert trace["decomposition_raw"] == "gibberish"
+    assert trace["raw_outputs"]["decompose"] == ["gibberish"]
     assert sequencer.calls and trace["status"] == "ok"
 
 
 def test_template_fallback_writes_sub_requests_from_the_decomposition():
-    pipe = make(sequencer=ScriptedSequencer(ValueError("not a JSON list")), on_sequence_failure="template")
+    from imageedit_r1.agents.sequencer import InvalidSubRequests
+
+    pipe = make(sequencer=ScriptedSequencer(InvalidSubRequests("not a JSON list")), on_sequence_failure="template")
     trace = pipe(image(), REQUEST).trace
     assert trace["sub_requests"] == ["Recoloring coat to scarlet or copper red", "Recoloring hair to scarlet or copper red"]
     assert trace["fallbacks"] == [{"stage": "sequence", "used": "template", "reason": "not a JSON list"}]
@@ -146,6 +147,16 @@ def test_original_fallback_edits_with_the_raw_request():
     pipe = make(decomposer=ScriptedDecomposer(DecompositionParseError("bad", "x")), on_decompose_failure="original")
     trace = pipe(image(), REQUEST).trace
     assert trace["instructions"] == [REQUEST] and trace["fallbacks"][0]["used"] == "original"
+
+
+def test_a_failing_backend_fails_the_run_even_with_a_fallback_configured():
+    from imageedit_r1.retry import RetriesExhausted
+
+    pipe = make(decomposer=ScriptedDecomposer(RetriesExhausted(4, TimeoutError("read timed out"))),
+                on_decompose_failure="keywords")
+    with pytest.raises(EditFailed, match="decomposition failed: gave up after 4 attempts"):
+        pipe(image(), REQUEST)
+    assert pipe.editor.calls == []
 
 
 def test_an_editor_refusal_becomes_a_failed_run_with_the_plan_in_the_trace():
@@ -187,5 +198,4 @@ def test_fallback_helpers():
     d = keyword_decomposition("Restore the color on this black and white photo and enhance the image to show more detail.")
     assert d.actions == ["Restoration", "Enhancement"] and len(d.goals) == 2
     assert keyword_decomposition("levitate the cat").actions == ["Transformation"]
-    assert template_sub_requests(Decomposition(["Removal"], [], ["remove the car"])) == ["Removal: remove the car"]
     assert join_sub_requests(["a.", " b ", ""]) == "a. b."

@@ -1,5 +1,7 @@
 """ImageEditR1: modes, the trace, fallbacks and failures, with scripted agents and a recording editor."""
 
+from pathlib import Path
+
 import pytest
 from PIL import Image, ImageOps
 
@@ -199,3 +201,17 @@ def test_fallback_helpers():
     assert d.actions == ["Restoration", "Enhancement"] and len(d.goals) == 2
     assert keyword_decomposition("levitate the cat").actions == ["Transformation"]
     assert join_sub_requests(["a.", " b ", ""]) == "a. b."
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_loads_and_its_editor_builds(path):
+    from imageedit_r1.agents.editors import build_editor
+    from imageedit_r1.backends import available_backends
+
+    config = load_pipeline_config(path)
+    editor = build_editor(config.editor.name, **config.editor.options)  # constructs only: no weights loaded
+    assert editor.model_id
+    for agent in (config.decomposer, config.sequencer):
+        if agent is not None:
+            assert agent.backend in available_backends()

@@ -86,6 +86,15 @@ class DiffusersEditor(BaseEditor):
         self.max_sequence_length = int(max_sequence_length)
         self.local_files_only = bool(local_files_only)
         self.call_kwargs = dict(call_kwargs or {})
+        self._pipe = None
+
+    @classmethod
+    def from_pipeline(cls, pipe, **options: Any) -> DiffusersEditor:
+        """Wrap a pipeline already in memory (LoRAs fused, custom components, a benchmark's random weights)."""
+        model_id = options.pop("model_id", None) or getattr(pipe, "name_or_path", None) or f"in-memory {type(pipe).__name__}"
+        editor = cls(model_id, **options)
+        editor._pipe = pipe
+        return editor
 
     # ------------------------------------------------------------------ loading
 
@@ -99,6 +108,8 @@ class DiffusersEditor(BaseEditor):
 
     def load(self):
         """Load (or fetch from the process cache) the diffusers pipeline."""
+        if self._pipe is not None:
+            return self._pipe
         device = self.device
         dtype = resolve_dtype(self.dtype_name, device)
         key = (self.pipeline_class, self.model_id, str(dtype), device, self.enable_model_cpu_offload)

@@ -1,0 +1,232 @@
+"""The sequencing agent: decomposition + request + image → ordered sub-requests for the editor.
+
+It asks with ``prompts/sequence.jinja``: under a JSON schema (``{"sub_requests": [...]}``) where
+the backend enforces schemas, else for a bare JSON array. The answer is validated (a non-empty
+list of non-empty strings, at most ``max_steps``, each at most ``max_chars`` long). An invalid
+answer gets one re-ask with the validation error; after that either a ``SequencingError``
+carrying every raw output, or — only when ``fallback=True`` — the deterministic sub-requests of
+``fallback_sub_requests`` built from the decomposition alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
+from imageedit_r1.decomposition import Decomposition
+from imageedit_r1.prompts import render_prompt
+
+
+class SequencingError(RuntimeError):
+    """No valid list of sub-requests after the bounded repair; ``raw_outputs`` holds every answer."""
+
+    def __init__(self, message: str, raw_outputs: list[str], errors: list[str]) -> None:
+        super().__init__(message)
+        self.raw_outputs = list(raw_outputs)
+        self.errors = list(errors)
+
+
+class InvalidSubRequests(ValueError):
+    pass
+
+
+@dataclass
+class SequencerResult:
+    sub_requests: list[str]
+    repairs: list[str]
+    raw_outputs: list[str]
+    fallback_used: bool = False
+    model: str = ""
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def sub_requests_json_schema(max_steps: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "sub_requests": {"type": "array", "items": {"type": "string"}, "maxItems": max_steps},
+        },
+        "required": ["sub_requests"],
+        "additionalProperties": False,
+    }
+
+
+def parse_sub_requests(text: str, *, max_steps: int = 8, max_chars: int = 300) -> list[str]:
+    """The validated list from a model answer: a JSON array, or an object with ``sub_requests``.
+
+    Tolerates a code fence and prose around the JSON; raises ``InvalidSubRequests`` saying what is wrong.
+    """
+    body = text.strip()
+    fenced = re.search(r"```[a-zA-Z]*\s*(.*?)```", body, re.DOTALL)
+    if fenced:
+        body = fenced.group(1).strip()
+    value: Any
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        # Prose around the JSON: take the outermost array, else the outermost object.
+        value = None
+        for opening, closing in (("[", "]"), ("{", "}")):
+            start, end = body.find(opening), body.rfind(closing)
+            if 0 <= start < end:
+                try:
+                    value = json.loads(body[start : end + 1])
+                    break
+                except json.JSONDecodeError:
+                    continue
+        if value is None:
+            raise InvalidSubRequests("the answer holds no JSON array of strings") from None
+    if isinstance(value, dict):
+        for key in ("sub_requests", "steps", "subrequests"):
+            if key in value:
+                value = value[key]
+                break
+        else:
+            raise InvalidSubRequests(f"the JSON object has no 'sub_requests' key (keys: {sorted(value)})")
+    if not isinstance(value, list):
+        raise InvalidSubRequests(f"expected a JSON array of strings, got {type(value).__name__}")
+    if not value:
+        raise InvalidSubRequests("the list of sub-requests is empty")
+    if not all(isinstance(item, str) for item in value):
+        raise InvalidSubRequests("every sub-request must be a string")
+    items = [" ".join(item.split()) for item in value]
+    if any(not item for item in items):
+        raise InvalidSubRequests("a sub-request is empty")
+    if len(items) > max_steps:
+        raise InvalidSubRequests(f"{len(items)} sub-requests, more than the limit of {max_steps}")
+    too_long = [item for item in items if len(item) > max_chars]
+    if too_long:
+        raise InvalidSubRequests(f"a sub-request is longer than {max_chars} characters")
+    return items
+
+
+def fallback_sub_requests(decomposition: Decomposition, *, max_steps: int = 8) -> list[str]:
+    """Deterministic "<Action> <subject> to <goal>" sub-requests from the decomposition alone.
+
+    One per subject (or per action, if there are more actions); the i-th action, subject and goal
+    are paired, a shorter list repeating its last item. Without goals: "<Action> <subject>";
+    without subjects: "<Action> to <goal>".
+    """
+    actions = [a for a in decomposition.actions if a.strip()] or ["Edit"]
+    subjects = [s for s in decomposition.subjects if s.strip()]
+    goals = [g for g in decomposition.goals if g.strip()]
+    count = min(max_steps, max(len(actions), len(subjects), 1))
+    steps = []
+    for i in range(count):
+        action = actions[min(i, len(actions) - 1)]
+        subject = subjects[min(i, len(subjects) - 1)] if subjects else ""
+        goal = goals[min(i, len(goals) - 1)] if goals else ""
+        text = " ".join(part for part in (action, subject) if part)
+        if goal:
+            text += f" to {goal}"
+        if text not in steps:
+            steps.append(text)
+    return steps
+
+
+class Sequencer:
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        max_steps: int = 8,
+        max_chars: int = 300,
+        fallback: bool = False,
+        use_json_schema: bool = True,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        self.backend = backend
+        self.max_steps = max_steps
+        self.max_chars = max_chars
+        self.fallback = fallback
+        self.use_json_schema = use_json_schema
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+
+    def sequence(self, image, decomposition: Decomposition, request: str) -> list[str]:
+        """The ordered sub-requests (see ``run`` for repairs, raw outputs and the fallback flag)."""
+        return self.run(image, decomposition, request).sub_requests
+
+    def run(self, image, decomposition: Decomposition, request: str) -> SequencerResult:
+        from imageedit_r1.images import load_image
+
+        image = load_image(image)
+        constrained = self.use_json_schema and getattr(self.backend, "supports_json_schema", False)
+        prompt = render_prompt(
+            "sequence",
+            request=request.strip(),
+            actions=json.dumps(decomposition.actions, ensure_ascii=False),
+            subjects=json.dumps(decomposition.subjects, ensure_ascii=False),
+            goals=json.dumps(decomposition.goals, ensure_ascii=False),
+            max_steps=self.max_steps,
+            as_object=constrained,
+        )
+        messages = [ChatMessage("user", [image, prompt])]
+        schema = sub_requests_json_schema(self.max_steps) if constrained else None
+        started = time.perf_counter()
+        replies: list[ChatResponse] = []
+        errors: list[str] = []
+
+        for round_number in range(2):  # the answer, then one repair
+            if round_number == 1:
+                messages = [
+                    *messages,
+                    ChatMessage("assistant", replies[-1].text),
+                    ChatMessage(
+                        "user",
+                        f"That answer is not valid ({errors[-1]}). Answer again with only "
+                        + ('a JSON object {"sub_requests": [...]}' if constrained else "a JSON array of strings")
+                        + f", 1 to {self.max_steps} non-empty sub-requests.",
+                    ),
+                ]
+            reply = self.backend.chat(
+                messages,
+                json_schema=schema,
+                schema_name="sub_requests",
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                seed=self.seed,
+            )
+            replies.append(reply)
+            try:
+                steps = parse_sub_requests(reply.text, max_steps=self.max_steps, max_chars=self.max_chars)
+            except InvalidSubRequests as exc:
+                errors.append(str(exc))
+                continue
+            repairs = ["re-asked with the validation error"] if round_number else []
+            return self._result(steps, repairs, replies, started, fallback_used=False)
+
+        if self.fallback:
+            steps = fallback_sub_requests(decomposition, max_steps=self.max_steps)
+            repairs = ["re-asked with the validation error", "used the deterministic fallback"]
+            return self._result(steps, repairs, replies, started, fallback_used=True)
+        raise SequencingError(
+            f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after one repair: "
+            f"{'; '.join(errors)}. Last answer starts: {replies[-1].text[:200]!r}",
+            [r.text for r in replies],
+            errors,
+        )
+
+    @staticmethod
+    def _result(steps, repairs, replies, started, *, fallback_used: bool) -> SequencerResult:
+        return SequencerResult(
+            sub_requests=steps,
+            repairs=repairs,
+            raw_outputs=[r.text for r in replies],
+            fallback_used=fallback_used,
+            model=replies[-1].model,
+            seconds=time.perf_counter() - started,
+            prompt_tokens=sum(r.prompt_tokens or 0 for r in replies),
+            completion_tokens=sum(r.completion_tokens or 0 for r in replies),
+        )

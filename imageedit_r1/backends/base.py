@@ -1,0 +1,168 @@
+"""The chat-backend protocol: messages with images in, text out, optionally JSON-schema constrained.
+
+Every backend (hosted API, OpenAI-compatible server, local transformers model, offline vLLM
+engine) takes the same ``ChatMessage`` list and returns a ``ChatResponse``. Transient failures are
+retried inside the backend within its ``RetryPolicy`` and then surface as
+``imageedit_r1.retry.RetriesExhausted``; permanent failures raise ``BackendError``; a refusal or
+safety block raises ``RefusalError`` (a ``BackendError``), never an empty answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger("imageedit_r1.backends")
+
+ROLES = ("system", "user", "assistant")
+Part = Union[str, "Image.Image"]
+
+
+class BackendError(RuntimeError):
+    """A permanent failure of a chat backend (bad request, bad credentials, unusable answer)."""
+
+
+class RefusalError(BackendError):
+    """The model refused, or the provider's safety system blocked the prompt or the answer."""
+
+
+@dataclass
+class ChatMessage:
+    """One chat turn. ``content`` is text, or a list of text and PIL images in reading order."""
+
+    role: str
+    content: str | list[Part]
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+        for part in self.parts():
+            if not isinstance(part, str) and not _is_pil_image(part):
+                raise TypeError(f"message parts must be str or PIL.Image.Image, got {type(part).__name__}")
+        if self.role == "system" and self.images():
+            raise ValueError("a system message cannot hold images")
+
+    def parts(self) -> list[Part]:
+        return [self.content] if isinstance(self.content, str) else list(self.content)
+
+    def images(self) -> list[Image.Image]:
+        return [part for part in self.parts() if not isinstance(part, str)]
+
+    def text(self) -> str:
+        return "".join(part for part in self.parts() if isinstance(part, str))
+
+
+@dataclass
+class ChatResponse:
+    text: str
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None  # "stop", "length", ... as the backend reports it
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """What the agents need from a vision-language model."""
+
+    name: str
+    model: str
+    # True when the backend enforces ``json_schema`` while decoding (server- or engine-side);
+    # False when the schema is only described in the prompt and callers must validate.
+    supports_json_schema: bool
+
+    def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        schema_name: str = "response",
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        seed: int | None = None,
+    ) -> ChatResponse: ...
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _is_pil_image(obj: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a core dependency
+        return False
+    return isinstance(obj, Image.Image)
+
+
+def validate_messages(messages: list[ChatMessage]) -> list[ChatMessage]:
+    if not messages:
+        raise ValueError("chat needs at least one message")
+    for message in messages:
+        if not isinstance(message, ChatMessage):
+            raise TypeError(f"messages must be ChatMessage instances, got {type(message).__name__}")
+    if messages[-1].role == "assistant":
+        raise ValueError("the last message must come from the user (or system), not the assistant")
+    return messages
+
+
+def image_png_bytes(image: Image.Image) -> bytes:
+    """Lossless PNG of the image as the model sees it: RGB (transparency composited onto white)."""
+    from imageedit_r1.images import to_png_bytes, to_rgb
+
+    return to_png_bytes(to_rgb(image))
+
+
+def image_data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(image_png_bytes(image)).decode("ascii")
+
+
+def schema_instruction(json_schema: dict[str, Any]) -> str:
+    """The prompt text that asks for schema-shaped JSON where the backend cannot enforce it."""
+    import json
+
+    return (
+        "Answer with one JSON value that matches this JSON schema, and nothing else "
+        "(no prose, no code fence):\n" + json.dumps(json_schema, ensure_ascii=False)
+    )
+
+
+def api_key_from_env(env_names: str | list[str] | tuple[str, ...] | None, *, required: bool, service: str) -> str | None:
+    """The first set environment variable among ``env_names``; keys never come from config files."""
+    names = [env_names] if isinstance(env_names, str) else list(env_names or [])
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    if required:
+        where = " or ".join(names) if names else "an environment variable"
+        raise BackendError(f"{service}: no API key; set {where} in the environment")
+    return None
+
+
+def redact(text: str, secrets: list[str | None]) -> str:
+    """``text`` with every secret replaced, for messages that may echo request details."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header, when it holds a number."""
+    if headers is None:
+        return None
+    try:
+        millis = headers.get("retry-after-ms")
+        if millis is not None:
+            return float(millis) / 1000.0
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

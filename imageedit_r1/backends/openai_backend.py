@@ -1,0 +1,177 @@
+"""OpenAI chat completions, and any OpenAI-compatible server (vLLM, SGLang, LM Studio) via ``base_url``.
+
+Images travel as ``data:image/png;base64,…`` URLs. A JSON schema becomes
+``response_format={"type": "json_schema", "json_schema": {"name", "strict": true, "schema"}}``,
+which OpenAI and vLLM enforce while decoding. The SDK's own retries are off: this backend
+retries 408/409/429/5xx, timeouts, dropped connections and malformed bodies within its
+``RetryPolicy``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from imageedit_r1.backends.base import (
+    BackendError,
+    ChatMessage,
+    ChatResponse,
+    RefusalError,
+    api_key_from_env,
+    image_data_url,
+    parse_retry_after,
+    redact,
+    validate_messages,
+)
+from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
+
+logger = logging.getLogger("imageedit_r1.backends.openai")
+
+_RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str = "gpt-4o",
+        *,
+        base_url: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        retry: RetryPolicy = RetryPolicy(),
+        structured_output: bool = True,
+        image_detail: str | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        """``base_url`` set means an OpenAI-compatible server: a key is then optional.
+
+        ``structured_output=False`` for a server that lacks ``response_format`` json_schema:
+        the schema is then left to the caller's prompt and validation.
+        """
+        try:
+            import openai
+        except ImportError as exc:
+            raise BackendError("the openai backend needs the 'openai' package: pip install 'imageedit-r1[api]'") from exc
+        self.model = model
+        self.base_url = base_url
+        self.retry = retry
+        self.timeout = timeout
+        self.supports_json_schema = structured_output
+        self.image_detail = image_detail
+        self.extra_body = dict(extra_body or {})
+        # A self-hosted server usually needs no key; the SDK still wants a non-empty string.
+        key = api_key_from_env(api_key_env, required=base_url is None, service=f"openai backend ({model})")
+        self._secrets = [key]
+        # The client is thread-safe; one per backend reuses its connection pool.
+        self._client = openai.OpenAI(api_key=key or "EMPTY", base_url=base_url, timeout=timeout, max_retries=0)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    def _encode(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+        encoded = []
+        for message in messages:
+            if isinstance(message.content, str):
+                encoded.append({"role": message.role, "content": message.content})
+                continue
+            parts: list[dict[str, Any]] = []
+            for part in message.parts():
+                if isinstance(part, str):
+                    parts.append({"type": "text", "text": part})
+                else:
+                    image_url: dict[str, Any] = {"url": image_data_url(part)}
+                    if self.image_detail:
+                        image_url["detail"] = self.image_detail
+                    parts.append({"type": "image_url", "image_url": image_url})
+            encoded.append({"role": message.role, "content": parts})
+        return encoded
+
+    def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        schema_name: str = "response",
+        temperature: float | None = 0.0,
+        max_tokens: int = 1024,
+        seed: int | None = None,
+    ) -> ChatResponse:
+        validate_messages(messages)
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": self._encode(messages),
+            "max_completion_tokens": max_tokens,
+        }
+        if temperature is not None:
+            request["temperature"] = temperature
+        if seed is not None:
+            request["seed"] = seed
+        if json_schema is not None and self.supports_json_schema:
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "strict": True, "schema": json_schema},
+            }
+        if self.extra_body:
+            request["extra_body"] = self.extra_body
+
+        def attempt():
+            return self._create(request)
+
+        def on_retry(attempt_number: int, exc: BaseException) -> None:
+            logger.warning("openai %s: attempt %d failed (%s); retrying", self.model, attempt_number, exc)
+
+        started = time.perf_counter()
+        completion = call_with_retries(attempt, self.retry, on_retry=on_retry)
+        return self._response(completion, time.perf_counter() - started)
+
+    def _create(self, request: dict[str, Any]):
+        import openai
+
+        try:
+            completion = self._client.chat.completions.create(**request)
+        except openai.APITimeoutError as exc:
+            raise RetryableError(f"timed out after {self.timeout:g}s") from exc
+        except openai.APIConnectionError as exc:
+            raise RetryableError(f"connection failed: {self._clean(exc)}") from exc
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            message = self._clean(exc)
+            code = getattr(exc, "code", None)
+            if status == 429 and code == "insufficient_quota":
+                raise BackendError(f"openai {self.model}: quota exhausted (HTTP 429 insufficient_quota): {message}") from exc
+            if status in _RETRY_STATUSES or status >= 500:
+                raise RetryableError(f"HTTP {status}: {message}", parse_retry_after(exc.response.headers)) from exc
+            raise BackendError(f"openai {self.model}: HTTP {status}: {message}") from exc
+        except openai.APIResponseValidationError as exc:
+            raise RetryableError(f"malformed response: {self._clean(exc)}") from exc
+        except ValueError as exc:  # a body that is not JSON at all
+            raise RetryableError(f"malformed response: {self._clean(exc)}") from exc
+        if not getattr(completion, "choices", None):
+            raise RetryableError("malformed response: no choices")
+        return completion
+
+    def _clean(self, exc: BaseException) -> str:
+        return redact(str(exc), self._secrets)[:500]
+
+    def _response(self, completion, seconds: float) -> ChatResponse:
+        choice = completion.choices[0]
+        message = choice.message
+        refusal = getattr(message, "refusal", None)
+        if refusal:
+            raise RefusalError(f"openai {self.model} refused: {refusal}")
+        if choice.finish_reason == "content_filter":
+            raise RefusalError(f"openai {self.model}: the answer was blocked by the provider's content filter")
+        if message.content is None:
+            raise BackendError(f"openai {self.model}: empty answer (finish_reason={choice.finish_reason!r})")
+        usage = getattr(completion, "usage", None)
+        return ChatResponse(
+            text=message.content,
+            model=completion.model or self.model,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=choice.finish_reason,
+            seconds=seconds,
+        )

@@ -1,0 +1,135 @@
+"""An offline vLLM engine (``vllm.LLM``) in this process: the fastest way to run a local agent on a GPU.
+
+The engine is created once per process per checkpoint and shared. A JSON schema is enforced
+by vLLM's structured-output decoding (``StructuredOutputsParams(json=…)``; the older
+``GuidedDecodingParams`` on vLLM < 0.12). To serve several processes, run
+``vllm serve`` instead and use the ``openai`` backend with ``base_url``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from imageedit_r1.backends.base import (
+    BackendError,
+    ChatMessage,
+    ChatResponse,
+    image_data_url,
+    validate_messages,
+)
+
+logger = logging.getLogger("imageedit_r1.backends.vllm")
+
+_cache_lock = threading.Lock()
+_engines: dict[tuple, tuple[Any, threading.Lock]] = {}
+
+
+def _engine(model: str, engine_kwargs: dict[str, Any]):
+    key = (model, tuple(sorted((k, repr(v)) for k, v in engine_kwargs.items())))
+    with _cache_lock:
+        if key not in _engines:
+            try:
+                from vllm import LLM
+            except ImportError as exc:
+                raise BackendError(
+                    "the vllm backend needs vLLM: pip install 'imageedit-r1[vllm]' (GPU), or use the openai "
+                    "backend against a running `vllm serve`"
+                ) from exc
+            started = time.perf_counter()
+            _engines[key] = (LLM(model=model, **engine_kwargs), threading.Lock())
+            logger.info("started vLLM engine for %s in %.1fs", model, time.perf_counter() - started)
+        return _engines[key]
+
+
+def structured_output_params(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """SamplingParams keyword arguments that constrain decoding to ``json_schema``."""
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams  # vLLM < 0.12
+
+        return {"guided_decoding": GuidedDecodingParams(json=json_schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+
+
+class VLLMBackend:
+    name = "vllm"
+    supports_json_schema = True
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int = 8192,
+        gpu_memory_utilization: float = 0.85,
+        tensor_parallel_size: int = 1,
+        max_images: int = 4,
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """``engine_kwargs`` pass straight to ``vllm.LLM`` (e.g. ``enforce_eager``, ``mm_processor_kwargs``)."""
+        self.model = str(model)
+        options: dict[str, Any] = {
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "tensor_parallel_size": tensor_parallel_size,
+            "limit_mm_per_prompt": {"image": max_images},
+        }
+        options.update(engine_kwargs or {})
+        self._llm, self._lock = _engine(self.model, options)
+
+    def __repr__(self) -> str:
+        return f"VLLMBackend(model={self.model!r})"
+
+    @staticmethod
+    def _encode(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+        encoded = []
+        for message in messages:
+            if isinstance(message.content, str):
+                encoded.append({"role": message.role, "content": message.content})
+                continue
+            parts = [
+                {"type": "text", "text": part}
+                if isinstance(part, str)
+                else {"type": "image_url", "image_url": {"url": image_data_url(part)}}
+                for part in message.parts()
+            ]
+            encoded.append({"role": message.role, "content": parts})
+        return encoded
+
+    def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        schema_name: str = "response",
+        temperature: float | None = 0.0,
+        max_tokens: int = 1024,
+        seed: int | None = None,
+    ) -> ChatResponse:
+        from vllm import SamplingParams
+
+        validate_messages(messages)
+        params: dict[str, Any] = {"temperature": temperature or 0.0, "max_tokens": max_tokens, "seed": seed}
+        if json_schema is not None:
+            params.update(structured_output_params(json_schema))
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                outputs = self._llm.chat(self._encode(messages), SamplingParams(**params), use_tqdm=False)
+            except (RuntimeError, ValueError) as exc:
+                raise BackendError(f"vllm {self.model}: generation failed: {exc}") from exc
+        result = outputs[0]
+        completion = result.outputs[0]
+        return ChatResponse(
+            text=completion.text,
+            model=self.model,
+            prompt_tokens=len(result.prompt_token_ids or []),
+            completion_tokens=len(completion.token_ids),
+            finish_reason=completion.finish_reason,
+            seconds=time.perf_counter() - started,
+        )

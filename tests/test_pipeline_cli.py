@@ -114,3 +114,18 @@ def test_usage_errors_and_help():
     out = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--help"], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert "OFFLINE DEMO" in out and "--manifest" in out and "single-turn" in out
+
+
+@pytest.mark.slow
+def test_the_offline_demo_runs_all_three_agents_and_says_its_output_is_noise(tmp_path, capsys):
+    out = tmp_path / "demo_out" / "edited.png"
+    assert main(["--demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "OFFLINE DEMO" in printed and "NOISE" in printed
+    assert Image.open(out).size == Image.open(tmp_path / "demo_out" / "input.png").size == (320, 240)
+    trace = json.loads((tmp_path / "demo_out" / "edited.trace.json").read_text())
+    assert trace["status"] == "ok" and trace["demo"]["offline_demo"] is True
+    # The tiny agents really answered (raw outputs kept) and the fallbacks that took over are named.
+    assert trace["raw_outputs"]["decompose"] and trace["raw_outputs"]["sequence"]
+    assert {f["stage"] for f in trace["fallbacks"]} <= {"decompose", "sequence"}
+    assert trace["sub_requests"] and trace["seconds"]["edit"] > 0

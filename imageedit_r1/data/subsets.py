@@ -69,7 +69,9 @@ def read_subset(path: str | os.PathLike) -> Subset:
     if not isinstance(data, dict) or not isinstance(data.get("ids"), list):
         raise ValueError(f"{path}: a subset file is a JSON list of ids or an object with an 'ids' list")
     known = set(Subset.__dataclass_fields__)
-    return Subset(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    fields.setdefault("benchmark", path.stem)  # a hand-written subset may name only its ids
+    return Subset(**fields)
 
 
 def subset_ids(benchmark: str, folder: str | os.PathLike = "subsets") -> list[str]:

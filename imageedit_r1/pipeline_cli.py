@@ -201,29 +201,27 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """Items of a JSONL manifest, validated up front so a typo stops the batch before any work."""
-    if not path.exists():
-        raise ManifestError(f"manifest not found: {path}")
+    """Items of a JSONL manifest (read by ``imageedit_r1.data``'s manifest loader), validated up
+    front so a typo stops the batch before any work. Each item: id (safe as a file name), image
+    (a path), request, and the line's other fields (e.g. ``mode``, ``seed``)."""
+    from imageedit_r1.data import ManifestLoader
+    from imageedit_r1.data.rows import MissingColumnError
+
     items, seen = [], set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise ManifestError(f"{path}:{lineno}: expected an object with image and request")
-        missing = [key for key in ("image", "request") if not record.get(key)]
-        if missing:
-            raise ManifestError(f"{path}:{lineno}: missing {', '.join(missing)}")
-        item_id = str(record.get("id") or f"item-{lineno:05d}")
-        safe_id = _SAFE_ID.sub("_", item_id).strip("._") or f"item-{lineno:05d}"
+    try:
+        records = list(ManifestLoader(path).records())
+    except (FileNotFoundError, ValueError, MissingColumnError) as exc:
+        raise ManifestError(exc.args[0] if exc.args else str(exc)) from exc
+    for record in records:
+        where = f"{path}:{record.meta['row'] + 1}"
+        if not record.request or not record.image:
+            raise ManifestError(f"{where}: empty {'request' if not record.request else 'image'}")
+        safe_id = _SAFE_ID.sub("_", record.id).strip("._") or f"item-{record.meta['row'] + 1:05d}"
         if safe_id in seen:
-            raise ManifestError(f"{path}:{lineno}: duplicate id {item_id!r}")
+            raise ManifestError(f"{where}: duplicate id {record.id!r}")
         seen.add(safe_id)
-        image = Path(record["image"])
-        items.append({**record, "id": safe_id, "image": str(image if image.is_absolute() else path.parent / image)})
+        extra = {k: v for k, v in record.meta.items() if k != "row"}
+        items.append({**extra, "id": safe_id, "image": record.image, "request": record.request})
     if not items:
         raise ManifestError(f"manifest {path} has no items")
     return items

@@ -85,7 +85,7 @@ def test_a_finished_image_without_a_trace_is_redone(tmp_path, flux_args):
     "content, message",
     [
         ('{"id": "a", "image": "a.png", "request": "x"}\n{not json}\n', "requests.jsonl:2: not valid JSON"),
-        ('{"id": "a", "image": "a.png"}\n', "requests.jsonl:1: missing request"),
+        ('{"id": "a", "image": "a.png"}\n', "requests.jsonl:1: no field 'request'"),
         ('{"id": "a", "image": "a.png", "request": "x"}\n{"id": "a", "image": "b.png", "request": "y"}\n', "duplicate id"),
     ],
 )

@@ -201,7 +201,7 @@ class ManifestLoader(Loader):
     """A local JSONL manifest, one request a line: ``{"id": …, "image": path, "request": …}``.
 
     Image paths are relative to the manifest's folder unless absolute; other fields go to
-    ``meta``. Ids are used as given. A line that is not a JSON object, or lacks a field, is an
+    ``meta``. Ids are used as given; a line without one is ``item-<line number>``. A line that is not a JSON object, or lacks a field, is an
     error naming the line and the fields present.
     """
 
@@ -232,15 +232,17 @@ class ManifestLoader(Loader):
                     raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
                 if not isinstance(row, dict):
                     raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                roles = {role: self._field(role, row, where) for role in self.column_candidates}
+                roles = {role: self._field(role, row, where) for role in ("image", "request")}
+                id_field = next((name for name in self._candidates("id") if name in row), None)
+                native_id = row[id_field] if id_field else f"item-{number:05d}"
                 image = row[roles["image"]]
                 if isinstance(image, str) and not os.path.isabs(image):
                     image = str(path.parent / image)
-                used = set(roles.values())
+                used = {*roles.values(), id_field}
                 meta = {k: v for k, v in row.items() if k not in used}
                 meta["row"] = number - 1
                 yield RawRecord(
-                    id=self.make_id(row[roles["id"]]), image=image, request=str(row[roles["request"]]).strip(), meta=meta
+                    id=self.make_id(native_id), image=image, request=str(row[roles["request"]]).strip(), meta=meta
                 )
 
     def _field(self, role: str, row: dict[str, Any], where: str) -> str:

@@ -261,9 +261,11 @@ def parse_strict(text: str) -> Decomposition | None:
     bodies = []
     pos = 0
     for tag in TAGS:
-        start = _WHITESPACE.match(text, pos).end()
-        if not text.startswith(_OPEN[tag], start):
-            return None
+        start = pos
+        if not text.startswith(_OPEN[tag], start):  # most answers have no whitespace between tags
+            start = _WHITESPACE.match(text, pos).end()
+            if not text.startswith(_OPEN[tag], start):
+                return None
         start += len(_OPEN[tag])
         end = text.find(_CLOSE[tag], start)
         if end < 0:
@@ -273,7 +275,7 @@ def parse_strict(text: str) -> Decomposition | None:
             return None  # a tag repeated or nested inside another body
         bodies.append(body)
         pos = end + len(_CLOSE[tag])
-    if _WHITESPACE.match(text, pos).end() != len(text):
+    if pos != len(text) and text[pos:].strip():
         return None
     think = bodies[0].strip()
     if not think:

@@ -4,17 +4,24 @@ One function turns whatever a user or a dataset hands us (a path, bytes, a ``{"b
 dict, a PIL image) into an RGB ``PIL.Image`` with its EXIF orientation applied. Exotic modes
 (RGBA, LA, P, CMYK, I;16, I, F, 1, L) become RGB; transparency is composited onto white.
 A pixel limit guards against decompression bombs. Every failure is an ``ImageLoadError``.
+
+Datasets hold corrupt images; ``load_or_skip`` turns one into a counted, reported skip (id and
+reason in a ``SkipReport``) so a pass over thousands of rows never dies halfway.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
 
 # 64 megapixels: larger than any benchmark image, small enough to stop a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -81,6 +88,15 @@ def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
         raise ImageLoadError(f"unreadable image: {exc}") from exc
 
 
+def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """``image`` scaled down (aspect kept, Lanczos) to at most ``max_pixels``; smaller ones unchanged."""
+    if max_pixels is None or image.width * image.height <= max_pixels:
+        return image
+    scale = (max_pixels / (image.width * image.height)) ** 0.5
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
 def to_png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -93,3 +109,46 @@ def image_sha256(image: Image.Image) -> str:
     digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+@dataclass
+class SkipReport:
+    """Which items were skipped for an unreadable image, and why; ``loaded`` counts the others."""
+
+    loaded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def skipped_ids(self) -> list[str]:
+        return [item_id for item_id, _ in self.skipped]
+
+    def merge(self, other: SkipReport) -> None:
+        self.loaded += other.loaded
+        self.skipped.extend(other.skipped)
+
+    def summary(self, limit: int = 20) -> str:
+        if not self.skipped:
+            return f"{self.loaded} images loaded, none skipped"
+        lines = [f"{self.loaded} images loaded, {self.skipped_count} skipped:"]
+        lines += [f"  {item_id}: {reason}" for item_id, reason in self.skipped[:limit]]
+        if self.skipped_count > limit:
+            lines.append(f"  ... and {self.skipped_count - limit} more")
+        return "\n".join(lines)
+
+
+def load_or_skip(
+    item_id: str, source: Any, report: SkipReport, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image | None:
+    """``load_image``, except that a bad image is recorded in ``report`` and gives None."""
+    try:
+        image = load_image(source, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        report.skipped.append((item_id, str(exc)))
+        logger.warning("skipping %s: %s", item_id, exc)
+        return None
+    report.loaded += 1
+    return image

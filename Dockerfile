@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+# Training image for the ImageEdit-R1 decomposition agent: CUDA, a GRPO trainer, this package.
+#
+#   docker build -t imageedit-r1:easyr1 .                         # EasyR1 (the paper's trainer)
+#   docker build --build-arg TRAINER=verl -t imageedit-r1:verl .  # upstream verl 0.9.1
+#
+# EasyR1 and upstream verl both install a Python package named `verl`, so an image holds one.
+# Versions follow each trainer's own supported stack:
+#   EasyR1 @ EASYR1_COMMIT: its Dockerfile's NGC PyTorch 25.05 base, torch 2.8.0, vLLM 0.11.0, flash-attn 2.8.3;
+#   verl 0.9.1: its [vllm,fsdp] extras (torch 2.11.0, vLLM 0.24.0, flash-attn 2.8.3 for CUDA 13).
+ARG TRAINER=easyr1
+
+FROM nvcr.io/nvidia/pytorch:25.05-py3 AS base-easyr1
+FROM nvcr.io/nvidia/pytorch:25.09-py3 AS base-verl
+
+# ---------------------------------------------------------------- EasyR1
+FROM base-easyr1 AS trainer-easyr1
+ARG EASYR1_REPO=https://github.com/hiyouga/EasyR1.git
+ARG EASYR1_COMMIT=b44b311b669bf1fd1aa2fc36f2251482ba33cb16
+ENV VLLM_WORKER_MULTIPROC_METHOD=spawn PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1 EASYR1_DIR=/opt/EasyR1
+# The NGC image ships forks of torch and friends that EasyR1's pinned wheels replace.
+RUN pip uninstall -y torch torchvision torchaudio pytorch-quantization pytorch-triton torch-tensorrt \
+        transformer-engine flash-attn apex megatron-core xgboost opencv grpcio || true
+RUN pip install "vllm==0.11.0" "torch==2.8.0" "torchvision==0.23.0" "torchaudio==2.8.0" tensordict torchdata \
+        "transformers>=4.54.0,<5.0.0" accelerate datasets peft hf-transfer "numpy<2.0.0" "pyarrow>=15.0.0" \
+        "grpcio>=1.62.1" "optree>=0.13.0" pandas "ray[default]" codetiming hydra-core pylatexenc qwen-vl-utils \
+        wandb liger-kernel mathruler
+RUN ABI=$(python -c "import torch; print('TRUE' if torch._C._GLIBCXX_USE_CXX11_ABI else 'FALSE')") && \
+    PY=$(python -c "import sys; print(f'cp{sys.version_info.major}{sys.version_info.minor}')") && \
+    pip install "https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/flash_attn-2.8.3+cu12torch2.8cxx11abi${ABI}-${PY}-${PY}-linux_x86_64.whl"
+RUN git clone "$EASYR1_REPO" "$EASYR1_DIR" && git -C "$EASYR1_DIR" checkout "$EASYR1_COMMIT" && \
+    pip install --no-deps -e "$EASYR1_DIR"
+
+# ---------------------------------------------------------------- upstream verl
+FROM base-verl AS trainer-verl
+ENV VLLM_WORKER_MULTIPROC_METHOD=spawn PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1
+RUN pip uninstall -y torch torchvision torchaudio pytorch-triton torch-tensorrt transformer-engine flash-attn \
+        apex megatron-core || true
+RUN pip install "verl[vllm,fsdp]==0.9.1" pandas pyarrow
+
+# ---------------------------------------------------------------- this package
+FROM trainer-${TRAINER} AS final
+ARG TRAINER
+ENV IMAGEEDIT_R1_TRAINER=${TRAINER} TOKENIZERS_PARALLELISM=true
+WORKDIR /workspace/imageedit-r1
+COPY pyproject.toml README.md ./
+COPY imageedit_r1 ./imageedit_r1
+COPY reward_fns ./reward_fns
+COPY recipes ./recipes
+COPY benchmarks ./benchmarks
+# The reward and the recipes' checks need only the base package (stdlib + omegaconf/jinja2/pillow);
+# the trainer stack above owns torch/transformers/vLLM versions, so no extras are installed over it.
+RUN pip install --no-deps -e . && pip install "jinja2>=3.1" "omegaconf>=2.3" "pillow>=10.0" "tqdm>=4.66" \
+        "matplotlib>=3.8" && \
+    python -c "import imageedit_r1.rewards, imageedit_r1.train.preflight; print('imageedit_r1 ready')"
+CMD ["bash"]

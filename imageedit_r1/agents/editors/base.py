@@ -1,0 +1,151 @@
+"""The editing agent's contract, its errors, and the size bookkeeping every editor shares.
+
+An editor takes an RGB image and one instruction and returns an edited image of exactly the
+input's size. Models work at other sizes (multiples of 16, an area budget, a fixed set of aspect
+ratios), so each editor maps the input onto a size its model accepts and maps the result back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from imageedit_r1.images import to_rgb
+
+
+class EditorError(RuntimeError):
+    """An edit failed for a reason another attempt will not fix."""
+
+
+class EditRefusedError(EditorError):
+    """The model or service refused the edit (a safety block, a content policy, a text-only answer)."""
+
+
+class EditorUnavailableError(EditorError):
+    """The editor cannot run here: weights, an API key or a package is missing; the message says which."""
+
+
+@runtime_checkable
+class Editor(Protocol):
+    name: str
+    model_id: str
+
+    def edit(self, image: Image.Image, instruction: str, *, seed: int | None = None) -> Image.Image: ...
+
+
+class BaseEditor:
+    """Shared behaviour: input normalisation and the multi-turn loop."""
+
+    name: str = ""
+    model_id: str = ""
+
+    def edit(self, image: Image.Image, instruction: str, *, seed: int | None = None) -> Image.Image:
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("the edit instruction is empty")
+        source = to_rgb(image)
+        edited = self._edit(source, instruction.strip(), seed=seed)
+        return restore_size(to_rgb(edited), source.size)
+
+    def edit_steps(
+        self, image: Image.Image, instructions: list[str], *, seed: int | None = None
+    ) -> list[Image.Image]:
+        """Apply instructions one after another, each on the previous output (multi-turn editing).
+
+        Step ``i`` uses seed ``seed + i`` so a run is reproducible without every step sharing noise.
+        """
+        outputs = []
+        current = image
+        for step, instruction in enumerate(instructions):
+            current = self.edit(current, instruction, seed=None if seed is None else seed + step)
+            outputs.append(current)
+        return outputs
+
+    def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model_id": self.model_id}
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def working_size(
+    width: int, height: int, *, max_area: int, min_area: int = 0, multiple: int = 16
+) -> tuple[int, int]:
+    """The size a model should edit at: the input's aspect, scaled into [min_area, max_area],
+    both sides snapped down to ``multiple`` (never below one multiple)."""
+    if width < 1 or height < 1:
+        raise ValueError(f"invalid image size {width}x{height}")
+    area = width * height
+    scale = 1.0
+    if max_area and area > max_area:
+        scale = math.sqrt(max_area / area)
+    elif min_area and area < min_area:
+        scale = math.sqrt(min_area / area)
+    snapped_w = max(multiple, int(width * scale) // multiple * multiple)
+    snapped_h = max(multiple, int(height * scale) // multiple * multiple)
+    return snapped_w, snapped_h
+
+
+def restore_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Return ``image`` at exactly ``size``; a differing aspect is centre-cropped first, never stretched."""
+    if image.size == tuple(size):
+        return image
+    target_w, target_h = size
+    src_w, src_h = image.size
+    target_aspect, src_aspect = target_w / target_h, src_w / src_h
+    if abs(src_aspect / target_aspect - 1.0) > 0.01:
+        if src_aspect > target_aspect:
+            crop_w = round(src_h * target_aspect)
+            left = (src_w - crop_w) // 2
+            image = image.crop((left, 0, left + crop_w, src_h))
+        else:
+            crop_h = round(src_w / target_aspect)
+            top = (src_h - crop_h) // 2
+            image = image.crop((0, top, src_w, top + crop_h))
+    return image.resize((target_w, target_h), Image.Resampling.LANCZOS)
+
+
+def letterbox(
+    image: Image.Image, aspect: float, fill: tuple[int, int, int] = (255, 255, 255)
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """Pad ``image`` to ``aspect`` (width / height); return it and the original's box as fractions."""
+    width, height = image.size
+    if abs((width / height) / aspect - 1.0) <= 0.01:
+        return image, (0.0, 0.0, 1.0, 1.0)
+    if width / height > aspect:
+        new_w, new_h = width, round(width / aspect)
+    else:
+        new_w, new_h = round(height * aspect), height
+    canvas = Image.new("RGB", (new_w, new_h), fill)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    canvas.paste(image, (left, top))
+    return canvas, (left / new_w, top / new_h, (left + width) / new_w, (top + height) / new_h)
+
+
+def unletterbox(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """Cut the region ``letterbox`` recorded out of a model's output (whatever size it came back at)."""
+    if box == (0.0, 0.0, 1.0, 1.0):
+        return image
+    width, height = image.size
+    left, top, right, bottom = box
+    return image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
+
+
+def nearest_aspect(width: int, height: int, ratios: list[str]) -> str:
+    """The ratio string ("4:3") closest to width:height on a log scale."""
+    aspect = math.log(width / height)
+
+    def distance(ratio: str) -> float:
+        num, den = (float(part) for part in ratio.split(":"))
+        return abs(math.log(num / den) - aspect)
+
+    return min(ratios, key=distance)
+
+
+def ratio_value(ratio: str) -> float:
+    num, den = (float(part) for part in ratio.split(":"))
+    return num / den

@@ -1,0 +1,139 @@
+"""OpenAI image editing through the ``openai`` SDK's ``images.edit`` (base64 PNG in, base64 out).
+
+The model name is configuration: image models retire (gpt-image-1 was shut down in October 2026).
+By default the request asks for the input's own aspect ratio at about one megapixel (the current
+GPT image models take any ``WIDTHxHEIGHT`` with sides divisible by 16 and an aspect between 1:3
+and 3:1); inputs outside that range are padded first and the padding is cut off the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Any
+
+from PIL import Image
+
+from imageedit_r1.agents.editors.api_common import (
+    api_key_from_env,
+    is_transient_transport_error,
+    retry_after_seconds,
+)
+from imageedit_r1.agents.editors.base import (
+    BaseEditor,
+    EditorError,
+    EditorUnavailableError,
+    EditRefusedError,
+    letterbox,
+    unletterbox,
+    working_size,
+)
+from imageedit_r1.images import to_png_bytes
+from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
+
+DEFAULT_MODEL = "gpt-image-2"
+_REFUSAL_CODES = {"moderation_blocked", "content_policy_violation", "safety_violation", "image_generation_user_error"}
+
+
+class OpenAIImageEditor(BaseEditor):
+    name = "openai-image"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        api_key_env: str | list[str] = "OPENAI_API_KEY",
+        base_url: str | None = None,
+        timeout: float = 300.0,
+        retry: RetryPolicy | dict | None = None,
+        size: str = "match",
+        area: int = 1024 * 1024,
+        quality: str | None = None,
+        extra_params: dict[str, Any] | None = None,
+    ) -> None:
+        self.model_id = model
+        self.api_key_env = [api_key_env] if isinstance(api_key_env, str) else list(api_key_env)
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.retry = RetryPolicy(**retry) if isinstance(retry, dict) else (retry or RetryPolicy())
+        # "match": the input's aspect at ~`area` pixels; otherwise sent as is ("auto", "1536x1024").
+        self.size = size
+        self.area = int(area)
+        self.quality = quality
+        self.extra_params = dict(extra_params or {})
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            try:
+                import openai
+            except ImportError as exc:
+                raise EditorUnavailableError("openai is not installed: pip install 'imageedit-r1[api]'") from exc
+            key = api_key_from_env(self.api_key_env, "OpenAI images")
+            # The SDK's own retries are off: one bounded policy (ours) decides.
+            self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+        return self._client
+
+    def _request_size(self, image: Image.Image) -> tuple[Image.Image, tuple, str]:
+        if self.size != "match":
+            return image, (0.0, 0.0, 1.0, 1.0), self.size
+        aspect = min(3.0, max(1.0 / 3.0, image.width / image.height))
+        padded, box = letterbox(image, aspect)
+        width, height = working_size(padded.width, padded.height, max_area=self.area, min_area=self.area, multiple=16)
+        return padded, box, f"{width}x{height}"
+
+    def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
+        import openai
+
+        padded, box, size = self._request_size(image)
+        client = self.client()
+        params: dict[str, Any] = {"model": self.model_id, "prompt": instruction, "size": size, "n": 1}
+        if self.quality:
+            params["quality"] = self.quality
+        params.update(self.extra_params)
+        png = to_png_bytes(padded)
+
+        def call():
+            try:
+                return client.images.edit(image=("image.png", png, "image/png"), **params)
+            except (openai.RateLimitError, openai.InternalServerError) as exc:
+                if getattr(exc, "code", None) == "insufficient_quota":  # a 429 that waiting will not fix
+                    raise EditorError(f"{self.model_id}: the account is out of quota: {exc.message}") from exc
+                raise RetryableError(f"{self.model_id}: HTTP {exc.status_code}: {exc.message}",
+                                     retry_after_seconds(exc.response.headers)) from exc
+            except openai.APIConnectionError as exc:  # includes timeouts
+                raise RetryableError(f"{self.model_id}: {type(exc).__name__}: {exc}") from exc
+            except openai.AuthenticationError as exc:
+                raise EditorError(f"{self.model_id}: the API key was rejected (HTTP 401): {exc.message}") from exc
+            except openai.APIStatusError as exc:
+                code = str(getattr(exc, "code", "") or "")
+                if code in _REFUSAL_CODES or "safety system" in str(exc.message).lower():
+                    raise EditRefusedError(f"{self.model_id} refused the edit ({code or exc.status_code}): {exc.message}") from exc
+                if exc.status_code == 408 or exc.status_code >= 500:
+                    raise RetryableError(f"{self.model_id}: HTTP {exc.status_code}: {exc.message}") from exc
+                raise EditorError(f"{self.model_id}: HTTP {exc.status_code}: {exc.message}") from exc
+            except Exception as exc:
+                if is_transient_transport_error(exc):
+                    raise RetryableError(f"{self.model_id}: {type(exc).__name__}: {exc}") from exc
+                raise
+
+        response = call_with_retries(call, self.retry)
+        return unletterbox(self._image_from(response), box)
+
+    def _image_from(self, response) -> Image.Image:
+        data = getattr(response, "data", None) or []
+        if not data:
+            raise EditorError(f"{self.model_id} returned no image")
+        first = data[0]
+        if not getattr(first, "b64_json", None):
+            if getattr(first, "url", None):
+                raise EditorError(f"{self.model_id} returned a URL instead of base64 data; use a GPT image model")
+            raise EditorError(f"{self.model_id} returned an empty image entry")
+        try:
+            return Image.open(io.BytesIO(base64.b64decode(first.b64_json, validate=True))).convert("RGB")
+        except (binascii.Error, ValueError, OSError) as exc:
+            raise EditorError(f"{self.model_id} returned undecodable image data: {exc}") from exc
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base_url": self.base_url, "size": self.size}

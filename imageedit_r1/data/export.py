@@ -1,0 +1,392 @@
+"""Write labelled samples as EasyR1 and upstream-verl training files, streaming, with a seeded split.
+
+EasyR1 (``<out>/easyr1/{train,val}.parquet`` or ``.jsonl``): ``problem`` = ``"<image>" + request``
+(EasyR1 renders ``data.format_prompt`` = ``prompts/decompose.jinja`` around it with
+``content=problem``), ``answer`` = the ground truth as a JSON string, ``images`` = one image. In
+parquet the images are embedded PNG bytes; in JSONL they are files under ``images/`` named by
+content, referenced by relative path (train with ``data.image_dir=<out>/easyr1``).
+
+verl (``<out>/verl/{train,val}.parquet``): ``data_source`` = ``imageedit_r1/<source>``,
+``prompt`` = one user message holding the rendered decomposition prompt with its ``<image>``,
+``images``, ``ability``, ``reward_model`` = ``{"style": "rule", "ground_truth": …}``,
+``extra_info`` = ``{index, id, source, request, image_sha256, split}``.
+
+Both trainers see the same prompt text. The split is a hash of (seed, id): stable when data is
+added, and it needs no pass over the data first. Rows are written in row groups with
+``pyarrow.parquet.ParquetWriter``, so memory stays flat however many rows are exported. Files are
+written under a temporary name and renamed when the export completes: a failed or refused export
+leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from imageedit_r1.data.labels import LabelIndex
+from imageedit_r1.data.sample import EditSample
+from imageedit_r1.data.sources import Loader
+from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
+from imageedit_r1.images import SkipReport, shrink_to_pixels, to_png_bytes
+from imageedit_r1.prompts import render_prompt
+
+FORMATS = ("easyr1", "verl")
+IMAGE_TOKEN = "<image>"
+ABILITY = "image_edit_decomposition"
+PROMPT_NAME = "decompose"
+# EasyR1's default data.max_pixels: larger images would be shrunk by the trainer anyway.
+DEFAULT_EXPORT_MAX_PIXELS = 4_194_304
+
+
+def easyr1_problem(request: str) -> str:
+    """The EasyR1 ``problem`` text: the image slot, then the request."""
+    return IMAGE_TOKEN + request.replace(IMAGE_TOKEN, "")
+
+
+def decomposition_prompt(request: str) -> str:
+    """The full prompt (decompose.jinja around ``problem``): what EasyR1 builds and what verl is given."""
+    return render_prompt(PROMPT_NAME, content=easyr1_problem(request))
+
+
+def split_of(item_id: str, seed: int, val_fraction: float) -> str:
+    """``train`` or ``val`` from a hash of (seed, id): reproducible and order-independent."""
+    digest = hashlib.sha256(f"split:{seed}:{item_id}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+def easyr1_features():
+    import datasets
+
+    return datasets.Features(
+        {"problem": datasets.Value("string"), "answer": datasets.Value("string"), "images": datasets.List(datasets.Image())}
+    )
+
+
+def verl_features():
+    import datasets
+
+    string = datasets.Value("string")
+    return datasets.Features(
+        {
+            "data_source": string,
+            "prompt": datasets.List({"role": string, "content": string}),
+            "images": datasets.List(datasets.Image()),
+            "ability": string,
+            "reward_model": {"style": string, "ground_truth": string},
+            "extra_info": {
+                "index": datasets.Value("int64"),
+                "id": string,
+                "source": string,
+                "request": string,
+                "image_sha256": string,
+                "split": string,
+            },
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+class ParquetRowWriter:
+    """Buffers rows and writes a row group whenever ``max_rows`` or ``max_bytes`` is reached."""
+
+    def __init__(self, path: Path, features, max_rows: int = 256, max_bytes: int = 32 << 20) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = features.arrow_schema
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.buffer: list[dict[str, Any]] = []
+        self.buffered_bytes = 0
+        self.rows = 0
+
+    def write(self, row: dict[str, Any], image_bytes: int = 0) -> None:
+        self.buffer.append(row)
+        self.buffered_bytes += image_bytes
+        self.rows += 1
+        if len(self.buffer) >= self.max_rows or self.buffered_bytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.buffer:
+            self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
+            self.buffer, self.buffered_bytes = [], 0
+
+    def commit(self) -> None:
+        self.flush()
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class JsonlRowWriter:
+    """EasyR1 JSONL: one JSON object a line; image files are written by the exporter beforehand."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.tmp, "w", encoding="utf-8")
+        self.rows = 0
+
+    def write(self, row: dict[str, Any], image_bytes: int = 0) -> None:
+        self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def commit(self) -> None:
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportItem:
+    sample: EditSample
+    ground_truth: str  # Decomposition.to_json()
+
+
+@dataclass
+class ExportStats:
+    rows: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
+    ids: dict[str, list[str]] = field(default_factory=lambda: {"train": [], "val": []})
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+class Exporter:
+    """Writes ``ExportItem`` rows to every requested format at once, splitting train/val."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        formats: Iterable[str] = FORMATS,
+        *,
+        file_format: str = "parquet",
+        seed: int = 0,
+        val_fraction: float = 0.05,
+        max_pixels: int | None = DEFAULT_EXPORT_MAX_PIXELS,
+        row_group_rows: int = 256,
+        keep_ids: bool = True,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.formats = tuple(dict.fromkeys(formats))
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ValueError(f"unknown export formats {bad}; choose from {list(FORMATS)}")
+        if file_format not in ("parquet", "jsonl"):
+            raise ValueError(f"file_format must be 'parquet' or 'jsonl', got {file_format!r}")
+        if file_format == "jsonl" and "verl" in self.formats:
+            raise ValueError("verl reads parquet: export verl with file_format='parquet'")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.file_format, self.seed, self.val_fraction = file_format, seed, val_fraction
+        self.max_pixels, self.row_group_rows, self.keep_ids = max_pixels, row_group_rows, keep_ids
+        self.stats = ExportStats()
+        self.writers: dict[tuple[str, str], Any] = {}
+
+    def _writer(self, fmt: str, split: str):
+        key = (fmt, split)
+        if key not in self.writers:
+            path = self.out_dir / fmt / f"{split}.{self.file_format}"
+            if self.file_format == "jsonl":
+                self.writers[key] = JsonlRowWriter(path)
+            else:
+                features = easyr1_features() if fmt == "easyr1" else verl_features()
+                self.writers[key] = ParquetRowWriter(path, features, max_rows=self.row_group_rows)
+        return self.writers[key]
+
+    def _image_ref(self, fmt: str, png: bytes, digest: str) -> Any:
+        if self.file_format == "parquet":
+            return {"bytes": png, "path": None}
+        relative = f"images/{digest}.png"
+        path = self.out_dir / fmt / relative
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        return relative
+
+    def add(self, item: ExportItem) -> str:
+        sample = item.sample
+        split = split_of(sample.id, self.seed, self.val_fraction)
+        index = self.stats.rows[split]
+        png = to_png_bytes(shrink_to_pixels(sample.image, self.max_pixels))
+        digest = sample.image_sha256()
+        for fmt in self.formats:
+            image = self._image_ref(fmt, png, digest)
+            if fmt == "easyr1":
+                row = {"problem": easyr1_problem(sample.request), "answer": item.ground_truth, "images": [image]}
+            else:
+                row = {
+                    "data_source": f"imageedit_r1/{sample.source}",
+                    "prompt": [{"role": "user", "content": decomposition_prompt(sample.request)}],
+                    "images": [image],
+                    "ability": ABILITY,
+                    "reward_model": {"style": "rule", "ground_truth": item.ground_truth},
+                    "extra_info": {
+                        "index": index,
+                        "id": sample.id,
+                        "source": sample.source,
+                        "request": sample.request,
+                        "image_sha256": digest,
+                        "split": split,
+                    },
+                }
+            self._writer(fmt, split).write(row, image_bytes=len(png))
+        self.stats.rows[split] += 1
+        if self.keep_ids:
+            self.stats.ids[split].append(sample.id)
+        return split
+
+    def commit(self) -> ExportStats:
+        for fmt in self.formats:  # an empty val split still gets its (empty) file
+            for split in ("train", "val"):
+                self._writer(fmt, split)
+        for _, writer in sorted(self.writers.items()):
+            writer.commit()
+            self.stats.files.append(str(writer.path))
+        return self.stats
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def write_items(items: Iterable[ExportItem], out_dir: str | os.PathLike, **options: Any) -> ExportStats:
+    """Export every item, or nothing if iterating them raises."""
+    with Exporter(out_dir, **options) as exporter:
+        for item in items:
+            exporter.add(item)
+        return exporter.commit()
+
+
+@dataclass
+class ExportReport:
+    stats: ExportStats
+    unlabelled: int = 0
+    overlaps: list[str] = field(default_factory=list)
+    skipped: SkipReport = field(default_factory=SkipReport)
+    manifest: str = ""
+
+    def summary(self) -> str:
+        lines = [
+            f"exported {self.stats.total} samples: {self.stats.rows['train']} train, {self.stats.rows['val']} val",
+            f"unlabelled (no ok label, not exported): {self.unlabelled}",
+            f"left out for overlapping the eval subsets: {len(self.overlaps)}",
+            self.skipped.summary(limit=10),
+        ]
+        lines += [f"wrote {path}" for path in self.stats.files + [self.manifest]]
+        return "\n".join(lines)
+
+
+def export_labelled(
+    loaders: Iterable[Loader],
+    labels: LabelIndex,
+    out_dir: str | os.PathLike,
+    *,
+    guard: EvalGuard | None = None,
+    drop_eval_overlap: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> ExportReport:
+    """Export every sample of ``loaders`` that has an ok label in ``labels``.
+
+    Refuses (``LeakageError``, nothing written) when a sample is in an eval subset by id or by
+    image hash, unless ``drop_eval_overlap``, which leaves those samples out and lists them.
+    """
+    from tqdm.auto import tqdm
+
+    loaders = list(loaders)
+    report = ExportReport(stats=ExportStats())
+    with Exporter(out_dir, **options) as exporter:
+        for loader in loaders:
+            labelled = labels.ids if loader.ids is None else labels.ids & loader.ids
+            chosen = loader.restricted_to(labelled)  # decode only images that may have a label
+            chosen.limit = loader.limit
+            for sample in tqdm(chosen, desc=f"export {loader.describe()}", unit=" samples", disable=not progress):
+                ground_truth = labels.ground_truth(sample.image_sha256(), sample.request)
+                if ground_truth is None:
+                    report.unlabelled += 1
+                    continue
+                reason = guard.overlap(sample.id, sample.image_sha256()) if guard is not None else None
+                if reason is not None:
+                    report.overlaps.append(reason)
+                    continue
+                if report.overlaps and not drop_eval_overlap:
+                    continue  # the export will be refused; keep scanning to list every overlap
+                exporter.add(ExportItem(sample, ground_truth))
+            report.skipped.merge(chosen.report)
+        if report.overlaps and not drop_eval_overlap:
+            raise LeakageError(leakage_message(report.overlaps))
+        report.stats = exporter.commit()
+    manifest = {
+        "formats": list(exporter.formats),
+        "file_format": exporter.file_format,
+        "seed": exporter.seed,
+        "val_fraction": exporter.val_fraction,
+        "rows": report.stats.rows,
+        "files": report.stats.files,
+        "sources": [loader.describe() for loader in loaders],
+        "labels": labels.files,
+        "teacher_models": sorted(labels.models),
+        "eval_subsets": guard.files if guard is not None else [],
+        "unlabelled": report.unlabelled,
+        "dropped_eval_overlap": report.overlaps,
+        "skipped": report.skipped.skipped,
+        "ids": report.stats.ids,
+    }
+    path = Path(out_dir) / "export_manifest.json"
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    report.manifest = str(path)
+    return report
+
+
+def iter_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Read back an exported parquet file row group by row group (for checks and tools)."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    for group in range(parquet.num_row_groups):
+        yield from parquet.read_row_group(group).to_pylist()
+
+
+def image_of(ref: Any, base: str | os.PathLike | None = None) -> Image.Image:
+    """Decode an exported image reference (embedded bytes or a relative path)."""
+    if isinstance(ref, dict):
+        return Image.open(io.BytesIO(ref["bytes"]))
+    return Image.open(Path(base or ".") / ref)

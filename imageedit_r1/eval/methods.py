@@ -1,0 +1,111 @@
+"""Turn a ``MethodConfig`` into an editing function ``sample -> EditOutput``.
+
+Kinds:
+- ``original``: the edit model alone, given the user's request as is (the paper's "Original").
+- ``pipeline``: ImageEdit-R1 (decompose → sequence → edit) with the configured decomposer;
+  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1". Both kinds run through
+  ``imageedit_r1.pipeline.ImageEditR1`` (modes "original", "single-turn", "multi-turn"), so the
+  edit records carry its trace (decomposition, sub-requests, model ids, seeds, timings).
+- ``precomputed``: edited images made elsewhere (a closed model's outputs), read from a folder.
+- ``identity``: returns the original unchanged; a judge sanity check (fulfillment should be low).
+- ``callable``: any ``module:function(image, request, *, seed, sample)`` returning an image,
+  an ``(image, trace)`` pair or an object with ``.image`` and ``.trace``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imageedit_r1.eval.config import MethodConfig
+from imageedit_r1.eval.samples import safe_name
+from imageedit_r1.images import load_image
+
+
+@dataclass
+class EditOutput:
+    image: Any  # PIL image
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+EditFn = Callable[[Any, Any], EditOutput]  # (sample, original PIL image) -> EditOutput
+
+
+def _as_output(result: Any) -> EditOutput:
+    if isinstance(result, EditOutput):
+        return result
+    if isinstance(result, tuple) and len(result) == 2:
+        return EditOutput(result[0], dict(result[1] or {}))
+    if hasattr(result, "image"):
+        return EditOutput(result.image, dict(getattr(result, "trace", None) or {}))
+    return EditOutput(result, {})
+
+
+def _import_target(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import callable method target {target!r}: {exc}") from exc
+    if not callable(fn):
+        raise ValueError(f"method target {target!r} is not callable")
+    return fn
+
+
+def _precomputed(method: MethodConfig) -> EditFn:
+    folder = Path(method.images_dir or "")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"method {method.name!r}: images_dir {folder} is not a folder")
+
+    def edit(sample: Any, image: Any) -> EditOutput:
+        for stem in dict.fromkeys((str(sample.id), safe_name(str(sample.id)))):
+            for ext in (".png", ".jpg", ".jpeg", ".webp"):
+                path = folder / f"{stem}{ext}"
+                if path.exists():
+                    return EditOutput(load_image(path), {"source": str(path)})
+        raise FileNotFoundError(f"no edited image for sample {sample.id!r} in {folder}")
+
+    return edit
+
+
+def pipeline_settings(method: MethodConfig) -> dict[str, Any]:
+    """The ``imageedit_r1.pipeline.PipelineConfig`` of a method ("original" = the editor alone)."""
+    settings: dict[str, Any] = {
+        "mode": "original" if method.kind == "original" else method.mode,
+        "seed": method.seed,
+        "editor": {"name": method.editor, "options": dict(method.editor_options)},
+    }
+    if method.kind == "pipeline":
+        if method.decomposer:
+            settings["decomposer"] = dict(method.decomposer)
+        if method.sequencer:
+            settings["sequencer"] = dict(method.sequencer)
+    return settings
+
+
+def _pipeline(method: MethodConfig) -> EditFn:
+    from imageedit_r1.pipeline import ImageEditR1
+
+    pipe = ImageEditR1.from_config(pipeline_settings(method))
+
+    def edit(sample: Any, image: Any) -> EditOutput:
+        return _as_output(pipe(image, sample.request, seed=method.seed))
+
+    return edit
+
+
+def build_edit_fn(method: MethodConfig) -> EditFn:
+    """Load what the method needs (models, clients) once; the returned function edits one sample."""
+    if method.kind == "identity":
+        return lambda sample, image: EditOutput(image.copy(), {"request": sample.request, "sub_requests": []})
+    if method.kind == "precomputed":
+        return _precomputed(method)
+    if method.kind == "callable":
+        fn = _import_target(method.target or "")
+        return lambda sample, image: _as_output(fn(image, sample.request, seed=method.seed, sample=sample))
+    if method.kind in ("original", "pipeline"):
+        return _pipeline(method)
+    raise ValueError(f"unknown method kind {method.kind!r}")

@@ -1,0 +1,235 @@
+"""One self-contained HTML report of a run: tables, plots and a side-by-side gallery.
+
+Everything is inlined (images as base64 JPEG thumbnails, plots as base64 PNG drawn with
+matplotlib's Agg backend, CSS in a <style> block), so the file can be mailed or archived and
+opens offline. All text from data (requests, sub-requests, judge reasoning) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imageedit_r1.eval import tables
+from imageedit_r1.eval.results import RunData, load_run
+from imageedit_r1.images import ImageLoadError, load_image
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fff}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+table.t{border-collapse:collapse;font-size:13px;margin:8px 0}
+table.t th,table.t td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table.t td:nth-child(-n+2),table.t th:nth-child(-n+2){text-align:left}
+.gallery{display:flex;flex-direction:column;gap:18px}
+.item{border:1px solid #ddd;border-radius:6px;padding:10px}
+.request{font-size:14px;margin-bottom:8px}.meta{color:#666;font-size:12px}
+.row{display:flex;gap:10px;flex-wrap:wrap;align-items:flex-start}
+.cell{width:220px;font-size:12px}.cell img{width:208px;height:208px;object-fit:contain;background:#f4f4f4;
+border:1px solid #ccc;display:block}
+.score{font-weight:600}.fail{color:#b00020}.subs{margin:4px 0 0 16px;padding:0}
+.plots img{max-width:100%;border:1px solid #eee}
+details{font-size:12px;color:#444}
+"""
+
+
+def _thumbnail(path: Path, size: int) -> str | None:
+    try:
+        image = load_image(path)
+    except ImageLoadError:
+        return None
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure_data_url(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _method_names(run: RunData) -> list[tuple[str, str]]:
+    return [(m["name"], f"{m.get('group')} · {m.get('label') or m['name']}" if m.get("group")
+             else (m.get("label") or m["name"])) for m in run.methods]
+
+
+def plots(run: RunData) -> list[tuple[str, str]]:
+    """(title, PNG data URL) for the score distributions and the per-benchmark bars."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    scored = run.scored()
+    names = _method_names(run)
+    out: list[tuple[str, str]] = []
+    by_method: dict[str, list[float]] = defaultdict(list)
+    for record in scored:
+        by_method[record["method"]].append(float(record["total"]))
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    bins = np.arange(-0.25, 10.5, 0.5)
+    for name, title in names:
+        if by_method[name]:
+            axis.hist(by_method[name], bins=bins, histtype="step", linewidth=1.6,
+                      label=f"{title} (n={len(by_method[name])})")
+    axis.set_xlabel("judge score (0–10)")
+    axis.set_ylabel("items")
+    axis.set_xlim(-0.5, 10.5)
+    if scored:
+        axis.legend(fontsize=7, loc="upper left")
+    out.append(("Score distributions (all benchmarks and judges)", _figure_data_url(figure)))
+
+    cell: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for record in scored:
+        cell[(record["method"], record["benchmark"])].append(float(record["total"]))
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / max(1, len(names))
+    x = np.arange(len(run.benchmarks))
+    for index, (name, title) in enumerate(names):
+        means = [float(np.mean(cell[(name, bench)])) if cell[(name, bench)] else 0.0 for bench in run.benchmarks]
+        axis.bar(x + (index - (len(names) - 1) / 2) * width, means, width, label=title)
+    axis.set_xticks(x, run.benchmarks)
+    axis.set_ylabel("mean score (0–10), over judges")
+    axis.set_ylim(0, 10)
+    axis.legend(fontsize=7, ncol=2, loc="lower right")
+    out.append(("Mean score per benchmark", _figure_data_url(figure)))
+    return out
+
+
+def _table_html(markdown: str) -> str:
+    """The markdown tables rendered as HTML (pipes to cells; ** to <b>)."""
+    rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    notes = [line for line in markdown.splitlines() if line and not line.startswith("|")]
+    parts = ['<table class="t">']
+    for index, line in enumerate(rows):
+        if index == 1:
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        tag = "th" if index == 0 else "td"
+        rendered = []
+        for c in cells:
+            text = html.escape(c)
+            if text.startswith("**") and text.endswith("**"):
+                text = f"<b>{text[2:-2]}</b>"
+            rendered.append(f"<{tag}>{text}</{tag}>")
+        parts.append("<tr>" + "".join(rendered) + "</tr>")
+    parts.append("</table>")
+    parts.extend(f'<p class="meta">{html.escape(note)}</p>' for note in notes)
+    return "\n".join(parts)
+
+
+def _gallery_items(run: RunData, max_items: int) -> list[tuple[str, str]]:
+    """(benchmark, sample id) pairs, spread evenly over benchmarks, in run order."""
+    per_bench: dict[str, list[str]] = defaultdict(list)
+    for record in run.edits:
+        ids = per_bench[record["benchmark"]]
+        if record["sample_id"] not in ids:
+            ids.append(record["sample_id"])
+    chosen: list[tuple[str, str]] = []
+    benches = [b for b in run.benchmarks if per_bench[b]]
+    position = 0
+    while len(chosen) < max_items and any(position < len(per_bench[b]) for b in benches):
+        for bench in benches:
+            if position < len(per_bench[bench]) and len(chosen) < max_items:
+                chosen.append((bench, per_bench[bench][position]))
+        position += 1
+    return chosen
+
+
+def _scores_html(judgments: list[dict[str, Any]]) -> str:
+    parts = []
+    for record in judgments:
+        judge = html.escape(record["judge"])
+        if record.get("status") == "scored":
+            parts.append(
+                f'<div><span class="score">{judge}: {record["total"]:g}</span> '
+                f'(F {record["fulfillment"]:g} · Q {record["quality"]:g} · P {record["preservation"]:g})'
+                + (f"<details><summary>reasoning</summary>{html.escape(record.get('reasoning') or '')}</details>"
+                   if record.get("reasoning") else "") + "</div>")
+        else:
+            parts.append(f'<div class="fail">{judge}: failed ({html.escape(record.get("error_kind", "?"))})</div>')
+    return "".join(parts)
+
+
+def gallery_html(run: RunData, max_items: int = 40, thumb: int = 256) -> str:
+    edits = {(r["benchmark"], r["sample_id"], r["method"]): r for r in run.edits}
+    judgments: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in run.results:
+        judgments[(record["benchmark"], record["sample_id"], record["method"])].append(record)
+    names = _method_names(run)
+    blocks = []
+    for bench, sample_id in _gallery_items(run, max_items):
+        records = [edits.get((bench, sample_id, name)) for name, _ in names]
+        first = next((r for r in records if r), None)
+        if first is None:
+            continue
+        original = next((r.get("original_path") for r in records if r and r.get("original_path")), None)
+        original_src = _thumbnail(run.run_dir / original, thumb) if original else None
+        cells = ['<div class="cell"><div><b>Original</b></div>'
+                 + (f'<img alt="original" src="{original_src}">' if original_src else '<div class="fail">missing</div>')
+                 + "</div>"]
+        for (name, title), record in zip(names, records, strict=True):
+            body = f"<div><b>{html.escape(title)}</b></div>"
+            if record is None:
+                body += '<div class="meta">not run</div>'
+            elif record.get("status") != "ok":
+                body += f'<div class="fail">edit failed ({html.escape(record.get("error_kind", "?"))})</div>'
+            else:
+                src = _thumbnail(run.run_dir / record["edited_path"], thumb)
+                body += f'<img alt="{html.escape(name)}" src="{src}">' if src else '<div class="fail">image missing</div>'
+                subs = (record.get("trace") or {}).get("sub_requests") or []
+                if subs and subs != [first["request"]]:
+                    body += '<ol class="subs">' + "".join(f"<li>{html.escape(str(s))}</li>" for s in subs) + "</ol>"
+                body += _scores_html(judgments.get((bench, sample_id, name), []))
+            cells.append(f'<div class="cell">{body}</div>')
+        blocks.append(
+            f'<div class="item"><div class="request"><b>Request:</b> {html.escape(first["request"])}</div>'
+            f'<div class="meta">{html.escape(bench)} · {html.escape(sample_id)}</div>'
+            f'<div class="row">{"".join(cells)}</div></div>')
+    return '<div class="gallery">' + "\n".join(blocks) + "</div>"
+
+
+def render_report(run: RunData, *, max_items: int = 40, n_boot: int = 1000, title: str = "ImageEdit-R1 evaluation") -> str:
+    main = tables.build_table(run, n_boot=n_boot)
+    breakdown = tables.criteria_breakdown(run)
+    judges = ", ".join(f"{j['name']} = {j['model']}" for j in run.judges)
+    plot_html = "".join(f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="{src}">' for t, src in plots(run))
+    failures = sum(1 for r in run.results if r.get("status") != "scored") + sum(
+        1 for r in run.edits if r.get("status") != "ok")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="meta">Judges: {html.escape(judges)}. Judge prompt sha256: {html.escape(run.manifest.get('prompt_sha256', '?'))}.
+Scored judgments: {len(run.scored())}; failures (edits and judgments): {failures}.</p>
+<h2>Main results (Table 1 layout)</h2>
+{_table_html(tables.to_markdown(main))}
+<h2>Per-criterion breakdown</h2>
+{_table_html(tables.breakdown_markdown(breakdown))}
+<h2>Gallery</h2>
+{gallery_html(run, max_items=max_items)}
+<h2>Plots</h2>
+<div class="plots">{plot_html}</div>
+</body></html>
+"""
+
+
+def write_report(run_dir: str | Path, out: str | Path, *, max_items: int = 40, n_boot: int = 1000) -> Path:
+    run = load_run(run_dir)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = render_report(run, max_items=max_items, n_boot=n_boot)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out

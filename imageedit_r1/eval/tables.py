@@ -1,0 +1,225 @@
+"""Table 1 of the paper from a run: methods × (benchmark × judge), Average, delta vs Original.
+
+Each cell is the mean judge score (0–10) over the items the judge scored, with a percentile
+bootstrap interval (items resampled with replacement). "Average" is the mean over the
+benchmark × judge cells, as in the paper; its interval resamples every cell independently and
+averages, and the delta's interval does the same for the method and its group's baseline.
+Failures (edit failed, judge refused or unreadable, API gave up) are counted per cell and never
+enter a mean; "missing" counts items not run yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from imageedit_r1.eval.results import CRITERIA, CRITERION_TITLES, RunData
+from imageedit_r1.eval.stats import bootstrap_means, percentile_interval
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)
+    failed: int = 0
+    missing: int = 0
+    mean: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    replicates: np.ndarray | None = None
+
+
+@dataclass
+class Row:
+    method: str
+    label: str
+    group: str
+    baseline: bool
+    cells: dict[tuple[str, str], Cell]
+    average: float = math.nan
+    average_ci: tuple[float, float] = (math.nan, math.nan)
+    complete: bool = True
+    delta: float | None = None
+    delta_ci: tuple[float, float] = (math.nan, math.nan)
+    average_replicates: np.ndarray | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(cell.failed for cell in self.cells.values())
+
+    @property
+    def missing(self) -> int:
+        return sum(cell.missing for cell in self.cells.values())
+
+
+@dataclass
+class Table:
+    criterion: str
+    columns: list[tuple[str, str]]  # (benchmark, judge)
+    rows: list[Row]
+    confidence: float
+
+
+def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, confidence: float = 0.95,
+                seed: int = 0) -> Table:
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}")
+    rng = np.random.default_rng(seed)
+    columns = [(bench, judge["name"]) for bench in run.benchmarks for judge in run.judges]
+    expected = run.manifest.get("samples", {})
+    edit_failed: dict[tuple[str, str], int] = defaultdict(int)
+    for record in run.edits:
+        if record.get("status") == "failed":
+            edit_failed[(record["method"], record["benchmark"])] += 1
+    cells: dict[tuple[str, str, str], Cell] = defaultdict(Cell)
+    for record in run.results:
+        cell = cells[(record["method"], record["benchmark"], record["judge"])]
+        if record.get("status") == "scored":
+            cell.values.append(float(record[criterion]))
+        else:
+            cell.failed += 1
+    rows: list[Row] = []
+    for method in run.methods:
+        row_cells: dict[tuple[str, str], Cell] = {}
+        for bench, judge in columns:
+            cell = cells[(method["name"], bench, judge)]
+            cell.failed += edit_failed[(method["name"], bench)]
+            if bench in expected:
+                cell.missing = max(0, expected[bench] - len(cell.values) - cell.failed)
+            if cell.values:
+                cell.mean = float(np.mean(cell.values))
+                cell.replicates = bootstrap_means(cell.values, n_boot, rng)
+                cell.low, cell.high = percentile_interval(cell.replicates, confidence)
+            row_cells[(bench, judge)] = cell
+        row = Row(method["name"], method.get("label") or method["name"], method.get("group", ""),
+                  bool(method.get("baseline")), row_cells)
+        present = [cell for cell in row_cells.values() if cell.values]
+        row.complete = len(present) == len(columns) and row.missing == 0
+        if present:
+            row.average = float(np.mean([cell.mean for cell in present]))
+            row.average_replicates = np.mean([cell.replicates for cell in present], axis=0)
+            row.average_ci = percentile_interval(row.average_replicates, confidence)
+        rows.append(row)
+    baselines = {row.group: row for row in rows if row.baseline}
+    for row in rows:
+        base = baselines.get(row.group)
+        if base is None or base is row or math.isnan(row.average) or math.isnan(base.average):
+            continue
+        row.delta = row.average - base.average
+        row.delta_ci = percentile_interval(row.average_replicates - base.average_replicates, confidence)
+    return Table(criterion, columns, rows, confidence)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _signed(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:+.2f}"
+
+
+def _column_best(table: Table) -> dict[Any, float]:
+    best: dict[Any, float] = {}
+    for column in [*table.columns, "average"]:
+        means = [row.average if column == "average" else row.cells[column].mean for row in table.rows]
+        finite = [m for m in means if not math.isnan(m)]
+        if len(finite) > 1:
+            best[column] = max(finite)
+    return best
+
+
+def to_markdown(table: Table, ci: bool = True) -> str:
+    best = _column_best(table)
+
+    def fmt(mean: float, low: float, high: float, column: Any) -> str:
+        text = _num(mean)
+        if ci and not math.isnan(mean):
+            text += f" [{_num(low)}, {_num(high)}]"
+        if column in best and not math.isnan(mean) and abs(mean - best[column]) < 1e-9:
+            text = f"**{text}**"
+        return text
+
+    header = ["Edit model", "Method", *(f"{bench} · {judge}" for bench, judge in table.columns), "Average",
+              "Δ vs Original", "Failed", "Missing"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for row in table.rows:
+        cells = [fmt(c.mean, c.low, c.high, column) for column, c in row.cells.items()]
+        average = fmt(row.average, *row.average_ci, "average") + ("" if row.complete else " †")
+        delta = _signed(row.delta)
+        if delta and ci:
+            delta += f" [{_signed(row.delta_ci[0])}, {_signed(row.delta_ci[1])}]"
+        lines.append("| " + " | ".join([row.group, row.label, *cells, average, delta, str(row.failed),
+                                        str(row.missing)]) + " |")
+    title = CRITERION_TITLES[table.criterion]
+    notes = [f"\nMean judge score, {title}; brackets: {table.confidence:.0%} bootstrap interval. "
+             "Average = mean over the benchmark × judge cells. Failed items are excluded from the means "
+             "and counted under Failed; Missing = not run yet."]
+    if any(not row.complete for row in table.rows):
+        notes.append("† incomplete: some cells are empty or items are missing.")
+    return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["group", "method", "label", "benchmark", "judge", "criterion", "mean", "ci_low", "ci_high",
+                     "n_scored", "n_failed", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high"])
+
+    def num(value: float | None) -> str:
+        return "" if value is None or math.isnan(value) else f"{value:.4f}"
+
+    for row in table.rows:
+        for (bench, judge), cell in row.cells.items():
+            writer.writerow([row.group, row.method, row.label, bench, judge, table.criterion, num(cell.mean),
+                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.missing, "", "", ""])
+        writer.writerow([row.group, row.method, row.label, "Average", "all", table.criterion, num(row.average),
+                         num(row.average_ci[0]), num(row.average_ci[1]),
+                         sum(len(c.values) for c in row.cells.values()), row.failed, row.missing,
+                         num(row.delta), num(row.delta_ci[0]), num(row.delta_ci[1])])
+    return buffer.getvalue()
+
+
+def criteria_breakdown(run: RunData) -> list[dict[str, Any]]:
+    """Per method and judge: each criterion's mean over benchmarks (mean of per-benchmark means)."""
+    sums: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for record in run.scored():
+        sums[(record["method"], record["judge"], record["benchmark"])].append(record)
+    rows = []
+    for method in run.methods:
+        for judge in run.judges:
+            per_bench = [sums[(method["name"], judge["name"], bench)] for bench in run.benchmarks]
+            per_bench = [records for records in per_bench if records]
+            row: dict[str, Any] = {"group": method.get("group", ""), "method": method.get("label") or method["name"],
+                                   "judge": judge["name"], "n": sum(len(r) for r in per_bench)}
+            for criterion in CRITERIA:
+                means = [float(np.mean([r[criterion] for r in records])) for records in per_bench]
+                row[criterion] = float(np.mean(means)) if means else math.nan
+            rows.append(row)
+    return rows
+
+
+def breakdown_markdown(rows: list[dict[str, Any]]) -> str:
+    header = ["Edit model", "Method", "Judge", *(CRITERION_TITLES[c] for c in CRITERIA), "n"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join([row["group"], row["method"], row["judge"],
+                                        *(_num(row[c]) for c in CRITERIA), str(row["n"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def breakdown_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["group", "method", "judge", *CRITERIA, "n"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and not math.isnan(v) else
+                             ("" if isinstance(v, float) else v)) for k, v in row.items()})
+    return buffer.getvalue()

@@ -1,0 +1,520 @@
+"""ImageEdit-R1 at inference: decomposition agent → sequencing agent → editing agent.
+
+    pipe = ImageEditR1.from_config("examples/configs/flux_kontext.yaml")
+    result = pipe(image, "Change the color of her coat and possibly hair to scarlet or copper red")
+    result.image.save("out.png"); result.save_trace("out.trace.json")
+
+Modes (the paper's names): ``single-turn`` (default) sends all sub-requests to the editor in one
+call; ``multi-turn`` applies them one call at a time, each on the previous output; ``original``
+is the baseline: the editor alone on the raw request. Every run returns a trace (request,
+decomposition, parser repairs, sub-requests, the editor's instructions, model ids, seeds,
+per-stage seconds, fallbacks and errors) so a person can see what each agent did.
+
+When an agent's answer is unusable the configured fallback applies and the trace says so:
+``on_decompose_failure`` is ``error`` (stop), ``keywords`` (read the actions from the request
+with the action taxonomy) or ``original`` (edit with the raw request); ``on_sequence_failure``
+is ``error``, ``template`` (one "action subject to goal" sub-request per subject) or ``original``.
+
+The command line lives in ``imageedit_r1.pipeline_cli`` (``python -m imageedit_r1.pipeline --help``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imageedit_r1 import __version__
+from imageedit_r1.decomposition import ACTIONS, Decomposition, DecompositionParseError, canonical_action
+from imageedit_r1.images import DEFAULT_MAX_PIXELS, image_sha256, load_image
+
+MODES = ("single-turn", "multi-turn", "original")
+DECOMPOSE_FALLBACKS = ("error", "keywords", "original")
+SEQUENCE_FALLBACKS = ("error", "template", "original")
+API_BACKENDS = ("openai", "gemini")
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class AgentConfig:
+    """A chat backend for an agent (see ``imageedit_r1.backends.build_backend``)."""
+
+    backend: str = "transformers"  # openai | gemini | transformers | vllm
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"  # hub id, local folder, or served model name
+    base_url: str | None = None  # OpenAI-compatible server (e.g. vLLM serving the checkpoint)
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout: float = 120.0
+    retry_attempts: int = 4
+    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments: dtype, device, ...
+    agent_options: dict[str, Any] = field(default_factory=dict)  # Decomposer / Sequencer ones: repair, max_steps
+
+
+@dataclass
+class EditorConfig:
+    name: str = "flux-kontext"  # flux-kontext | qwen-image-edit | qwen-image-edit-plus | nano-banana | openai-image
+    options: dict[str, Any] = field(default_factory=dict)  # the editor's keyword arguments
+
+
+@dataclass
+class PipelineConfig:
+    mode: str = "single-turn"
+    seed: int | None = None  # None: a fresh seed per run, recorded in the trace
+    decomposer: AgentConfig = field(default_factory=AgentConfig)
+    sequencer: AgentConfig | None = None  # None: the decomposer's backend (the paper: same VLM)
+    editor: EditorConfig = field(default_factory=EditorConfig)
+    on_decompose_failure: str = "error"
+    on_sequence_failure: str = "error"
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+
+    def validate(self) -> PipelineConfig:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.on_decompose_failure not in DECOMPOSE_FALLBACKS:
+            raise ValueError(f"on_decompose_failure must be one of {DECOMPOSE_FALLBACKS}, got {self.on_decompose_failure!r}")
+        if self.on_sequence_failure not in SEQUENCE_FALLBACKS:
+            raise ValueError(f"on_sequence_failure must be one of {SEQUENCE_FALLBACKS}, got {self.on_sequence_failure!r}")
+        return self
+
+
+def load_pipeline_config(path: str | os.PathLike | None = None, overrides=()) -> PipelineConfig:
+    from imageedit_r1.config import load_config
+
+    return load_config(PipelineConfig, path, list(overrides)).validate()
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class EditFailed(RuntimeError):
+    """A run could not produce an image; ``trace`` holds everything recorded up to the failure."""
+
+    def __init__(self, message: str, trace: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+@dataclass
+class EditResult:
+    image: Any  # PIL.Image.Image
+    trace: dict[str, Any]
+
+    def save_trace(self, path: str | os.PathLike) -> None:
+        write_trace(path, self.trace)
+
+
+def write_trace(path: str | os.PathLike, trace: dict[str, Any]) -> None:
+    """Write a trace atomically (temporary file, then rename): a killed run leaves no torn trace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(trace, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def join_sub_requests(sub_requests: list[str]) -> str:
+    """One instruction holding every sub-request, in order, as sentences (single-turn editing)."""
+    sentences = [s.strip().rstrip(".;, ") for s in sub_requests if s and s.strip()]
+    return " ".join(f"{sentence}." for sentence in sentences)
+
+
+_CLAUSE_SPLIT = re.compile(r"[.;!?\n]+|,\s*(?:and\s+|then\s+)?|\s+(?:and|then|also)\s+(?=[a-z]+\b)", re.IGNORECASE)
+_LEADING_FILLER = re.compile(r"^(?:please|also|and|then|can you|could you|i want you to|i'd like you to)\s+", re.IGNORECASE)
+
+
+def keyword_decomposition(request: str) -> Decomposition:
+    """A rule-based decomposition: each clause of the request that opens with a known edit action
+    becomes that action with the clause as its goal; other clauses extend the previous goal.
+    A fallback when the agent's answer is unusable, not a substitute for the trained agent."""
+    actions: list[str] = []
+    goals: list[str] = []
+    for clause in _CLAUSE_SPLIT.split(request):
+        clause = _LEADING_FILLER.sub("", (clause or "").strip())
+        if not clause:
+            continue
+        label = canonical_action(clause)
+        # "Transformation" holds the catch-all verbs (make, change): an action only when nothing better came first.
+        opens_action = label in ACTIONS and (label != "Transformation" or not actions)
+        if opens_action:
+            actions.append(label)
+            goals.append(clause)
+        elif goals:
+            goals[-1] = f"{goals[-1]} and {clause}"
+    if not actions:
+        actions, goals = ["Transformation"], [request.strip()]
+    return Decomposition(actions=list(dict.fromkeys(actions)), subjects=[], goals=goals, think="keyword fallback")
+
+
+def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
+    return {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
+
+
+def _image_info(image) -> dict[str, Any]:
+    return {"width": image.width, "height": image.height, "sha256": image_sha256(image)}
+
+
+class _Trace(dict):
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self["seconds"][name] = round(self["seconds"].get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+class AgentUnavailableError(RuntimeError):
+    """An agent cannot start here (weights, an API key or a package is missing)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Errors that will hit every run alike (missing weights, keys, packages): stop, don't fall back."""
+    from imageedit_r1.agents.editors.base import EditorUnavailableError
+
+    return isinstance(exc, (EditorUnavailableError, AgentUnavailableError, ImportError))
+
+
+# An agent answered, but not usably (after its own bounded repair): the fallbacks apply to these only.
+_UNUSABLE_ANSWER = {"DecompositionError", "DecompositionParseError", "SequencingError", "InvalidSubRequests"}
+
+
+def is_unusable_answer(exc: BaseException) -> bool:
+    return any(cls.__name__ in _UNUSABLE_ANSWER for cls in type(exc).__mro__)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+class ImageEditR1:
+    """The three agents chained on one image. Agents given explicitly win over the config's."""
+
+    def __init__(
+        self,
+        editor=None,
+        decomposer=None,
+        sequencer=None,
+        *,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.config = (config or PipelineConfig()).validate()
+        self._editor = editor
+        self._decomposer = decomposer
+        self._sequencer = sequencer
+        self._backends: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig | dict | str | os.PathLike | None = None, overrides=()) -> ImageEditR1:
+        if isinstance(config, PipelineConfig):
+            if overrides:
+                from omegaconf import OmegaConf
+
+                merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides)))
+                config = OmegaConf.to_object(merged)
+            return cls(config=config.validate())
+        if isinstance(config, dict):
+            from omegaconf import OmegaConf
+
+            merged = OmegaConf.merge(
+                OmegaConf.structured(PipelineConfig), OmegaConf.create(config), OmegaConf.from_dotlist(list(overrides))
+            )
+            return cls(config=OmegaConf.to_object(merged).validate())
+        return cls(config=load_pipeline_config(config, overrides))
+
+    # ------------------------------------------------------------------ agents, built on first use
+
+    def _backend(self, role: str, agent: AgentConfig):
+        from imageedit_r1.backends import build_backend
+        from imageedit_r1.retry import RetryPolicy
+
+        key = json.dumps(asdict(agent), sort_keys=True, default=str)
+        if key not in self._backends:
+            kwargs: dict[str, Any] = {"model": agent.model, **agent.options}
+            if agent.backend in API_BACKENDS:
+                kwargs["timeout"] = agent.timeout
+                kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
+                if agent.base_url:
+                    kwargs["base_url"] = agent.base_url
+                if agent.api_key_env:
+                    kwargs["api_key_env"] = agent.api_key_env
+            try:
+                self._backends[key] = build_backend(agent.backend, **kwargs)
+            except Exception as exc:
+                raise AgentUnavailableError(
+                    f"the {role} agent cannot start ({agent.backend} backend, model {agent.model!r}): {exc}"
+                ) from exc
+        return self._backends[key]
+
+    @property
+    def editor(self):
+        if self._editor is None:
+            from imageedit_r1.agents.editors import build_editor
+
+            self._editor = build_editor(self.config.editor.name, **dict(self.config.editor.options))
+        return self._editor
+
+    @property
+    def decomposer(self):
+        if self._decomposer is None:
+            from imageedit_r1.agents.decomposer import Decomposer
+
+            agent = self.config.decomposer
+            self._decomposer = Decomposer(
+                self._backend("decomposition", agent),
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+                **agent.agent_options,
+            )
+        return self._decomposer
+
+    @property
+    def sequencer(self):
+        if self._sequencer is None:
+            from imageedit_r1.agents.sequencer import Sequencer
+
+            agent = self.config.sequencer or self.config.decomposer
+            options = dict(agent.agent_options) if self.config.sequencer is not None else {}
+            self._sequencer = Sequencer(
+                self._backend("sequencing", agent),
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+                **options,
+            )
+        return self._sequencer
+
+    def model_ids(self, mode: str) -> dict[str, str | None]:
+        seq_agent = self.config.sequencer or self.config.decomposer
+        editor_id = getattr(self._editor, "model_id", None) if self._editor is not None else None
+        if editor_id is None and self._editor is None:
+            editor_id = self.config.editor.options.get("model_id") or self.config.editor.options.get("model")
+        agentic = mode != "original"
+        return {
+            "decomposer": _agent_model_id(self._decomposer, self.config.decomposer) if agentic else None,
+            "sequencer": _agent_model_id(self._sequencer, seq_agent) if agentic else None,
+            "editor": editor_id,
+        }
+
+    # ------------------------------------------------------------------ running
+
+    def _new_trace(self, image, request: str, mode: str) -> _Trace:
+        return _Trace(
+            request=request,
+            mode=mode,
+            status="running",
+            input=_image_info(image),
+            decomposition=None,
+            repairs=[],
+            sequence_repairs=[],
+            raw_outputs={},
+            tokens={},
+            sub_requests=[],
+            instructions=[],
+            editor={"name": self.config.editor.name} if self._editor is None else _describe(self._editor),
+            models={},
+            seeds=[],
+            seconds={},
+            fallbacks=[],
+            errors=[],
+            output=None,
+            version=__version__,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+
+    def _fail(self, trace: _Trace, message: str) -> EditFailed:
+        trace["status"] = "failed"
+        return EditFailed(message, dict(trace))
+
+    def _decompose(self, image, request: str, trace: _Trace) -> Decomposition | None:
+        """Run the decomposition agent; on an unusable answer apply the configured fallback."""
+        try:
+            with trace.stage("decompose"):
+                result = _call_decomposer(self.decomposer, image, request)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            trace["errors"].append(_error_record("decompose", exc))
+            if not is_unusable_answer(exc):
+                raise self._fail(trace, f"decomposition failed: {exc}") from exc
+            trace["raw_outputs"]["decompose"] = _raw_outputs(exc)
+            policy = self.config.on_decompose_failure
+            if policy == "error":
+                raise self._fail(trace, f"decomposition failed: {exc}") from exc
+            trace["fallbacks"].append({"stage": "decompose", "used": policy, "reason": str(exc)[:500]})
+            if policy == "original":
+                return None
+            decomposition = keyword_decomposition(request)
+        else:
+            decomposition = result["decomposition"]
+            trace["repairs"] = result["repairs"]
+            trace["raw_outputs"]["decompose"] = result["raw_outputs"]
+            trace["tokens"]["decompose"] = result["tokens"]
+        trace["decomposition"] = {**decomposition.to_dict(), "think": decomposition.think}
+        return decomposition
+
+    def _sequence(self, image, request: str, decomposition: Decomposition, trace: _Trace) -> list[str]:
+        try:
+            with trace.stage("sequence"):
+                result = _call_sequencer(self.sequencer, image, decomposition, request)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            trace["errors"].append(_error_record("sequence", exc))
+            if not is_unusable_answer(exc):
+                raise self._fail(trace, f"sequencing failed: {exc}") from exc
+            trace["raw_outputs"]["sequence"] = _raw_outputs(exc)
+            policy = self.config.on_sequence_failure
+            if policy == "error":
+                raise self._fail(trace, f"sequencing failed: {exc}") from exc
+            trace["fallbacks"].append({"stage": "sequence", "used": policy, "reason": str(exc)[:500]})
+            if policy == "original":
+                return [request]
+            from imageedit_r1.agents.sequencer import fallback_sub_requests
+
+            return fallback_sub_requests(decomposition)
+        trace["sequence_repairs"] = result["repairs"]
+        trace["raw_outputs"]["sequence"] = result["raw_outputs"]
+        trace["tokens"]["sequence"] = result["tokens"]
+        if result["fallback_used"]:
+            trace["fallbacks"].append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
+        return [s.strip() for s in result["sub_requests"] if s and s.strip()]
+
+    def plan(self, image, request: str, *, mode: str | None = None) -> dict[str, Any]:
+        """Run the decomposition and sequencing agents only; return the trace of what would be edited."""
+        image, request, mode = self._inputs(image, request, mode)
+        trace = self._new_trace(image, request, mode)
+        with trace.stage("total"):
+            trace["instructions"] = self._instructions(image, request, mode, trace)
+        trace["models"] = self.model_ids(mode)
+        trace["status"] = "planned"
+        return dict(trace)
+
+    def _inputs(self, image, request: str, mode: str | None):
+        mode = mode or self.config.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(request, str) or not request.strip():
+            raise ValueError("the edit request is empty")
+        return load_image(image, max_pixels=self.config.max_image_pixels), request.strip(), mode
+
+    def _instructions(self, image, request: str, mode: str, trace: _Trace) -> list[str]:
+        if mode == "original":
+            return [request]
+        decomposition = self._decompose(image, request, trace)
+        if decomposition is None:  # the "original" fallback
+            return [request]
+        sub_requests = self._sequence(image, request, decomposition, trace)
+        if not sub_requests:
+            trace["errors"].append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
+            if self.config.on_sequence_failure == "error":
+                raise self._fail(trace, "the sequencing agent produced no sub-requests")
+            trace["fallbacks"].append({"stage": "sequence", "used": "original", "reason": "no sub-requests"})
+            sub_requests = [request]
+        trace["sub_requests"] = sub_requests
+        if mode == "single-turn":
+            return [join_sub_requests(sub_requests)]
+        return sub_requests
+
+    def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
+        image, request, mode = self._inputs(image, request, mode)
+        trace = self._new_trace(image, request, mode)
+        base_seed = seed if seed is not None else self.config.seed
+        if base_seed is None:
+            base_seed = secrets.randbelow(2**31)
+        run_start = time.perf_counter()
+        try:
+            instructions = self._instructions(image, request, mode, trace)
+            trace["instructions"] = instructions
+            editor = self.editor
+            trace["editor"] = _describe(editor)
+            if hasattr(editor, "load"):
+                with trace.stage("load_editor"):
+                    editor.load()
+            current = image
+            with trace.stage("edit"):
+                for step, instruction in enumerate(instructions):
+                    step_seed = base_seed + step
+                    trace["seeds"].append(step_seed)
+                    current = editor.edit(current, instruction, seed=step_seed)
+        except EditFailed:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            trace["errors"].append(_error_record("edit", exc))
+            trace["models"] = self.model_ids(mode)
+            trace["seconds"]["total"] = round(time.perf_counter() - run_start, 4)
+            raise self._fail(trace, f"editing failed: {exc}") from exc
+        trace["seconds"]["total"] = round(time.perf_counter() - run_start, 4)
+        trace["models"] = self.model_ids(mode)
+        trace["output"] = _image_info(current)
+        trace["status"] = "ok"
+        return EditResult(image=current, trace=dict(trace))
+
+
+# ----------------------------------------------------------------------------- agent adapters
+
+
+def _describe(editor) -> dict[str, Any]:
+    if hasattr(editor, "describe"):
+        return editor.describe()
+    return {"name": getattr(editor, "name", type(editor).__name__), "model_id": getattr(editor, "model_id", None)}
+
+
+def _agent_model_id(agent, config: AgentConfig) -> str:
+    backend = getattr(agent, "backend", None)
+    return getattr(backend, "model", None) or config.model
+
+
+def _tokens(result) -> dict[str, int]:
+    return {"prompt": int(getattr(result, "prompt_tokens", 0) or 0),
+            "completion": int(getattr(result, "completion_tokens", 0) or 0)}
+
+
+def _raw_outputs(exc: BaseException) -> list[str]:
+    raw = getattr(exc, "raw_outputs", None)
+    if raw is None and getattr(exc, "text", None) is not None:
+        raw = [exc.text]
+    return [str(item) for item in (raw or [])]
+
+
+def _call_decomposer(decomposer, image, request: str) -> dict[str, Any]:
+    """The decomposition and what the agent reports about it (repairs, raw answers, tokens)."""
+    if hasattr(decomposer, "run"):
+        result = decomposer.run(image, request)
+        return {"decomposition": result.decomposition, "repairs": list(result.repairs),
+                "raw_outputs": list(result.raw_outputs), "tokens": _tokens(result)}
+    decomposition = decomposer.decompose(image, request)
+    if not isinstance(decomposition, Decomposition):
+        raise DecompositionParseError(f"decomposer returned {type(decomposition).__name__}", repr(decomposition))
+    return {"decomposition": decomposition, "repairs": [], "raw_outputs": [], "tokens": {}}
+
+
+def _call_sequencer(sequencer, image, decomposition: Decomposition, request: str) -> dict[str, Any]:
+    if hasattr(sequencer, "run"):
+        result = sequencer.run(image, decomposition, request)
+        return {"sub_requests": list(result.sub_requests), "repairs": list(result.repairs),
+                "raw_outputs": list(result.raw_outputs), "tokens": _tokens(result),
+                "fallback_used": bool(getattr(result, "fallback_used", False))}
+    sub_requests = sequencer.sequence(image, decomposition, request)
+    if not isinstance(sub_requests, list) or not all(isinstance(s, str) for s in sub_requests):
+        raise TypeError(f"sequencer returned {type(sub_requests).__name__}, not a list of strings")
+    return {"sub_requests": sub_requests, "repairs": [], "raw_outputs": [], "tokens": {}, "fallback_used": False}
+
+
+if __name__ == "__main__":
+    import sys
+
+    from imageedit_r1.pipeline_cli import main
+
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""``python -m imageedit_r1.train``: pre-flight checks, reward curves, checkpoint export.
+
+  preflight {easyr1,verl} [--dry-run] -- CMD...   check a trainer command line before launching it
+  curves LOG [LOG...] --out curves.png            plot reward components over training steps
+  export-checkpoint --trainer T --local-dir D --out O   merge a checkpoint to a Hugging Face folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+from collections.abc import Sequence
+
+_TRAINER_MODULES = {"easyr1": "verl.trainer.main", "verl": "verl.trainer.main_ppo"}
+
+
+def _format_command(cmd: Sequence[str]) -> str:
+    """One argument per line, shell-quoted, so a long launch reads (and pastes) cleanly."""
+    try:
+        split = list(cmd).index("-m") + 2
+    except ValueError:
+        split = 1
+    head = shlex.join(cmd[:split])
+    tail = [shlex.quote(arg) for arg in cmd[split:]]
+    return " \\\n    ".join([head, *tail])
+
+
+def _overrides_from_command(trainer: str, cmd: Sequence[str]) -> list[str]:
+    module = _TRAINER_MODULES[trainer]
+    if module not in cmd:
+        raise SystemExit(f"error: the command does not run `-m {module}`: {shlex.join(cmd)}")
+    args = list(cmd[list(cmd).index(module) + 1 :])
+    bad = [a for a in args if "=" not in a]
+    if bad:
+        raise SystemExit(f"error: trainer arguments must be key=value, got {bad}")
+    return args
+
+
+def run_preflight(args: argparse.Namespace) -> int:
+    from imageedit_r1.train import preflight
+
+    cmd = list(args.command)
+    if not cmd:
+        raise SystemExit("error: give the trainer command after `--`")
+    overrides = _overrides_from_command(args.trainer, cmd)
+    check_devices = not (args.dry_run or args.no_gpu_check)
+    try:
+        if args.trainer == "easyr1":
+            config = preflight.load_easyr1_config(overrides)
+            report = preflight.check_easyr1(config, check_devices=check_devices)
+        else:
+            # verl prints its progress to stdout; keep stdout for the resolved command only.
+            with contextlib.redirect_stdout(sys.stderr):
+                config = preflight.compose_verl_config(overrides)
+                report = preflight.check_verl(config, check_devices=check_devices)
+        report.raise_if_failed()
+    except preflight.PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.dry_run:
+        print(f"# {args.trainer} launch checked (dry run; GPUs not checked). Resolved command:")
+        print(_format_command(cmd))
+    return 0
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    from imageedit_r1.train import curves
+
+    try:
+        series = curves.load_metrics(args.logs, rescore=not args.no_rescore)
+        out = curves.plot_reward_curves(series, args.out, title=args.title, smooth=args.smooth)
+    except curves.MetricLogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, s in series.items():
+        print(f"{name}: {len(s.steps)} points, steps {s.steps[0]}..{s.steps[-1]}, last {s.values[-1]:.3f}")
+    print(f"wrote {out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from imageedit_r1.train import export
+
+    try:
+        folder = export.export_checkpoint(
+            args.trainer,
+            args.local_dir,
+            args.out,
+            easyr1_dir=args.easyr1_dir,
+            python=args.python,
+            check=not args.no_check,
+            device=args.device,
+        )
+    except export.ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m imageedit_r1.train",
+        description="Training utilities for the ImageEdit-R1 decomposition agent (GRPO on EasyR1 or verl).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command_name", required=True)
+
+    pre = sub.add_parser(
+        "preflight",
+        help="check a trainer command line (keys, batch arithmetic, files, GPUs) before launching it",
+        description="Checks the overrides of a trainer command against the trainer's config and constraints. "
+        "EasyR1: keys against the key list read from its source, batch divisibility, rollout.n > 1. "
+        "verl: composes verl's own hydra config and runs its validate_config. Both: data files, "
+        "model path, reward file, and (unless --dry-run/--no-gpu-check) the visible GPU count.",
+    )
+    pre.add_argument("trainer", choices=sorted(_TRAINER_MODULES), help="which trainer the command runs")
+    pre.add_argument("--dry-run", action="store_true", help="print the resolved command; skip the GPU check")
+    pre.add_argument("--no-gpu-check", action="store_true", help="do not count visible GPUs")
+    pre.set_defaults(func=run_preflight)
+    pre.epilog = "usage: preflight easyr1 [--dry-run] -- python3 -m verl.trainer.main config=... key=value ..."
+
+    cur = sub.add_parser(
+        "curves",
+        help="plot reward components over training steps to a PNG",
+        description="Reads EasyR1's file logger (experiment_log.jsonl), verl's file logger "
+        "(VERL_FILE_LOGGER_PATH JSONL), verl's console output (step:N - key:value lines) or verl's "
+        "rollout dumps (trainer.rollout_data_dir: <step>.jsonl), and plots overall, format, action, "
+        "subject and goal reward over steps.",
+    )
+    cur.add_argument("logs", nargs="+", help="log files or a rollout_data_dir / checkpoint directory")
+    cur.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")
+    cur.add_argument("--title", default="Decomposition agent: training rewards")
+    cur.add_argument("--smooth", type=int, default=1, help="moving-average window in steps (default: 1 = none)")
+    cur.add_argument(
+        "--no-rescore",
+        action="store_true",
+        help="for verl rollout dumps, plot only the logged score instead of recomputing the components",
+    )
+    cur.set_defaults(func=run_curves)
+
+    exp = sub.add_parser(
+        "export-checkpoint",
+        help="merge a trained FSDP checkpoint into a Hugging Face folder and check that it loads",
+        description="Runs the trainer's own merger (EasyR1: scripts/model_merger.py; verl: python -m "
+        "verl.model_merger merge --backend fsdp), copies the result to --out and checks it: config, "
+        "processor, weights, and one forward pass on an image and a request.",
+    )
+    exp.add_argument("--trainer", choices=["easyr1", "verl"], required=True)
+    exp.add_argument("--local-dir", required=True, help="the checkpoint's actor folder: .../global_step_N/actor")
+    exp.add_argument("--out", required=True, help="target Hugging Face folder")
+    exp.add_argument("--easyr1-dir", default=None, help="EasyR1 source checkout (default: $EASYR1_DIR)")
+    exp.add_argument("--python", default=sys.executable, help="interpreter that has the trainer installed")
+    exp.add_argument("--device", default="auto", help="device for the load check: auto, cpu, cuda")
+    exp.add_argument("--no-check", action="store_true", help="skip the load check")
+    exp.set_defaults(func=run_export)
+
+    chk = sub.add_parser("check-model", help="check that a Hugging Face folder loads and runs (no merge)")
+    chk.add_argument("folder")
+    chk.add_argument("--device", default="auto")
+    chk.set_defaults(func=run_check)
+    return parser
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from imageedit_r1.train import export
+
+    try:
+        result = export.check_model_folder(args.folder, device=args.device)
+    except export.ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` is the trainer's command line, passed through untouched.
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
+    args = build_parser().parse_args(argv)
+    args.command = command
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

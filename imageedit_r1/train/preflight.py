@@ -1,0 +1,382 @@
+"""Check a training launch before it starts: config keys, batch arithmetic, files, GPUs.
+
+A bad launch on a GPU cluster costs minutes of Ray start-up and model loading before the trainer
+notices a typo or an indivisible batch. These checks mirror the trainers' own constraints and run
+in about a second (EasyR1) or the time of one hydra composition (verl).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+EASYR1_KEYS_FILE = Path(__file__).with_name("easyr1_config_keys.txt")
+# `owner/name@split` (optionally with a sub-config) is a Hugging Face dataset reference, not a path.
+_HUB_DATASET = re.compile(r"^[\w.-]+/[\w.-]+(?:@[\w.\-:\[\]%]+)$")
+_HUB_MODEL = re.compile(r"^[\w.-]+/[\w.-]+$")
+_GROUP_ESTIMATORS = {"grpo", "rloo"}
+
+
+class PreflightError(ValueError):
+    """The launch would fail; the message lists every problem found."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("training launch rejected:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+    def raise_if_failed(self) -> None:
+        if self.problems:
+            raise PreflightError(self.problems)
+
+
+# ---------------------------------------------------------------- EasyR1 key set
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Dotted keys a config accepts; ``mappings`` are free-form dicts (any sub-key accepted)."""
+
+    keys: frozenset[str]
+    mappings: frozenset[str]
+    source: str
+
+    def accepts(self, key: str) -> bool:
+        if key in self.keys or key in self.mappings:
+            return True
+        return any(key.startswith(prefix + ".") for prefix in self.mappings)
+
+    def suggest(self, key: str) -> str | None:
+        close = difflib.get_close_matches(key, sorted(self.keys | self.mappings), n=1, cutoff=0.6)
+        return close[0] if close else None
+
+
+@lru_cache(maxsize=1)
+def easyr1_keys() -> KeySet:
+    keys, mappings, source = set(), set(), ""
+    for line in EASYR1_KEYS_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            match = re.search(r"at commit ([0-9a-f]{40})", line)
+            source = match.group(1) if match else source
+            continue
+        if line.endswith(".*"):
+            mappings.add(line[:-2])
+        elif line:
+            keys.add(line)
+    return KeySet(frozenset(keys), frozenset(mappings), source)
+
+
+def flatten(config: Any, prefix: str = "", *, stop_at: Iterable[str] = ()) -> dict[str, Any]:
+    """Dotted leaf keys of a nested mapping; keys in ``stop_at`` are kept whole (free-form dicts)."""
+    stop = set(stop_at)
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and dotted not in stop:
+            out.update(flatten(value, dotted + ".", stop_at=stop))
+        else:
+            out[dotted] = value
+    return out
+
+
+def unknown_easyr1_keys(config: dict) -> list[str]:
+    keyset = easyr1_keys()
+    messages = []
+    for key in flatten(config, stop_at=keyset.mappings):
+        if not keyset.accepts(key):
+            hint = keyset.suggest(key)
+            messages.append(
+                f"unknown EasyR1 config key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            )
+    return messages
+
+
+# ---------------------------------------------------------------- config loading
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate ``key=value`` overrides from anything else (which is an error for the trainers)."""
+    overrides, other = [], []
+    for item in argv:
+        (overrides if "=" in item and not item.startswith("-") else other).append(item)
+    return overrides, other
+
+
+def load_easyr1_config(overrides: Sequence[str]) -> dict:
+    """Merge the way ``verl.trainer.main`` of EasyR1 does: ``config=FILE`` first, then the dotlist.
+
+    Unlike EasyR1 we start from an empty config instead of its dataclass defaults, so that a key
+    EasyR1 does not define is reported instead of silently merged.
+    """
+    from omegaconf import OmegaConf
+
+    dotlist = [o for o in overrides if not o.startswith("config=")]
+    files = [o.split("=", 1)[1] for o in overrides if o.startswith("config=")]
+    layers = []
+    for path in files:
+        if not os.path.isfile(path):
+            raise PreflightError([f"config file not found: {path}"])
+        layers.append(OmegaConf.load(path))
+    try:
+        layers.append(OmegaConf.from_dotlist(dotlist))
+    except Exception as exc:  # omegaconf's grammar errors are several classes
+        raise PreflightError([f"cannot parse overrides {dotlist}: {exc}"]) from exc
+    merged = OmegaConf.merge(*layers) if layers else OmegaConf.create({})
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def _get(config: dict, dotted: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+# ---------------------------------------------------------------- shared checks
+
+
+def _positive_int(report: Report, name: str, value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        report.fail(f"{name} must be a positive integer, got {value!r}")
+        return None
+    return value
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def check_data_files(report: Report, name: str, value: Any, *, required: bool) -> None:
+    paths = _as_list(value)
+    if not paths:
+        if required:
+            report.fail(f"{name} is empty: point it at the exported RL data")
+        else:
+            report.notes.append(f"{name} is empty: no held-out validation during training")
+        return
+    for path in paths:
+        if os.path.exists(path):
+            continue
+        if _HUB_DATASET.match(path):
+            report.notes.append(f"{name}: {path} will be read from the Hugging Face hub")
+            continue
+        report.fail(
+            f"{name}: data file not found: {path} "
+            "(export it with `python -m imageedit_r1.data export`, or set the path)"
+        )
+
+
+def check_model_path(report: Report, name: str, value: Any) -> None:
+    if not value:
+        report.fail(f"{name} is not set")
+        return
+    path = str(value)
+    if os.path.exists(path):
+        return
+    if path.startswith(("/", ".", "~")) or not _HUB_MODEL.match(path):
+        report.fail(f"{name}: model directory not found: {path}")
+    else:
+        report.notes.append(f"{name}: {path} will be downloaded from the Hugging Face hub")
+
+
+def visible_gpus() -> int:
+    """GPUs this process can use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def check_gpus(report: Report, n_gpus_per_node: int | None, nnodes: int | None, *, check_devices: bool) -> None:
+    if n_gpus_per_node is None or nnodes is None or not check_devices:
+        return
+    if nnodes == 1:
+        found = visible_gpus()
+        if found < n_gpus_per_node:
+            report.fail(
+                f"n_gpus_per_node={n_gpus_per_node} but this node has {found} visible GPU(s); "
+                "set N_GPUS_PER_NODE to the number of GPUs to use"
+            )
+    else:
+        report.notes.append(f"{nnodes} nodes: Ray checks that {nnodes * n_gpus_per_node} GPUs have joined")
+
+
+# ---------------------------------------------------------------- EasyR1
+
+
+def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool = True) -> Report:
+    """EasyR1's own constraints (ray_trainer.py and fsdp_workers.py), checked before Ray starts."""
+    report = Report()
+    for message in unknown_easyr1_keys(config):
+        report.fail(message)
+
+    nnodes = _positive_int(report, "trainer.nnodes", _get(config, "trainer.nnodes", 1))
+    gpus = _positive_int(report, "trainer.n_gpus_per_node", _get(config, "trainer.n_gpus_per_node", 8))
+    rollout_bs = _positive_int(report, "data.rollout_batch_size", _get(config, "data.rollout_batch_size", 512))
+    global_bs = _positive_int(
+        report, "worker.actor.global_batch_size", _get(config, "worker.actor.global_batch_size", 256)
+    )
+    n = _positive_int(report, "worker.rollout.n", _get(config, "worker.rollout.n", 1))
+    micro_update = _positive_int(
+        report,
+        "worker.actor.micro_batch_size_per_device_for_update",
+        _get(config, "worker.actor.micro_batch_size_per_device_for_update", 4),
+    )
+    micro_exp = _positive_int(
+        report,
+        "worker.actor.micro_batch_size_per_device_for_experience",
+        _get(config, "worker.actor.micro_batch_size_per_device_for_experience", 16),
+    )
+    tp = _positive_int(
+        report, "worker.rollout.tensor_parallel_size", _get(config, "worker.rollout.tensor_parallel_size", 2)
+    )
+    ulysses = _positive_int(report, "worker.actor.ulysses_size", _get(config, "worker.actor.ulysses_size", 1))
+
+    estimator = _get(config, "algorithm.adv_estimator", "grpo")
+    if estimator in _GROUP_ESTIMATORS and n is not None and n < 2:
+        report.fail(f"{estimator} compares rollouts within a group: worker.rollout.n must be > 1, got {n}")
+    if rollout_bs and global_bs and rollout_bs % global_bs:
+        report.fail(
+            f"data.rollout_batch_size ({rollout_bs}) must be divisible by "
+            f"worker.actor.global_batch_size ({global_bs})"
+        )
+    if rollout_bs and n and micro_exp and (rollout_bs * n) % micro_exp:
+        report.fail(
+            f"data.rollout_batch_size * worker.rollout.n ({rollout_bs * n}) must be divisible by "
+            f"worker.actor.micro_batch_size_per_device_for_experience ({micro_exp})"
+        )
+    if gpus and nnodes and global_bs and n and micro_update and ulysses:
+        world = gpus * nnodes
+        if world % ulysses:
+            report.fail(f"{world} GPUs are not divisible by worker.actor.ulysses_size ({ulysses})")
+        else:
+            per_device = global_bs * n // (world // ulysses)
+            if per_device == 0:
+                report.fail(
+                    f"worker.actor.global_batch_size * worker.rollout.n ({global_bs * n}) is smaller than "
+                    f"the data-parallel size ({world // ulysses})"
+                )
+            elif per_device % micro_update:
+                report.fail(
+                    f"per-device update batch ({per_device} = {global_bs}*{n}/{world // ulysses}) must be divisible "
+                    f"by worker.actor.micro_batch_size_per_device_for_update ({micro_update})"
+                )
+        if tp and world % tp:
+            report.fail(f"{world} GPUs are not divisible by worker.rollout.tensor_parallel_size ({tp})")
+
+    if check_files:
+        check_data_files(report, "data.train_files", _get(config, "data.train_files"), required=True)
+        check_data_files(report, "data.val_files", _get(config, "data.val_files"), required=False)
+        check_model_path(report, "worker.actor.model.model_path", _get(config, "worker.actor.model.model_path"))
+        prompt = _get(config, "data.format_prompt")
+        if prompt and not os.path.isfile(prompt):
+            report.fail(f"data.format_prompt: template not found: {prompt}")
+        reward = _get(config, "worker.reward.reward_function")
+        if not reward:
+            report.fail("worker.reward.reward_function is not set")
+        elif not os.path.isfile(str(reward).rsplit(":", 1)[0]):
+            report.fail(f"worker.reward.reward_function: file not found: {str(reward).rsplit(':', 1)[0]}")
+    check_gpus(report, gpus, nnodes, check_devices=check_devices)
+    return report
+
+
+# ---------------------------------------------------------------- upstream verl
+
+
+def compose_verl_config(overrides: Sequence[str]):
+    """verl 0.9.x's own hydra config (``ppo_trainer.yaml``) with our overrides: unknown keys fail here."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+            return compose(config_name="ppo_trainer", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise PreflightError([f"verl rejected the overrides: {exc}"]) from exc
+
+
+def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> Report:
+    """verl's ``validate_config`` plus the reward hook and our data checks."""
+    import warnings
+
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+    report = Report()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "critic disabled for GRPO" is expected
+        try:
+            validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+        except (AssertionError, ValueError) as exc:
+            report.fail(f"verl validate_config: {exc}")
+
+    # The typed configs verl builds from these sections run their own checks on construction.
+    for section in ("actor_rollout_ref.rollout", "algorithm"):
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        try:
+            omega_conf_to_dataclass(node)
+        except Exception as exc:  # hydra wraps the dataclass's own error
+            report.fail(f"verl rejects {section}: {exc}")
+
+    n = config.actor_rollout_ref.rollout.n
+    if config.algorithm.adv_estimator in _GROUP_ESTIMATORS and n < 2:
+        report.fail(f"{config.algorithm.adv_estimator} needs actor_rollout_ref.rollout.n > 1, got {n}")
+    mini = config.actor_rollout_ref.actor.ppo_mini_batch_size
+    if config.data.train_batch_size % mini:
+        report.fail(
+            f"data.train_batch_size ({config.data.train_batch_size}) must be divisible by "
+            f"actor_rollout_ref.actor.ppo_mini_batch_size ({mini})"
+        )
+    try:
+        if get_custom_reward_fn(config) is None:
+            report.fail("reward.custom_reward_function.path is not set: verl would use its built-in scorers")
+    except Exception as exc:  # import errors of any kind from the user's reward module
+        report.fail(f"reward.custom_reward_function cannot be loaded: {exc}")
+
+    nnodes = _positive_int(report, "trainer.nnodes", config.trainer.nnodes)
+    gpus = _positive_int(report, "trainer.n_gpus_per_node", config.trainer.n_gpus_per_node)
+    if check_files:
+        check_data_files(report, "data.train_files", _plain(config.data.train_files), required=True)
+        check_data_files(report, "data.val_files", _plain(config.data.val_files), required=False)
+        check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
+    check_gpus(report, gpus, nnodes, check_devices=check_devices)
+    return report
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The same GRPO run on upstream verl (PyPI `verl`, 0.9.x): python -m verl.trainer.main_ppo.
+#
+#   bash recipes/run_grpo_qwen25vl_verl.sh [--dry-run] [key=value ...]
+#
+# Environment (defaults in brackets; the same names as recipes/run_grpo_qwen25vl.sh):
+#   MODEL_PATH          [Qwen/Qwen2.5-VL-7B-Instruct]
+#   TRAIN_FILES         [data/rl/verl/train.parquet]  verl parquet from `python -m imageedit_r1.data export`
+#   VAL_FILES           [data/rl/verl/val.parquet]
+#   N_GPUS_PER_NODE     [8]     NNODES [1]
+#   ROLLOUT_BATCH_SIZE  [32]    data.train_batch_size (prompts per step)
+#   GLOBAL_BATCH_SIZE   [32]    actor.ppo_mini_batch_size (prompts per update; verl multiplies by n)
+#   ROLLOUT_N           [8]     TEMPERATURE [1.0]   LR [1e-6]   KL_COEF [1e-2]   TOTAL_EPOCHS [3]
+#   REWARD_FORMAT / REWARD_ACTION / REWARD_SUBJECT / REWARD_GOAL   [0.25 each] component weights
+#   PROJECT_NAME [imageedit_r1]   EXPERIMENT_NAME [qwen2_5_vl_7b_decompose_grpo_verl]
+#   CHECKPOINT_DIR      [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]
+#   LOG_DIR             [$CHECKPOINT_DIR/logs]  metrics JSONL (file logger) and per-step rollout dumps
+#   PYTHON              [python3]   SKIP_GPU_CHECK=1 skips the visible-GPU count check
+# Extra key=value arguments are hydra overrides passed to verl last (prefix new keys with +).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+DRY_RUN=0
+EXTRA=()
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY_RUN=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "error: unknown option $arg (options: --dry-run, --help; everything else is key=value)" >&2; exit 2 ;;
+    *=*) EXTRA+=("$arg") ;;
+    *) echo "error: expected key=value, got '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON=${PYTHON:-python3}
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-7B-Instruct}
+TRAIN_FILES=${TRAIN_FILES:-data/rl/verl/train.parquet}
+VAL_FILES=${VAL_FILES:-data/rl/verl/val.parquet}
+N_GPUS_PER_NODE=${N_GPUS_PER_NODE-8}
+NNODES=${NNODES:-1}
+ROLLOUT_BATCH_SIZE=${ROLLOUT_BATCH_SIZE:-32}
+GLOBAL_BATCH_SIZE=${GLOBAL_BATCH_SIZE:-32}
+ROLLOUT_N=${ROLLOUT_N:-8}
+TEMPERATURE=${TEMPERATURE:-1.0}
+LR=${LR:-1e-6}
+KL_COEF=${KL_COEF:-1e-2}
+TOTAL_EPOCHS=${TOTAL_EPOCHS:-3}
+PROJECT_NAME=${PROJECT_NAME:-imageedit_r1}
+EXPERIMENT_NAME=${EXPERIMENT_NAME:-qwen2_5_vl_7b_decompose_grpo_verl}
+CHECKPOINT_DIR=${CHECKPOINT_DIR:-checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}
+LOG_DIR=${LOG_DIR:-$CHECKPOINT_DIR/logs}
+
+absolute() { if [ -e "$1" ]; then echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; else echo "$1"; fi; }
+TRAIN_FILES=$(absolute "$TRAIN_FILES")
+VAL_FILES=$(absolute "$VAL_FILES")
+MODEL_PATH=$(absolute "$MODEL_PATH")
+case "$CHECKPOINT_DIR" in /*) ;; *) CHECKPOINT_DIR="$PWD/$CHECKPOINT_DIR" ;; esac
+case "$LOG_DIR" in /*) ;; *) LOG_DIR="$PWD/$LOG_DIR" ;; esac
+
+if [ -z "$N_GPUS_PER_NODE" ]; then
+  echo "error: N_GPUS_PER_NODE is empty: set it to the number of GPUs on each node" >&2
+  exit 2
+fi
+
+# verl's file logger writes here (one JSON line per step); `python -m imageedit_r1.train curves` reads it.
+export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$LOG_DIR/metrics.jsonl}
+
+CMD=(
+  "$PYTHON" -m verl.trainer.main_ppo
+  algorithm.adv_estimator=grpo
+  algorithm.use_kl_in_reward=false
+  data.train_files="$TRAIN_FILES"
+  data.val_files="$VAL_FILES"
+  data.train_batch_size="$ROLLOUT_BATCH_SIZE"
+  data.max_prompt_length=2048
+  data.max_response_length=512
+  data.filter_overlong_prompts=true
+  data.truncation=error
+  data.image_key=images
+  actor_rollout_ref.model.path="$MODEL_PATH"
+  actor_rollout_ref.model.use_remove_padding=true
+  actor_rollout_ref.model.enable_gradient_checkpointing=true
+  actor_rollout_ref.actor.optim.lr="$LR"
+  actor_rollout_ref.actor.ppo_mini_batch_size="$GLOBAL_BATCH_SIZE"
+  actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4
+  actor_rollout_ref.actor.use_kl_loss=true
+  actor_rollout_ref.actor.kl_loss_coef="$KL_COEF"
+  actor_rollout_ref.actor.kl_loss_type=low_var_kl
+  actor_rollout_ref.actor.entropy_coeff=0
+  actor_rollout_ref.actor.fsdp_config.param_offload=false
+  actor_rollout_ref.actor.fsdp_config.optimizer_offload=false
+  actor_rollout_ref.rollout.name=vllm
+  actor_rollout_ref.rollout.n="$ROLLOUT_N"
+  actor_rollout_ref.rollout.temperature="$TEMPERATURE"
+  actor_rollout_ref.rollout.tensor_model_parallel_size=2
+  actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8
+  actor_rollout_ref.rollout.val_kwargs.do_sample=false
+  actor_rollout_ref.rollout.val_kwargs.n=1
+  actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8
+  actor_rollout_ref.ref.fsdp_config.param_offload=true
+  reward.custom_reward_function.path=pkg://imageedit_r1.integrations.verl
+  reward.custom_reward_function.name=compute_score
+  +reward.custom_reward_function.reward_kwargs.format="${REWARD_FORMAT:-0.25}"
+  +reward.custom_reward_function.reward_kwargs.action="${REWARD_ACTION:-0.25}"
+  +reward.custom_reward_function.reward_kwargs.subject="${REWARD_SUBJECT:-0.25}"
+  +reward.custom_reward_function.reward_kwargs.goal="${REWARD_GOAL:-0.25}"
+  trainer.logger='["console","file"]'
+  trainer.project_name="$PROJECT_NAME"
+  trainer.experiment_name="$EXPERIMENT_NAME"
+  trainer.default_local_dir="$CHECKPOINT_DIR"
+  trainer.rollout_data_dir="$LOG_DIR/rollouts"
+  trainer.n_gpus_per_node="$N_GPUS_PER_NODE"
+  trainer.nnodes="$NNODES"
+  trainer.total_epochs="$TOTAL_EPOCHS"
+  trainer.val_before_train=true
+  trainer.test_freq=5
+  trainer.save_freq=20
+  trainer.max_actor_ckpt_to_keep=3
+)
+CMD+=(${EXTRA[@]+"${EXTRA[@]}"})
+
+CHECK=("$PYTHON" -m imageedit_r1.train preflight verl)
+if [ "$DRY_RUN" = 1 ]; then CHECK+=(--dry-run); fi
+if [ "${SKIP_GPU_CHECK:-0}" = 1 ]; then CHECK+=(--no-gpu-check); fi
+"${CHECK[@]}" -- "${CMD[@]}"
+
+if [ "$DRY_RUN" = 1 ]; then
+  exit 0
+fi
+mkdir -p "$LOG_DIR"
+exec "${CMD[@]}"

@@ -1,0 +1,149 @@
+"""nano-banana and openai-image with the real google-genai and openai clients against loopback fakes."""
+
+import pytest
+from PIL import Image, ImageOps
+
+from imageedit_r1.agents.editors import EditorError, EditRefusedError, build_editor
+from imageedit_r1.retry import RetriesExhausted, RetryPolicy
+from imageedit_r1.testing.fake_image_servers import (
+    GeminiImageReply,
+    fake_gemini_image_server,
+    fake_openai_images_server,
+    gemini_image_request,
+    openai_refusal,
+)
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, jitter=0.0)
+
+
+def photo(width=67, height=45):
+    image = Image.new("RGB", (width, height), (30, 140, 220))
+    image.paste((250, 250, 0), (0, 0, width // 3, height))
+    return image
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-openai-key")
+
+
+def invert_at(size):
+    def edit(image, prompt, request):
+        return ImageOps.invert(image).resize(size)
+
+    return edit
+
+
+# ----------------------------------------------------------------------------- nano-banana
+
+
+def nano(server, **options):
+    return build_editor("nano-banana", base_url=server.url, retry=FAST, timeout=5, **options)
+
+
+def test_nano_banana_round_trips_the_image_as_inline_data_and_keeps_the_input_size():
+    # The service answers at its own resolution (here 2x); the editor maps it back to 67x45.
+    with fake_gemini_image_server(lambda img, prompt, req: ImageOps.invert(img).resize((img.width * 2, img.height * 2))) as server:
+        out = nano(server).edit(photo(), "Recoloring coat to scarlet", seed=9)
+    assert out.size == (67, 45)
+    assert out.getpixel((5, 20))[2] > 200 and out.getpixel((60, 20))[0] > 200  # inverted: yellow->blue, blue->orange
+    (request,) = server.requests
+    assert request.path.endswith("/models/gemini-2.5-flash-image:generateContent")
+    assert request.headers["x-goog-api-key"] == "test-gemini-key"
+    prompt, sent = gemini_image_request(request.json)
+    assert prompt == "Recoloring coat to scarlet"
+    config = request.json["generationConfig"]
+    assert config["seed"] == 9 and config["imageConfig"]["aspectRatio"] == "3:2"
+    assert abs(sent.width / sent.height - 1.5) < 0.02  # padded to the ratio it asked for
+
+
+@pytest.mark.parametrize("fault", ["429", "503"])
+def test_nano_banana_retries_transient_errors_within_bounds(fault):
+    with fake_gemini_image_server(invert_at((67, 45)), faults=[fault, fault]) as server:
+        out = nano(server).edit(photo(), "make it red")
+    assert out.size == (67, 45) and len(server.requests) == 3
+    with fake_gemini_image_server(invert_at((67, 45)), faults=[fault] * 5) as server:
+        with pytest.raises(RetriesExhausted, match="gave up after 3 attempts"):
+            nano(server).edit(photo(), "make it red")
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        (GeminiImageReply(block_reason="PROHIBITED_CONTENT"), "blocked the request: PROHIBITED_CONTENT"),
+        (GeminiImageReply(finish_reason="IMAGE_SAFETY"), "withheld the image \\(finish reason IMAGE_SAFETY\\)"),
+        (GeminiImageReply(text="I can't edit photos of that person."), "answered with text instead of an image.*can't edit"),
+    ],
+)
+def test_nano_banana_safety_blocks_and_text_only_answers_are_refusals(reply, message):
+    with fake_gemini_image_server(lambda img, prompt, req: reply) as server:
+        with pytest.raises(EditRefusedError, match=message):
+            nano(server).edit(photo(), "make it red")
+    assert len(server.requests) == 1  # a refusal is not retried
+
+
+def test_nano_banana_without_a_key_says_which_variable_to_set(monkeypatch):
+    monkeypatch.delenv("GEMINI_API_KEY")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    with pytest.raises(EditorError, match="set the environment variable GEMINI_API_KEY or GOOGLE_API_KEY"):
+        build_editor("nano-banana").edit(photo(), "make it red")
+
+
+# ----------------------------------------------------------------------------- openai-image
+
+
+def openai_editor(server, **options):
+    return build_editor("openai-image", base_url=server.url + "/v1", retry=FAST, timeout=5, **options)
+
+
+def test_openai_image_round_trips_base64_and_asks_for_the_inputs_aspect():
+    with fake_openai_images_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
+        out = openai_editor(server).edit(photo(), "Recoloring coat to scarlet")
+    assert out.size == (67, 45)
+    assert out.getpixel((5, 20))[2] > 200 and out.getpixel((60, 20))[0] > 200
+    (request,) = server.requests
+    fields = request.multipart()
+    assert request.headers["authorization"] == "Bearer test-openai-key"
+    assert fields["prompt"][0].text == "Recoloring coat to scarlet"
+    assert fields["model"][0].text == "gpt-image-2"
+    width, height = (int(v) for v in fields["size"][0].text.split("x"))
+    assert width % 16 == 0 and height % 16 == 0 and abs(width / height - 67 / 45) < 0.05
+    sent = Image.open(__import__("io").BytesIO(fields["image"][0].data))
+    assert sent.size == (67, 45)
+
+
+def test_openai_image_pads_extreme_aspects_and_cuts_the_padding_off_the_answer():
+    with fake_openai_images_server(lambda img, prompt, req: img.resize((1536, 512))) as server:
+        out = openai_editor(server).edit(photo(400, 40), "make it red")
+    assert out.size == (400, 40)
+    sent = Image.open(__import__("io").BytesIO(server.requests[0].multipart()["image"][0].data))
+    assert abs(sent.width / sent.height - 3.0) < 0.02  # padded from 10:1 to the API's 3:1 limit
+    assert out.getpixel((10, 20))[0] > 200  # the yellow band survived: the crop took the right region
+
+
+@pytest.mark.parametrize("fault", ["429", "500"])
+def test_openai_image_retries_transient_errors_within_bounds(fault):
+    with fake_openai_images_server(lambda img, prompt, req: img, faults=[fault]) as server:
+        assert openai_editor(server).edit(photo(), "x").size == (67, 45)
+    assert len(server.requests) == 2
+    with fake_openai_images_server(lambda img, prompt, req: img, faults=[fault] * 5) as server:
+        with pytest.raises(RetriesExhausted):
+            openai_editor(server).edit(photo(), "x")
+    assert len(server.requests) == 3
+
+
+def test_openai_image_moderation_block_is_a_clear_refusal_and_not_retried():
+    with fake_openai_images_server(lambda img, prompt, req: openai_refusal()) as server:
+        with pytest.raises(EditRefusedError, match="refused the edit \\(moderation_blocked\\).*safety system"):
+            openai_editor(server).edit(photo(), "x")
+    assert len(server.requests) == 1
+
+
+def test_openai_image_model_is_configuration():
+    with fake_openai_images_server(lambda img, prompt, req: img) as server:
+        openai_editor(server, model="gpt-image-2.5-flare", size="1024x1024", quality="high").edit(photo(), "x")
+    fields = server.requests[0].multipart()
+    assert fields["model"][0].text == "gpt-image-2.5-flare" and fields["size"][0].text == "1024x1024"
+    assert fields["quality"][0].text == "high"

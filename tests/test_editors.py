@@ -1,0 +1,170 @@
+"""Editors: sizes, seeds, the process-wide pipeline cache, and the tiny FLUX.1-Kontext pipeline."""
+
+import pytest
+from PIL import Image
+
+from imageedit_r1.agents.editors import EDITORS, EditorUnavailableError, build_editor
+from imageedit_r1.agents.editors.base import (
+    letterbox,
+    nearest_aspect,
+    restore_size,
+    unletterbox,
+    working_size,
+)
+from imageedit_r1.images import image_sha256
+
+
+def gradient(width, height):
+    image = Image.new("RGB", (width, height))
+    image.putdata([(x * 255 // width, y * 255 // height, 128) for y in range(height) for x in range(width)])
+    return image
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def test_working_size_keeps_aspect_snaps_to_the_multiple_and_respects_the_area_budget():
+    w, h = working_size(4000, 3000, max_area=1024**2, multiple=16)
+    assert w % 16 == 0 and h % 16 == 0 and w * h <= 1024**2
+    assert abs(w / h - 4 / 3) < 0.03
+    # Small inputs are scaled up to the minimum area instead of being edited at a size the model never saw.
+    w, h = working_size(200, 100, max_area=1024**2, min_area=512 * 512, multiple=16)
+    assert w * h >= 0.9 * 512 * 512 and abs(w / h - 2) < 0.05
+    assert working_size(67, 45, max_area=10**6, min_area=0, multiple=2) == (66, 44)
+    assert working_size(5, 5, max_area=10**6, min_area=0, multiple=16) == (16, 16)
+
+
+def test_restore_size_crops_a_different_aspect_instead_of_stretching():
+    wide = Image.new("RGB", (200, 100), (0, 0, 255))
+    wide.paste((255, 0, 0), (0, 0, 50, 100))  # a red band at the left that a centre crop removes
+    restored = restore_size(wide, (50, 50))
+    assert restored.size == (50, 50)
+    assert restored.getpixel((2, 25))[2] > 200  # blue: the left band was cropped, not squeezed in
+
+
+def test_letterbox_round_trip_recovers_the_original_region():
+    image = gradient(90, 30)
+    padded, box = letterbox(image, 1.0)
+    assert padded.size == (90, 90)
+    # A model answering at another resolution: the box is in fractions, so it still lines up.
+    answer = padded.resize((300, 300), Image.Resampling.LANCZOS)
+    back = restore_size(unletterbox(answer, box), image.size)
+    assert back.size == image.size
+    diff = sum(abs(a - b) for a, b in zip(back.getpixel((45, 15)), image.getpixel((45, 15)), strict=True))
+    assert diff < 20
+    assert nearest_aspect(1600, 900, ["1:1", "4:3", "16:9"]) == "16:9"
+
+
+def test_registry_names_every_editor_and_rejects_unknown_names_and_options():
+    assert set(EDITORS) == {"flux-kontext", "qwen-image-edit", "qwen-image-edit-plus", "nano-banana", "openai-image"}
+    with pytest.raises(ValueError, match="unknown editor 'dalle'.*flux-kontext"):
+        build_editor("dalle")
+    with pytest.raises(ValueError, match="bad options for editor 'flux-kontext'"):
+        build_editor("flux-kontext", stepz=3)
+    flux = build_editor("flux-kontext")
+    assert (flux.model_id, flux.num_inference_steps, flux.guidance_scale) == ("black-forest-labs/FLUX.1-Kontext-dev", 28, 2.5)
+    qwen = build_editor("qwen-image-edit")
+    assert (qwen.num_inference_steps, qwen.true_cfg_scale, qwen.negative_prompt) == (50, 4.0, " ")
+    assert build_editor("qwen-image-edit-plus").num_inference_steps == 40
+    assert build_editor("openai-image", model="gpt-image-2.5-flare").model_id == "gpt-image-2.5-flare"
+
+
+def test_missing_weights_give_a_clear_error(tmp_path):
+    editor = build_editor("flux-kontext", model_id=str(tmp_path / "no-such-model"), local_files_only=True, device="cpu")
+    with pytest.raises(EditorUnavailableError, match="could not load FluxKontextPipeline weights") as info:
+        editor.edit(gradient(32, 32), "make it red")
+    assert "hf download" in str(info.value)
+
+
+def test_an_empty_instruction_is_rejected_before_any_work():
+    with pytest.raises(ValueError, match="instruction is empty"):
+        build_editor("flux-kontext").edit(gradient(8, 8), "  ")
+
+
+# ----------------------------------------------------------------------------- tiny FLUX.1-Kontext
+
+
+@pytest.fixture(scope="module")
+def flux_dir(tmp_path_factory):
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
+
+    return build_tiny_flux_kontext()  # one temporary build per test process
+
+
+def tiny_flux(flux_dir, **options):
+    base = dict(model_id=str(flux_dir), local_files_only=True, device="cpu", dtype="float32",
+                min_area=0, num_inference_steps=2, max_sequence_length=32)
+    return build_editor("flux-kontext", **{**base, **options})
+
+
+def test_tiny_flux_edits_at_the_inputs_size_not_1024_and_returns_the_exact_input_size(flux_dir):
+    tokens = []
+
+    def record(pipe, step, timestep, kwargs):
+        tokens.append(kwargs["latents"].shape[1])
+        return kwargs
+
+    editor = tiny_flux(flux_dir, call_kwargs={"callback_on_step_end": record})
+    out = editor.edit(gradient(67, 45), "Recoloring coat to scarlet", seed=0)
+    assert out.size == (67, 45) and out.mode == "RGB"
+    # The tiny VAE does not downsample; latents are packed 2x2: a 66x44 working size is 33*22 tokens.
+    assert tokens and set(tokens) == {33 * 22}
+
+
+def test_tiny_flux_is_seeded_and_the_pipeline_is_loaded_once(flux_dir):
+    editor = tiny_flux(flux_dir)
+    image = gradient(40, 24)
+    first = editor.edit(image, "make the sky orange", seed=7)
+    again = tiny_flux(flux_dir).edit(image, "make the sky orange", seed=7)
+    other = editor.edit(image, "make the sky orange", seed=8)
+    assert image_sha256(first) == image_sha256(again)
+    assert image_sha256(first) != image_sha256(other)
+    assert tiny_flux(flux_dir).load() is editor.load()  # one pipeline per model id / dtype / device
+
+
+def test_multi_turn_steps_chain_outputs_and_offset_seeds(flux_dir):
+    editor = tiny_flux(flux_dir)
+    image = gradient(30, 20)
+    steps = editor.edit_steps(image, ["remove the car", "blur the hills"], seed=3)
+    assert len(steps) == 2 and all(step.size == (30, 20) for step in steps)
+    assert image_sha256(steps[0]) == image_sha256(editor.edit(image, "remove the car", seed=3))
+    assert image_sha256(steps[1]) == image_sha256(editor.edit(steps[0], "blur the hills", seed=4))
+
+
+def test_cpu_offload_on_cpu_is_a_clear_error(flux_dir):
+    editor = tiny_flux(flux_dir, enable_model_cpu_offload=True)
+    with pytest.raises(ValueError, match="enable_model_cpu_offload needs an accelerator"):
+        editor.edit(gradient(16, 16), "make it red")
+
+
+# ----------------------------------------------------------------------------- tiny Qwen-Image-Edit
+
+
+@pytest.fixture(scope="module")
+def qwen_edit_dir(tmp_path_factory):
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_qwen_image_edit
+
+    return build_tiny_qwen_image_edit(tmp_path_factory.mktemp("tiny") / "qwen-image-edit")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["qwen-image-edit", "qwen-image-edit-plus"])
+def test_tiny_qwen_image_edit_keeps_the_input_size_and_runs_true_cfg(qwen_edit_dir, name):
+    prompts = []
+
+    editor = build_editor(name, model_id=str(qwen_edit_dir), local_files_only=True, device="cpu", dtype="float32",
+                          min_area=0, num_inference_steps=1)
+    pipe = editor.load()
+    original = pipe.encode_prompt
+
+    def spy(*args, **kwargs):
+        prompts.append(kwargs.get("prompt"))
+        return original(*args, **kwargs)
+
+    pipe.encode_prompt = spy
+    try:
+        out = editor.edit(gradient(67, 45), "Recoloring coat to scarlet", seed=0)
+    finally:
+        del pipe.encode_prompt
+    assert out.size == (67, 45)
+    assert prompts == ["Recoloring coat to scarlet", " "]  # the negative prompt is encoded: CFG ran

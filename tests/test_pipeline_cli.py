@@ -1,0 +1,131 @@
+"""``python -m imageedit_r1.pipeline``: single images, batches that resume, failures recorded, clear exits."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.pipeline_cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def flux_args(tmp_path_factory):
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
+
+    flux = build_tiny_flux_kontext()  # one temporary build per test process
+    return ["--mode", "original", "--editor", "flux-kontext", f"editor.options.model_id={flux}",
+            "editor.options.local_files_only=true", "editor.options.device=cpu", "editor.options.min_area=0",
+            "editor.options.num_inference_steps=2", "editor.options.max_sequence_length=32", "seed=3"]
+
+
+def write_manifest(folder: Path, items):
+    path = folder / "requests.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+def test_single_image_writes_the_image_at_the_input_size_and_its_trace(tmp_path, flux_args, capsys):
+    source = tmp_path / "in.png"
+    Image.new("RGB", (67, 45), (90, 20, 200)).save(source)
+    out = tmp_path / "out" / "edited.png"
+    assert main(["--image", str(source), "--request", "make it red", "--out", str(out), *flux_args]) == 0
+    assert Image.open(out).size == (67, 45)
+    trace = json.loads((tmp_path / "out" / "edited.trace.json").read_text())
+    assert trace["status"] == "ok" and trace["mode"] == "original" and trace["seeds"] == [3]
+    assert f"editor.options.model_id={trace['models']['editor']}" in flux_args
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_batch_records_a_failed_item_goes_on_and_resumes_without_redoing_work(tmp_path, flux_args):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(images / "a.png")
+    Image.new("RGB", (31, 47), (10, 10, 200)).save(images / "b.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    manifest = write_manifest(tmp_path, [
+        {"id": "a", "image": "images/a.png", "request": "make it blue"},
+        {"id": "broken", "image": "images/broken.png", "request": "make it green"},
+        {"id": "b", "image": "images/b.png", "request": "remove the car"},
+    ])
+    out_dir = tmp_path / "run"
+    assert main(["--manifest", str(manifest), "--out-dir", str(out_dir), *flux_args]) == 1
+    assert Image.open(out_dir / "a.png").size == (40, 30) and Image.open(out_dir / "b.png").size == (31, 47)
+    records = {r["id"]: r for r in read_jsonl(out_dir / "results.jsonl")}
+    assert records["a"]["status"] == "ok" and records["b"]["status"] == "ok"
+    assert records["broken"]["status"] == "failed" and "unreadable image" in records["broken"]["error"]
+    assert json.loads((out_dir / "broken.trace.json").read_text())["status"] == "failed"
+
+    # Re-run after fixing the broken input: finished items are skipped, the failed one is redone.
+    a_mtime = (out_dir / "a.png").stat().st_mtime_ns
+    Image.new("RGB", (20, 20), (0, 120, 0)).save(images / "broken.png")
+    assert main(["--manifest", str(manifest), "--out-dir", str(out_dir), *flux_args]) == 0
+    assert (out_dir / "a.png").stat().st_mtime_ns == a_mtime
+    records = {r["id"]: r for r in read_jsonl(out_dir / "results.jsonl")}
+    assert records["broken"]["status"] == "ok" and Image.open(out_dir / "broken.png").size == (20, 20)
+
+
+def test_a_finished_image_without_a_trace_is_redone(tmp_path, flux_args):
+    Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
+    manifest = write_manifest(tmp_path, [{"id": "x", "image": "x.png", "request": "make it red"}])
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    Image.new("RGB", (5, 5)).save(out_dir / "x.png")  # left by a run killed before its trace was written
+    assert main(["--manifest", str(manifest), "--out-dir", str(out_dir), *flux_args]) == 0
+    assert Image.open(out_dir / "x.png").size == (20, 20)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"id": "a", "image": "a.png", "request": "x"}\n{not json}\n', "requests.jsonl:2: not valid JSON"),
+        ('{"id": "a", "image": "a.png"}\n', "requests.jsonl:1: missing request"),
+        ('{"id": "a", "image": "a.png", "request": "x"}\n{"id": "a", "image": "b.png", "request": "y"}\n', "duplicate id"),
+    ],
+)
+def test_a_bad_manifest_stops_before_any_work_with_the_line_number(tmp_path, capsys, content, message):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(content)
+    assert main(["--manifest", str(path), "--out-dir", str(tmp_path / "o"), "--mode", "original"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+def test_a_missing_api_key_is_a_clear_error_not_a_failed_batch(tmp_path, capsys, monkeypatch):
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
+    code = main(["--image", str(tmp_path / "x.png"), "--request", "make it red", "--out", str(tmp_path / "o.png"),
+                 "--mode", "original", "--editor", "nano-banana"])
+    assert code == 2
+    assert "set the environment variable GEMINI_API_KEY or GOOGLE_API_KEY" in capsys.readouterr().err
+
+
+def test_usage_errors_and_help():
+    with pytest.raises(SystemExit) as info:
+        main(["--image", "x.png"])
+    assert info.value.code == 2
+    out = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "OFFLINE DEMO" in out and "--manifest" in out and "single-turn" in out
+
+
+@pytest.mark.slow
+def test_the_offline_demo_runs_all_three_agents_and_says_its_output_is_noise(tmp_path, capsys):
+    out = tmp_path / "demo_out" / "edited.png"
+    assert main(["--demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "OFFLINE DEMO" in printed and "NOISE" in printed
+    assert Image.open(out).size == Image.open(tmp_path / "demo_out" / "input.png").size == (320, 240)
+    trace = json.loads((tmp_path / "demo_out" / "edited.trace.json").read_text())
+    assert trace["status"] == "ok" and trace["demo"]["offline_demo"] is True
+    # The tiny agents really answered (raw outputs kept) and the fallbacks that took over are named.
+    assert trace["raw_outputs"]["decompose"] and trace["raw_outputs"]["sequence"]
+    assert {f["stage"] for f in trace["fallbacks"]} <= {"decompose", "sequence"}
+    assert trace["sub_requests"] and trace["seconds"]["edit"] > 0

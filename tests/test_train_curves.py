@@ -1,0 +1,125 @@
+"""Reward curves from each trainer's real log formats, plotted to PNG."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image, ImageStat
+
+from imageedit_r1.train import curves
+from imageedit_r1.train.__main__ import main
+
+pytest.importorskip("matplotlib")
+
+TRUTH = {"actions": ["Recoloring"], "subjects": ["coat", "hair"], "goals": ["scarlet or copper red"]}
+GOOD = '<think>t</think><action>["Recoloring"]</action><subjects>["coat", "hair"]</subjects><goals>["scarlet or copper red"]</goals>'
+HALF = '<think>t</think><action>["Recoloring"]</action><subjects>["coat"]</subjects><goals>["blue"]</goals>'
+
+
+def _nest(flat: dict) -> dict:
+    """EasyR1's file logger nests metric names on '/' before writing them."""
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def easyr1_log(path, steps=6):
+    with open(path, "w") as f:
+        f.write(json.dumps({"step": 0, **_nest({"val/reward_score": 0.2, "val/overall_reward": 0.2,
+                                                "val/format_reward": 0.5, "val/goal_reward": 0.1,
+                                                "val_response_length/mean": 80.0})}) + "\n")
+        for step in range(1, steps + 1):
+            flat = {f"reward/{c}": min(1.0, 0.1 * step + i * 0.05) for i, c in enumerate(curves.COMPONENTS)}
+            flat.update({"actor/pg_loss": -0.1, "actor/kl_loss": 0.001, "timing_s/step": 30.0})
+            f.write(json.dumps({"step": step, **_nest(flat)}) + "\n")
+        f.write('{"step": 7, "reward": {"overall"')  # a run killed mid-write
+
+
+def test_easyr1_file_logger_gives_train_and_val_series(tmp_path):
+    log = tmp_path / "experiment_log.jsonl"
+    easyr1_log(log)
+    series = curves.load_metrics([log])
+    assert list(series) == ["overall", "format", "action", "subject", "goal",
+                            "val/overall", "val/format", "val/goal"]
+    assert series["overall"].steps == [1, 2, 3, 4, 5, 6]
+    assert series["goal"].values[0] == pytest.approx(0.3)
+    # The checkpoint folder (where EasyR1 writes the log) works as well.
+    assert curves.load_metrics([tmp_path])["overall"].points == series["overall"].points
+
+
+def test_plot_writes_a_png_with_one_line_per_series(tmp_path):
+    log = tmp_path / "experiment_log.jsonl"
+    easyr1_log(log)
+    out = tmp_path / "plots" / "curves.png"
+    assert main(["curves", str(log), "--out", str(out), "--smooth", "2"]) == 0
+    image = Image.open(out)
+    image.load()
+    assert out.stat().st_size > 10_000 and image.size[0] > 1000  # two panels side by side
+    assert image.text["Series"].split(",") == ["overall", "format", "action", "subject", "goal",
+                                               "val/overall", "val/format", "val/goal"]
+    assert max(ImageStat.Stat(image.convert("L")).stddev) > 10  # not a blank canvas
+
+
+def test_verl_file_logger_and_console_output(tmp_path):
+    file_log = tmp_path / "metrics.jsonl"
+    with open(file_log, "w") as f:
+        for step in (1, 2, 3):
+            data = {"critic/score/mean": 0.2 * step, "critic/score/max": 1.0, "actor/pg_loss": 0.0}
+            if step == 3:
+                data.update({"val-core/imageedit/reward/mean@1": 0.7, "val-aux/imageedit/goal/mean@1": 0.4,
+                             "val-aux/imageedit/format/mean@1": 0.9, "val-aux/imageedit/format/std@1": 0.1})
+            f.write(json.dumps({"step": step, "data": data}) + "\n")
+    series = curves.load_metrics([file_log])
+    assert series["overall"].values == pytest.approx([0.2, 0.4, 0.6])
+    assert series["val/overall"].points == {3: 0.7} and series["val/goal"].points == {3: 0.4}
+
+    console = tmp_path / "train.out"
+    console.write_text(
+        "INFO ray started\n"
+        "(TaskRunner pid=4242) step:1 - critic/score/mean:0.25 - val-aux/imageedit/goal/mean@1:0.125"
+        " - val-aux/imageedit/goal/mean@4:0.5 - timing_s/gen:3.5\n"
+        "(TaskRunner pid=4242) step:2 - critic/score/mean:0.5 - actor/entropy:1.2\n"
+    )
+    series = curves.load_metrics([console])
+    assert series["overall"].points == {1: 0.25, 2: 0.5}
+    assert series["val/goal"].points == {1: 0.5}  # the largest @k is verl's headline number
+
+
+def test_verl_rollout_dumps_are_rescored_into_components(tmp_path):
+    from imageedit_r1.rewards import score
+
+    rollouts = tmp_path / "rollouts"
+    rollouts.mkdir()
+    truth = json.dumps(TRUTH)
+    for step, outputs in ((1, [HALF, "no tags"]), (2, [GOOD, HALF])):
+        with open(rollouts / f"{step}.jsonl", "w") as f:
+            for i, output in enumerate(outputs):
+                f.write(json.dumps({"input": "user ...", "output": output, "gts": truth,
+                                    "score": score(output, truth)["overall"], "step": step, "uid": f"u{i}"}) + "\n")
+    series = curves.load_metrics([rollouts])
+    assert set(series) == set(curves.COMPONENTS)
+    for name in curves.COMPONENTS:
+        expected = (score(GOOD, truth)[name] + score(HALF, truth)[name]) / 2
+        assert series[name].points[2] == pytest.approx(expected)
+    assert series["goal"].points[1] < series["goal"].points[2]
+    assert set(curves.load_metrics([rollouts], rescore=False)) == {"overall"}
+
+
+def test_unreadable_logs_fail_clearly(tmp_path, capsys):
+    empty = tmp_path / "notes.txt"
+    empty.write_text("nothing here\n")
+    with pytest.raises(curves.MetricLogError, match="neither a JSONL metric log"):
+        curves.load_metrics([empty])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"step": 1, "reward": {"overall": 0.1}}\n{oops\n{"step": 2}\n')
+    with pytest.raises(curves.MetricLogError, match="broken.jsonl:2: not JSON"):
+        curves.load_metrics([broken])
+    assert main(["curves", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "log not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

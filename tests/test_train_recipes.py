@@ -1,0 +1,231 @@
+"""The GRPO recipes: EasyR1 keys and constraints, verl's own config and validation, dry runs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imageedit_r1.train import preflight
+
+ROOT = Path(__file__).resolve().parents[1]
+EASYR1_RECIPE = ROOT / "recipes" / "run_grpo_qwen25vl.sh"
+VERL_RECIPE = ROOT / "recipes" / "run_grpo_qwen25vl_verl.sh"
+EASYR1_YAML = ROOT / "recipes" / "configs" / "grpo_qwen25vl.yaml"
+
+
+@pytest.fixture()
+def data_files(tmp_path):
+    train, val = tmp_path / "train.parquet", tmp_path / "val.parquet"
+    train.write_bytes(b"PAR1")
+    val.write_bytes(b"PAR1")
+    return train, val
+
+
+def run_recipe(script: Path, *args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd or ROOT, timeout=300)
+
+
+def printed_command(stdout: str) -> list[str]:
+    lines = [line for line in stdout.splitlines() if not line.startswith("#")]
+    return shlex.split(" ".join(line.rstrip("\\").strip() for line in lines))
+
+
+def overrides_of(command: list[str]) -> dict[str, str]:
+    return dict(arg.split("=", 1) for arg in command if "=" in arg)
+
+
+# ---------------------------------------------------------------- EasyR1
+
+
+def test_key_list_names_the_easyr1_commit_and_core_keys():
+    keys = preflight.easyr1_keys()
+    assert len(keys.source) == 40
+    for key in ("data.rollout_batch_size", "worker.actor.global_batch_size", "worker.rollout.n",
+                "worker.actor.optim.lr", "algorithm.kl_coef", "trainer.n_gpus_per_node", "trainer.nnodes"):
+        assert keys.accepts(key), key
+    assert keys.accepts("worker.reward.reward_function_kwargs.goal")  # free-form mapping
+    assert not keys.accepts("worker.actor.global_batch_size_per_device")  # derived by EasyR1 itself
+    assert not keys.accepts("data.train_batch_size")  # verl's name, not EasyR1's
+
+
+def test_easyr1_yaml_uses_only_keys_easyr1_defines_and_the_papers_defaults():
+    config = preflight.load_easyr1_config([f"config={EASYR1_YAML}"])
+    assert preflight.unknown_easyr1_keys(config) == []
+    assert config["worker"]["actor"]["model"]["model_path"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert config["trainer"]["n_gpus_per_node"] == 8
+    assert config["worker"]["actor"]["global_batch_size"] == 32
+    assert config["worker"]["rollout"]["n"] == 8
+    assert config["worker"]["rollout"]["temperature"] == 1.0
+    assert config["worker"]["actor"]["optim"]["lr"] == 1e-6
+    assert config["algorithm"]["adv_estimator"] == "grpo"
+    assert config["algorithm"]["disable_kl"] is False and config["algorithm"]["kl_coef"] > 0
+    assert config["data"]["format_prompt"].endswith("imageedit_r1/prompts/decompose.jinja")
+    assert config["worker"]["reward"]["reward_function"].endswith("reward_fns/imageedit_r1.py:compute_score")
+    assert "file" in config["trainer"]["logger"]
+    report = preflight.check_easyr1(config, check_files=False, check_devices=False)
+    assert report.problems == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["worker.rollout.n=1"], "worker.rollout.n must be > 1"),
+        (["data.rollout_batch_size=48"], "must be divisible by worker.actor.global_batch_size (32)"),
+        (["worker.actor.micro_batch_size_per_device_for_experience=3"], "micro_batch_size_per_device_for_experience"),
+        (["worker.actor.micro_batch_size_per_device_for_update=3"], "per-device update batch"),
+        (["trainer.n_gpus_per_node=3"], "not divisible by worker.rollout.tensor_parallel_size"),
+        (["trainer.n_gpus_per_node=0"], "trainer.n_gpus_per_node must be a positive integer"),
+        (["worker.rollout.temprature=0.7"], "did you mean 'worker.rollout.temperature'"),
+    ],
+)
+def test_easyr1_constraints_are_caught(overrides, message):
+    config = preflight.load_easyr1_config([f"config={EASYR1_YAML}", *overrides])
+    report = preflight.check_easyr1(config, check_files=False, check_devices=False)
+    assert any(message in p for p in report.problems), report.problems
+
+
+def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path):
+    train, val = data_files
+    result = run_recipe(
+        EASYR1_RECIPE, "--dry-run", "trainer.val_freq=10",
+        env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), "ROLLOUT_N": "4", "CHECKPOINT_DIR": str(tmp_path / "ck")},
+    )
+    assert result.returncode == 0, result.stderr
+    command = printed_command(result.stdout)
+    assert command[:3] == [sys.executable, "-m", "verl.trainer.main"]
+    options = overrides_of(command)
+    assert options["config"] == str(EASYR1_YAML)
+    assert options["data.train_files"] == str(train) and options["data.val_files"] == str(val)
+    assert options["worker.rollout.n"] == "4"  # environment override
+    assert options["worker.actor.global_batch_size"] == "32" and options["data.rollout_batch_size"] == "32"
+    assert options["worker.actor.optim.lr"] == "1e-6" and options["worker.rollout.temperature"] == "1.0"
+    assert options["trainer.n_gpus_per_node"] == "8" and options["trainer.nnodes"] == "1"
+    assert options["worker.reward.reward_function"] == f"{ROOT}/reward_fns/imageedit_r1.py:compute_score"
+    assert options["data.format_prompt"] == f"{ROOT}/imageedit_r1/prompts/decompose.jinja"
+    assert command[-1] == "trainer.val_freq=10"  # pass-through overrides come last
+    # What EasyR1 would receive is a valid EasyR1 config.
+    config = preflight.load_easyr1_config(command[3:])
+    assert preflight.check_easyr1(config, check_devices=False).problems == []
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({"TRAIN_FILES": "/nonexistent/train.parquet"}, [], "data file not found: /nonexistent/train.parquet"),
+        ({"N_GPUS_PER_NODE": ""}, [], "N_GPUS_PER_NODE is empty"),
+        ({"N_GPUS_PER_NODE": "eight"}, [], "trainer.n_gpus_per_node must be a positive integer"),
+        ({"ROLLOUT_BATCH_SIZE": "40"}, [], "data.rollout_batch_size (40) must be divisible"),
+        ({"ROLLOUT_N": "1"}, [], "worker.rollout.n must be > 1"),
+        ({}, ["worker.actor.model.model_path=/no/such/model"], "model directory not found"),
+        ({}, ["bogus"], "expected key=value"),
+    ],
+)
+def test_easyr1_recipe_rejects_bad_inputs_up_front(data_files, env, args, message):
+    train, val = data_files
+    result = run_recipe(EASYR1_RECIPE, "--dry-run", *args,
+                        env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), **env})
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+    assert "verl.trainer.main" not in result.stdout  # nothing was launched or printed as launchable
+
+
+def test_easyr1_recipe_checks_visible_gpus_before_launching(data_files):
+    train, val = data_files
+    result = run_recipe(EASYR1_RECIPE, env={"TRAIN_FILES": str(train), "VAL_FILES": str(val),
+                                            "CUDA_VISIBLE_DEVICES": "0,1"})
+    assert result.returncode == 2
+    assert "n_gpus_per_node=8 but this node has 2 visible GPU(s)" in result.stderr
+
+
+def test_recipe_help_lists_the_environment():
+    result = run_recipe(EASYR1_RECIPE, "--help")
+    assert result.returncode == 0
+    for name in ("MODEL_PATH", "TRAIN_FILES", "N_GPUS_PER_NODE", "ROLLOUT_N", "--dry-run"):
+        assert name in result.stdout
+
+
+# ---------------------------------------------------------------- upstream verl
+
+
+verl_needed = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("hydra") is None or __import__("importlib").util.find_spec("verl") is None,
+    reason="needs upstream verl (the [verl] extra)",
+)
+
+
+@verl_needed
+@pytest.mark.slow
+def test_verl_recipe_composes_with_verls_config_and_passes_its_validation(data_files, tmp_path):
+    train, val = data_files
+    result = run_recipe(VERL_RECIPE, "--dry-run", "trainer.total_epochs=1",
+                        env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), "NNODES": "2",
+                             "CHECKPOINT_DIR": str(tmp_path / "ck")})
+    assert result.returncode == 0, result.stderr
+    command = printed_command(result.stdout)
+    assert command[:3] == [sys.executable, "-m", "verl.trainer.main_ppo"]
+    overrides = command[3:]
+
+    config = preflight.compose_verl_config(overrides)
+    assert config.algorithm.adv_estimator == "grpo"
+    assert config.data.train_batch_size == 32 and config.actor_rollout_ref.actor.ppo_mini_batch_size == 32
+    assert config.actor_rollout_ref.rollout.n == 8 and config.actor_rollout_ref.rollout.temperature == 1.0
+    assert config.actor_rollout_ref.actor.optim.lr == 1e-6
+    assert config.actor_rollout_ref.actor.use_kl_loss and config.actor_rollout_ref.actor.kl_loss_coef > 0
+    assert config.trainer.nnodes == 2 and config.trainer.n_gpus_per_node == 8
+    assert config.trainer.total_epochs == 1
+    assert config.trainer.rollout_data_dir == str(tmp_path / "ck" / "logs" / "rollouts")
+    assert preflight.check_verl(config, check_devices=False).problems == []
+
+    # verl loads our reward through its own loader, with the weights from the recipe.
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    reward_fn = get_custom_reward_fn(config)
+    truth = '{"actions": ["Recoloring"], "subjects": ["coat"], "goals": ["red"]}'
+    good = reward_fn("imageedit", '<think>x</think><action>["Recoloring"]</action><subjects>["coat"]</subjects>'
+                     '<goals>["red"]</goals>', truth)
+    bad = reward_fn("imageedit", "no idea", truth)
+    assert good["score"] == 1.0 and bad["score"] == 0.0
+
+    # Constraints verl or we reject before any GPU work.
+    from omegaconf import OmegaConf
+
+    for key, value, message in [
+        ("data.train_batch_size", 30, "must be divisible by actor_rollout_ref.actor.ppo_mini_batch_size"),
+        ("actor_rollout_ref.rollout.n", 1, "needs actor_rollout_ref.rollout.n > 1"),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", 64, "verl validate_config"),
+    ]:
+        changed = copy.deepcopy(config)
+        OmegaConf.update(changed, key, value)
+        report = preflight.check_verl(changed, check_devices=False)
+        assert any(message in p for p in report.problems), (key, report.problems)
+    with pytest.raises(preflight.PreflightError, match="actor_rollout_ref.rollout.temprature"):
+        preflight.compose_verl_config(overrides + ["actor_rollout_ref.rollout.temprature=0.7"])
+
+
+# ---------------------------------------------------------------- multi-node launchers
+
+
+def test_multi_node_launchers_wire_nnodes_through():
+    import yaml
+
+    sbatch = ROOT / "recipes" / "slurm" / "grpo_qwen25vl.sbatch"
+    assert subprocess.run(["bash", "-n", str(sbatch)], capture_output=True).returncode == 0
+    text = sbatch.read_text()
+    assert "ray start --head" in text and "ray start --address" in text
+    assert 'NNODES="$NNODES"' in text and "SLURM_JOB_NUM_NODES" in text
+
+    job = yaml.safe_load((ROOT / "recipes" / "k8s" / "rayjob-grpo-qwen25vl.yaml").read_text())
+    assert job["kind"] == "RayJob" and "recipes/run_grpo_qwen25vl.sh" in job["spec"]["entrypoint"]
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"]
+    assert int(env["NNODES"]) == 1 + workers
+    gpus = job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-gpus"]
+    assert env["N_GPUS_PER_NODE"] == gpus

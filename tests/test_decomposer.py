@@ -145,3 +145,13 @@ def test_bad_inputs_are_clear_errors():
         with pytest.raises(ImageLoadError):
             decomposer.run(b"not an image", REQUEST)
     assert server.requests == []
+
+
+def test_schema_bounds_are_opt_in():
+    plain = decomposition_json_schema()
+    assert plain["required"] == ["actions", "subjects", "goals"] and plain["additionalProperties"] is False
+    assert all(set(prop) == {"type", "items"} for prop in plain["properties"].values())
+    bounded = decomposition_json_schema(max_items=3, max_chars=24)
+    assert bounded["properties"]["actions"]["minItems"] == 1
+    assert "minItems" not in bounded["properties"]["goals"]
+    assert all(prop["maxItems"] == 3 and prop["items"]["maxLength"] == 24 for prop in bounded["properties"].values())

@@ -117,3 +117,9 @@ def test_fallback_pairs_actions_subjects_and_goals():
     ]
     many = Decomposition(["Removal"], [f"thing {i}" for i in range(20)], ["gone"])
     assert len(fallback_sub_requests(many, max_steps=3)) == 3
+
+
+def test_schema_bounds_are_opt_in():
+    assert sub_requests_json_schema(4)["properties"]["sub_requests"] == {"type": "array", "items": {"type": "string"}}
+    bounded = sub_requests_json_schema(4, bounded=True, max_chars=50)["properties"]["sub_requests"]
+    assert bounded == {"type": "array", "items": {"type": "string", "maxLength": 50}, "minItems": 1, "maxItems": 4}

@@ -57,21 +57,28 @@ class DecomposerResult:
     usage: list[dict[str, Any]] = field(default_factory=list)
 
 
-def decomposition_json_schema(max_items: int | None = 8, max_chars: int | None = None) -> dict[str, Any]:
+def decomposition_json_schema(max_items: int | None = None, max_chars: int | None = None) -> dict[str, Any]:
     """The JSON shape of a decomposition, for schema-constrained decoding.
 
-    ``max_items`` / ``max_chars`` bound lists and strings (engines honour them while decoding;
-    OpenAI strict mode accepts ``maxItems``). No ``think``: a free-text field only costs tokens here.
+    Unbounded by default: the strictest hosted APIs reject length keywords. For a self-hosted
+    engine (vLLM's xgrammar honours them) ``max_items`` adds ``maxItems`` to every list and
+    ``minItems: 1`` to actions, and ``max_chars`` adds ``maxLength`` to every string, so a
+    drifting model cannot run to the token limit. No ``think``: free text only costs tokens here.
     """
     item: dict[str, Any] = {"type": "string"}
     if max_chars is not None:
         item["maxLength"] = max_chars
-    array: dict[str, Any] = {"type": "array", "items": item}
-    if max_items is not None:
-        array["maxItems"] = max_items
+    lists = {}
+    for name in ("actions", "subjects", "goals"):
+        array: dict[str, Any] = {"type": "array", "items": dict(item)}
+        if max_items is not None:
+            array["maxItems"] = max_items
+            if name == "actions":
+                array["minItems"] = 1
+        lists[name] = array
     return {
         "type": "object",
-        "properties": {"actions": dict(array), "subjects": dict(array), "goals": dict(array)},
+        "properties": lists,
         "required": ["actions", "subjects", "goals"],
         "additionalProperties": False,
     }
@@ -114,7 +121,7 @@ class Decomposer:
         temperature: float = 0.0,
         max_tokens: int = 1024,
         seed: int | None = None,
-        schema_max_items: int | None = 8,
+        schema_max_items: int | None = None,
         schema_max_chars: int | None = None,
     ) -> None:
         if repair not in REPAIR_MODES:

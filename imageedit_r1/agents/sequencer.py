@@ -46,12 +46,20 @@ class SequencerResult:
     completion_tokens: int = 0
 
 
-def sub_requests_json_schema(max_steps: int) -> dict[str, Any]:
+def sub_requests_json_schema(max_steps: int, *, bounded: bool = False, max_chars: int = 300) -> dict[str, Any]:
+    """``{"sub_requests": [str, ...]}``; ``bounded`` adds minItems/maxItems/maxLength.
+
+    Bounds are off by default because the strictest hosted APIs reject length keywords; turn
+    them on for self-hosted engines (vLLM) that enforce them while decoding.
+    """
+    item: dict[str, Any] = {"type": "string"}
+    array: dict[str, Any] = {"type": "array", "items": item}
+    if bounded:
+        item["maxLength"] = max_chars
+        array.update(minItems=1, maxItems=max_steps)
     return {
         "type": "object",
-        "properties": {
-            "sub_requests": {"type": "array", "items": {"type": "string"}, "maxItems": max_steps},
-        },
+        "properties": {"sub_requests": array},
         "required": ["sub_requests"],
         "additionalProperties": False,
     }
@@ -139,6 +147,7 @@ class Sequencer:
         max_chars: int = 300,
         fallback: bool = False,
         use_json_schema: bool = True,
+        schema_bounds: bool = False,
         temperature: float = 0.0,
         max_tokens: int = 512,
         seed: int | None = None,
@@ -150,6 +159,7 @@ class Sequencer:
         self.max_chars = max_chars
         self.fallback = fallback
         self.use_json_schema = use_json_schema
+        self.schema_bounds = schema_bounds
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
@@ -173,7 +183,11 @@ class Sequencer:
             as_object=constrained,
         )
         messages = [ChatMessage("user", [image, prompt])]
-        schema = sub_requests_json_schema(self.max_steps) if constrained else None
+        schema = (
+            sub_requests_json_schema(self.max_steps, bounded=self.schema_bounds, max_chars=self.max_chars)
+            if constrained
+            else None
+        )
         started = time.perf_counter()
         replies: list[ChatResponse] = []
         errors: list[str] = []

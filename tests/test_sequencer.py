@@ -123,3 +123,12 @@ def test_schema_bounds_are_opt_in():
     assert sub_requests_json_schema(4)["properties"]["sub_requests"] == {"type": "array", "items": {"type": "string"}}
     bounded = sub_requests_json_schema(4, bounded=True, max_chars=50)["properties"]["sub_requests"]
     assert bounded == {"type": "array", "items": {"type": "string", "maxLength": 50}, "minItems": 1, "maxItems": 4}
+
+
+def test_fallback_uses_a_goal_that_is_already_an_instruction_as_is():
+    from imageedit_r1.agents.sequencer import fallback_sub_requests
+
+    clause = Decomposition(["Removal"], [], ["Remove the lamp"], "t")
+    assert fallback_sub_requests(clause) == ["Remove the lamp"]
+    plain = Decomposition(["Recoloring"], [], ["copper red"], "t")
+    assert fallback_sub_requests(plain) == ["Recoloring to copper red"]

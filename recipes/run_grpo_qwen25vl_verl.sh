@@ -122,6 +122,12 @@ CMD=(
 )
 CMD+=(${EXTRA[@]+"${EXTRA[@]}"})
 
+# The checks and the trainer run in $PYTHON: it needs this package and its dependencies.
+if ! "$PYTHON" -c "import imageedit_r1.train.preflight, omegaconf" 2>/dev/null; then
+  echo "error: $PYTHON cannot import imageedit_r1 and its dependencies: run 'pip install -e $ROOT' in the" \
+    "training environment, or set PYTHON to that environment's interpreter" >&2
+  exit 2
+fi
 CHECK=("$PYTHON" -m imageedit_r1.train preflight verl)
 if [ "$DRY_RUN" = 1 ]; then CHECK+=(--dry-run); fi
 if [ "${SKIP_GPU_CHECK:-0}" = 1 ]; then CHECK+=(--no-gpu-check); fi

@@ -31,6 +31,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from imageedit_r1.jsontext import FENCE_RE
+
 # ----------------------------------------------------------------------------- tags
 
 THINK, ACTION, SUBJECTS, GOALS = "think", "action", "subjects", "goals"
@@ -315,7 +317,6 @@ class ParseResult:
         return not self.repairs
 
 
-_FENCE_RE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 _BULLET_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 
@@ -330,7 +331,7 @@ def _tag_body(text: str, tag: str) -> str | None:
 
 def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
     body = body.strip()
-    fenced = _FENCE_RE.search(body)
+    fenced = FENCE_RE.search(body)
     if fenced:
         body = fenced.group(1).strip()
         repairs.append(f"{tag}: removed code fence")
@@ -379,7 +380,7 @@ def parse(text: str) -> ParseResult:
     repairs: list[str] = []
     work = text
     if "```" in work and not re.search(r"<\s*action\s*>", work, re.IGNORECASE):
-        fenced = _FENCE_RE.search(work)
+        fenced = FENCE_RE.search(work)
         if fenced:
             work = fenced.group(1)
             repairs.append("removed code fence around the answer")

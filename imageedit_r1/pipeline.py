@@ -335,23 +335,31 @@ class ImageEditR1:
         trace["status"] = "failed"
         return EditFailed(message, dict(trace))
 
+    def _stage_fallback(self, trace: _Trace, stage: str, exc: Exception, policy: str) -> str:
+        """Record an agent stage's failure; return the fallback ``policy`` to apply, or raise.
+
+        A missing model or key propagates as is; any other failure than an unusable answer, or
+        any failure under the ``error`` policy, ends the edit with ``EditFailed``.
+        """
+        if is_unavailable(exc):
+            raise exc
+        trace["errors"].append(_error_record(stage, exc))
+        what = {"decompose": "decomposition", "sequence": "sequencing"}[stage]
+        if not is_unusable_answer(exc):
+            raise self._fail(trace, f"{what} failed: {exc}") from exc
+        trace["raw_outputs"][stage] = _raw_outputs(exc)
+        if policy == "error":
+            raise self._fail(trace, f"{what} failed: {exc}") from exc
+        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)[:500]})
+        return policy
+
     def _decompose(self, image, request: str, trace: _Trace) -> Decomposition | None:
         """Run the decomposition agent; on an unusable answer apply the configured fallback."""
         try:
             with trace.stage("decompose"):
                 result = _call_decomposer(self.decomposer, image, request)
         except Exception as exc:
-            if is_unavailable(exc):
-                raise
-            trace["errors"].append(_error_record("decompose", exc))
-            if not is_unusable_answer(exc):
-                raise self._fail(trace, f"decomposition failed: {exc}") from exc
-            trace["raw_outputs"]["decompose"] = _raw_outputs(exc)
-            policy = self.config.on_decompose_failure
-            if policy == "error":
-                raise self._fail(trace, f"decomposition failed: {exc}") from exc
-            trace["fallbacks"].append({"stage": "decompose", "used": policy, "reason": str(exc)[:500]})
-            if policy == "original":
+            if self._stage_fallback(trace, "decompose", exc, self.config.on_decompose_failure) == "original":
                 return None
             decomposition = keyword_decomposition(request)
         else:
@@ -367,17 +375,7 @@ class ImageEditR1:
             with trace.stage("sequence"):
                 result = _call_sequencer(self.sequencer, image, decomposition, request)
         except Exception as exc:
-            if is_unavailable(exc):
-                raise
-            trace["errors"].append(_error_record("sequence", exc))
-            if not is_unusable_answer(exc):
-                raise self._fail(trace, f"sequencing failed: {exc}") from exc
-            trace["raw_outputs"]["sequence"] = _raw_outputs(exc)
-            policy = self.config.on_sequence_failure
-            if policy == "error":
-                raise self._fail(trace, f"sequencing failed: {exc}") from exc
-            trace["fallbacks"].append({"stage": "sequence", "used": policy, "reason": str(exc)[:500]})
-            if policy == "original":
+            if self._stage_fallback(trace, "sequence", exc, self.config.on_sequence_failure) == "original":
                 return [request]
             from imageedit_r1.agents.sequencer import fallback_sub_requests
 

@@ -106,6 +106,13 @@ def test_validation_normalises_whitespace_and_accepts_objects():
     assert parse_sub_requests('{"sub_requests": ["  Remove   the\\ncar "]}') == ["Remove the car"]
 
 
+def test_json_is_found_in_prose_array_first():
+    assert parse_sub_requests('Two steps [see below]: ["Remove the car", "Blur the sky"] Done.') == [
+        "Remove the car", "Blur the sky"]
+    assert parse_sub_requests('Sure: {"sub_requests": ["Remove the car"]} Hope it helps.') == ["Remove the car"]
+    assert parse_sub_requests('{"note": "x"} then ["Crop it"]') == ["Crop it"]
+
+
 def test_fallback_pairs_actions_subjects_and_goals():
     assert fallback_sub_requests(PAPER) == [
         "Recoloring coat to scarlet or copper red",

@@ -18,13 +18,13 @@ they propagate unchanged.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError, parse
+from imageedit_r1.jsontext import unfence
 from imageedit_r1.prompts import render_prompt
 
 # EasyR1's image slot: the training prompt is decompose.jinja rendered around "<image>" + request.
@@ -98,12 +98,8 @@ def _check_usable(decomposition: Decomposition) -> None:
 
 
 def _from_json(text: str) -> Decomposition:
-    body = text.strip()
-    fenced = re.fullmatch(r"```[a-zA-Z]*\s*(.*?)```", body, re.DOTALL)
-    if fenced:
-        body = fenced.group(1).strip()
     try:
-        data = json.loads(body)
+        data = json.loads(unfence(text))
     except json.JSONDecodeError as exc:
         raise DecompositionParseError(f"not valid JSON: {exc}", text) from exc
     try:

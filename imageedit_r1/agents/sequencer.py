@@ -11,13 +11,13 @@ carrying every raw output, or — only when ``fallback=True`` — the determinis
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
 from imageedit_r1.decomposition import Decomposition, canonical_action
+from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import render_prompt
 
 
@@ -70,24 +70,17 @@ def parse_sub_requests(text: str, *, max_steps: int = 8, max_chars: int = 300) -
 
     Tolerates a code fence and prose around the JSON; raises ``InvalidSubRequests`` saying what is wrong.
     """
-    body = text.strip()
-    fenced = re.search(r"```[a-zA-Z]*\s*(.*?)```", body, re.DOTALL)
-    if fenced:
-        body = fenced.group(1).strip()
+    blocks = fenced_blocks(text)
+    body = blocks[0] if blocks else text.strip()
     value: Any
     try:
         value = json.loads(body)
     except json.JSONDecodeError:
-        # Prose around the JSON: take the outermost array, else the outermost object.
-        value = None
-        for opening, closing in (("[", "]"), ("{", "}")):
-            start, end = body.find(opening), body.rfind(closing)
-            if 0 <= start < end:
-                try:
-                    value = json.loads(body[start : end + 1])
-                    break
-                except json.JSONDecodeError:
-                    continue
+        # Prose around the JSON: take the first array written in it, else the first object.
+        values = list(embedded_json(body))
+        value = next((v for v in values if isinstance(v, list)), None)
+        if value is None:
+            value = next((v for v in values if isinstance(v, dict)), None)
         if value is None:
             raise InvalidSubRequests("the answer holds no JSON array of strings") from None
     if isinstance(value, dict):

@@ -153,16 +153,3 @@ def redact(text: str, secrets: list[str | None]) -> str:
             text = text.replace(secret, "***")
     return text
 
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header, when it holds a number."""
-    if headers is None:
-        return None
-    try:
-        millis = headers.get("retry-after-ms")
-        if millis is not None:
-            return float(millis) / 1000.0
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None

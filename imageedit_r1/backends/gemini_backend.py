@@ -10,7 +10,6 @@ dropped connections and malformed bodies within its ``RetryPolicy``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -22,26 +21,17 @@ from imageedit_r1.backends.base import (
     RefusalError,
     api_key_from_env,
     image_png_bytes,
-    parse_retry_after,
-    redact,
     validate_messages,
 )
-from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
+from imageedit_r1.backends.sdk_errors import (
+    classify_genai_error,
+    gemini_finish_reason,
+    gemini_prompt_block,
+    gemini_safety_stop,
+)
+from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 logger = logging.getLogger("imageedit_r1.backends.gemini")
-
-_RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
-_SAFETY_FINISH = {
-    "SAFETY",
-    "PROHIBITED_CONTENT",
-    "BLOCKLIST",
-    "SPII",
-    "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT",
-    "RECITATION",
-    "IMAGE_RECITATION",
-}
-
 
 # The OpenAPI subset Gemini's ``response_schema`` accepts; other JSON-schema keywords
 # (``additionalProperties``, ``$schema``, ``title``…) are dropped rather than rejected by the API.
@@ -68,28 +58,6 @@ def gemini_schema(schema: Any) -> Any:
         else:
             out[key] = gemini_schema(value)
     return out
-
-
-def _http_error_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(timeout, transport) exception classes of whichever httpx flavours the SDK uses."""
-    import importlib
-
-    timeouts: list[type] = []
-    transports: list[type] = []
-    for name in ("httpx", "httpx2"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        timeouts.append(module.TimeoutException)
-        transports.append(module.TransportError)
-    return tuple(timeouts), tuple(transports)
-
-
-def _enum_name(value: Any) -> str | None:
-    if value is None:
-        return None
-    return getattr(value, "value", None) or getattr(value, "name", None) or str(value)
 
 
 class GeminiBackend:
@@ -182,47 +150,34 @@ class GeminiBackend:
         return self._response(response, time.perf_counter() - started)
 
     def _generate(self, contents, config):
-        from google.genai import errors
-
-        timeouts, transports = _http_error_classes()
         try:
             return self._client.models.generate_content(model=self.model, contents=contents, config=config)
-        except errors.APIError as exc:
-            message = redact(f"{exc.status or ''} {exc.message or exc}".strip(), self._secrets)[:500]
-            if exc.code in _RETRY_STATUSES or (exc.code or 0) >= 500:
-                headers = getattr(getattr(exc, "response", None), "headers", None)
-                raise RetryableError(f"HTTP {exc.code}: {message}", parse_retry_after(headers)) from exc
-            raise BackendError(f"gemini {self.model}: HTTP {exc.code}: {message}") from exc
-        except timeouts as exc:
-            raise RetryableError(f"timed out after {self.timeout:g}s") from exc
-        except transports as exc:
-            raise RetryableError(f"connection failed: {redact(str(exc), self._secrets)[:300]}") from exc
-        except (json.JSONDecodeError, ValueError) as exc:
-            # A body that is not the JSON the SDK expects (a proxy's error page, a torn answer).
-            raise RetryableError(f"malformed response: {redact(str(exc), self._secrets)[:300]}") from exc
+        except Exception as exc:
+            failure = classify_genai_error(exc, secrets=self._secrets, timeout=self.timeout)
+            if failure is None:
+                raise
+            raise failure.to_exception(
+                permanent=BackendError, refused=RefusalError, prefix=f"gemini {self.model}: "
+            ) from exc
 
     def _response(self, response, seconds: float) -> ChatResponse:
-        feedback = getattr(response, "prompt_feedback", None)
-        block_reason = _enum_name(getattr(feedback, "block_reason", None))
-        if block_reason and block_reason != "BLOCKED_REASON_UNSPECIFIED":
-            detail = getattr(feedback, "block_reason_message", None)
+        blocked = gemini_prompt_block(response)
+        if blocked:
+            reason, detail = blocked
             raise RefusalError(
-                f"gemini {self.model}: the prompt was blocked ({block_reason})" + (f": {detail}" if detail else "")
+                f"gemini {self.model}: the prompt was blocked ({reason})" + (f": {detail}" if detail else "")
             )
         candidates = getattr(response, "candidates", None) or []
         if not candidates:
             raise BackendError(f"gemini {self.model}: the answer has no candidates")
         candidate = candidates[0]
-        finish = _enum_name(getattr(candidate, "finish_reason", None))
-        if finish in _SAFETY_FINISH:
-            blocked = [
-                _enum_name(rating.category)
-                for rating in (getattr(candidate, "safety_ratings", None) or [])
-                if getattr(rating, "blocked", False)
-            ]
+        finish = gemini_finish_reason(candidate)
+        stopped = gemini_safety_stop(candidate)
+        if stopped:
+            _, categories = stopped
             raise RefusalError(
                 f"gemini {self.model}: the answer was stopped ({finish})"
-                + (f" for {', '.join(str(b) for b in blocked)}" if blocked else "")
+                + (f" for {', '.join(categories)}" if categories else "")
             )
         parts = getattr(getattr(candidate, "content", None), "parts", None) or []
         text = "".join(part.text for part in parts if getattr(part, "text", None) and not getattr(part, "thought", False))

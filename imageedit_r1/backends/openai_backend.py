@@ -4,7 +4,8 @@ Images travel as ``data:image/png;base64,…`` URLs. A JSON schema becomes
 ``response_format={"type": "json_schema", "json_schema": {"name", "strict": true, "schema"}}``,
 which OpenAI and vLLM enforce while decoding. The SDK's own retries are off: this backend
 retries 408/409/429/5xx, timeouts, dropped connections and malformed bodies within its
-``RetryPolicy``.
+``RetryPolicy`` (the rules of ``sdk_errors``, shared with the hosted image editors). A refusal,
+a ``content_filter`` stop or a request blocked for its content raises ``RefusalError``.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from imageedit_r1.backends.base import (
     RefusalError,
     api_key_from_env,
     image_data_url,
-    parse_retry_after,
-    redact,
     validate_messages,
 )
+from imageedit_r1.backends.sdk_errors import classify_openai_error
 from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
 
 logger = logging.getLogger("imageedit_r1.backends.openai")
-
-_RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
 class OpenAIBackend:
@@ -128,33 +126,18 @@ class OpenAIBackend:
         return self._response(completion, time.perf_counter() - started)
 
     def _create(self, request: dict[str, Any]):
-        import openai
-
         try:
             completion = self._client.chat.completions.create(**request)
-        except openai.APITimeoutError as exc:
-            raise RetryableError(f"timed out after {self.timeout:g}s") from exc
-        except openai.APIConnectionError as exc:
-            raise RetryableError(f"connection failed: {self._clean(exc)}") from exc
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            message = self._clean(exc)
-            code = getattr(exc, "code", None)
-            if status == 429 and code == "insufficient_quota":
-                raise BackendError(f"openai {self.model}: quota exhausted (HTTP 429 insufficient_quota): {message}") from exc
-            if status in _RETRY_STATUSES or status >= 500:
-                raise RetryableError(f"HTTP {status}: {message}", parse_retry_after(exc.response.headers)) from exc
-            raise BackendError(f"openai {self.model}: HTTP {status}: {message}") from exc
-        except openai.APIResponseValidationError as exc:
-            raise RetryableError(f"malformed response: {self._clean(exc)}") from exc
-        except ValueError as exc:  # a body that is not JSON at all
-            raise RetryableError(f"malformed response: {self._clean(exc)}") from exc
+        except Exception as exc:
+            failure = classify_openai_error(exc, secrets=self._secrets, timeout=self.timeout)
+            if failure is None:
+                raise
+            raise failure.to_exception(
+                permanent=BackendError, refused=RefusalError, prefix=f"openai {self.model}: "
+            ) from exc
         if not getattr(completion, "choices", None):
             raise RetryableError("malformed response: no choices")
         return completion
-
-    def _clean(self, exc: BaseException) -> str:
-        return redact(str(exc), self._secrets)[:500]
 
     def _response(self, completion, seconds: float) -> ChatResponse:
         choice = completion.choices[0]

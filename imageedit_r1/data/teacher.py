@@ -19,7 +19,6 @@ the backend's ``RetryPolicy``.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from imageedit_r1.data.sample import EditSample
 from imageedit_r1.decomposition import ACTIONS, Decomposition
 from imageedit_r1.images import SkipReport, shrink_to_pixels
 from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
+from imageedit_r1.jsontext import unfence
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 
 PROMPT_NAME = "teacher"
@@ -153,17 +153,10 @@ class ValidatedLabel:
     rationale: str
 
 
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
-
-
 def validate_label(text: str) -> ValidatedLabel:
     """Parse and check a teacher answer; raise ``InvalidLabel`` with the reason."""
-    body = (text or "").strip()
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1)
     try:
-        data = json.loads(body)
+        data = json.loads(unfence(text or ""))
     except json.JSONDecodeError as exc:
         raise InvalidLabel(f"not JSON ({exc.msg} at char {exc.pos})") from exc
     if not isinstance(data, dict):

@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 
 PROMPT_NAME = "judge"
@@ -93,7 +94,6 @@ def judge_prompt_sha256() -> str:
 
 # ----------------------------------------------------------------------------- parsing
 
-_FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _REFUSAL_RE = re.compile(
     r"\b(?:i\s*(?:'m|am)\s+(?:sorry|unable|not able)|i\s+(?:can\s*not|can't|cannot|won't|will not)"
     r"|unable to (?:evaluate|assess|help|comply|view)|as an ai\b|against (?:my|our) (?:policy|policies)"
@@ -180,21 +180,15 @@ def _scores_from_mapping(data: dict[str, Any], parsed_from: str, raw: str) -> Sc
 def _json_objects(text: str) -> list[tuple[str, dict[str, Any]]]:
     """Every JSON object in ``text``: fenced blocks first, then objects embedded in prose."""
     objects: list[tuple[str, dict[str, Any]]] = []
-    for block in _FENCE_RE.findall(text):
+    for block in fenced_blocks(text):
         try:
             value = json.loads(block)
         except json.JSONDecodeError:
             continue
         if isinstance(value, dict):
             objects.append(("fenced_json", value))
-    decoder = json.JSONDecoder()
-    for start in (i for i, ch in enumerate(text) if ch == "{"):
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            objects.append(("embedded_json", value))
+    # Nested objects too: a judge may wrap its scores in an object of its own.
+    objects += [("embedded_json", value) for value in embedded_json(text, nested=True) if isinstance(value, dict)]
     return objects
 
 

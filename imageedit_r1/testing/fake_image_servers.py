@@ -18,13 +18,12 @@ from typing import Any
 
 from PIL import Image
 
-from imageedit_r1.testing.fake_servers import FakeResponse, FakeServer, FaultPlan
+from imageedit_r1.images import to_png_bytes
+from imageedit_r1.testing.fake_servers import FakeResponse, FakeServer, FaultPlan, gemini_images, gemini_text
 
 
 def _png_b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(to_png_bytes(image)).decode("ascii")
 
 
 def openai_refusal(message: str = "Your request was rejected as a result of our safety system.") -> FakeResponse:
@@ -64,23 +63,10 @@ class GeminiImageReply:
     block_reason: str | None = None
 
 
-def _b64decode(data: str) -> bytes:
-    # google-genai sends bytes URL-safe base64-encoded; accept either alphabet, padded or not.
-    data = data.replace("-", "+").replace("_", "/")
-    return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
-
-
 def gemini_image_request(request_json: dict) -> tuple[str, Image.Image | None]:
     """(prompt text, first inline image) of a recorded generateContent request."""
-    texts, image = [], None
-    for content in request_json.get("contents", []):
-        for part in content.get("parts", []):
-            if "text" in part:
-                texts.append(part["text"])
-            blob = part.get("inlineData") or part.get("inline_data")
-            if blob and image is None:
-                image = Image.open(io.BytesIO(_b64decode(blob["data"]))).convert("RGB")
-    return "\n".join(texts), image
+    images = gemini_images(request_json)
+    return gemini_text(request_json), (images[0].convert("RGB") if images else None)
 
 
 def fake_gemini_image_server(

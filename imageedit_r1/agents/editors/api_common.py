@@ -1,39 +1,31 @@
-"""What the hosted image editors share: keys from the environment, transient-error detection."""
+"""What the hosted image editors share: keys from the environment, SDK failures as editor errors.
+
+How an SDK call failed (transient, quota, rejected key, content-policy block) is read by
+``imageedit_r1.backends.sdk_errors``, the same rules the chat backends follow; this module maps
+that reading onto the editor's own errors.
+"""
 
 from __future__ import annotations
 
-import os
-
-from imageedit_r1.agents.editors.base import EditorUnavailableError
-
-# Connection-level failures worth another attempt, by class name across httpx / httpx2 / requests.
-_TRANSIENT_NAMES = {
-    "TimeoutException", "ConnectError", "ReadError", "WriteError", "RemoteProtocolError",
-    "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "ConnectionError", "Timeout",
-}
-
-
-def is_transient_transport_error(exc: BaseException) -> bool:
-    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+from imageedit_r1.agents.editors.base import EditorError, EditorUnavailableError, EditRefusedError
+from imageedit_r1.backends.base import api_key_from_env as _first_key_in_env
+from imageedit_r1.backends.sdk_errors import REFUSED, SdkFailure
 
 
 def api_key_from_env(names: list[str] | tuple[str, ...], service: str) -> str:
     """The first non-empty variable among ``names``; keys are read from the environment only."""
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    raise EditorUnavailableError(
-        f"no API key for {service}: set the environment variable {' or '.join(names)} "
-        "(keys are read from the environment only, never from configs)"
-    )
+    key = _first_key_in_env(names, required=False, service=service)
+    if key is None:
+        raise EditorUnavailableError(
+            f"no API key for {service}: set the environment variable {' or '.join(names)} "
+            "(keys are read from the environment only, never from configs)"
+        )
+    return key
 
 
-def retry_after_seconds(headers) -> float | None:
-    if headers is None:
-        return None
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def editor_exception(failure: SdkFailure, model_id: str) -> Exception:
+    """The editor's exception for a classified SDK failure (``RetryableError`` when transient)."""
+    if failure.kind == REFUSED:
+        reason = failure.code or f"HTTP {failure.status}"
+        return EditRefusedError(f"{model_id} refused the edit ({reason}): {failure.detail}")
+    return failure.to_exception(permanent=EditorError, refused=EditRefusedError, prefix=f"{model_id}: ")

@@ -12,11 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from imageedit_r1.agents.editors.api_common import (
-    api_key_from_env,
-    is_transient_transport_error,
-    retry_after_seconds,
-)
+from imageedit_r1.agents.editors.api_common import api_key_from_env, editor_exception
 from imageedit_r1.agents.editors.base import (
     BaseEditor,
     EditorError,
@@ -27,18 +23,15 @@ from imageedit_r1.agents.editors.base import (
     ratio_value,
     unletterbox,
 )
-from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
+from imageedit_r1.backends.sdk_errors import (
+    classify_genai_error,
+    gemini_finish_reason,
+    gemini_prompt_block,
+    gemini_safety_stop,
+)
+from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 SUPPORTED_ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
-# Finish reasons that mean the service withheld the image on policy grounds.
-_BLOCKED_FINISH = {
-    "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
-}
-
-
-def _enum_name(value) -> str:
-    return str(getattr(value, "name", value) or "")
 
 
 class NanoBananaEditor(BaseEditor):
@@ -61,6 +54,7 @@ class NanoBananaEditor(BaseEditor):
         self.retry = RetryPolicy(**retry) if isinstance(retry, dict) else (retry or RetryPolicy())
         self.aspect_ratios = list(aspect_ratios or SUPPORTED_ASPECT_RATIOS)
         self._client = None
+        self._secrets: list[str | None] = []
 
     def client(self):
         if self._client is None:
@@ -70,6 +64,7 @@ class NanoBananaEditor(BaseEditor):
             except ImportError as exc:
                 raise EditorUnavailableError("google-genai is not installed: pip install 'imageedit-r1[api]'") from exc
             key = api_key_from_env(self.api_key_env, "Gemini (nano-banana)")
+            self._secrets = [key]
             options: dict[str, Any] = {"timeout": int(self.timeout * 1000)}  # milliseconds
             if self.base_url:
                 options["base_url"] = self.base_url
@@ -77,7 +72,7 @@ class NanoBananaEditor(BaseEditor):
         return self._client
 
     def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
-        from google.genai import errors, types
+        from google.genai import types
 
         ratio = nearest_aspect(image.width, image.height, self.aspect_ratios)
         padded, box = letterbox(image, ratio_value(ratio))
@@ -91,33 +86,25 @@ class NanoBananaEditor(BaseEditor):
         def call():
             try:
                 return client.models.generate_content(model=self.model_id, contents=[instruction, padded], config=config)
-            except errors.APIError as exc:
-                if exc.code in (408, 429) or (exc.code or 0) >= 500:
-                    raise RetryableError(f"{self.model_id}: HTTP {exc.code} {exc.message or ''}".strip(),
-                                         retry_after_seconds(getattr(exc.response, "headers", None))) from exc
-                if exc.code in (401, 403):
-                    raise EditorError(f"{self.model_id}: the API key was rejected (HTTP {exc.code}): {exc.message}") from exc
-                raise EditorError(f"{self.model_id}: HTTP {exc.code}: {exc.message}") from exc
             except Exception as exc:
-                if is_transient_transport_error(exc):
-                    raise RetryableError(f"{self.model_id}: {type(exc).__name__}: {exc}") from exc
-                raise
+                failure = classify_genai_error(exc, secrets=self._secrets, timeout=self.timeout)
+                if failure is None:
+                    raise
+                raise editor_exception(failure, self.model_id) from exc
 
         response = call_with_retries(call, self.retry)
         return unletterbox(self._image_from(response), box)
 
     def _image_from(self, response) -> Image.Image:
-        feedback = getattr(response, "prompt_feedback", None)
-        if feedback is not None and getattr(feedback, "block_reason", None):
-            detail = getattr(feedback, "block_reason_message", None) or ""
-            raise EditRefusedError(
-                f"{self.model_id} blocked the request: {_enum_name(feedback.block_reason)} {detail}".strip()
-            )
+        blocked = gemini_prompt_block(response)
+        if blocked:
+            reason, detail = blocked
+            raise EditRefusedError(f"{self.model_id} blocked the request: {reason} {detail or ''}".strip())
         candidates = getattr(response, "candidates", None) or []
         if not candidates:
             raise EditorError(f"{self.model_id} returned no candidates")
         candidate = candidates[0]
-        finish = _enum_name(getattr(candidate, "finish_reason", None))
+        finish = gemini_finish_reason(candidate)
         texts = []
         parts = getattr(getattr(candidate, "content", None), "parts", None) or []
         for part in parts:
@@ -130,8 +117,11 @@ class NanoBananaEditor(BaseEditor):
             if getattr(part, "text", None):
                 texts.append(part.text.strip())
         said = f"; it said: {' '.join(texts)[:500]!r}" if texts else ""
-        if finish in _BLOCKED_FINISH:
-            raise EditRefusedError(f"{self.model_id} withheld the image (finish reason {finish}){said}")
+        stopped = gemini_safety_stop(candidate)
+        if stopped:
+            _, categories = stopped
+            why = f" for {', '.join(categories)}" if categories else ""
+            raise EditRefusedError(f"{self.model_id} withheld the image (finish reason {finish}){why}{said}")
         if texts:
             raise EditRefusedError(f"{self.model_id} answered with text instead of an image{said}")
         raise EditorError(f"{self.model_id} returned no image (finish reason {finish or 'none'})")

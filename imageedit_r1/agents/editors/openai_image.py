@@ -15,25 +15,20 @@ from typing import Any
 
 from PIL import Image
 
-from imageedit_r1.agents.editors.api_common import (
-    api_key_from_env,
-    is_transient_transport_error,
-    retry_after_seconds,
-)
+from imageedit_r1.agents.editors.api_common import api_key_from_env, editor_exception
 from imageedit_r1.agents.editors.base import (
     BaseEditor,
     EditorError,
     EditorUnavailableError,
-    EditRefusedError,
     letterbox,
     unletterbox,
     working_size,
 )
+from imageedit_r1.backends.sdk_errors import classify_openai_error
 from imageedit_r1.images import to_png_bytes
-from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
+from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MODEL = "gpt-image-2"
-_REFUSAL_CODES = {"moderation_blocked", "content_policy_violation", "safety_violation", "image_generation_user_error"}
 
 
 class OpenAIImageEditor(BaseEditor):
@@ -63,6 +58,7 @@ class OpenAIImageEditor(BaseEditor):
         self.quality = quality
         self.extra_params = dict(extra_params or {})
         self._client = None
+        self._secrets: list[str | None] = []
 
     def client(self):
         if self._client is None:
@@ -71,6 +67,7 @@ class OpenAIImageEditor(BaseEditor):
             except ImportError as exc:
                 raise EditorUnavailableError("openai is not installed: pip install 'imageedit-r1[api]'") from exc
             key = api_key_from_env(self.api_key_env, "OpenAI images")
+            self._secrets = [key]
             # The SDK's own retries are off: one bounded policy (ours) decides.
             self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
         return self._client
@@ -84,8 +81,6 @@ class OpenAIImageEditor(BaseEditor):
         return padded, box, f"{width}x{height}"
 
     def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
-        import openai
-
         padded, box, size = self._request_size(image)
         client = self.client()
         params: dict[str, Any] = {"model": self.model_id, "prompt": instruction, "size": size, "n": 1}
@@ -97,26 +92,11 @@ class OpenAIImageEditor(BaseEditor):
         def call():
             try:
                 return client.images.edit(image=("image.png", png, "image/png"), **params)
-            except (openai.RateLimitError, openai.InternalServerError) as exc:
-                if getattr(exc, "code", None) == "insufficient_quota":  # a 429 that waiting will not fix
-                    raise EditorError(f"{self.model_id}: the account is out of quota: {exc.message}") from exc
-                raise RetryableError(f"{self.model_id}: HTTP {exc.status_code}: {exc.message}",
-                                     retry_after_seconds(exc.response.headers)) from exc
-            except openai.APIConnectionError as exc:  # includes timeouts
-                raise RetryableError(f"{self.model_id}: {type(exc).__name__}: {exc}") from exc
-            except openai.AuthenticationError as exc:
-                raise EditorError(f"{self.model_id}: the API key was rejected (HTTP 401): {exc.message}") from exc
-            except openai.APIStatusError as exc:
-                code = str(getattr(exc, "code", "") or "")
-                if code in _REFUSAL_CODES or "safety system" in str(exc.message).lower():
-                    raise EditRefusedError(f"{self.model_id} refused the edit ({code or exc.status_code}): {exc.message}") from exc
-                if exc.status_code == 408 or exc.status_code >= 500:
-                    raise RetryableError(f"{self.model_id}: HTTP {exc.status_code}: {exc.message}") from exc
-                raise EditorError(f"{self.model_id}: HTTP {exc.status_code}: {exc.message}") from exc
             except Exception as exc:
-                if is_transient_transport_error(exc):
-                    raise RetryableError(f"{self.model_id}: {type(exc).__name__}: {exc}") from exc
-                raise
+                failure = classify_openai_error(exc, secrets=self._secrets, timeout=self.timeout)
+                if failure is None:
+                    raise
+                raise editor_exception(failure, self.model_id) from exc
 
         response = call_with_retries(call, self.retry)
         return unletterbox(self._image_from(response), box)

@@ -320,12 +320,23 @@ class ParseResult:
 _BULLET_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 
+# Tolerant patterns, compiled once: the reward runs the tolerant parser on every malformed rollout.
+_CLOSED_TAG_RE = {tag: re.compile(rf"<\s*{tag}\s*>(.*?)<\s*/\s*{tag}\s*>", re.DOTALL | re.IGNORECASE) for tag in TAGS}
+_OPEN_TAG_RE = {tag: re.compile(rf"<\s*{tag}\s*>(.*)$", re.DOTALL | re.IGNORECASE) for tag in TAGS}
+_ACTION_OPEN_RE = re.compile(r"<\s*action\s*>", re.IGNORECASE)
+_ACTIONS_OPEN_RE = re.compile(r"<\s*actions\s*>", re.IGNORECASE)
+_ACTIONS_TAG_RE = re.compile(r"(<\s*/?\s*)actions(\s*>)", re.IGNORECASE)
+_ODD_CASE_TAG_RE = re.compile(r"<\s*/?\s*(?:THINK|ACTION|SUBJECTS|GOALS|Think|Action|Subjects|Goals)\s*>")
+_ODD_SPACED_TAG_RE = re.compile(r"<\s+/?\s*\w+\s*>|</\s+\w+\s*>|<\w+\s+>")
+_ANY_TAG_SPLIT_RE = re.compile(r"<\s*/?\s*(?:think|action|subjects|goals)\s*>", re.IGNORECASE)
+
+
 def _tag_body(text: str, tag: str) -> str | None:
-    match = re.search(rf"<\s*{tag}\s*>(.*?)<\s*/\s*{tag}\s*>", text, re.DOTALL | re.IGNORECASE)
+    match = _CLOSED_TAG_RE[tag].search(text)
     if match is not None:
         return match.group(1)
     # An unclosed last tag (a response cut at max length): take everything after it.
-    match = re.search(rf"<\s*{tag}\s*>(.*)$", text, re.DOTALL | re.IGNORECASE)
+    match = _OPEN_TAG_RE[tag].search(text)
     return match.group(1) if match is not None else None
 
 
@@ -379,17 +390,15 @@ def parse(text: str) -> ParseResult:
 
     repairs: list[str] = []
     work = text
-    if "```" in work and not re.search(r"<\s*action\s*>", work, re.IGNORECASE):
+    if "```" in work and not _ACTION_OPEN_RE.search(work):
         fenced = FENCE_RE.search(work)
         if fenced:
             work = fenced.group(1)
             repairs.append("removed code fence around the answer")
-    if re.search(r"<\s*actions\s*>", work, re.IGNORECASE) and not re.search(r"<\s*action\s*>", work, re.IGNORECASE):
-        work = re.sub(r"(<\s*/?\s*)actions(\s*>)", r"\1action\2", work, flags=re.IGNORECASE)
+    if _ACTIONS_OPEN_RE.search(work) and not _ACTION_OPEN_RE.search(work):
+        work = _ACTIONS_TAG_RE.sub(r"\1action\2", work)
         repairs.append("renamed <actions> to <action>")
-    if re.search(r"<\s*/?\s*(?:THINK|ACTION|SUBJECTS|GOALS|Think|Action|Subjects|Goals)\s*>", work) or re.search(
-        r"<\s+/?\s*\w+\s*>|</\s+\w+\s*>|<\w+\s+>", work
-    ):
+    if _ODD_CASE_TAG_RE.search(work) or _ODD_SPACED_TAG_RE.search(work):
         repairs.append("normalised tag case or spacing")
 
     bodies = {tag: _tag_body(work, tag) for tag in TAGS}
@@ -399,7 +408,7 @@ def parse(text: str) -> ParseResult:
     for tag in TAGS:
         body = bodies[tag]
         if body is not None and _ANY_TAG_RE.search(body.lower()):
-            bodies[tag] = re.split(r"<\s*/?\s*(?:think|action|subjects|goals)\s*>", body, flags=re.IGNORECASE)[0]
+            bodies[tag] = _ANY_TAG_SPLIT_RE.split(body)[0]
             repairs.append(f"{tag}: closed an unclosed tag")
     think = (bodies[THINK] or "").strip()
     if bodies[THINK] is None:

@@ -289,6 +289,12 @@ def resolve_weights(weights: Mapping[str, float] | None = None) -> dict[str, flo
 _DEFAULT_RESOLVED = resolve_weights(None)
 
 
+@lru_cache(maxsize=64)
+def _resolved(items: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    # Batch callers pass the same weights for thousands of responses: validate them once.
+    return resolve_weights(dict(items))
+
+
 def _content(response: str) -> tuple[Decomposition | None, tuple[str, ...], bool]:
     """(decomposition or None, list tags missing, whether the strict format holds)."""
     try:
@@ -306,7 +312,7 @@ def score(
     Raises ``ValueError`` only for a malformed ground truth or weights (a data or config bug);
     never for anything in ``response``.
     """
-    resolved = _DEFAULT_RESOLVED if weights is None else resolve_weights(weights)
+    resolved = _DEFAULT_RESOLVED if weights is None else _resolved(tuple(sorted(weights.items())))
     truth = _truth(ground_truth)
     components = dict.fromkeys(COMPONENTS, 0.0)
     if isinstance(response, str):

@@ -12,9 +12,8 @@ from typing import Any
 
 from PIL import Image
 
-from imageedit_r1.agents.editors.api_common import api_key_from_env, editor_exception
+from imageedit_r1.agents.editors.api_common import HostedEditor, api_key_from_env, editor_exception
 from imageedit_r1.agents.editors.base import (
-    BaseEditor,
     EditorError,
     EditorUnavailableError,
     EditRefusedError,
@@ -34,7 +33,7 @@ from imageedit_r1.retry import RetryPolicy, call_with_retries
 SUPPORTED_ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 
 
-class NanoBananaEditor(BaseEditor):
+class NanoBananaEditor(HostedEditor):
     name = "nano-banana"
 
     def __init__(
@@ -47,14 +46,8 @@ class NanoBananaEditor(BaseEditor):
         retry: RetryPolicy | dict | None = None,
         aspect_ratios: list[str] | None = None,
     ) -> None:
-        self.model_id = model
-        self.api_key_env = [api_key_env] if isinstance(api_key_env, str) else list(api_key_env)
-        self.base_url = base_url
-        self.timeout = float(timeout)
-        self.retry = RetryPolicy(**retry) if isinstance(retry, dict) else (retry or RetryPolicy())
+        super().__init__(model, api_key_env=api_key_env, base_url=base_url, timeout=timeout, retry=retry)
         self.aspect_ratios = list(aspect_ratios or SUPPORTED_ASPECT_RATIOS)
-        self._client = None
-        self._secrets: list[str | None] = []
 
     def client(self):
         if self._client is None:

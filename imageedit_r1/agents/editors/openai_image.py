@@ -15,9 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from imageedit_r1.agents.editors.api_common import api_key_from_env, editor_exception
+from imageedit_r1.agents.editors.api_common import HostedEditor, api_key_from_env, editor_exception
 from imageedit_r1.agents.editors.base import (
-    BaseEditor,
     EditorError,
     EditorUnavailableError,
     letterbox,
@@ -31,7 +30,7 @@ from imageedit_r1.retry import RetryPolicy, call_with_retries
 DEFAULT_MODEL = "gpt-image-2"
 
 
-class OpenAIImageEditor(BaseEditor):
+class OpenAIImageEditor(HostedEditor):
     name = "openai-image"
 
     def __init__(
@@ -47,18 +46,12 @@ class OpenAIImageEditor(BaseEditor):
         quality: str | None = None,
         extra_params: dict[str, Any] | None = None,
     ) -> None:
-        self.model_id = model
-        self.api_key_env = [api_key_env] if isinstance(api_key_env, str) else list(api_key_env)
-        self.base_url = base_url
-        self.timeout = float(timeout)
-        self.retry = RetryPolicy(**retry) if isinstance(retry, dict) else (retry or RetryPolicy())
+        super().__init__(model, api_key_env=api_key_env, base_url=base_url, timeout=timeout, retry=retry)
         # "match": the input's aspect at ~`area` pixels; otherwise sent as is ("auto", "1536x1024").
         self.size = size
         self.area = int(area)
         self.quality = quality
         self.extra_params = dict(extra_params or {})
-        self._client = None
-        self._secrets: list[str | None] = []
 
     def client(self):
         if self._client is None:

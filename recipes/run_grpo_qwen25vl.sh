@@ -23,17 +23,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-DRY_RUN=0
-EXTRA=()
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "error: unknown option $arg (options: --dry-run, --help; everything else is key=value)" >&2; exit 2 ;;
-    *=*) EXTRA+=("$arg") ;;
-    *) echo "error: expected key=value, got '$arg'" >&2; exit 2 ;;
-  esac
-done
+RECIPE="${BASH_SOURCE[0]}"
+# shellcheck source=recipes/common.sh
+source "$ROOT/recipes/common.sh"
+parse_recipe_args "$@"
 
 PYTHON=${PYTHON:-python3}
 CONFIG=${CONFIG:-$ROOT/recipes/configs/grpo_qwen25vl.yaml}
@@ -55,8 +48,6 @@ PROJECT_NAME=${PROJECT_NAME:-imageedit_r1}
 EXPERIMENT_NAME=${EXPERIMENT_NAME:-qwen2_5_vl_7b_decompose_grpo}
 CHECKPOINT_DIR=${CHECKPOINT_DIR:-checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}
 
-# Ray actors may not share this shell's working directory: hand them absolute local paths.
-absolute() { if [ -e "$1" ]; then echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; else echo "$1"; fi; }
 TRAIN_FILES=$(absolute "$TRAIN_FILES")
 VAL_FILES=$(absolute "$VAL_FILES")
 MODEL_PATH=$(absolute "$MODEL_PATH")
@@ -94,12 +85,7 @@ if [ -n "$IMAGE_DIR" ]; then
 fi
 CMD+=(${EXTRA[@]+"${EXTRA[@]}"})
 
-# The checks and the trainer run in $PYTHON: it needs this package and its dependencies.
-if ! "$PYTHON" -c "import imageedit_r1.train.preflight, omegaconf" 2>/dev/null; then
-  echo "error: $PYTHON cannot import imageedit_r1 and its dependencies: run 'pip install -e $ROOT' in the" \
-    "training environment, or set PYTHON to that environment's interpreter" >&2
-  exit 2
-fi
+require_package
 CHECK=("$PYTHON" -m imageedit_r1.train preflight easyr1)
 if [ "$DRY_RUN" = 1 ]; then CHECK+=(--dry-run); fi
 if [ "${SKIP_GPU_CHECK:-0}" = 1 ]; then CHECK+=(--no-gpu-check); fi

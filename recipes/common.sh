@@ -1,0 +1,30 @@
+# Shared by the GRPO recipes (sourced, not run): argument parsing, path and environment checks.
+# Expects ROOT (the repository root) and RECIPE (the recipe's own path, for --help) to be set.
+
+# --dry-run, --help, and key=value overrides passed to the trainer last (into EXTRA).
+DRY_RUN=0
+EXTRA=()
+parse_recipe_args() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) DRY_RUN=1 ;;
+      -h|--help) sed -n '2,/^set -euo/p' "$RECIPE" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      -*) echo "error: unknown option $arg (options: --dry-run, --help; everything else is key=value)" >&2; exit 2 ;;
+      *=*) EXTRA+=("$arg") ;;
+      *) echo "error: expected key=value, got '$arg'" >&2; exit 2 ;;
+    esac
+  done
+}
+
+# Ray actors may not share this shell's working directory: hand them absolute local paths.
+absolute() { if [ -e "$1" ]; then echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; else echo "$1"; fi; }
+
+# The checks and the trainer run in $PYTHON: it needs this package and its dependencies.
+require_package() {
+  if ! "$PYTHON" -c "import imageedit_r1.train.preflight, omegaconf" 2>/dev/null; then
+    echo "error: $PYTHON cannot import imageedit_r1 and its dependencies: run 'pip install -e $ROOT' in the" \
+      "training environment, or set PYTHON to that environment's interpreter" >&2
+    exit 2
+  fi
+}

@@ -1,7 +1,6 @@
 """Shared plumbing: image intake, JSONL store, retries, config, prompts."""
 
 import io
-import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -179,4 +178,3 @@ def test_decompose_prompt_renders_with_content_and_lists_the_taxonomy():
         render_prompt("decompose")
     with pytest.raises(FileNotFoundError, match="available"):
         render_prompt("nope")
-    json.dumps(text)

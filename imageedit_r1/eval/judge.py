@@ -129,6 +129,14 @@ def _normalise_key(key: str) -> str:
     return re.sub(r"[\s\-]+", "_", key.strip().lower()).strip("_*")
 
 
+def _all_or_nothing(found: dict[str, float], raw: str) -> bool:
+    """True when every criterion was scored, False when none was; a partial reply is an error."""
+    missing = [name for name in CRITERIA if name not in found]
+    if missing and len(missing) < len(CRITERIA):
+        raise JudgmentParseError(f"reply has no score for {', '.join(missing)}", raw=raw)
+    return not missing
+
+
 def _check_range(name: str, value: float, parsed_from: str, raw: str) -> float:
     maximum = CRITERIA[name][0]
     if not 0 <= value <= maximum:
@@ -160,11 +168,8 @@ def _scores_from_mapping(data: dict[str, Any], parsed_from: str, raw: str) -> Sc
                             f"{name} given as {flat[key]!r}, not on the 0-{CRITERIA[name][0]} scale", raw=raw)
                 found[name] = _check_range(name, number, parsed_from, raw)
                 break
-    if not found:
+    if not _all_or_nothing(found, raw):
         return None
-    missing = [name for name in CRITERIA if name not in found]
-    if missing:
-        raise JudgmentParseError(f"reply has no score for {', '.join(missing)}", raw=raw)
     reasoning = ""
     for key in ("reasoning", "explanation", "rationale", "justification", "comments", "analysis"):
         if isinstance(flat.get(key), str):
@@ -211,11 +216,8 @@ def _scores_from_text(text: str, raw: str) -> Scores | None:
                     f"{name} given as {value:g}/{denominator.group(1)}, not on the 0-{maximum} scale", raw=raw)
             found[name] = _check_range(name, value, "text", raw)
             break
-    if not found:
+    if not _all_or_nothing(found, raw):
         return None
-    missing = [name for name in CRITERIA if name not in found]
-    if missing:
-        raise JudgmentParseError(f"reply has no score for {', '.join(missing)}", raw=raw)
     return Scores(found["fulfillment"], found["quality"], found["preservation"], text.strip(), "text")
 
 

@@ -29,8 +29,8 @@ def synthetic_items(rows: int):
     import numpy as np
     from PIL import Image
 
+    from imageedit_r1.data.edit_sample import EditSample
     from imageedit_r1.data.export import ExportItem
-    from imageedit_r1.data.sample import EditSample
     from imageedit_r1.decomposition import Decomposition
 
     rng = np.random.default_rng(0)

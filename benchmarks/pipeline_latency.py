@@ -93,7 +93,7 @@ def print_table(title: str, medians: dict[str, float], extra: dict | None = None
 
 def run_tiny(args) -> dict:
     from imageedit_r1.pipeline import ImageEditR1
-    from imageedit_r1.samples import sample_image
+    from imageedit_r1.sample_images import sample_image
     from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
@@ -218,7 +218,7 @@ def run_real_shapes(args) -> dict:
     from imageedit_r1.agents.editors.diffusion import FluxKontextEditor
     from imageedit_r1.pipeline import join_sub_requests
     from imageedit_r1.prompts import render_prompt
-    from imageedit_r1.samples import sample_image
+    from imageedit_r1.sample_images import sample_image
 
     smoke = args.smoke
     device = "cpu" if smoke else "cuda"

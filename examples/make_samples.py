@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from imageedit_r1.samples import SAMPLE_REQUESTS, sample_image
+from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
 
 HERE = Path(__file__).resolve().parent
 

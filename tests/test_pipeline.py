@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from imageedit_r1.agents.editors import BaseEditor, EditRefusedError
+from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.pipeline import (
     EditFailed,
@@ -13,7 +14,6 @@ from imageedit_r1.pipeline import (
     ImageEditR1,
     PipelineConfig,
     join_sub_requests,
-    keyword_decomposition,
     load_pipeline_config,
 )
 

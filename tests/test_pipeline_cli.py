@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from imageedit_r1.jsonl import read_jsonl
-from imageedit_r1.pipeline_cli import main
+from imageedit_r1.pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from imageedit_r1.pipeline import EditFailed, ImageEditR1, join_sub_requests
-from imageedit_r1.samples import SAMPLE_REQUESTS, sample_image
+from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
 from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text, scripted
 
 REQUEST = SAMPLE_REQUESTS["portrait"]

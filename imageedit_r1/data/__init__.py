@@ -4,7 +4,7 @@ Importing this package is cheap; ``datasets``, ``pyarrow`` and the chat backends
 by the functions that need them. The command line is ``python -m imageedit_r1.data --help``.
 """
 
-from imageedit_r1.data.sample import EditSample, RawRecord
+from imageedit_r1.data.edit_sample import EditSample, RawRecord
 from imageedit_r1.data.sources import (
     LOADERS,
     Loader,

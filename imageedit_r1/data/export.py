@@ -31,8 +31,8 @@ from typing import Any
 
 from PIL import Image
 
+from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import LabelIndex
-from imageedit_r1.data.sample import EditSample
 from imageedit_r1.data.sources import Loader
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
 from imageedit_r1.images import SkipReport, shrink_to_pixels, to_png_bytes

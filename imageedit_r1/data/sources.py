@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from imageedit_r1.data.edit_sample import EditSample, RawRecord
 from imageedit_r1.data.rows import MissingColumnError, open_rows, resolve_column
-from imageedit_r1.data.sample import EditSample, RawRecord
 from imageedit_r1.images import DEFAULT_MAX_PIXELS, SkipReport, load_or_skip
 
 _SCALARS = (str, int, float, bool, type(None))

@@ -26,8 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import FAILED, OK, sample_key
-from imageedit_r1.data.sample import EditSample
 from imageedit_r1.decomposition import ACTIONS, Decomposition
 from imageedit_r1.images import SkipReport, shrink_to_pixels
 from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl

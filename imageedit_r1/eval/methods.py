@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.eval.benchmark_samples import safe_name
 from imageedit_r1.eval.config import MethodConfig
-from imageedit_r1.eval.samples import safe_name
 from imageedit_r1.images import load_image
 
 

@@ -33,12 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.eval.benchmark_samples import load_benchmark, safe_name
 from imageedit_r1.eval.config import EvalConfig, JudgeConfig, MethodConfig
 from imageedit_r1.eval.costs import cost_usd, image_tokens, price_for, text_tokens
 from imageedit_r1.eval.judge import Judge, JudgeError, judge_prompt, judge_prompt_sha256
 from imageedit_r1.eval.methods import EditFn, build_edit_fn
 from imageedit_r1.eval.ratelimit import RateLimiter
-from imageedit_r1.eval.samples import load_benchmark, safe_name
 from imageedit_r1.images import ImageLoadError, image_sha256, load_image
 from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
 

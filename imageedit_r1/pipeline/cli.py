@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 from pathlib import Path
-from typing import Any
+
+from imageedit_r1.pipeline.outputs import print_summary, save_image, trace_path_for
 
 EPILOG = """\
 examples:
@@ -42,7 +41,7 @@ BACKENDS = ("openai", "gemini", "transformers", "vllm")
 
 def build_parser() -> argparse.ArgumentParser:
     from imageedit_r1.agents.editors import EDITORS
-    from imageedit_r1.pipeline import MODES
+    from imageedit_r1.pipeline.config import MODES
 
     parser = argparse.ArgumentParser(
         prog="python -m imageedit_r1.pipeline",
@@ -124,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from imageedit_r1.agents.editors import EditorUnavailableError
     from imageedit_r1.images import ImageLoadError
-    from imageedit_r1.pipeline import ImageEditR1, is_unavailable, load_pipeline_config
+    from imageedit_r1.pipeline.batch import ManifestError, run_batch
+    from imageedit_r1.pipeline.config import load_pipeline_config
+    from imageedit_r1.pipeline.core import ImageEditR1, is_unavailable
 
     try:
         if args.demo:
-            from imageedit_r1.demo import run_demo
+            from imageedit_r1.pipeline.demo import run_demo
 
             return run_demo(args, [*args.overrides, *_overrides_from_flags(args)])
         config = load_pipeline_config(args.config, [*args.overrides, *_overrides_from_flags(args)])
@@ -149,21 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def trace_path_for(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + ".trace.json")
-
-
-def save_image(image, path: Path) -> None:
-    """Write atomically: a killed run never leaves a half-written image that looks finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
-    os.replace(tmp, path)
-
-
 def run_single(pipeline, image: str, request: str, out: str | None, dry_run: bool) -> int:
-    from imageedit_r1.pipeline import EditFailed, write_trace
+    from imageedit_r1.pipeline.trace import EditFailed, write_trace
 
     if dry_run:
         print(json.dumps(pipeline.plan(image, request), indent=2, ensure_ascii=False, default=str))
@@ -176,119 +164,5 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         return 1
     save_image(result.image, Path(out))
     write_trace(trace_path_for(out), result.trace)
-    _print_summary(result.trace, out)
+    print_summary(result.trace, out)
     return 0
-
-
-def _print_summary(trace: dict[str, Any], out) -> None:
-    print(f"wrote {out} and {trace_path_for(out)}")
-    if trace.get("sub_requests"):
-        print("sub-requests:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(trace["sub_requests"])))
-    for fallback in trace.get("fallbacks", []):
-        print(f"fallback: the {fallback['stage']} stage used '{fallback['used']}' ({fallback['reason'][:120]})")
-    seconds = ", ".join(f"{k} {v:.2f}s" for k, v in trace.get("seconds", {}).items())
-    print(f"seconds: {seconds}")
-
-
-# ----------------------------------------------------------------------------- batches
-
-
-class ManifestError(ValueError):
-    pass
-
-
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """Items of a JSONL manifest (read by ``imageedit_r1.data``'s manifest loader), validated up
-    front so a typo stops the batch before any work. Each item: id (safe as a file name), image
-    (a path), request, and the line's other fields (e.g. ``mode``, ``seed``)."""
-    from imageedit_r1.data import ManifestLoader
-    from imageedit_r1.data.rows import MissingColumnError
-
-    items, seen = [], set()
-    try:
-        records = list(ManifestLoader(path).records())
-    except (FileNotFoundError, ValueError, MissingColumnError) as exc:
-        raise ManifestError(exc.args[0] if exc.args else str(exc)) from exc
-    for record in records:
-        where = f"{path}:{record.meta['row'] + 1}"
-        if not record.request or not record.image:
-            raise ManifestError(f"{where}: empty {'request' if not record.request else 'image'}")
-        safe_id = _SAFE_ID.sub("_", record.id).strip("._") or f"item-{record.meta['row'] + 1:05d}"
-        if safe_id in seen:
-            raise ManifestError(f"{where}: duplicate id {record.id!r}")
-        seen.add(safe_id)
-        extra = {k: v for k, v in record.meta.items() if k != "row"}
-        items.append({**extra, "id": safe_id, "image": record.image, "request": record.request})
-    if not items:
-        raise ManifestError(f"manifest {path} has no items")
-    return items
-
-
-def is_finished(out_dir: Path, item_id: str) -> bool:
-    trace_path = out_dir / f"{item_id}.trace.json"
-    if not (out_dir / f"{item_id}.png").exists() or not trace_path.exists():
-        return False
-    try:
-        return json.loads(trace_path.read_text(encoding="utf-8")).get("status") == "ok"
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> int:
-    from tqdm import tqdm
-
-    from imageedit_r1.images import ImageLoadError
-    from imageedit_r1.jsonl import JsonlStore
-    from imageedit_r1.pipeline import EditFailed, is_unavailable, write_trace
-
-    items = read_manifest(manifest)
-    if dry_run:
-        for item in items:
-            plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode"))
-            print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = JsonlStore(out_dir / "results.jsonl", key_field="id")
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    progress = tqdm(items, desc="editing", unit="image", dynamic_ncols=True)
-    for item in progress:
-        item_id = item["id"]
-        if is_finished(out_dir, item_id):
-            counts["skipped"] += 1
-            progress.set_postfix(counts)
-            continue
-        image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"
-        record = {"request": item["request"], "image": item["image"]}
-        try:
-            result = pipeline(item["image"], item["request"], mode=item.get("mode"), seed=item.get("seed"))
-        except (EditFailed, ImageLoadError, ValueError) as exc:
-            trace = getattr(exc, "trace", None) or {
-                "request": item["request"], "status": "failed",
-                "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
-            }
-            write_trace(trace_path, trace)
-            results.put(item_id, {**record, "status": "failed", "error": str(exc), "trace": trace_path.name})
-            counts["failed"] += 1
-        except Exception as exc:
-            if is_unavailable(exc):
-                progress.close()
-                raise
-            # An unexpected error in one item is recorded; the batch goes on.
-            write_trace(trace_path, {"request": item["request"], "status": "failed",
-                                     "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
-            results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            counts["failed"] += 1
-        else:
-            save_image(result.image, image_path)
-            write_trace(trace_path, result.trace)
-            results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
-                                  "seconds": result.trace["seconds"]})
-            counts["ok"] += 1
-        progress.set_postfix(counts)
-    progress.close()
-    print(f"{counts['ok']} edited, {counts['skipped']} already done, {counts['failed']} failed; "
-          f"results in {out_dir / 'results.jsonl'}")
-    return 1 if counts["failed"] else 0

@@ -15,111 +15,30 @@ When an agent's answer is unusable the configured fallback applies and the trace
 with the action taxonomy) or ``original`` (edit with the raw request); ``on_sequence_failure``
 is ``error``, ``template`` (one "action subject to goal" sub-request per subject) or ``original``.
 
-The command line lives in ``imageedit_r1.pipeline_cli`` (``python -m imageedit_r1.pipeline --help``).
+The command line lives in ``imageedit_r1.pipeline.cli`` (``python -m imageedit_r1.pipeline --help``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 from imageedit_r1 import __version__
-from imageedit_r1.decomposition import ACTIONS, Decomposition, DecompositionParseError, canonical_action
-from imageedit_r1.images import DEFAULT_MAX_PIXELS, image_sha256, load_image
-
-MODES = ("single-turn", "multi-turn", "original")
-DECOMPOSE_FALLBACKS = ("error", "keywords", "original")
-SEQUENCE_FALLBACKS = ("error", "template", "original")
-API_BACKENDS = ("openai", "gemini")
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class AgentConfig:
-    """A chat backend for an agent (see ``imageedit_r1.backends.build_backend``)."""
-
-    backend: str = "transformers"  # openai | gemini | transformers | vllm
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"  # hub id, local folder, or served model name
-    base_url: str | None = None  # OpenAI-compatible server (e.g. vLLM serving the checkpoint)
-    api_key_env: str | None = None  # name of the environment variable holding the key
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout: float = 120.0
-    retry_attempts: int = 4
-    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments: dtype, device, ...
-    agent_options: dict[str, Any] = field(default_factory=dict)  # Decomposer / Sequencer ones: repair, max_steps
-
-
-@dataclass
-class EditorConfig:
-    name: str = "flux-kontext"  # flux-kontext | qwen-image-edit | qwen-image-edit-plus | nano-banana | openai-image
-    options: dict[str, Any] = field(default_factory=dict)  # the editor's keyword arguments
-
-
-@dataclass
-class PipelineConfig:
-    mode: str = "single-turn"
-    seed: int | None = None  # None: a fresh seed per run, recorded in the trace
-    decomposer: AgentConfig = field(default_factory=AgentConfig)
-    sequencer: AgentConfig | None = None  # None: the decomposer's backend (the paper: same VLM)
-    editor: EditorConfig = field(default_factory=EditorConfig)
-    on_decompose_failure: str = "error"
-    on_sequence_failure: str = "error"
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-
-    def validate(self) -> PipelineConfig:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.on_decompose_failure not in DECOMPOSE_FALLBACKS:
-            raise ValueError(f"on_decompose_failure must be one of {DECOMPOSE_FALLBACKS}, got {self.on_decompose_failure!r}")
-        if self.on_sequence_failure not in SEQUENCE_FALLBACKS:
-            raise ValueError(f"on_sequence_failure must be one of {SEQUENCE_FALLBACKS}, got {self.on_sequence_failure!r}")
-        return self
-
-
-def load_pipeline_config(path: str | os.PathLike | None = None, overrides=()) -> PipelineConfig:
-    from imageedit_r1.config import load_config
-
-    return load_config(PipelineConfig, path, list(overrides)).validate()
-
-
-# ----------------------------------------------------------------------------- results
-
-
-class EditFailed(RuntimeError):
-    """A run could not produce an image; ``trace`` holds everything recorded up to the failure."""
-
-    def __init__(self, message: str, trace: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.trace = trace
-
-
-@dataclass
-class EditResult:
-    image: Any  # PIL.Image.Image
-    trace: dict[str, Any]
-
-    def save_trace(self, path: str | os.PathLike) -> None:
-        write_trace(path, self.trace)
-
-
-def write_trace(path: str | os.PathLike, trace: dict[str, Any]) -> None:
-    """Write a trace atomically (temporary file, then rename): a killed run leaves no torn trace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(trace, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
+from imageedit_r1.agents.rule_based import keyword_decomposition
+from imageedit_r1.decomposition import Decomposition, DecompositionParseError
+from imageedit_r1.images import image_sha256, load_image
+from imageedit_r1.pipeline.config import (
+    API_BACKENDS,
+    MODES,
+    AgentConfig,
+    PipelineConfig,
+    load_pipeline_config,
+)
+from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -130,49 +49,12 @@ def join_sub_requests(sub_requests: list[str]) -> str:
     return " ".join(f"{sentence}." for sentence in sentences)
 
 
-_CLAUSE_SPLIT = re.compile(r"[.;!?\n]+|,\s*(?:and\s+|then\s+)?|\s+(?:and|then|also)\s+(?=[a-z]+\b)", re.IGNORECASE)
-_LEADING_FILLER = re.compile(r"^(?:please|also|and|then|can you|could you|i want you to|i'd like you to)\s+", re.IGNORECASE)
-
-
-def keyword_decomposition(request: str) -> Decomposition:
-    """A rule-based decomposition: each clause of the request that opens with a known edit action
-    becomes that action with the clause as its goal; other clauses extend the previous goal.
-    A fallback when the agent's answer is unusable, not a substitute for the trained agent."""
-    actions: list[str] = []
-    goals: list[str] = []
-    for clause in _CLAUSE_SPLIT.split(request):
-        clause = _LEADING_FILLER.sub("", (clause or "").strip())
-        if not clause:
-            continue
-        label = canonical_action(clause)
-        # "Transformation" holds the catch-all verbs (make, change): an action only when nothing better came first.
-        opens_action = label in ACTIONS and (label != "Transformation" or not actions)
-        if opens_action:
-            actions.append(label)
-            goals.append(clause)
-        elif goals:
-            goals[-1] = f"{goals[-1]} and {clause}"
-    if not actions:
-        actions, goals = ["Transformation"], [request.strip()]
-    return Decomposition(actions=list(dict.fromkeys(actions)), subjects=[], goals=goals, think="keyword fallback")
-
-
 def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
     return {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
 
 
 def _image_info(image) -> dict[str, Any]:
     return {"width": image.width, "height": image.height, "sha256": image_sha256(image)}
-
-
-class _Trace(dict):
-    @contextmanager
-    def stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self["seconds"][name] = round(self["seconds"].get(name, 0.0) + time.perf_counter() - start, 4)
 
 
 class AgentUnavailableError(RuntimeError):
@@ -307,8 +189,8 @@ class ImageEditR1:
 
     # ------------------------------------------------------------------ running
 
-    def _new_trace(self, image, request: str, mode: str) -> _Trace:
-        return _Trace(
+    def _new_trace(self, image, request: str, mode: str) -> Trace:
+        return Trace(
             request=request,
             mode=mode,
             status="running",
@@ -331,11 +213,11 @@ class ImageEditR1:
             started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
 
-    def _fail(self, trace: _Trace, message: str) -> EditFailed:
+    def _fail(self, trace: Trace, message: str) -> EditFailed:
         trace["status"] = "failed"
         return EditFailed(message, dict(trace))
 
-    def _stage_fallback(self, trace: _Trace, stage: str, exc: Exception, policy: str) -> str:
+    def _stage_fallback(self, trace: Trace, stage: str, exc: Exception, policy: str) -> str:
         """Record an agent stage's failure; return the fallback ``policy`` to apply, or raise.
 
         A missing model or key propagates as is; any other failure than an unusable answer, or
@@ -353,7 +235,7 @@ class ImageEditR1:
         trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)[:500]})
         return policy
 
-    def _decompose(self, image, request: str, trace: _Trace) -> Decomposition | None:
+    def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:
         """Run the decomposition agent; on an unusable answer apply the configured fallback."""
         try:
             with trace.stage("decompose"):
@@ -370,7 +252,7 @@ class ImageEditR1:
         trace["decomposition"] = {**decomposition.to_dict(), "think": decomposition.think}
         return decomposition
 
-    def _sequence(self, image, request: str, decomposition: Decomposition, trace: _Trace) -> list[str]:
+    def _sequence(self, image, request: str, decomposition: Decomposition, trace: Trace) -> list[str]:
         try:
             with trace.stage("sequence"):
                 result = _call_sequencer(self.sequencer, image, decomposition, request)
@@ -405,7 +287,7 @@ class ImageEditR1:
             raise ValueError("the edit request is empty")
         return load_image(image, max_pixels=self.config.max_image_pixels), request.strip(), mode
 
-    def _instructions(self, image, request: str, mode: str, trace: _Trace) -> list[str]:
+    def _instructions(self, image, request: str, mode: str, trace: Trace) -> list[str]:
         if mode == "original":
             return [request]
         decomposition = self._decompose(image, request, trace)
@@ -509,10 +391,3 @@ def _call_sequencer(sequencer, image, decomposition: Decomposition, request: str
         raise TypeError(f"sequencer returned {type(sub_requests).__name__}, not a list of strings")
     return {"sub_requests": sub_requests, "repairs": [], "raw_outputs": [], "tokens": {}, "fallback_used": False}
 
-
-if __name__ == "__main__":
-    import sys
-
-    from imageedit_r1.pipeline_cli import main
-
-    sys.exit(main())

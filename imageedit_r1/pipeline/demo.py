@@ -65,9 +65,10 @@ def _quiet_loading_bars() -> None:
 
 
 def run_demo(args, overrides: list[str]) -> int:
-    from imageedit_r1.pipeline import ImageEditR1, write_trace
-    from imageedit_r1.pipeline_cli import _print_summary, save_image, trace_path_for
-    from imageedit_r1.samples import SAMPLE_REQUESTS, sample_image
+    from imageedit_r1.pipeline.core import ImageEditR1
+    from imageedit_r1.pipeline.outputs import print_summary, save_image, trace_path_for
+    from imageedit_r1.pipeline.trace import write_trace
+    from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
     from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
@@ -99,7 +100,7 @@ def run_demo(args, overrides: list[str]) -> int:
         }
         save_image(result.image, out)
         write_trace(trace_path_for(out), result.trace)
-        _print_summary(result.trace, out)
+        print_summary(result.trace, out)
         if not args.image:
             print(f"input sample: {out.with_name('input.png')}")
         print("reminder: OFFLINE DEMO with random weights: the edited image is noise.")

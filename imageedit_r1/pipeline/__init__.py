@@ -1,0 +1,45 @@
+"""ImageEdit-R1 at inference: decomposition agent → sequencing agent → editing agent.
+
+    from imageedit_r1.pipeline import ImageEditR1
+    pipe = ImageEditR1.from_config("examples/configs/flux_kontext.yaml")
+    result = pipe(image, "Change the color of her coat and possibly hair to scarlet or copper red")
+
+Modules: ``config`` (the one configuration schema), ``core`` (``ImageEditR1``), ``trace``
+(traces, results, failures), ``outputs`` (image and trace files), ``batch`` (manifests),
+``cli`` (``python -m imageedit_r1.pipeline``), ``demo`` (the offline demo). Importing this
+package loads no torch: models load when an agent or the editor is first used.
+"""
+
+from imageedit_r1.pipeline.config import (
+    DECOMPOSE_FALLBACKS,
+    MODES,
+    SEQUENCE_FALLBACKS,
+    AgentConfig,
+    EditorConfig,
+    PipelineConfig,
+    load_pipeline_config,
+)
+from imageedit_r1.pipeline.core import (
+    AgentUnavailableError,
+    ImageEditR1,
+    is_unavailable,
+    join_sub_requests,
+)
+from imageedit_r1.pipeline.trace import EditFailed, EditResult, write_trace
+
+__all__ = [
+    "DECOMPOSE_FALLBACKS",
+    "MODES",
+    "SEQUENCE_FALLBACKS",
+    "AgentConfig",
+    "AgentUnavailableError",
+    "EditFailed",
+    "EditResult",
+    "EditorConfig",
+    "ImageEditR1",
+    "PipelineConfig",
+    "is_unavailable",
+    "join_sub_requests",
+    "load_pipeline_config",
+    "write_trace",
+]

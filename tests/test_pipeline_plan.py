@@ -192,3 +192,10 @@ def test_the_cli_dry_run_prints_the_planning_trace(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["status"] == "planned" and printed["sub_requests"] == SUBS
     assert printed["instructions"] == [join_sub_requests(SUBS)] and printed["plan"]["changed"] is False
+
+
+def test_execute_reports_each_editor_call_for_progress():
+    pipe = make(mode="multi-turn")
+    steps = []
+    pipe.execute(image(), pipe.plan(image(), REQUEST), seed=0, on_step=lambda *args: steps.append(args))
+    assert steps == [(0, 2, SUBS[0]), (1, 2, SUBS[1])]

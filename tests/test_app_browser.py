@@ -102,7 +102,11 @@ def test_oversized_bomb_corrupt_and_empty_inputs_are_refused_clearly(served, tmp
     Image.effect_noise((700, 500), 100).convert("RGB").save(big)
     assert big.stat().st_size > MAX_BYTES
     message = _client_error(served, handle_file(str(big)), "x", "single-turn")
-    assert f"exceeded maximum allowed size of {MAX_BYTES}" in message or "exceeds maximum allowed size" in message, message
+    assert f"exceeds the maximum file size of {MAX_BYTES} bytes" in message, message
+    # A client that skips that check is refused by the server before the file is stored.
+    response = httpx.post(f"{served.url}gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")},
+                          timeout=30)
+    assert response.status_code == 413 and f"maximum allowed size of {MAX_BYTES} bytes" in response.text
     bomb = tmp_path / "bomb.png"
     Image.new("1", (12_000, 12_000)).save(bomb, optimize=True)
     assert "144.0 megapixels; this app accepts at most 2 megapixels" in \
@@ -200,3 +204,77 @@ def test_in_the_browser_upload_plan_change_a_sub_request_edit_and_download_the_t
     assert counts["red"] > 3000 and counts["blue"] > 3000 and 0.7 < counts["red"] / counts["blue"] < 1.4
     full = Image.open(screenshot)
     assert full.width == 1400 and full.height >= 900
+
+
+class SlowEditor:
+    """A real Editor that takes a while and records how many edits ran at once."""
+
+    name, model_id = "slow", "test/slow"
+
+    def __init__(self, seconds=1.5):
+        import threading
+
+        self.seconds, self.active, self.most, self.calls = seconds, 0, 0, 0
+        self._guard = threading.Lock()
+
+    def edit(self, image, instruction, *, seed=None):
+        import time
+
+        with self._guard:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.calls += 1
+        time.sleep(self.seconds)
+        with self._guard:
+            self.active -= 1
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def test_concurrent_users_wait_in_a_bounded_queue_and_never_share_the_model(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    from imageedit_r1.app.server import launch
+    from imageedit_r1.app.service import AppSettings, EditService
+    from imageedit_r1.app.ui import build_app
+    from imageedit_r1.app.uploads import UploadLimits
+    from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
+    from tests.test_pipeline import DECOMPOSITION, SUBS, ScriptedDecomposer, ScriptedSequencer
+
+    config = PipelineConfig()
+    editor = SlowEditor()
+    planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
+                          config=config)
+    from gradio.utils import get_upload_folder
+
+    settings = AppSettings(config=config, limits=UploadLimits(), upload_roots=[get_upload_folder()],
+                           output_dir=str(tmp_path / "out"))
+    app = build_app(EditService(settings, planner=planner, editor=editor))
+    port = free_port()
+    launch(app, host="127.0.0.1", port=port, share=False, auth=None, limits=settings.limits, queue_size=2,
+           prevent_thread_lock=True)
+    try:
+        path = tmp_path / "in.png"
+        two_tone((64, 40)).save(path)
+        url = f"http://127.0.0.1:{port}/"
+        plan = Client(url, verbose=False).predict(handle_file(str(path)), "Recolor it", "single-turn", api_name="/plan")
+
+        def execute(seed):
+            try:
+                result = Client(url, verbose=False).predict(handle_file(str(path)), plan, "flux-kontext", seed, None,
+                                                            api_name="/execute")
+                return "ok", result
+            except Exception as exc:  # noqa: BLE001 - the refusal's message is what is checked
+                return "refused", str(exc)
+
+        with ThreadPoolExecutor(6) as pool:
+            outcomes = list(pool.map(execute, range(6)))
+    finally:
+        app.close()
+    done = [result for status, result in outcomes if status == "ok"]
+    refused = [message for status, message in outcomes if status == "refused"]
+    assert editor.most == 1  # never two edits on the model at once
+    assert 1 <= len(done) <= 3 and len(done) == editor.calls  # one running + at most queue_size waiting
+    assert refused and all("queue is full" in message.lower() for message in refused), refused
+    assert all(Image.open(image).size == (64, 40) for image, _ in done)

@@ -76,7 +76,7 @@ def _row_updates(texts: list[str], count: int) -> list[Any]:
 
 def _page_error(exc: Exception) -> gr.Error:
     # Gradio renders an error's message as HTML: escape it, it may quote the user's own text.
-    return gr.Error(html.escape(str(exc)), duration=None, print_exception=False)
+    return gr.Error(html.escape(str(exc), quote=False), duration=None, print_exception=False)
 
 
 def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: bool = False) -> gr.Blocks:
@@ -126,8 +126,8 @@ def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: b
         with gr.Row():
             before = gr.Image(label="Before", interactive=False, type="pil", format="png", elem_id="before")
             after = gr.Image(label="After", interactive=False, type="pil", format="png", elem_id="after")
-        history = gr.Gallery(label="Attempts", columns=6, height=220, object_fit="contain", preview=False,
-                             interactive=False, elem_id="history")
+        history = gr.Gallery(label="Attempts", columns=6, fit_columns=False, object_fit="contain", height="auto",
+                             preview=False, interactive=False, elem_id="history")
         with gr.Row():
             image_file = gr.File(label="Download the edited image", interactive=False, elem_id="download-image")
             trace_file = gr.File(label="Download the trace", interactive=False, elem_id="download-trace")
@@ -199,7 +199,8 @@ def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: b
             except AppError as exc:
                 raise _page_error(exc) from None
             except ValueError as exc:  # a PlanError from the fields: an empty or overlong sub-request
-                raise _page_error(exc) from None
+                hint = ": fill it in, or remove it with ✕" if str(exc).endswith("is empty") else ""
+                raise _page_error(f"{exc}{hint}") from None
             trace = outcome.trace
             changed = "changed plan" if trace["plan"]["changed"] else "agents' plan"
             caption = f"#{len(attempts) + 1} · {trace['editor'].get('name')} · seed {trace['seeds'][0]} · {changed}"

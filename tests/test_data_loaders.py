@@ -19,8 +19,6 @@ from imageedit_r1.data import (
 from imageedit_r1.data.rows import DataSourceError, MissingColumnError
 from imageedit_r1.images import SkipReport, load_or_skip
 from tests.data_fixtures import (
-    PSR_COMMENT_OWNER,
-    PSR_POST_OWNER,
     bytes_read,
     image_bytes,
     ultraedit_idx,
@@ -235,6 +233,7 @@ def test_psr_pass_reads_a_fraction_of_the_bytes_and_stops_after_the_wanted_posts
 
 def test_revision_is_parsed_passed_to_the_hub_and_refused_for_a_local_copy(tmp_path, monkeypatch):
     import datasets
+
     from imageedit_r1.data import parse_source
 
     assert parse_source("ultraedit@FreeForm_0#abc123") == ("ultraedit", None, "FreeForm_0", "abc123")

@@ -231,6 +231,25 @@ def test_psr_pass_reads_a_fraction_of_the_bytes_and_stops_after_the_wanted_posts
     assert two_posts < 0.5 * full_pass  # the pass ended with the rows of psr/p001
 
 
+@pytest.mark.skipif(bytes_read() is None, reason="needs /proc/self/io")
+def test_a_pass_over_wanted_ids_reads_only_the_row_groups_that_hold_them(tmp_path):
+    # 24 rows in row groups of 4; the wanted ids sit in the third group and the last one.
+    write_ultraedit(tmp_path, ["rgb"] * 24, shards=1, image_size=(160, 160), row_group_size=4)
+    wanted = {f"ultraedit/FreeForm_0/{ultraedit_idx(row)}": row for row in (9, 10, 22)}
+
+    before = bytes_read()
+    full = list(UltraEditLoader(tmp_path, "FreeForm_0").records())
+    full_bytes = bytes_read() - before
+    before = bytes_read()
+    chosen = list(UltraEditLoader(tmp_path, "FreeForm_0", ids=wanted).records())
+    chosen_bytes = bytes_read() - before
+
+    assert [record.meta["row"] for record in chosen] == [9, 10, 22]  # row numbers stay true
+    by_id = {record.id: record for record in full}
+    assert all(record.image == by_id[record.id].image for record in chosen)
+    assert chosen_bytes < 0.45 * full_bytes  # two row groups of six, and the id column
+
+
 def test_revision_is_parsed_passed_to_the_hub_and_refused_for_a_local_copy(tmp_path, monkeypatch):
     import datasets
 

@@ -46,6 +46,10 @@ class MissingColumnError(KeyError):
         return str(self.args[0])
 
 
+# (column, wanted): rows whose value in ``column`` fails ``wanted`` are not needed in full.
+RowFilter = tuple[str, Callable[[Any], bool]]
+
+
 @dataclass
 class RowStream:
     """The rows of one location, their column names, and a description for messages.
@@ -56,19 +60,24 @@ class RowStream:
     rows: Iterable[dict[str, Any]]
     columns: list[str]
     description: str
-    # columns -> rows of only those columns, read without the others (None: read all, then drop)
-    project: Callable[[list[str]], Iterable[dict[str, Any]]] | None = None
+    # (columns, where) -> rows of only those columns, read without the others (None: read all, then drop)
+    project: Callable[[list[str], RowFilter | None], Iterable[dict[str, Any]]] | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
 
-    def read(self, columns: Iterable[str]) -> Iterator[dict[str, Any]]:
-        """Rows holding only ``columns`` (each must be one of ``self.columns``), in row order."""
+    def read(self, columns: Iterable[str], where: RowFilter | None = None) -> Iterator[dict[str, Any]]:
+        """Rows holding only ``columns`` (each must be one of ``self.columns``), in row order.
+
+        ``where = (column, wanted)``: a row whose ``column`` value fails ``wanted`` may come back
+        holding that column alone (local parquet skips the other columns of a row group none of
+        whose rows is wanted); every row still comes back, so row numbers stay true.
+        """
         wanted = [name for name in self.columns if name in set(columns)]
+        if self.project is not None and (wanted != self.columns or where is not None):
+            return iter(self.project(wanted, where))
         if wanted == self.columns:
             return iter(self.rows)
-        if self.project is not None:
-            return iter(self.project(wanted))
         return ({name: row.get(name) for name in wanted} for row in self.rows)
 
 
@@ -117,13 +126,15 @@ class _ParquetRows:
     """The rows of local parquet files, read with pyarrow one batch at a time.
 
     Each row group is read on its own, and of it only the column chunks of ``columns``, when the
-    first of its rows is wanted: a pass that stops early stops reading at that row group.
+    first of its rows is wanted: a pass that stops early stops reading at that row group. With
+    ``where``, a row group's filter column is read first, and a group none of whose rows is
+    wanted yields its rows holding that column alone, its other column chunks never read.
     """
 
     batch_rows = 64
 
-    def __init__(self, files: list[Path], columns: list[str] | None = None) -> None:
-        self.files, self.columns = files, columns
+    def __init__(self, files: list[Path], columns: list[str] | None = None, where: RowFilter | None = None) -> None:
+        self.files, self.columns, self.where = files, columns, where
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import pyarrow.parquet as pq
@@ -131,6 +142,12 @@ class _ParquetRows:
         for file in self.files:
             with pq.ParquetFile(file) as parquet:
                 for group in range(parquet.num_row_groups):
+                    if self.where is not None:
+                        column, wanted = self.where
+                        keys = parquet.read_row_group(group, columns=[column]).column(0).to_pylist()
+                        if not any(wanted(key) for key in keys):
+                            yield from ({column: key} for key in keys)
+                            continue
                     batches = parquet.iter_batches(batch_size=self.batch_rows, row_groups=[group], columns=self.columns)
                     for batch in batches:
                         yield from batch.to_pylist()
@@ -151,7 +168,9 @@ def _parquet_stream(files: list[Path], description: str) -> RowStream:
                 f"could not open dataset {description}: {file} has columns {list(schema.names)}, "
                 f"the first shard {columns}; pass the split whose shards belong together"
             )
-    return RowStream(_ParquetRows(files), columns, description, lambda wanted: _ParquetRows(files, wanted))
+    return RowStream(
+        _ParquetRows(files), columns, description, lambda wanted, where: _ParquetRows(files, wanted, where)
+    )
 
 
 def _datasets_stream(location: str, path: Path, split: str | None, revision: str | None, description: str) -> RowStream:
@@ -182,7 +201,9 @@ def _datasets_stream(location: str, path: Path, split: str | None, revision: str
     columns = list(dataset.column_names or [])
     rows: Iterable[dict[str, Any]] = dataset
 
-    def project(wanted: list[str]) -> Iterable[dict[str, Any]]:
+    def project(wanted: list[str], where: RowFilter | None = None) -> Iterable[dict[str, Any]]:
+        if wanted == columns:
+            return dataset
         projected = load(wanted).decode(False)
         if set(projected.column_names or wanted) != set(wanted):  # the builder ignored the projection
             projected = projected.select_columns(wanted)

@@ -124,7 +124,12 @@ class Loader:
         wanted = [resolved[role] for role in ("id", "image", "request") if role in roles and resolved[role]]
         wanted += [c for c in self._extra_columns(resolved) if c] + meta_columns
         wanted = list(dict.fromkeys(wanted))
-        for index, row in enumerate(stream.read(wanted)):
+        # With ids, a row group of local parquet holding none of them is read no further than its ids.
+        where = None
+        if self.ids is not None and resolved["id"]:
+            ids = self.ids
+            where = (resolved["id"], lambda value: self.make_id(value) in ids)
+        for index, row in enumerate(stream.read(wanted, where)):
             yield index, row, resolved, meta_columns
 
     def _extra_columns(self, resolved: dict[str, str | None]) -> list[str | None]:

@@ -267,6 +267,8 @@ def _strict_list(body: str) -> list[str] | None:
     body = body.strip()
     if not (body.startswith("[") and body.endswith("]")):
         return None
+    if body[1:].lstrip()[:1] not in ('"', "]"):
+        return None  # not an array of strings; spares scanning a flood of nested brackets
     try:
         value, end = _JSON_SCAN(body, 0)
     except (StopIteration, ValueError, RecursionError):
@@ -361,6 +363,10 @@ _OPEN_RE = {tag: re.compile(rf"<{_WS}{tag}{_WS}>", re.IGNORECASE) for tag in _TA
 _ANY_TAG_RE = re.compile(rf"<{_WS}(/{_WS})?(think|actions?|subjects|goals){_WS}>", re.IGNORECASE)
 
 
+def _open_tag(text: str, lowered: str, name: str) -> re.Match | None:
+    return _OPEN_RE[name].search(text) if name in lowered else None
+
+
 def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
     """Each tag's body: from its first opening to the next tag of any kind, which is its closing
     tag when the answer is well formed. A body that runs into another tag (an unclosed tag) is
@@ -369,13 +375,14 @@ def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
     bodies: dict[str, str | None] = dict.fromkeys(TAGS)
     if "<" not in text:
         return bodies
+    lowered = text.lower()  # a tag's name must occur for its pattern to: skip the search if not
     names = dict(zip(TAGS, TAGS, strict=True))
-    if not _OPEN_RE[ACTION].search(text) and _OPEN_RE["actions"].search(text):
+    if not _open_tag(text, lowered, ACTION) and _open_tag(text, lowered, "actions"):
         names[ACTION] = "actions"
         repairs.append("renamed <actions> to <action>")
     odd = False
     for tag, name in names.items():
-        opening = _OPEN_RE[name].search(text)
+        opening = _open_tag(text, lowered, name)
         if opening is None:
             continue
         following = _ANY_TAG_RE.search(text, opening.end())
@@ -428,7 +435,7 @@ def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
         items = [_BULLET_RE.sub("", line) for line in lines]
         repairs.append(f"{tag}: split a line-separated list")
     else:
-        items = body.split(",") if "," in body else [body]
+        items = body.split(",", MAX_LIST_ITEMS + 1) if "," in body else [body]
         repairs.append(f"{tag}: split a comma-separated list" if len(items) > 1 else f"{tag}: wrapped a bare item")
     return _first_items(items)
 

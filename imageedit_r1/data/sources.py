@@ -121,9 +121,9 @@ class Loader:
         resolved = self._resolve(stream.columns, description)
         used = {column for column in resolved.values() if column}
         meta_columns = [c for c in self.metadata_fields if "meta" in roles and c in stream.columns and c not in used]
-        wanted = [resolved[role] for role in ("id", "image", "request") if role in roles and resolved[role]]
-        wanted += [c for c in self._extra_columns(resolved) if c] + meta_columns
-        wanted = list(dict.fromkeys(wanted))
+        # The id column is always read: the ids filter, repeated ids and PSR's posts need it.
+        wanted = [resolved[role] for role in ("id", "image", "request") if (role == "id" or role in roles)]
+        wanted = list(dict.fromkeys(column for column in [*wanted, *meta_columns] if column))
         # With ids, a row group of local parquet holding none of them is read no further than its ids.
         where = None
         if self.ids is not None and resolved["id"]:
@@ -131,10 +131,6 @@ class Loader:
             where = (resolved["id"], lambda value: self.make_id(value) in ids)
         for index, row in enumerate(stream.read(wanted, where)):
             yield index, row, resolved, meta_columns
-
-    def _extra_columns(self, resolved: dict[str, str | None]) -> list[str | None]:
-        """Columns a source always reads besides its roles (PSR: the post id, to group rows)."""
-        return [resolved["id"]]
 
     def _record(self, index: int, row: dict[str, Any], resolved: dict[str, str | None], meta_columns: list[str]) -> RawRecord:
         native = row.get(resolved["id"]) if resolved["id"] else index

@@ -163,7 +163,7 @@ def _parquet_stream(files: list[Path], description: str) -> RowStream:
         raise DataSourceError(f"could not open dataset {description}: {type(exc).__name__}: {exc}") from exc
     columns = list(schemas[0].names) if schemas else []
     for file, schema in zip(files, schemas, strict=True):
-        if list(schema.names) != columns:
+        if set(schema.names) != set(columns):  # the order may differ between shards; the columns may not
             raise DataSourceError(
                 f"could not open dataset {description}: {file} has columns {list(schema.names)}, "
                 f"the first shard {columns}; pass the split whose shards belong together"

@@ -143,6 +143,7 @@ def test_a_server_path_chosen_by_the_caller_is_refused_with_a_message(served, pa
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
 def test_in_the_browser_upload_plan_change_a_sub_request_edit_and_download_the_trace(served, tmp_path):
+    pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import expect, sync_playwright
 
     size = (240, 160)

@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: listening on {args.host} without a login; anyone who can reach this port can edit. "
               f"Set {AUTH_ENV} or --auth-file for shared deployments.", file=sys.stderr)
 
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        print('error: the app needs Gradio: pip install -e ".[app]" (and ".[diffusers]" for local editors)',
+              file=sys.stderr)
+        return 2
     from imageedit_r1.app.server import serve
 
     return serve(args, auth)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def serve(args, auth) -> int:
     try:
         settings = build_settings(args, auth)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     service = EditService(settings)
     title = "ImageEdit-R1 (offline demo)" if args.demo else "ImageEdit-R1"

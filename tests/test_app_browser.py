@@ -2,6 +2,7 @@
 /execute; a headless Chromium (Playwright driving Debian's chromium) uploads, plans, changes a
 sub-request, edits, and checks the page; refusals arrive as clear messages; the bind is loopback."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +35,33 @@ def two_tone(size):
     image = Image.new("RGB", size, RED)
     image.paste(BLUE, (size[0] // 2, 0, size[0], size[1]))
     return image
+
+
+@contextlib.contextmanager
+def scripted_app(tmp_path, editor, queue_size=4, auth=None):
+    """The app served with scripted agents and ``editor`` (no models): yields its URL."""
+    from gradio.utils import get_upload_folder
+
+    from imageedit_r1.app.server import launch
+    from imageedit_r1.app.service import AppSettings, EditService
+    from imageedit_r1.app.ui import build_app
+    from imageedit_r1.app.uploads import UploadLimits
+    from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
+    from tests.test_pipeline import DECOMPOSITION, SUBS, ScriptedDecomposer, ScriptedSequencer
+
+    config = PipelineConfig()
+    planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
+                          config=config)
+    settings = AppSettings(config=config, limits=UploadLimits(), upload_roots=[get_upload_folder()],
+                           output_dir=str(tmp_path / "out"), auth_passwords=[password for _, password in auth or []])
+    app = build_app(EditService(settings, planner=planner, editor=editor))
+    port = free_port()
+    launch(app, host="127.0.0.1", port=port, share=False, auth=auth, limits=settings.limits, queue_size=queue_size,
+           prevent_thread_lock=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
 
 
 @pytest.fixture(scope="module")
@@ -236,29 +264,10 @@ def test_concurrent_users_wait_in_a_bounded_queue_and_never_share_the_model(tmp_
 
     from gradio_client import Client, handle_file
 
-    from imageedit_r1.app.server import launch
-    from imageedit_r1.app.service import AppSettings, EditService
-    from imageedit_r1.app.ui import build_app
-    from imageedit_r1.app.uploads import UploadLimits
-    from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
-    from tests.test_pipeline import DECOMPOSITION, SUBS, ScriptedDecomposer, ScriptedSequencer
-
-    config = PipelineConfig()
     editor = SlowEditor()
-    planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
-                          config=config)
-    from gradio.utils import get_upload_folder
-
-    settings = AppSettings(config=config, limits=UploadLimits(), upload_roots=[get_upload_folder()],
-                           output_dir=str(tmp_path / "out"))
-    app = build_app(EditService(settings, planner=planner, editor=editor))
-    port = free_port()
-    launch(app, host="127.0.0.1", port=port, share=False, auth=None, limits=settings.limits, queue_size=2,
-           prevent_thread_lock=True)
-    try:
+    with scripted_app(tmp_path, editor, queue_size=2) as url:
         path = tmp_path / "in.png"
         two_tone((64, 40)).save(path)
-        url = f"http://127.0.0.1:{port}/"
         plan = Client(url, verbose=False).predict(handle_file(str(path)), "Recolor it", "single-turn", api_name="/plan")
 
         def execute(seed):
@@ -271,11 +280,57 @@ def test_concurrent_users_wait_in_a_bounded_queue_and_never_share_the_model(tmp_
 
         with ThreadPoolExecutor(6) as pool:
             outcomes = list(pool.map(execute, range(6)))
-    finally:
-        app.close()
     done = [result for status, result in outcomes if status == "ok"]
     refused = [message for status, message in outcomes if status == "refused"]
     assert editor.most == 1  # never two edits on the model at once
     assert 1 <= len(done) <= 3 and len(done) == editor.calls  # one running + at most queue_size waiting
     assert refused and all("queue is full" in message.lower() for message in refused), refused
     assert all(Image.open(image).size == (64, 40) for image, _ in done)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_a_sample_image_fills_the_input_and_the_request(tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    from imageedit_r1.app.ui import SAMPLE_SIZE
+    from imageedit_r1.sample_images import SAMPLE_REQUESTS
+    from tests.test_pipeline import SUBS, InvertingEditor
+
+    with scripted_app(tmp_path, InvertingEditor()) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(url)
+            page.locator("#sample input").click()
+            page.get_by_role("option", name="portrait").click()
+            expect(page.locator("#request textarea")).to_have_value(SAMPLE_REQUESTS["portrait"], timeout=20_000)
+            page.locator("#plan-button").click()
+            expect(page.locator("#sub-request-1 textarea")).to_have_value(SUBS[1], timeout=30_000)
+            page.locator("#edit-button").click()
+            after = page.locator("#after img")
+            expect(after).to_be_visible(timeout=30_000)
+            assert tuple(after.evaluate("img => [img.naturalWidth, img.naturalHeight]")) == SAMPLE_SIZE
+        finally:
+            browser.close()
+
+
+def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    from imageedit_r1.app.__main__ import read_auth
+    from tests.test_pipeline import InvertingEditor
+
+    monkeypatch.setenv("IMAGEEDIT_R1_APP_AUTH", "alice:correct-horse-battery")
+    auth = read_auth(None)
+    with scripted_app(tmp_path, InvertingEditor(), auth=auth) as url:
+        assert httpx.get(f"{url}config", timeout=10).status_code in (401, 403)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - gradio_client refuses to connect without the login
+            Client(url, verbose=False)
+        path = tmp_path / "in.png"
+        two_tone((32, 24)).save(path)
+        client = Client(url, auth=auth[0], verbose=False)
+        plan = client.predict(handle_file(str(path)), "Recolor it", "multi-turn", api_name="/plan")
+        _, trace = client.predict(handle_file(str(path)), plan, "flux-kontext", 1, None, api_name="/execute")
+    assert trace["status"] == "ok" and "correct-horse-battery" not in json.dumps(trace)

@@ -209,3 +209,17 @@ def test_the_k8s_manifest_and_the_docker_entrypoint_start_the_app_with_a_login_f
     assert entry[:3] == ["python", "-m", "imageedit_r1.app"] and "EXPOSE 7860" in app_stage
     parsed = build_parser().parse_args(entry[3:] + cmd)
     assert parsed.port == 7860 and parsed.config == "examples/configs/flux_kontext.yaml"
+
+
+def test_config_and_overrides_from_the_command_line_reach_the_service(tmp_path):
+    from imageedit_r1.app.server import build_settings
+
+    args = build_parser().parse_args(["--config", "examples/configs/nano_banana.yaml", "--max-upload-mb", "2",
+                                      "--max-megapixels", "12", "--output-dir", str(tmp_path), "seed=5"])
+    settings = build_settings(args, [("alice", "pw-123456")])
+    assert settings.config.editor.name == "nano-banana" and settings.config.seed == 5
+    assert settings.limits.max_bytes == 2 * 2**20 and settings.limits.max_pixels == 12_000_000
+    assert settings.auth_passwords == ["pw-123456"] and settings.upload_roots
+    assert EditService(settings).editor_names()[0] == "nano-banana"
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        build_settings(build_parser().parse_args(["--config", "nope.yaml"]), [])

@@ -135,6 +135,8 @@ def test_page_errors_are_sentences_without_secrets(tmp_path, uploads, monkeypatc
         svc.execute(path, plan, editor="paint")
     with pytest.raises(AppError, match="sub-request 1 is empty"):
         svc.execute(path, {**plan.to_dict(), "sub_requests": [""]})
+    with pytest.raises(AppError, match="the plan is over 4 MiB"):
+        svc.execute(path, {**plan.to_dict(), "record": {"errors": ["x" * 5_000_000]}})
 
 
 def test_an_editor_that_cannot_start_is_a_clear_error(tmp_path, uploads):

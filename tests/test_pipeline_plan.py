@@ -114,6 +114,8 @@ def test_plan_round_trips_through_json_and_executes_the_same():
     ({"request": "x", "mode": "multi-turn", "sub_requests": ["a"] * 100}, "limit is 32"),
     ({"request": "x", "mode": "multi-turn", "decomposition": {"actions": []}}, "decomposition"),
     ({"request": "x", "mode": "multi-turn", "format": 99}, "unknown plan format"),
+    ({"request": "x", "mode": "multi-turn", "record": {"seconds": 3}}, r"record\['seconds'\] must be an object"),
+    ({"request": "x", "mode": "multi-turn", "record": {"errors": {}}}, r"record\['errors'\] must be a list"),
 ])
 def test_malformed_plans_are_refused_with_what_is_wrong(data, message):
     with pytest.raises(PlanError, match=message):

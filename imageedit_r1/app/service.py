@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 MAX_SEED = 2**31 - 1
 MAX_STEPS = 200
+MAX_PLAN_BYTES = 4 * 2**20  # a plan with its agents' record is a few kB; this bounds what a client may send
 
 
 class AppError(ValueError):
@@ -148,6 +149,8 @@ class EditService:
         from imageedit_r1.pipeline.core import ImageEditR1
 
         image = self._guard(lambda: self.load_upload(upload))
+        if isinstance(plan, dict) and len(json.dumps(plan, default=str)) > MAX_PLAN_BYTES:
+            raise AppError(f"the plan is over {MAX_PLAN_BYTES // 2**20} MiB of JSON; send the one /plan returned")
         plan = self._guard(lambda: (Plan.from_dict(plan) if isinstance(plan, dict) else plan).validate())
         seed = self._check_int(seed, "seed", 0, MAX_SEED)
         steps = self._check_int(steps, "steps", 1, MAX_STEPS)

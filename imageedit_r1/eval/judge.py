@@ -18,6 +18,7 @@ from typing import Any
 
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import prompt_sha256, render_prompt
+from imageedit_r1.refusals import DECLINED, Refusal
 
 PROMPT_NAME = "judge"
 
@@ -61,8 +62,14 @@ class JudgmentParseError(JudgeError):
     kind = "invalid_reply"
 
 
-class JudgeRefusal(JudgeError):
+class JudgeRefusal(JudgeError, Refusal):
+    """The judge declined to score (in words: no provider code, so ``reason`` is ``declined``)."""
+
     kind = "refusal"
+
+    def __init__(self, message: str, raw: str | None = None, *, reason: str | None = None) -> None:
+        super().__init__(message, raw)
+        self.reason = reason or DECLINED
 
 
 @dataclass

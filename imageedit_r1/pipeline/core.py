@@ -39,6 +39,7 @@ from imageedit_r1.pipeline.config import (
     load_pipeline_config,
 )
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
+from imageedit_r1.refusals import refusal_record
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -50,7 +51,11 @@ def join_sub_requests(sub_requests: list[str]) -> str:
 
 
 def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
-    return {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
+    record = {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
+    refusal = refusal_record(exc)
+    if refusal is not None:  # a safety block or a declining model: say so, with the provider's code
+        record.update(kind="refusal", reason=refusal["reason"])
+    return record
 
 
 def _image_info(image) -> dict[str, Any]:
@@ -214,7 +219,12 @@ class ImageEditR1:
         )
 
     def _fail(self, trace: Trace, message: str) -> EditFailed:
-        trace["status"] = "failed"
+        last = trace["errors"][-1] if trace["errors"] else {}
+        if last.get("kind") == "refusal":
+            trace["status"] = "refused"
+            trace["refusal"] = {key: last[key] for key in ("stage", "reason", "message")}
+        else:
+            trace["status"] = "failed"
         return EditFailed(message, dict(trace))
 
     def _stage_fallback(self, trace: Trace, stage: str, exc: Exception, policy: str) -> str:

@@ -13,14 +13,20 @@ from typing import Protocol, runtime_checkable
 from PIL import Image
 
 from imageedit_r1.images import to_rgb
+from imageedit_r1.refusals import DECLINED, Refusal
 
 
 class EditorError(RuntimeError):
     """An edit failed for a reason another attempt will not fix."""
 
 
-class EditRefusedError(EditorError):
-    """The model or service refused the edit (a safety block, a content policy, a text-only answer)."""
+class EditRefusedError(EditorError, Refusal):
+    """The model or service refused the edit (a safety block, a content policy); ``reason`` is the
+    provider's code for it (``IMAGE_SAFETY``, ``moderation_blocked``, ...)."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or DECLINED
 
 
 class EditorUnavailableError(EditorError):

@@ -5,15 +5,15 @@ from PIL import Image, ImageOps
 
 from imageedit_r1.agents.editors import EditorError, EditRefusedError, build_editor
 from imageedit_r1.retry import RetriesExhausted, RetryPolicy
-from imageedit_r1.testing.fake_servers import FakeResponse
 from imageedit_r1.testing.fake_image_servers import (
     GeminiImageReply,
-    _png_b64 as png_b64,
     fake_gemini_image_server,
     fake_openai_images_server,
     gemini_image_request,
     openai_refusal,
+    png_b64,
 )
+from imageedit_r1.testing.fake_servers import FakeResponse
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, jitter=0.0)
 
@@ -174,19 +174,18 @@ def test_openai_image_round_trips_base64_and_asks_for_the_inputs_aspect():
     assert request.headers["authorization"] == "Bearer test-openai-key"
     assert fields["prompt"][0].text == "Recoloring coat to scarlet"
     assert fields["model"][0].text == "gpt-image-2"
-    width, height = (int(v) for v in fields["size"][0].text.split("x"))
-    assert width % 16 == 0 and height % 16 == 0 and abs(width / height - 67 / 45) < 0.05
+    assert fields["size"][0].text == "1216x816"  # multiples of 16, aspect 1.490 for the input's 1.489
     sent = Image.open(__import__("io").BytesIO(fields["image"][0].data))
-    assert sent.size == (67, 45)
+    assert sent.size == (1216, 816)  # the upload is exactly the requested size
 
 
 def test_openai_image_pads_extreme_aspects_and_cuts_the_padding_off_the_answer():
-    with fake_openai_images_server(lambda img, prompt, req: img.resize((1536, 512))) as server:
+    with fake_openai_images_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
         out = openai_editor(server).edit(photo(400, 40), "make it red")
     assert out.size == (400, 40)
     sent = Image.open(__import__("io").BytesIO(server.requests[0].multipart()["image"][0].data))
-    assert abs(sent.width / sent.height - 3.0) < 0.02  # padded from 10:1 to the API's 3:1 limit
-    assert out.getpixel((10, 20))[0] > 200  # the yellow band survived: the crop took the right region
+    assert sent.size == (1776, 592)  # padded from 10:1 to the API's 3:1 limit
+    assert out.getpixel((10, 20))[2] > 200  # the (inverted) yellow band: the crop took the right region
 
 
 @pytest.mark.parametrize("fault", ["429", "500"])

@@ -23,7 +23,7 @@ from imageedit_r1.images import to_png_bytes
 from imageedit_r1.testing.fake_servers import FakeResponse, FakeServer, FaultPlan, gemini_images, gemini_text
 
 
-def _png_b64(image: Image.Image) -> str:
+def png_b64(image: Image.Image) -> str:
     return base64.b64encode(to_png_bytes(image)).decode("ascii")
 
 
@@ -33,9 +33,57 @@ def openai_refusal(message: str = "Your request was rejected as a result of our 
                                         "type": "image_generation_user_error", "param": None}})
 
 
+def openai_invalid_size(message: str) -> FakeResponse:
+    """The 400 the OpenAI images API answers for a size the model does not take."""
+    return FakeResponse(400, {"error": {"code": "invalid_value", "message": message, "param": "size",
+                                        "type": "invalid_request_error"}})
+
+
+# The documented size rules, written out here on their own (not read from the editor's table) so
+# that a wrong table in the editor meets a refusal here instead of agreeing with itself.
+_FIXED_GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+_DALL_E_2_SIZES = {"256x256", "512x512", "1024x1024"}
+
+
+def openai_size_problem(model: str, size: str, upload: Image.Image, upload_bytes: int) -> str | None:
+    """What the service would reject about ``size`` (and the upload) for ``model``, or None."""
+    if model.startswith("dall-e-2"):
+        if size not in _DALL_E_2_SIZES:
+            return f"Invalid size '{size}'. Supported sizes are 256x256, 512x512, and 1024x1024."
+        if upload.width != upload.height:
+            return "Invalid input image - image must be square."
+        if upload_bytes >= 4 * 1024 * 1024:
+            return "Invalid input image - image must be less than 4 MB."
+        return None
+    if model.startswith("gpt-image-2"):
+        if size == "auto":
+            return None
+        try:
+            width, height = (int(v) for v in size.split("x"))
+        except ValueError:
+            return f"Invalid size '{size}'."
+        problems = []
+        if width % 16 or height % 16:
+            problems.append("width and height must be multiples of 16")
+        if not (width * 3 >= height and height * 3 >= width):
+            problems.append("the aspect ratio must be between 1:3 and 3:1")
+        if not 655_360 <= width * height <= 8_294_400:
+            problems.append("the total pixel count must be between 655360 and 8294400")
+        if max(width, height) > 3840:
+            problems.append("the longest edge must be at most 3840")
+        return f"Invalid size '{size}': {'; '.join(problems)}." if problems else None
+    if model.startswith(("gpt-image-1", "chatgpt-image")) and size not in _FIXED_GPT_IMAGE_SIZES:
+        return f"Invalid size '{size}'. Supported sizes are 1024x1024, 1024x1536, 1536x1024, and auto."
+    return None
+
+
 def fake_openai_images_server(
-    edit_fn: Callable[[Image.Image, str, Any], Any], *, faults: FaultPlan = None, **server_options
+    edit_fn: Callable[[Image.Image, str, Any], Any], *, faults: FaultPlan = None, enforce_sizes: bool = True,
+    **server_options,
 ) -> FakeServer:
+    """``POST /v1/images/edits``. With ``enforce_sizes`` (the default) a size the model does not take
+    is answered with the service's 400, and the edit comes back at the requested size, as the
+    service's does; dall-e-2 answers with a URL unless ``response_format=b64_json`` was asked for."""
     server = FakeServer(faults=faults, **server_options)
 
     def handle(request, _match):
@@ -45,10 +93,21 @@ def fake_openai_images_server(
             return FakeResponse(400, {"error": {"code": "missing_image", "message": "image is required",
                                                 "type": "invalid_request_error"}})
         image = Image.open(io.BytesIO(uploads[0].data)).convert("RGB")
+        model = fields["model"][0].text if "model" in fields else "dall-e-2"
+        size = fields["size"][0].text if "size" in fields else "auto"
+        if enforce_sizes:
+            problem = openai_size_problem(model, size, image, len(uploads[0].data))
+            if problem:
+                return openai_invalid_size(problem)
         result = edit_fn(image, fields["prompt"][0].text, request)
         if isinstance(result, FakeResponse):
             return result
-        return {"created": int(time.time()), "data": [{"b64_json": _png_b64(result)}],
+        if enforce_sizes and size != "auto":
+            result = result.resize(tuple(int(v) for v in size.split("x")))
+        response_format = fields["response_format"][0].text if "response_format" in fields else None
+        if model.startswith("dall-e-2") and response_format != "b64_json":
+            return {"created": int(time.time()), "data": [{"url": "https://images.example.invalid/edit.png"}]}
+        return {"created": int(time.time()), "data": [{"b64_json": png_b64(result)}],
                 "output_format": "png", "usage": {"input_tokens": 10, "output_tokens": 10, "total_tokens": 20}}
 
     return server.add_route("POST", r"^/v1/images/edits$", handle)
@@ -88,7 +147,7 @@ def draft_of(image: Image.Image) -> Image.Image:
 
 
 def _inline(image: Image.Image) -> dict:
-    return {"inlineData": {"mimeType": "image/png", "data": _png_b64(image)}}
+    return {"inlineData": {"mimeType": "image/png", "data": png_b64(image)}}
 
 
 def gemini_image_candidate(reply: GeminiImageReply, *, thinking: bool, draft: Image.Image | None) -> dict:

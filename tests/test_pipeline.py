@@ -142,7 +142,7 @@ def test_template_fallback_writes_sub_requests_from_the_decomposition():
     pipe = make(sequencer=ScriptedSequencer(InvalidSubRequests("not a JSON list")), on_sequence_failure="template")
     trace = pipe(image(), REQUEST).trace
     assert trace["sub_requests"] == ["Recoloring coat to scarlet or copper red", "Recoloring hair to scarlet or copper red"]
-    assert trace["fallbacks"] == [{"stage": "sequence", "used": "template", "reason": "not a JSON list"}]
+    assert trace["fallbacks"] == [{"stage": "sequence", "used": "template", "reason": "not a JSON list", "dropped": []}]
 
 
 def test_original_fallback_edits_with_the_raw_request():

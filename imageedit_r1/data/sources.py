@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from imageedit_r1.data.edit_sample import EditSample, RawRecord
 from imageedit_r1.data.rows import MissingColumnError, open_rows, resolve_column
 from imageedit_r1.images import DEFAULT_MAX_PIXELS, SkipReport, load_or_skip
+from imageedit_r1.request_text import clean_request
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -110,10 +111,16 @@ class Loader:
         """Rows with their images still encoded, after the ``ids`` filter (``limit`` not applied).
 
         ``max_rows`` caps the rows read (a pool for sampling from a huge stream such as UltraEdit).
+        Requests are read with ``clean_request`` (forum tags dropped; the text as posted is kept in
+        ``meta["request_as_posted"]`` when it differed).
         """
         for record in itertools.islice(self._raw_records(), self.max_rows):
             if self.ids is not None and record.id not in self.ids:
                 continue
+            request = clean_request(record.request) if record.request else record.request
+            if request != record.request:  # forum tags ("[Paid $10]") are not part of the request
+                record.meta["request_as_posted"] = record.request
+                record.request = request
             yield record
 
     def __iter__(self) -> Iterator[EditSample]:

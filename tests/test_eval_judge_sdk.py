@@ -86,6 +86,14 @@ def test_a_python_dict_reply_from_an_open_judge_is_read_with_one_call():
     assert judgment.calls == 1 and len(server.requests) == 1  # no paid re-ask
 
 
+def test_a_gemini_judges_thought_summary_is_not_read_as_its_answer():
+    reply = fakes.ScriptedReply(thought="Fulfillment: 1? Quality: 0?", text='{"fulfillment": 4, "quality": 3, '
+                                '"preservation": 2}')
+    with fakes.fake_gemini_server(lambda req: reply) as server:
+        judgment = build_judge(judge_config(server, "gemini"))(RED, GREEN, "make it green")
+    assert (judgment.scores.fulfillment, judgment.scores.quality, judgment.scores.preservation) == (4, 3, 2)
+
+
 def test_unreadable_reply_is_asked_again_once_then_fails():
     from imageedit_r1.eval.judge import JudgmentParseError
 

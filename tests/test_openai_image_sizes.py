@@ -156,3 +156,14 @@ def test_the_fake_refuses_a_size_off_the_rule():
         with pytest.raises(EditorError, match="Invalid size '1760x576'.*between 1:3 and 3:1"):
             editor.edit(banded(150, 50), "x")
     assert len(server.requests) == 1
+
+
+def test_auto_size_sends_a_huge_input_scaled_within_the_largest_output():
+    with fake_openai_images_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
+        editor = build_editor("openai-image", size="auto", base_url=server.url + "/v1", retry=FAST, timeout=30)
+        out = editor.edit(banded(4000, 2500), "Invert the colours")
+    assert out.size == (4000, 2500)
+    fields = server.requests[0].multipart()
+    sent = Image.open(io.BytesIO(fields["image"][0].data))
+    assert fields["size"][0].text == "auto" and sent.width * sent.height <= 8_294_400
+    assert abs(sent.width / sent.height - 1.6) < 0.01

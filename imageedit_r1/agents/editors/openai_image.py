@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Any
 
 from PIL import Image
@@ -25,6 +26,7 @@ from imageedit_r1.images import to_png_bytes
 from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MODEL = "gpt-image-2"
+AUTO_MAX_UPLOAD_PIXELS = 8_294_400  # gpt-image-2's largest output (3840x2160)
 
 
 class OpenAIImageEditor(HostedEditor):
@@ -68,7 +70,11 @@ class OpenAIImageEditor(HostedEditor):
 
     def _request_size(self, image: Image.Image) -> tuple[Image.Image, tuple, str]:
         """(the upload, the input's box in it as fractions, the ``size`` to ask for)."""
-        if self.size == "auto":
+        if self.size == "auto":  # the service picks; keep the upload within the largest size any model makes
+            if image.width * image.height > AUTO_MAX_UPLOAD_PIXELS:
+                scale = math.sqrt(AUTO_MAX_UPLOAD_PIXELS / (image.width * image.height))
+                image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))),
+                                     Image.Resampling.LANCZOS)
             return image, (0.0, 0.0, 1.0, 1.0), "auto"
         if self.size == "match":
             width, height = self.size_rule.choose(image.width, image.height, area=self.area)

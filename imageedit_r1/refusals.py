@@ -24,7 +24,7 @@ class Refusal(Exception):
 
 
 def find_refusal(exc: BaseException | None) -> Refusal | None:
-    """The ``Refusal`` behind ``exc``: itself, its cause or context, or a retry wrapper's last error."""
+    """The ``Refusal`` behind ``exc``: itself, its cause (``raise ... from``), or a retry wrapper's last error."""
     seen: set[int] = set()
     pending = [exc]
     while pending:
@@ -34,7 +34,9 @@ def find_refusal(exc: BaseException | None) -> Refusal | None:
         seen.add(id(current))
         if isinstance(current, Refusal):
             return current
-        pending += [current.__cause__, current.__context__, getattr(current, "last_error", None)]
+        # Only explicit wrapping (``raise ... from refusal``, a retry wrapper's last error): an
+        # error merely raised while a refusal was being handled is not that refusal.
+        pending += [current.__cause__, getattr(current, "last_error", None)]
     return None
 
 

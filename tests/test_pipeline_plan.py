@@ -156,14 +156,18 @@ def test_a_plan_executed_on_another_image_is_flagged_and_the_output_has_that_ima
 
 
 def test_an_editor_failure_keeps_the_changed_plan_in_the_failure_trace():
-    pipe = make(editor=InvertingEditor(fail=EditRefusedError("blocked: SAFETY")))
+    pipe = make(editor=InvertingEditor(fail=RuntimeError("CUDA out of memory")))
     plan = pipe.plan(image(), REQUEST)
     plan.edit_sub_request(0, "Recolor the coat to scarlet, gently")
-    with pytest.raises(EditFailed, match="blocked: SAFETY") as info:
+    with pytest.raises(EditFailed, match="CUDA out of memory") as info:
         pipe.execute(image(), plan, seed=0)
     trace = info.value.trace
     assert trace["status"] == "failed" and trace["plan"]["changed"] is True
     assert trace["sub_requests"][0] == "Recolor the coat to scarlet, gently"
+    refused = make(editor=InvertingEditor(fail=EditRefusedError("blocked: SAFETY")))
+    with pytest.raises(EditFailed, match="blocked: SAFETY") as info:
+        refused.execute(image(), plan, seed=0)
+    assert info.value.trace["status"] == "refused" and info.value.trace["plan"]["changed"] is True
 
 
 def test_a_hand_written_plan_runs_without_the_agents():

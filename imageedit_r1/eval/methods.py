@@ -86,10 +86,18 @@ def pipeline_settings(method: MethodConfig) -> dict[str, Any]:
     return settings
 
 
+def pipeline_config(method: MethodConfig):
+    """The method's ``PipelineConfig``, checked like a pipeline YAML (unknown keys are errors)."""
+    from imageedit_r1.config import load_config
+    from imageedit_r1.pipeline.config import PipelineConfig
+
+    return load_config(PipelineConfig, data=pipeline_settings(method), where=f"method {method.name!r}").validate()
+
+
 def _pipeline(method: MethodConfig) -> EditFn:
     from imageedit_r1.pipeline import ImageEditR1
 
-    pipe = ImageEditR1.from_config(pipeline_settings(method))
+    pipe = ImageEditR1(config=pipeline_config(method))
 
     def edit(sample: Any, image: Any) -> EditOutput:
         return _as_output(pipe(image, sample.request, seed=method.seed))

@@ -447,6 +447,7 @@ class EvalRunner:
                 log.error("cannot set up %s", message)
                 continue
             pool = ThreadPoolExecutor(max_workers=self.config.edit_concurrency)
+            wait = True
             try:
                 futures = [pool.submit(self._edit_one, item, edit_fn, summary) for item in todo]
                 for future in self._progress(as_completed(futures), len(futures), f"edit {method.name}"):
@@ -455,8 +456,11 @@ class EvalRunner:
                 message = self.redactor.text(f"method {method.name}: {exc}")
                 summary.setup_errors.append(message)
                 log.error("stopping %s", message)
+            except KeyboardInterrupt:
+                wait = False  # Ctrl-C: don't wait for edits in flight; finished ones are on disk
+                raise
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=wait, cancel_futures=True)
             del edit_fn  # free the method's models before loading the next
 
     # -- stage 2: judgments
@@ -531,13 +535,17 @@ class EvalRunner:
                 log.error("cannot set up %s", message)
         tasks = [task for task in tasks if task[1].name in judges]
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
+        wait = True
         try:
             futures = [pool.submit(self._judge_one, item, cfg, *judges[cfg.name], edit_record, summary)
                        for item, cfg, edit_record in tasks]
             for future in self._progress(as_completed(futures), len(futures), "judge"):
                 future.result()
+        except KeyboardInterrupt:
+            wait = False  # Ctrl-C: don't wait for calls in flight; finished judgments are on disk
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- both
 

@@ -32,10 +32,10 @@ from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.images import image_sha256, load_image
 from imageedit_r1.pipeline.config import (
-    API_BACKENDS,
     MODES,
     AgentConfig,
     PipelineConfig,
+    backend_options,
     load_pipeline_config,
 )
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
@@ -118,20 +118,11 @@ class ImageEditR1:
 
     def _backend(self, role: str, agent: AgentConfig):
         from imageedit_r1.backends import build_backend
-        from imageedit_r1.retry import RetryPolicy
 
         key = json.dumps(asdict(agent), sort_keys=True, default=str)
         if key not in self._backends:
-            kwargs: dict[str, Any] = {"model": agent.model, **agent.options}
-            if agent.backend in API_BACKENDS:
-                kwargs["timeout"] = agent.timeout
-                kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
-                if agent.base_url:
-                    kwargs["base_url"] = agent.base_url
-                if agent.api_key_env:
-                    kwargs["api_key_env"] = agent.api_key_env
             try:
-                self._backends[key] = build_backend(agent.backend, **kwargs)
+                self._backends[key] = build_backend(agent.backend, **backend_options(agent))
             except Exception as exc:
                 raise AgentUnavailableError(
                     f"the {role} agent cannot start ({agent.backend} backend, model {agent.model!r}): {exc}"

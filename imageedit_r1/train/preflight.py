@@ -189,6 +189,19 @@ def check_data_files(report: Report, name: str, value: Any, *, required: bool) -
         )
 
 
+def check_data_columns(report: Report, trainer: str, data: dict, columns: list[str], batch_key: str,
+                       batch_size: int | None) -> None:
+    """The other trainer's export is rejected by its columns; too few rows for one batch is a warning."""
+    from imageedit_r1.train.data_files import data_file_problems
+
+    for key in ("train_files", "val_files"):
+        paths = [p for p in _as_list(data.get(key)) if os.path.exists(p)]
+        problems, warnings = data_file_problems(trainer, f"data.{key}", paths, columns, batch_key,
+                                                batch_size if key == "train_files" else None)
+        report.problems.extend(problems)
+        report.notes.extend(f"warning: {w}" for w in warnings)
+
+
 def check_model_path(report: Report, name: str, value: Any) -> None:
     if not value:
         report.fail(f"{name} is not set")
@@ -296,6 +309,9 @@ def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool 
     if check_files:
         check_data_files(report, "data.train_files", _get(config, "data.train_files"), required=True)
         check_data_files(report, "data.val_files", _get(config, "data.val_files"), required=False)
+        columns = [_get(config, "data.prompt_key", "problem"), _get(config, "data.answer_key", "answer"),
+                   _get(config, "data.image_key", "images")]
+        check_data_columns(report, "easyr1", config.get("data", {}), columns, "data.rollout_batch_size", rollout_bs)
         check_model_path(report, "worker.actor.model.model_path", _get(config, "worker.actor.model.model_path"))
         prompt = _get(config, "data.format_prompt")
         if prompt and not os.path.isfile(prompt):
@@ -371,6 +387,9 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
     if check_files:
         check_data_files(report, "data.train_files", _plain(config.data.train_files), required=True)
         check_data_files(report, "data.val_files", _plain(config.data.val_files), required=False)
+        data = {"train_files": _plain(config.data.train_files), "val_files": _plain(config.data.val_files)}
+        columns = [config.data.prompt_key, config.data.get("image_key", "images"), "reward_model"]
+        check_data_columns(report, "verl", data, columns, "data.train_batch_size", config.data.train_batch_size)
         check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
     check_gpus(report, gpus, nnodes, check_devices=check_devices)
     return report

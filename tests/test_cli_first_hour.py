@@ -346,3 +346,30 @@ def test_export_counts_every_sample_left_out(tmp_path, offline_env):
     assert code == 1
     assert "unlabelled (no ok label, not exported): 3" in out
     assert error_lines(err)[-1].startswith("error: nothing was exported")
+
+
+# ----------------------------------------------------------------------------- 7. the trace gives the details
+
+
+def test_dry_run_prints_a_short_plan_and_json_the_full_one_with_whole_fallback_reasons(photo, offline_env):
+    from imageedit_r1.testing.fake_servers import fake_openai_server
+
+    rambling = "I would rather describe the photo. " + "It shows a coat, a street and a lamp post. " * 12
+    with fake_openai_server(lambda _request: rambling) as server:
+        args = ["--image", photo, "--request", "Change the coat to red and remove the lamp post", "--dry-run",
+                "--decomposer", "openai:fake-model", f"decomposer.base_url={server.url}/v1",
+                "decomposer.retry_attempts=1", "on_decompose_failure=keywords", "on_sequence_failure=template"]
+        code, out, err, _ = run_cli("imageedit_r1.pipeline", *args, env=offline_env)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0] == f"plan for {photo} (single-turn):"
+        assert any(line.strip().startswith("actions: ") for line in lines)
+        assert any(line.strip().startswith("editor instruction 1: ") for line in lines)
+        fallback = next(line for line in lines if "fallback: the decompose stage used 'keywords'" in line)
+
+        code, out, err, _ = run_cli("imageedit_r1.pipeline", *args, "--json", env=offline_env)
+        assert code == 0, err
+        plan = json.loads(out)
+        reason = plan["fallbacks"][0]["reason"]
+        assert len(reason) > 120 and fallback.endswith(f"({reason})")  # whole, not cut mid-word
+        assert plan["status"] == "planned" and plan["instructions"]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from imageedit_r1.cli_common import interrupted, print_error
-from imageedit_r1.pipeline.outputs import print_summary, save_image, trace_path_for
+from imageedit_r1.pipeline.outputs import print_plan, print_summary, save_image, trace_path_for
 
 EPILOG = """\
 examples:
@@ -23,8 +23,8 @@ examples:
   python -m imageedit_r1.pipeline --config examples/configs/nano_banana.yaml \\
       --manifest examples/manifest.jsonl --out-dir runs/nano
 
-  # show the plan (decomposition, sub-requests, editor instructions) without editing
-  python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run
+  # show the plan (decomposition, sub-requests, editor instructions) without editing; --json: the full plan
+  python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run [--json]
 
   # any config key can be overridden as key=value
   python -m imageedit_r1.pipeline --image photo.jpg --request "..." --out out.png \\
@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"its backend ({', '.join(BACKENDS)}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
     )
     setup.add_argument("--seed", type=int, help="base seed (multi-turn step i uses seed + i)")
-    setup.add_argument("--dry-run", action="store_true", help="run the decomposition and sequencing agents only")
+    setup.add_argument("--dry-run", action="store_true",
+                       help="run the decomposition and sequencing agents only and print a short plan summary")
+    setup.add_argument("--json", action="store_true", help="with --dry-run: print the full plan as JSON instead")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")
     return parser
 
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = ImageEditR1(config=config)
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run)
-        return run_single(pipeline, args.image, args.request, args.out, args.dry_run)
+        return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()
     except (FileNotFoundError, ValueError, ImageLoadError, ManifestError) as exc:
@@ -189,11 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def run_single(pipeline, image: str, request: str, out: str | None, dry_run: bool) -> int:
+def run_single(pipeline, image: str, request: str, out: str | None, dry_run: bool, as_json: bool = False) -> int:
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
 
     if dry_run:
-        print(json.dumps(pipeline.plan(image, request), indent=2, ensure_ascii=False, default=str))
+        plan = pipeline.plan(image, request)
+        if as_json:
+            print(json.dumps(plan, indent=2, ensure_ascii=False, default=str))
+        else:
+            print_plan(plan, image)
         return 0
     try:
         result = pipeline(image, request)

@@ -223,7 +223,7 @@ class ImageEditR1:
         trace["raw_outputs"][stage] = _raw_outputs(exc)
         if policy == "error":
             raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)[:500]})
+        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)})
         return policy
 
     def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:

@@ -373,3 +373,36 @@ def test_dry_run_prints_a_short_plan_and_json_the_full_one_with_whole_fallback_r
         reason = plan["fallbacks"][0]["reason"]
         assert len(reason) > 120 and fallback.endswith(f"({reason})")  # whole, not cut mid-word
         assert plan["status"] == "planned" and plan["instructions"]
+
+
+# ----------------------------------------------------------------------------- 4. eval methods take the pipeline's settings
+
+
+def test_eval_methods_take_pipeline_keys_and_per_method_overrides(tmp_path, offline_env):
+    from tests.eval_fixtures import make_benchmark
+
+    bench = make_benchmark(tmp_path, "A", 1)
+    config = tmp_path / "eval.yaml"
+    config.write_text(json.dumps({
+        "out_dir": str(tmp_path / "run"),
+        "benchmarks": [{"name": "A", "source": "manifest", "manifest": bench.manifest}],
+        "methods": [{"name": "r1", "kind": "pipeline", "editor": "nano-banana", "on_decompose_failure": "keywords",
+                     "max_image_pixels": 4_000_000,
+                     "decomposer": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}}],
+        "judges": [{"name": "J", "backend": "openai-compatible", "model": "m", "base_url": "http://127.0.0.1:9/v1"}],
+    }))
+    base = ["run", "--config", config, "--estimate"]
+    code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r1.on_sequence_failure=template",
+                                "methods.0.mode=multi-turn", env=offline_env)
+    assert code == 0, err
+    assert "edit   r1" in out and "Traceback" not in err
+
+    code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r1.on_sequence_failur=template",
+                                env=offline_env)
+    assert code == 2
+    assert err.strip() == ("error: method 'r1': unknown config key 'on_sequence_failur' "
+                           "(did you mean 'on_sequence_failure'?)")
+    code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r2.mode=multi-turn", env=offline_env)
+    assert code == 2
+    assert err.strip() == ("error: override 'methods.r2.mode=multi-turn': no method named 'r2'; have ['r1']; "
+                           "write methods.NAME.KEY=VALUE")

@@ -71,27 +71,9 @@ def _precomputed(method: MethodConfig) -> EditFn:
     return edit
 
 
-def pipeline_settings(method: MethodConfig) -> dict[str, Any]:
-    """The ``imageedit_r1.pipeline.PipelineConfig`` of a method ("original" = the editor alone)."""
-    settings: dict[str, Any] = {
-        "mode": "original" if method.kind == "original" else method.mode,
-        "seed": method.seed,
-        "editor": {"name": method.editor, "options": dict(method.editor_options)},
-    }
-    if method.kind == "pipeline":
-        if method.decomposer:
-            settings["decomposer"] = dict(method.decomposer)
-        if method.sequencer:
-            settings["sequencer"] = dict(method.sequencer)
-    return settings
-
-
 def pipeline_config(method: MethodConfig):
-    """The method's ``PipelineConfig``, checked like a pipeline YAML (unknown keys are errors)."""
-    from imageedit_r1.config import load_config
-    from imageedit_r1.pipeline.config import PipelineConfig
-
-    return load_config(PipelineConfig, data=pipeline_settings(method), where=f"method {method.name!r}").validate()
+    """The method's ``imageedit_r1.pipeline.PipelineConfig`` ("original" = the editor alone)."""
+    return method.pipeline_config().validate()
 
 
 def _pipeline(method: MethodConfig) -> EditFn:

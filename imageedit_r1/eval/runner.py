@@ -343,7 +343,7 @@ class EvalRunner:
             calls = len(todo) * (2 if method.mode == "multi-turn" and method.kind == "pipeline" else 1)
             cost: float | None = 0.0
             if method.kind in ("original", "pipeline"):
-                price = price_for(self.config.prices, method.editor_options.get("model"), method.editor)
+                price = price_for(self.config.prices, method.editor.options.get("model"), method.editor.name)
                 cost = cost_usd(price, images=calls) if price else 0.0
             rows.append(EstimateRow(f"edit   {method.name}", calls if method.kind in ("original", "pipeline")
                                     else 0, cost_usd=cost))

@@ -320,6 +320,9 @@ class EvalRunner:
             "prompt_sha256": self.prompt_sha256,
             "benchmarks": [bench.name for bench in self.config.benchmarks],
             "samples": {name: len(samples) for name, samples in self.samples().items()},
+            # The benchmarks' sizes before --limit: tables show n of these.
+            "subset_sizes": {name: getattr(samples, "total", len(samples)) or len(samples)
+                             for name, samples in self.samples().items()},
             "methods": [{"name": m.name, "label": m.label or m.name, "group": m.group, "baseline": m.baseline,
                          "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity()}
                         for m in self.config.methods],

@@ -406,3 +406,19 @@ def test_eval_methods_take_pipeline_keys_and_per_method_overrides(tmp_path, offl
     assert code == 2
     assert err.strip() == ("error: override 'methods.r2.mode=multi-turn': no method named 'r2'; have ['r1']; "
                            "write methods.NAME.KEY=VALUE")
+
+
+@pytest.mark.slow
+def test_local_agents_report_tokens_and_loading_time_apart_from_the_first_stage(photo, offline_env):
+    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
+
+    qwen = build_tiny_qwen25vl()
+    code, out, err, _ = run_cli(
+        "imageedit_r1.pipeline", "--image", photo, "--request", "Change the coat to red", "--dry-run", "--json",
+        "--decomposer", f"transformers:{qwen}", "decomposer.options.device=cpu", "decomposer.max_tokens=16",
+        "on_decompose_failure=keywords", "on_sequence_failure=template", env=offline_env)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["seconds"]["load_agents"] > 0 and plan["seconds"]["decompose"] > 0
+    assert plan["tokens"]["decompose"]["prompt"] > 0 and plan["tokens"]["decompose"]["completion"] > 0
+    assert plan["tokens"]["sequence"]["prompt"] > 0

@@ -221,6 +221,8 @@ class ImageEditR1:
         if not is_unusable_answer(exc):
             raise self._fail(trace, f"{what} failed: {exc}") from exc
         trace["raw_outputs"][stage] = _raw_outputs(exc)
+        if getattr(exc, "prompt_tokens", None) is not None:
+            trace["tokens"][stage] = _tokens(exc)
         if policy == "error":
             raise self._fail(trace, f"{what} failed: {exc}") from exc
         trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)})
@@ -229,8 +231,11 @@ class ImageEditR1:
     def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:
         """Run the decomposition agent; on an unusable answer apply the configured fallback."""
         try:
+            # Loading weights (or a client) is timed apart from the agent's work.
+            with trace.stage("load_agents"):
+                decomposer = self.decomposer
             with trace.stage("decompose"):
-                result = _call_decomposer(self.decomposer, image, request)
+                result = _call_decomposer(decomposer, image, request)
         except Exception as exc:
             if self._stage_fallback(trace, "decompose", exc, self.config.on_decompose_failure) == "original":
                 return None
@@ -245,8 +250,10 @@ class ImageEditR1:
 
     def _sequence(self, image, request: str, decomposition: Decomposition, trace: Trace) -> list[str]:
         try:
+            with trace.stage("load_agents"):
+                sequencer = self.sequencer
             with trace.stage("sequence"):
-                result = _call_sequencer(self.sequencer, image, decomposition, request)
+                result = _call_sequencer(sequencer, image, decomposition, request)
         except Exception as exc:
             if self._stage_fallback(trace, "sequence", exc, self.config.on_sequence_failure) == "original":
                 return [request]

@@ -28,6 +28,15 @@ def print_summary(trace: dict[str, Any], out) -> None:
         print(f"fallback: the {fallback['stage']} stage used '{fallback['used']}' ({fallback['reason']})")
     seconds = ", ".join(f"{k} {v:.2f}s" for k, v in trace.get("seconds", {}).items())
     print(f"seconds: {seconds}")
+    tokens = format_tokens(trace)
+    if tokens:
+        print(f"tokens: {tokens}")
+
+
+def format_tokens(trace: dict[str, Any]) -> str:
+    """``decompose 812 in + 64 out, sequence ...`` from the trace's per-stage token counts."""
+    return ", ".join(f"{stage} {t.get('prompt', 0)} in + {t.get('completion', 0)} out"
+                     for stage, t in (trace.get("tokens") or {}).items() if t)
 
 
 def print_plan(plan: dict[str, Any], image: str | None = None) -> None:
@@ -47,3 +56,5 @@ def print_plan(plan: dict[str, Any], image: str | None = None) -> None:
     seconds = ", ".join(f"{k} {v:.2f}s" for k, v in plan.get("seconds", {}).items())
     if seconds:
         print(f"  seconds: {seconds}")
+    if format_tokens(plan):
+        print(f"  tokens: {format_tokens(plan)}")

@@ -316,3 +316,12 @@ def test_verl_recipe_rejects_easyr1_files(data_files):
     assert result.returncode == 2
     assert f"data.train_files: {train} is an EasyR1 export" in result.stderr
     assert "upstream verl needs prompt, images, reward_model" in result.stderr
+
+
+@verl_needed
+def test_an_unknown_verl_key_is_one_line_naming_the_key_meant():
+    with pytest.raises(preflight.PreflightError) as caught:
+        preflight.compose_verl_config(["data.train_batch_sise=8"])
+    assert caught.value.problems == [
+        "unknown verl config key 'data.train_batch_sise' (did you mean 'data.train_batch_size'?); to add a key "
+        "verl does not define, write +data.train_batch_sise=..."]

@@ -195,7 +195,13 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
 
     if dry_run:
-        plan = pipeline.plan(image, request)
+        try:
+            plan = pipeline.plan(image, request)
+        except EditFailed as exc:
+            if as_json:
+                print(json.dumps(exc.trace, indent=2, ensure_ascii=False, default=str))
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         if as_json:
             print(json.dumps(plan, indent=2, ensure_ascii=False, default=str))
         else:

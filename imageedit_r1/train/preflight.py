@@ -364,7 +364,27 @@ def compose_verl_config(overrides: Sequence[str]):
         with initialize_config_module(config_module="verl.trainer.config", version_base=None):
             return compose(config_name="ppo_trainer", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise PreflightError([f"verl rejected the overrides: {exc}"]) from exc
+        unknown = re.search(r"Could not override '([^']+)'", str(exc))
+        if unknown:
+            raise PreflightError([_unknown_verl_key(unknown.group(1))]) from exc
+        raise PreflightError([f"verl rejected the overrides: {' '.join(str(exc).split())}"]) from exc
+
+
+def _unknown_verl_key(key: str) -> str:
+    """One line for a key verl's config does not define, with the key probably meant."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from imageedit_r1.config import did_you_mean
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        defaults = OmegaConf.to_container(compose(config_name="ppo_trainer"), resolve=False)
+    known = list(flatten(defaults))
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    siblings = [k for k in known if k.rsplit(".", 1)[0] == parent] or known
+    hint = did_you_mean(key, siblings)
+    return (f"unknown verl config key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            + f"; to add a key verl does not define, write +{key}=...")
 
 
 def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> Report:

@@ -275,7 +275,7 @@ def test_easyr1_dry_run_says_when_upstream_verl_is_installed_instead(data_files)
     result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)})
     assert result.returncode == 2
     assert "launch checked" not in result.stdout
-    assert ("error: this interpreter has upstream verl installed as 'verl', not EasyR1: `-m verl.trainer.main` "
+    assert ("this interpreter has upstream verl installed as 'verl', not EasyR1: `-m verl.trainer.main` "
             "would fail with No module named verl.trainer.main") in result.stderr
     assert "recipes/run_grpo_qwen25vl_verl.sh" in result.stderr
 

@@ -49,13 +49,15 @@ def run_preflight(args: argparse.Namespace) -> int:
     from imageedit_r1.train.data_files import trainer_problem
 
     wrong_trainer = trainer_problem(args.trainer)
-    if wrong_trainer:
+    if wrong_trainer and args.trainer == "verl":  # verl's own config cannot even be composed
         print(f"error: {wrong_trainer}", file=sys.stderr)
         return 2
     try:
         if args.trainer == "easyr1":
             config = preflight.load_easyr1_config(overrides)
             report = preflight.check_easyr1(config, check_devices=check_devices)
+            if wrong_trainer:
+                report.fail(wrong_trainer)
         else:
             # verl prints its progress to stdout; keep stdout for the resolved command only.
             with contextlib.redirect_stdout(sys.stderr):

@@ -124,7 +124,7 @@ def test_rendered_report_says_what_was_run(tmp_path):
     # One failed edit, two judges: the header and the table both count it once.
     assert "failures: 1 (1 edits, 0 judgments)" in text
     flaky_row = next(row for row in dom.split("<tr>") if "<td>Flaky</td>" in row)
-    assert flaky_row.rstrip().endswith("<td>1</td><td>0</td></tr>")  # Failed 1, Missing 0
+    assert flaky_row.rstrip().endswith("<td>1</td><td>0</td><td>0</td></tr>")  # Failed 1, Refused 0, Missing 0
     # Why it failed, in the gallery and in the failure list.
     assert text.count("the editor ran out of memory on a 12 MP photo") == 2
     # n per cell against the benchmark's size (the run was limited to 2 of 3).

@@ -4,8 +4,9 @@ Each cell is the mean judge score (0–10) over the items the judge scored, with
 bootstrap interval (items resampled with replacement). "Average" is the mean over the
 benchmark × judge cells, as in the paper; its interval resamples every cell independently and
 averages, and the delta's interval does the same for the method and its group's baseline.
-Failures (edit failed, judge refused or unreadable, API gave up) are counted per cell and never
-enter a mean; "missing" counts items not run yet.
+Failures (edit failed, judge reply unreadable, API gave up) are counted per cell and never enter a
+mean; refusals (an editor's or judge's safety block, a judge that declines) are counted apart from
+them, under "Refused"; "missing" counts items not run yet.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from imageedit_r1.eval.stats import bootstrap_means, percentile_interval
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)
-    failed: int = 0  # failed edits of this benchmark + failed judgments of this judge
+    failed: int = 0  # failed edits of this benchmark + failed judgments of this judge (refusals apart)
     judge_failed: int = 0
+    refused: int = 0  # refused edits of this benchmark + refused judgments of this judge
+    judge_refused: int = 0
     missing: int = 0
     of: int = 0  # the benchmark's size (before any --limit)
     mean: float = math.nan
@@ -45,6 +48,7 @@ class Row:
     cells: dict[tuple[str, str], Cell]
     kind: str = ""
     edit_failed: dict[str, int] = field(default_factory=dict)  # per benchmark, each failed edit once
+    edit_refused: dict[str, int] = field(default_factory=dict)
     average: float = math.nan
     average_ci: tuple[float, float] = (math.nan, math.nan)
     complete: bool = True
@@ -59,7 +63,12 @@ class Row:
 
     @property
     def covers_subset(self) -> bool:
-        return all(len(cell.values) + cell.failed >= cell.of for cell in self.cells.values())
+        return all(len(cell.values) + cell.failed + cell.refused >= cell.of for cell in self.cells.values())
+
+    @property
+    def refused(self) -> int:
+        """Refused edits (once each) plus refused judgments."""
+        return sum(self.edit_refused.values()) + sum(cell.judge_refused for cell in self.cells.values())
 
     @property
     def missing(self) -> int:
@@ -83,14 +92,19 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
     expected = run.manifest.get("samples", {})
     sizes = {**expected, **run.manifest.get("subset_sizes", {})}
     edit_failed: dict[tuple[str, str], int] = defaultdict(int)
+    edit_refused: dict[tuple[str, str], int] = defaultdict(int)
     for record in run.edits:
         if record.get("status") == "failed":
-            edit_failed[(record["method"], record["benchmark"])] += 1
+            counts = edit_refused if record.get("error_kind") == "refusal" else edit_failed
+            counts[(record["method"], record["benchmark"])] += 1
     cells: dict[tuple[str, str, str], Cell] = defaultdict(Cell)
     for record in run.results:
         cell = cells[(record["method"], record["benchmark"], record["judge"])]
         if record.get("status") == "scored":
             cell.values.append(float(record[criterion]))
+        elif record.get("error_kind") == "refusal":
+            cell.refused += 1
+            cell.judge_refused += 1
         else:
             cell.failed += 1
             cell.judge_failed += 1
@@ -100,8 +114,9 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
         for bench, judge in columns:
             cell = cells[(method["name"], bench, judge)]
             cell.failed += edit_failed[(method["name"], bench)]
+            cell.refused += edit_refused[(method["name"], bench)]
             if bench in expected:
-                cell.missing = max(0, expected[bench] - len(cell.values) - cell.failed)
+                cell.missing = max(0, expected[bench] - len(cell.values) - cell.failed - cell.refused)
             cell.of = sizes.get(bench, 0)
             if cell.values:
                 cell.mean = float(np.mean(cell.values))
@@ -110,7 +125,8 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
             row_cells[(bench, judge)] = cell
         row = Row(method["name"], method.get("label") or method["name"], method.get("group", ""),
                   bool(method.get("baseline")), row_cells, kind=method.get("kind", ""),
-                  edit_failed={bench: edit_failed[(method["name"], bench)] for bench in run.benchmarks})
+                  edit_failed={bench: edit_failed[(method["name"], bench)] for bench in run.benchmarks},
+                  edit_refused={bench: edit_refused[(method["name"], bench)] for bench in run.benchmarks})
         present = [cell for cell in row_cells.values() if cell.values]
         row.complete = len(present) == len(columns) and row.missing == 0 and row.covers_subset
         if present:
@@ -169,7 +185,7 @@ def to_markdown(table: Table, ci: bool = True) -> str:
         return text
 
     header = ["Edit model", "Method", *(f"{bench} · {judge}" for bench, judge in table.columns), "Average",
-              "Δ vs Original", "Failed", "Missing"]
+              "Δ vs Original", "Failed", "Refused", "Missing"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for row in table.rows:
         cells = [fmt(c.mean, c.low, c.high, column, row, c) for column, c in row.cells.items()]
@@ -178,12 +194,13 @@ def to_markdown(table: Table, ci: bool = True) -> str:
         if delta and ci:
             delta += f" [{_signed(row.delta_ci[0])}, {_signed(row.delta_ci[1])}]"
         lines.append("| " + " | ".join([row.group, row.label, *cells, average, delta, str(row.failed),
-                                        str(row.missing)]) + " |")
+                                        str(row.refused), str(row.missing)]) + " |")
     title = CRITERION_TITLES[table.criterion]
     notes = [f"\nMean judge score, {title}; brackets: {table.confidence:.0%} bootstrap interval. "
              "Average = mean over the benchmark × judge cells. Failed items are excluded from the means "
-             "and counted under Failed (each failed edit once, plus each failed judgment); "
-             "Missing = not run yet."]
+             "and counted under Failed (each failed edit once, plus each failed judgment); Refused = refused "
+             "by an editor's or judge's safety system (or a judge that declined), excluded too and counted "
+             "the same way; Missing = not run yet."]
     if any(len(c.values) < c.of for row in table.rows for c in row.cells.values()):
         notes.append("(n k/N): the mean is over k scored items of the benchmark's N (a limited or "
                      "unfinished run, or failures).")
@@ -196,7 +213,7 @@ def to_csv(table: Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["group", "method", "label", "benchmark", "judge", "criterion", "mean", "ci_low", "ci_high",
-                     "n_scored", "n_failed", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high"])
+                     "n_scored", "n_failed", "n_refused", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high"])
 
     def num(value: float | None) -> str:
         return "" if value is None or math.isnan(value) else f"{value:.4f}"
@@ -204,10 +221,10 @@ def to_csv(table: Table) -> str:
     for row in table.rows:
         for (bench, judge), cell in row.cells.items():
             writer.writerow([row.group, row.method, row.label, bench, judge, table.criterion, num(cell.mean),
-                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.missing, "", "", ""])
+                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.refused, cell.missing, "", "", ""])
         writer.writerow([row.group, row.method, row.label, "Average", "all", table.criterion, num(row.average),
                          num(row.average_ci[0]), num(row.average_ci[1]),
-                         sum(len(c.values) for c in row.cells.values()), row.failed, row.missing,
+                         sum(len(c.values) for c in row.cells.values()), row.failed, row.refused, row.missing,
                          num(row.delta), num(row.delta_ci[0]), num(row.delta_ci[1])])
     return buffer.getvalue()
 

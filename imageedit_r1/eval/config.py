@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.jsonl import content_key
+from imageedit_r1.scale.config import RayConfig, executor_problems
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
@@ -114,6 +115,9 @@ class EvalConfig:
     trained_decomposer: str = ""
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    # "local": edits in this process; "ray": one editor replica per GPU of a Ray cluster (docs/evaluation.md).
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -147,6 +151,7 @@ class EvalConfig:
                 problems.append(f"judge {judge.name!r}: an openai-compatible judge needs base_url")
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
+        problems += executor_problems(self.executor, self.ray)
         if problems:
             raise ValueError("invalid evaluation config:\n  - " + "\n  - ".join(problems))
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, WorkerCrashedError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, WorkerCrashedError
 
 log = logging.getLogger("imageedit_r1.scale")
 
@@ -114,12 +114,13 @@ class ReplicaPool:
 
     ``call(*args)`` is thread-safe and blocking: run up to ``concurrency`` calls at once from
     driver threads. It returns ``(value, worker)`` where ``worker`` says replica, node, GPU, pid,
-    seconds and attempts, or raises the work function's error, or ``ReplicaLostError``.
+    seconds and attempts, or raises the work function's error, or ``ReplicaLostError``. A replica
+    that died gets its slots back once Ray has restarted it and it answers (``restart_timeout``).
     """
 
     def __init__(self, factory: Callable[[], Callable[..., Any]], *, replicas: int, num_gpus: float = 1.0,
                  num_cpus: float = 1.0, max_in_flight: int = 2, max_attempts: int = 3, max_restarts: int = 2,
-                 name: str = "replica") -> None:
+                 restart_timeout: float = 1800.0, name: str = "replica") -> None:
         actor = ray.remote(Replica).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
                                             max_task_retries=0, max_concurrency=1)
         self.handles = [actor.remote(factory, index) for index in range(replicas)]
@@ -131,6 +132,9 @@ class ReplicaPool:
         self.deaths = [0] * replicas
         self.retired: set[int] = set()
         self._lock = threading.Lock()
+        self.in_flight = [0] * replicas  # items sent to each replica and not back yet
+        self._parked: list[list[_Slot]] = [[] for _ in range(replicas)]  # slots of a restarting replica
+        self.restart_timeout = restart_timeout
         self._free: queue.Queue[_Slot] = queue.Queue()
         for _ in range(max_in_flight):  # interleaved, so a new item goes to the least busy replica first
             for index in range(replicas):
@@ -167,28 +171,64 @@ class ReplicaPool:
             with self._lock:
                 if slot.replica in self.retired:
                     continue
+                self.in_flight[slot.replica] += 1
                 return _Slot(slot.replica, self.generation[slot.replica])
 
     def _give_back(self, slot: _Slot) -> None:
         with self._lock:
+            self.in_flight[slot.replica] -= 1
             if slot.replica not in self.retired:
                 self._free.put(slot)
 
     def _died(self, slot: _Slot, exc: BaseException) -> None:
-        """A replica's process died under an item: count the death once, retire it past its restarts."""
+        """A replica's process died under an item: count the death once, park its slots until Ray has
+        restarted it (calls to a restarting actor fail too), retire it past ``max_restarts``."""
         with self._lock:
-            if slot.generation == self.generation[slot.replica]:
-                self.generation[slot.replica] += 1
-                self.deaths[slot.replica] += 1
-                if self.deaths[slot.replica] > self.max_restarts:
-                    self.retired.add(slot.replica)
-                    log.warning("%s replica %d retired after %d deaths: %s", self.name, slot.replica,
-                                self.deaths[slot.replica], exc)
-                else:
-                    log.warning("%s replica %d died (%s); Ray restarts it, its items go to the others",
-                                self.name, slot.replica, type(exc).__name__)
-            if slot.replica not in self.retired:
-                self._free.put(slot)  # at the back: the other replicas' free slots come first
+            self.in_flight[slot.replica] -= 1
+            if slot.replica in self.retired:
+                return
+            self._parked[slot.replica].append(slot)
+            if slot.generation != self.generation[slot.replica]:
+                return  # this death is counted already
+            self.generation[slot.replica] += 1
+            self.deaths[slot.replica] += 1
+            if self.deaths[slot.replica] > self.max_restarts:
+                self._retire(slot.replica, exc)
+                return
+        log.warning("%s replica %d died (%s); Ray restarts it and its items go to the others", self.name,
+                    slot.replica, type(exc).__name__)
+        threading.Thread(target=self._revive, args=(slot.replica,), daemon=True).start()
+
+    def _retire(self, replica: int, exc: BaseException) -> None:
+        self.retired.add(replica)
+        self._parked[replica].clear()
+        log.warning("%s replica %d retired after %d deaths: %s", self.name, replica, self.deaths[replica],
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _revive(self, replica: int) -> None:
+        """Wait until the restarted replica answers (it rebuilds its model first), then unpark its slots."""
+        deadline = time.monotonic() + self.restart_timeout
+        while not self.closed:
+            try:
+                ray.get(self.handles[replica].info.remote(), timeout=max(1.0, deadline - time.monotonic()))
+            except ActorUnavailableError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                exc: BaseException = TimeoutError("the replica did not come back")
+            except (RayActorError, GetTimeoutError) as error:
+                exc = error
+            else:
+                with self._lock:
+                    if replica not in self.retired:
+                        for slot in self._parked[replica]:
+                            self._free.put(slot)
+                        self._parked[replica].clear()
+                log.warning("%s replica %d is back", self.name, replica)
+                return
+            with self._lock:
+                self._retire(replica, exc)
+            return
 
     def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         last: BaseException | None = None

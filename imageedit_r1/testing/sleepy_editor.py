@@ -6,7 +6,8 @@ only on the input's pixels, the request and the seed, so any replica makes the s
 
 Environment (read at each call, inherited by local Ray workers):
 ``IMAGEEDIT_R1_SLEEPY_SECONDS`` seconds per edit (default 0.5); ``IMAGEEDIT_R1_SLEEPY_LOG`` a file
-that gets one JSON line per call (``pid``, ``id``, ``seed``, ``time``) — which process edited what.
+that gets a JSON line when a call starts and one when it ends (``event``, ``pid``, ``id``, ``seed``,
+``time``): which process edited what, and when.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def edit(image, request: str, *, seed: int | None = None, sample: Any = None):
         with open(log_path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
     time.sleep(float(os.environ.get(SECONDS_VARIABLE, "0.5")))
+    if log_path:
+        line = json.dumps({"event": "end", "pid": os.getpid(), "id": sample_id, "seed": seed, "time": time.time()})
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
     digest = hashlib.sha256(f"{request}\x00{seed}".encode()).digest()
     tint = Image.new("RGB", image.size, tuple(digest[:3]))
     edited = Image.blend(image.convert("RGB"), tint, 0.5)

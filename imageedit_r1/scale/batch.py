@@ -59,7 +59,7 @@ class RemotePipeline:
         self.pool = ReplicaPool(functools.partial(build_replica_pipeline, config), replicas=replicas, num_gpus=gpus,
                                 num_cpus=cfg.cpus_per_replica, max_in_flight=cfg.max_in_flight,
                                 max_attempts=cfg.max_attempts, max_restarts=cfg.max_restarts, name="pipeline")
-        self.concurrency = self.pool.concurrency
+        self.concurrency = self.pool.concurrency + self.pool.size  # + one thread per replica reading ahead
 
     def __call__(self, image: Any, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
         if isinstance(image, (str, Path)):

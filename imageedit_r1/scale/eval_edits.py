@@ -51,7 +51,9 @@ class RemoteEditFn:
 
     def __init__(self, pool) -> None:
         self.pool = pool
-        self.concurrency = pool.concurrency
+        # One driver thread per slot, plus one per replica that reads and stores the next item's
+        # original while every slot is busy, so a replica never waits on the driver.
+        self.concurrency = pool.concurrency + pool.size
 
     def __call__(self, sample: Any, image: Any) -> EditOutput:
         output, worker = self.pool.call(_light_sample(sample), image)

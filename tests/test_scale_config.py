@@ -91,3 +91,24 @@ def test_importing_the_configs_does_not_import_ray():
             "imageedit_r1.scale.eval_edits, imageedit_r1.scale.batch, sys; print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_the_evaluation_launchers_start_ray_and_run_the_driver_with_executor_ray():
+    import yaml
+
+    sbatch = ROOT / "recipes" / "slurm" / "eval.sbatch"
+    assert subprocess.run(["bash", "-n", str(sbatch)], capture_output=True).returncode == 0
+    text = sbatch.read_text()
+    assert "ray start --head" in text and "ray start --address" in text and "SLURM_JOB_NUM_NODES" in text
+    assert text.rstrip().endswith('"$@" executor=ray') and "python -m imageedit_r1.eval run" in text
+    job = yaml.safe_load((ROOT / "recipes" / "k8s" / "rayjob-eval.yaml").read_text())
+    assert job["kind"] == "RayJob"
+    entry = job["spec"]["entrypoint"]
+    assert "python -m imageedit_r1.eval run" in entry and entry.rstrip().endswith("executor=ray")
+    cluster = job["spec"]["rayClusterSpec"]
+    assert int(cluster["workerGroupSpecs"][0]["rayStartParams"]["num-gpus"]) > 0
+    # the entrypoint's arguments parse with the real command line
+    from imageedit_r1.eval.__main__ import build_parser
+
+    args = build_parser().parse_args(entry.split("python -m imageedit_r1.eval ", 1)[1].split())
+    assert "executor=ray" in args.overrides and args.config == "/data/eval/eval.yaml"

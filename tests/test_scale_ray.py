@@ -158,7 +158,7 @@ def test_in_flight_items_per_replica_are_bounded(cluster):
 
     def watch():
         while not stop.is_set():
-            peak[:] = [max(p, n) for p, n in zip(peak, pool.in_flight)]
+            peak[:] = [max(p, n) for p, n in zip(peak, pool.in_flight, strict=True)]
             time.sleep(0.005)
 
     from PIL import Image

@@ -19,7 +19,7 @@ def connect(cfg: RayConfig) -> None:
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - Ray comes with the verl extra
-        raise RuntimeError("executor 'ray' needs Ray: pip install 'ray[default]>=2.40'") from exc
+        raise RuntimeError("executor 'ray' needs Ray: pip install -e '.[scale]' (or 'ray>=2.40')") from exc
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS") or None

@@ -112,3 +112,30 @@ def test_the_evaluation_launchers_start_ray_and_run_the_driver_with_executor_ray
 
     args = build_parser().parse_args(entry.split("python -m imageedit_r1.eval ", 1)[1].split())
     assert "executor=ray" in args.overrides and args.config == "/data/eval/eval.yaml"
+
+
+def test_replicas_default_to_one_per_gpu_and_a_cluster_without_gpus_stops_the_batch_clearly(monkeypatch, tmp_path,
+                                                                                            capsys):
+    ray = pytest.importorskip("ray")
+    from imageedit_r1.scale import cluster
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 16.0})
+    assert cluster.replica_count(RayConfig(), 1.0) == 16
+    assert cluster.replica_count(RayConfig(), 0.5) == 32
+    assert cluster.replica_count(RayConfig(replicas=3), 1.0) == 3
+    assert cluster.replica_count(RayConfig(), 0.0) == 64  # CPU replicas (hosted editor and agents)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(cluster.ClusterUnavailableError, match="no GPU"):
+        cluster.replica_count(RayConfig(), 1.0)
+
+    from PIL import Image
+
+    from imageedit_r1.pipeline.cli import main
+
+    monkeypatch.setattr(cluster, "connect", lambda cfg: None)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "a.png", "request": "make it red"}\n')
+    code = main(["--manifest", str(tmp_path / "m.jsonl"), "--out-dir", str(tmp_path / "out"), "--mode", "original",
+                 "executor=ray"])
+    assert code == 2 and "has no GPU" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.jsonl").exists()  # nothing recorded: nothing could run

@@ -247,3 +247,25 @@ def test_a_pipeline_batch_on_ray_writes_the_local_executors_bytes_and_resumes(cl
                  "ray.cpus_per_replica=0"]) == 1
     after = list(read_jsonl(remote / "results.jsonl"))
     assert [record["id"] for record in after[lines_before:]] == ["missing"]  # only the failed item again
+
+
+def test_failures_on_replicas_are_recorded_by_kind_like_a_local_run_and_say_where(cluster, tmp_path):
+    bench = make_benchmark(tmp_path, "fail", 4)
+    manifest = Path(bench.manifest)
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    lines[1]["request"] += " [refuse]"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    method = MethodConfig(name="sleepy", kind="callable", target=SLEEPY, seed=5)
+    outcomes = {}
+    for executor in ("local", "ray"):
+        root = tmp_path / executor
+        config = ray_config(root, bench, method, replicas=2)
+        config.executor = executor
+        summary = EvalRunner(config, progress=False).run("edit")
+        assert summary.edits == collections.Counter({"done": 3, "failed": 1})
+        outcomes[executor] = {r["sample_id"]: (r["status"], r.get("error_kind"), r.get("retryable"))
+                              for r in edit_lines(root / "run")}
+    assert outcomes["ray"] == outcomes["local"] and outcomes["ray"]["fail-1"][0] == "failed"
+    failed = next(r for r in edit_lines(tmp_path / "ray" / "run") if r["status"] == "failed")
+    assert "refused" in failed["error"] and failed["worker"]["gpu"] and failed["worker"]["attempts"] == 1
+    assert edited_bytes(tmp_path / "ray" / "run") == edited_bytes(tmp_path / "local" / "run")

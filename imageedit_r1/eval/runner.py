@@ -429,6 +429,8 @@ class EvalRunner:
             record.update(status="failed", error_kind=kind, error=f"{type(exc).__name__}: {exc}", retryable=retryable)
             if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
                 record["trace"] = exc.trace
+            if isinstance(getattr(exc, "worker", None), dict):  # the Ray replica it failed on
+                record["worker"] = exc.worker
             outcome = "failed"
             log.warning("edit failed: %s %s %s: %s", item.method.name, item.benchmark, item.sample_id, exc)
         record.update(seconds=round(time.monotonic() - started, 3), finished_at=_now())

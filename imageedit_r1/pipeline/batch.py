@@ -130,7 +130,8 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
             "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
         }
         write_trace(trace_path, trace)
-        results.put(item_id, {**record, "status": "failed", "error": str(exc), "trace": trace_path.name})
+        worker = {"worker": exc.worker} if isinstance(getattr(exc, "worker", None), dict) else {}
+        results.put(item_id, {**record, "status": "failed", "error": str(exc), "trace": trace_path.name, **worker})
         return "failed"
     except Exception as exc:
         if is_unavailable(exc):

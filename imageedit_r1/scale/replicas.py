@@ -114,7 +114,8 @@ class ReplicaPool:
 
     ``call(*args)`` is thread-safe and blocking: run up to ``concurrency`` calls at once from
     driver threads. It returns ``(value, worker)`` where ``worker`` says replica, node, GPU, pid,
-    seconds and attempts, or raises the work function's error, or ``ReplicaLostError``. A replica
+    seconds and attempts, or raises the work function's error (with that dict as ``.worker``), or
+    ``ReplicaLostError``. A replica
     that died gets its slots back once Ray has restarted it and it answers (``restart_timeout``).
     """
 
@@ -244,9 +245,13 @@ class ReplicaPool:
                 self._give_back(slot)
                 raise
             self._give_back(slot)
-            if status == "error":
-                raise value
             info["attempts"] = attempt
+            if status == "error":
+                try:
+                    value.worker = info  # a failure record says where it failed too
+                except AttributeError:
+                    pass
+                raise value
             return value, info
         raise ReplicaLostError(f"the replicas holding this item died {self.max_attempts} times; last: "
                                f"{type(last).__name__}: {str(last).splitlines()[0] if str(last) else ''}")

@@ -4,6 +4,8 @@ Use it as an evaluation method of kind ``callable`` (``target: imageedit_r1.test
 It holds no model, so what a run measures with it is the orchestration alone. The output depends
 only on the input's pixels, the request and the seed, so any replica makes the same bytes.
 
+A request containing ``[refuse]`` raises ``EditRefusedError`` after the sleep.
+
 Environment (read at each call, inherited by local Ray workers):
 ``IMAGEEDIT_R1_SLEEPY_SECONDS`` seconds per edit (default 0.5); ``IMAGEEDIT_R1_SLEEPY_LOG`` a file
 that gets a JSON line when a call starts and one when it ends (``event``, ``pid``, ``id``, ``seed``,
@@ -34,6 +36,10 @@ def edit(image, request: str, *, seed: int | None = None, sample: Any = None):
         with open(log_path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
     time.sleep(float(os.environ.get(SECONDS_VARIABLE, "0.5")))
+    if "[refuse]" in request:  # a permanent failure of one item, for failure-record tests
+        from imageedit_r1.agents.editors.base import EditRefusedError
+
+        raise EditRefusedError(f"refused: {request}")
     if log_path:
         line = json.dumps({"event": "end", "pid": os.getpid(), "id": sample_id, "seed": seed, "time": time.time()})
         with open(log_path, "a", encoding="utf-8") as handle:

@@ -139,3 +139,21 @@ def test_replicas_default_to_one_per_gpu_and_a_cluster_without_gpus_stops_the_ba
                  "executor=ray"])
     assert code == 2 and "has no GPU" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.jsonl").exists()  # nothing recorded: nothing could run
+
+
+def test_a_refusal_wrapped_in_a_pipeline_failure_is_still_a_refusal_after_the_trip_back():
+    from imageedit_r1.agents.editors.base import EditRefusedError
+    from imageedit_r1.eval.runner import classify_failure
+    from imageedit_r1.scale.replicas import portable_chain, rebuild_chain
+
+    try:
+        try:
+            raise EditRefusedError("blocked by the safety system")
+        except EditRefusedError as refusal:
+            raise EditFailed("editing failed: blocked", {"status": "refused"}) from refusal
+    except EditFailed as exc:
+        wrapped = exc
+    assert classify_failure(wrapped) == ("refusal", False)
+    back = rebuild_chain(pickle.loads(pickle.dumps(portable_chain(wrapped))))  # as a Ray return value
+    assert isinstance(back, EditFailed) and isinstance(back.__cause__, EditRefusedError)
+    assert classify_failure(back) == ("refusal", False)

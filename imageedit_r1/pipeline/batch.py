@@ -130,8 +130,10 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
             "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
         }
         write_trace(trace_path, trace)
+        status = "refused" if trace.get("status") == "refused" else "failed"
         worker = {"worker": exc.worker} if isinstance(getattr(exc, "worker", None), dict) else {}
-        results.put(item_id, {**record, "status": "failed", "error": str(exc), "trace": trace_path.name, **worker})
+        results.put(item_id, {**record, "status": status, "error": str(exc), "trace": trace_path.name,
+                              **({"refusal": trace["refusal"]} if status == "refused" else {}), **worker})
         return "failed"
     except Exception as exc:
         if is_unavailable(exc):

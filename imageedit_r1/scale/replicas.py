@@ -67,6 +67,26 @@ def portable(exc: BaseException) -> BaseException:
     return RemoteError(message, type(exc).__name__, trace if isinstance(trace, dict) else None)
 
 
+def portable_chain(exc: BaseException, limit: int = 8) -> list[BaseException]:
+    """``exc`` and its explicit causes (``raise ... from``), each made portable: pickling drops
+    ``__cause__``, and the driver reads it (a refusal wrapped in a pipeline failure)."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(chain) < limit:
+        seen.add(id(current))
+        chain.append(portable(current))
+        current = current.__cause__
+    return chain
+
+
+def rebuild_chain(chain: list[BaseException]) -> BaseException:
+    """The first exception of a ``portable_chain`` with its causes linked again."""
+    for outer, inner in zip(chain, chain[1:], strict=False):
+        outer.__cause__ = inner
+    return chain[0]
+
+
 def where(index: int) -> dict[str, Any]:
     """Which node, GPU and process this replica is: recorded with every item it makes."""
     context = ray.get_runtime_context()
@@ -80,11 +100,11 @@ class Replica:
     def __init__(self, factory: Callable[[], Callable[..., Any]], index: int) -> None:
         self.index = index
         self.fn: Callable[..., Any] | None = None
-        self.setup_error: BaseException | None = None
+        self.setup_error: list[BaseException] | None = None
         try:
             self.fn = factory()
         except Exception as exc:  # noqa: BLE001 - sent back with every item, the driver decides
-            self.setup_error = portable(exc)
+            self.setup_error = portable_chain(exc)
 
     def info(self) -> dict[str, Any]:
         return where(self.index)
@@ -98,7 +118,7 @@ class Replica:
             value = self.fn(*args, **kwargs)
             status = "ok"
         except Exception as exc:  # noqa: BLE001 - an item's failure is a value, not a dead replica
-            value, status = portable(exc), "error"
+            value, status = portable_chain(exc), "error"
         info["seconds"] = round(time.perf_counter() - started, 4)
         return status, value, info
 
@@ -247,11 +267,12 @@ class ReplicaPool:
             self._give_back(slot)
             info["attempts"] = attempt
             if status == "error":
+                error = rebuild_chain(value)
                 try:
-                    value.worker = info  # a failure record says where it failed too
+                    error.worker = info  # a failure record says where it failed too
                 except AttributeError:
                     pass
-                raise value
+                raise error
             return value, info
         raise ReplicaLostError(f"the replicas holding this item died {self.max_attempts} times; last: "
                                f"{type(last).__name__}: {str(last).splitlines()[0] if str(last) else ''}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray instance and replica processes: tens of seconds on two cores
 
 from imageedit_r1.eval.config import EvalConfig, MethodConfig  # noqa: E402
 from imageedit_r1.eval.runner import EvalRunner, Summary  # noqa: E402
@@ -85,7 +86,6 @@ def flux_method():
         "num_inference_steps": 2, "max_sequence_length": 32})
 
 
-@pytest.mark.slow
 def test_four_replicas_make_the_same_bytes_as_one_and_say_where(cluster, flux_method, tmp_path):
     bench = make_benchmark(tmp_path, "same", 4, size=40)
     outs = {}
@@ -179,7 +179,6 @@ def test_in_flight_items_per_replica_are_bounded(cluster):
     assert pool.concurrency == 4 and pool.in_flight == [0, 0]
 
 
-@pytest.mark.slow
 def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster, tmp_path):
     bench = make_benchmark(tmp_path, "drv", 14)
     config = tmp_path / "eval.yaml"
@@ -213,7 +212,6 @@ def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster,
     assert redone == set(records) - finished
 
 
-@pytest.mark.slow
 def test_a_pipeline_batch_on_ray_writes_the_local_executors_bytes_and_resumes(cluster, flux_method, tmp_path):
     from PIL import Image
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from imageedit_r1.jsonl import content_key
 from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig
+from imageedit_r1.scale.config import RayConfig, executor_problems
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
@@ -83,6 +84,8 @@ class MethodConfig(PipelineConfig):
             defaults["sequencer"] = dataclasses.asdict(AgentConfig())  # a sequencer set to the defaults
             ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
             ident["pipeline"].pop("seed", None)
+            for key in ("executor", "ray"):  # where an edit runs never changes its pixels
+                ident["pipeline"].pop(key, None)
             if self.kind == "original":  # the agents do not run: their settings change nothing
                 for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
                     ident["pipeline"].pop(key, None)
@@ -156,6 +159,9 @@ class EvalConfig:
     trained_decomposer: str = ""
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    # "local": edits in this process; "ray": one editor replica per GPU of a Ray cluster (docs/evaluation.md).
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -194,6 +200,7 @@ class EvalConfig:
                 problems.append(f"judge {judge.name!r}: an openai-compatible judge needs base_url")
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
+        problems += executor_problems(self.executor, self.ray)
         if problems:
             raise ValueError("invalid evaluation config:\n  - " + "\n  - ".join(problems))
 

@@ -29,6 +29,7 @@ from imageedit_r1.images import load_image
 class EditOutput:
     image: Any  # PIL image
     trace: dict[str, Any] = field(default_factory=dict)
+    worker: dict[str, Any] | None = None  # where it was made (replica, node, GPU, seconds) when not here
 
 
 EditFn = Callable[[Any, Any], EditOutput]  # (sample, original PIL image) -> EditOutput

@@ -23,6 +23,10 @@ examples:
   python -m imageedit_r1.pipeline --config examples/configs/nano_banana.yaml \\
       --manifest examples/manifest.jsonl --out-dir runs/nano
 
+  # the same batch on every GPU of this machine, or of the Ray cluster at $RAY_ADDRESS (one editor per GPU)
+  python -m imageedit_r1.pipeline --config examples/configs/flux_kontext.yaml \\
+      --manifest examples/manifest.jsonl --out-dir runs/flux executor=ray
+
   # show the plan (decomposition, sub-requests, editor instructions) without editing; --json: the full plan
   python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run [--json]
 

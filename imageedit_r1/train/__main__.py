@@ -84,8 +84,14 @@ def run_curves(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from imageedit_r1.image_budget import ImageBudget, ImageBudgetError
     from imageedit_r1.train import export
 
+    try:
+        budget = ImageBudget(args.min_pixels, args.max_pixels)
+    except ImageBudgetError as exc:
+        print(f"error: image budget: {exc}", file=sys.stderr)
+        return 2
     try:
         folder = export.export_checkpoint(
             args.trainer,
@@ -95,6 +101,7 @@ def run_export(args: argparse.Namespace) -> int:
             python=args.python,
             check=not args.no_check,
             device=args.device,
+            image_budget=budget,
         )
     except export.ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -184,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--python", default=sys.executable, help="interpreter that has the trainer installed")
     exp.add_argument("--device", default="auto", help="device for the load check: auto, cpu, cuda")
     exp.add_argument("--no-check", action="store_true", help="skip the load check")
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    exp.add_argument("--min-pixels", type=int, default=DEFAULT_BUDGET.min_pixels,
+                     help="image budget the agent was trained with, written into the processor config "
+                     f"(default {DEFAULT_BUDGET.min_pixels})")
+    exp.add_argument("--max-pixels", type=int, default=DEFAULT_BUDGET.max_pixels,
+                     help=f"(default {DEFAULT_BUDGET.max_pixels})")
     exp.set_defaults(func=run_export)
 
     bud = sub.add_parser(

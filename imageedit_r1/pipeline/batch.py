@@ -65,7 +65,7 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
     items = read_manifest(manifest)
     if dry_run:
         for item in items:
-            plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode"))
+            plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode")).trace()
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,9 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
                 "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
             }
             write_trace(trace_path, trace)
-            results.put(item_id, {**record, "status": "failed", "error": str(exc), "trace": trace_path.name})
+            status = "refused" if trace.get("status") == "refused" else "failed"
+            results.put(item_id, {**record, "status": status, "error": str(exc), "trace": trace_path.name,
+                                  **({"refusal": trace["refusal"]} if status == "refused" else {})})
             counts["failed"] += 1
         except Exception as exc:
             if is_unavailable(exc):

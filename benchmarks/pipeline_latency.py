@@ -153,9 +153,8 @@ def build_real_agent(dtype, device="cuda", smoke=False):
     """Qwen2.5-VL-7B at its real shapes with random weights, and the tiny model's processor."""
     from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
-
     from imageedit_r1.image_budget import DEFAULT_BUDGET
+    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
     processor = AutoProcessor.from_pretrained(build_tiny_qwen25vl())
     # The image budget the agent is trained and served with, so the image becomes as many vision

@@ -21,7 +21,8 @@ EASYR1_YAML = ROOT / "recipes" / "configs" / "grpo_qwen25vl.yaml"
 
 EASYR1_COLUMNS = {"problem": "<image>Change the coat to red", "answer": "{}", "images": ["a.png"]}
 VERL_COLUMNS = {"data_source": "imageedit", "prompt": [{"role": "user", "content": "<image>x"}],
-                "images": [{"image": "a.png"}], "ability": "decompose", "reward_model": {"ground_truth": "{}"},
+                "images": [{"bytes": b"", "path": "a.png", "min_pixels": 262_144, "max_pixels": 1_003_520}],
+                "ability": "decompose", "reward_model": {"ground_truth": "{}"},
                 "extra_info": {"id": "a"}}
 
 

@@ -88,12 +88,14 @@ class ImageEditR1:
         decomposer=None,
         sequencer=None,
         *,
+        verifier=None,
         config: PipelineConfig | None = None,
     ) -> None:
         self.config = (config or PipelineConfig()).validate()
         self._editor = editor
         self._decomposer = decomposer
         self._sequencer = sequencer
+        self._verifier = verifier
         self._backends: dict[str, Any] = {}
 
     @classmethod
@@ -175,17 +177,46 @@ class ImageEditR1:
             )
         return self._sequencer
 
+    @property
+    def verifier(self):
+        """The verify stage's judge (``config.verify``), built on first use; None when verify is off."""
+        if self.config.verify is None:
+            return None
+        if self._verifier is None:
+            from imageedit_r1.pipeline.verifier import Verifier
+
+            verify = self.config.verify
+            self._verifier = Verifier(
+                self._backend("verification", verify.judge), rubric=verify.rubric, structured=verify.structured,
+                max_tokens=verify.judge.max_tokens, max_image_side=verify.max_image_side,
+                invalid_reply_attempts=verify.invalid_reply_attempts)
+        return self._verifier
+
+    def _verified_edit(self, image, request: str, mode: str, base_seed: int, trace: Trace):
+        """The edit step with the verify stage (``imageedit_r1.pipeline.verify``) around it."""
+        from imageedit_r1.pipeline.verify import RefineLoop
+
+        def to_instructions(sub_requests: list[str]) -> list[str]:
+            return [join_sub_requests(sub_requests)] if mode == "single-turn" else list(sub_requests)
+
+        sub_requests = trace.get("sub_requests") or [request]
+        loop = RefineLoop(self.config.verify, self.verifier, self.editor, to_instructions=to_instructions)
+        return loop.run(image, request, sub_requests, base_seed, trace)
+
     def model_ids(self, mode: str) -> dict[str, str | None]:
         seq_agent = self.config.sequencer or self.config.decomposer
         editor_id = getattr(self._editor, "model_id", None) if self._editor is not None else None
         if editor_id is None and self._editor is None:
             editor_id = self.config.editor.options.get("model_id") or self.config.editor.options.get("model")
         agentic = mode != "original"
-        return {
+        ids = {
             "decomposer": _agent_model_id(self._decomposer, self.config.decomposer) if agentic else None,
             "sequencer": _agent_model_id(self._sequencer, seq_agent) if agentic else None,
             "editor": editor_id,
         }
+        if self.config.verify is not None:
+            ids["verifier"] = _agent_model_id(self._verifier, self.config.verify.judge)
+        return ids
 
     # ------------------------------------------------------------------ running
 
@@ -307,6 +338,8 @@ class ImageEditR1:
 
     def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
         image, request, mode = self._inputs(image, request, mode)
+        if self.config.verify is not None:
+            self.verifier  # noqa: B018 - a verifier that cannot start stops the run before any work
         trace = self._new_trace(image, request, mode)
         base_seed = seed if seed is not None else self.config.seed
         if base_seed is None:
@@ -320,12 +353,15 @@ class ImageEditR1:
             if hasattr(editor, "load"):
                 with trace.stage("load_editor"):
                     editor.load()
-            current = image
-            with trace.stage("edit"):
-                for step, instruction in enumerate(instructions):
-                    step_seed = base_seed + step
-                    trace["seeds"].append(step_seed)
-                    current = editor.edit(current, instruction, seed=step_seed)
+            if self.config.verify is None:
+                current = image
+                with trace.stage("edit"):
+                    for step, instruction in enumerate(instructions):
+                        step_seed = base_seed + step
+                        trace["seeds"].append(step_seed)
+                        current = editor.edit(current, instruction, seed=step_seed)
+            else:
+                current = self._verified_edit(image, request, mode, base_seed, trace)
         except EditFailed:
             raise
         except Exception as exc:

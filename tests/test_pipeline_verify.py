@@ -11,6 +11,7 @@ from imageedit_r1.eval.judge import judge_prompt
 from imageedit_r1.images import image_sha256
 from imageedit_r1.pipeline import AgentConfig, ImageEditR1, PipelineConfig, load_pipeline_config
 from imageedit_r1.pipeline.config import VerifyConfig, VerifyPrices
+from imageedit_r1.pipeline.plan import Plan
 from imageedit_r1.pipeline.verify import SEED_STRIDE, RefineLoop
 from imageedit_r1.testing import fake_servers as fakes
 from tests.test_pipeline import DECOMPOSITION, REQUEST, SUBS, ScriptedDecomposer, ScriptedSequencer, image
@@ -130,6 +131,9 @@ def test_replan_sends_only_the_unmet_sub_requests_to_the_editor_on_the_best_edit
     assert attempt["strategy"] == "replan" and attempt["plan"]["changed_by"] == "verifier"
     assert attempt["plan"]["sub_requests"] == ["Recoloring hair to copper red"]
     assert attempt["plan"]["source"] == "attempt 1 candidate 1" and "still brown" in attempt["plan"]["change"]
+    revision = attempt["plan"]["edits"][-1]  # the Plan's own log: who changed what, and why
+    assert revision["by"] == "verifier" and revision["op"] == "replace" and revision["before"] == SUBS
+    assert revision["after"] == ["Recoloring hair to copper red"] and "still brown" in revision["reason"]
     first = result.trace["verify"]["attempts"][0]["candidates"][0]["verdict"]
     assert first["score"] == 5.0 and first["unmet"] == [1] and first["checks"][1]["met"] is False
     assert result.trace["verify"]["stop_reason"] == "threshold" and result.trace["verify"]["result"]["attempt"] == 2
@@ -236,10 +240,9 @@ def run_loop(server, editor, clock=None, **options):
 
     config = verify_config(server, threshold=10, strategy="seed", **options)
     verifier = Verifier(build_backend("openai", model="judge-vlm", base_url=server.url + "/v1"))
-    loop = RefineLoop(config, verifier, editor, to_instructions=lambda subs: [" ".join(subs)],
-                      clock=clock or Clock())
+    loop = RefineLoop(config, verifier, editor, clock=clock or Clock())
     trace = Trace(seconds={}, seeds=[], errors=[])
-    loop.run(image(), REQUEST, SUBS, 0, trace)
+    loop.run(image(), Plan(REQUEST, "single-turn", DECOMPOSITION, list(SUBS)), 0, trace)
     return trace["verify"]
 
 

@@ -65,7 +65,7 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
     items = read_manifest(manifest)
     if dry_run:
         for item in items:
-            plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode"))
+            plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode")).trace()
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -154,7 +154,7 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
 
     if dry_run:
-        print(json.dumps(pipeline.plan(image, request), indent=2, ensure_ascii=False, default=str))
+        print(json.dumps(pipeline.plan(image, request).trace(), indent=2, ensure_ascii=False, default=str))
         return 0
     try:
         result = pipeline(image, request)

@@ -4,6 +4,13 @@
     result = pipe(image, "Change the color of her coat and possibly hair to scarlet or copper red")
     result.image.save("out.png"); result.save_trace("out.trace.json")
 
+    plan = pipe.plan(image, request)              # the agents only: a typed, editable Plan
+    plan.edit_sub_request(1, "Recolor her hair to copper red")
+    result = pipe.execute(image, plan, seed=0)    # the editor on the (changed) plan
+    result.trace["plan"]                          # {"changed": True, "changes": [...], ...}
+
+``__call__`` is ``plan`` then ``execute``.
+
 Modes (the paper's names): ``single-turn`` (default) sends all sub-requests to the editor in one
 call; ``multi-turn`` applies them one call at a time, each on the previous output; ``original``
 is the baseline: the editor alone on the raw request. Every run returns a trace (request,
@@ -20,6 +27,7 @@ The command line lives in ``imageedit_r1.pipeline.cli`` (``python -m imageedit_r
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -38,15 +46,10 @@ from imageedit_r1.pipeline.config import (
     PipelineConfig,
     load_pipeline_config,
 )
+from imageedit_r1.pipeline.plan import Plan, PlanError
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def join_sub_requests(sub_requests: list[str]) -> str:
-    """One instruction holding every sub-request, in order, as sentences (single-turn editing)."""
-    sentences = [s.strip().rstrip(".;, ") for s in sub_requests if s and s.strip()]
-    return " ".join(f"{sentence}." for sentence in sentences)
 
 
 def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
@@ -192,31 +195,25 @@ class ImageEditR1:
                 invalid_reply_attempts=verify.invalid_reply_attempts)
         return self._verifier
 
-    def _verified_edit(self, image, request: str, mode: str, base_seed: int, trace: Trace):
-        """The edit step with the verify stage (``imageedit_r1.pipeline.verify``) around it."""
+    def _verified_edit(self, image, plan: Plan, base_seed: int, trace: Trace):
+        """The edit step with the verify stage around it (``imageedit_r1.pipeline.verify``)."""
         from imageedit_r1.pipeline.verify import RefineLoop
 
-        def to_instructions(sub_requests: list[str]) -> list[str]:
-            return [join_sub_requests(sub_requests)] if mode == "single-turn" else list(sub_requests)
-
-        sub_requests = trace.get("sub_requests") or [request]
-        loop = RefineLoop(self.config.verify, self.verifier, self.editor, to_instructions=to_instructions)
-        return loop.run(image, request, sub_requests, base_seed, trace)
+        return RefineLoop(self.config.verify, self.verifier, self.editor).run(image, plan, base_seed, trace)
 
     def model_ids(self, mode: str) -> dict[str, str | None]:
         seq_agent = self.config.sequencer or self.config.decomposer
-        editor_id = getattr(self._editor, "model_id", None) if self._editor is not None else None
-        if editor_id is None and self._editor is None:
-            editor_id = self.config.editor.options.get("model_id") or self.config.editor.options.get("model")
         agentic = mode != "original"
-        ids = {
+        return {
             "decomposer": _agent_model_id(self._decomposer, self.config.decomposer) if agentic else None,
             "sequencer": _agent_model_id(self._sequencer, seq_agent) if agentic else None,
-            "editor": editor_id,
+            "editor": self._editor_model_id(),
         }
-        if self.config.verify is not None:
-            ids["verifier"] = _agent_model_id(self._verifier, self.config.verify.judge)
-        return ids
+
+    def _editor_model_id(self) -> str | None:
+        if self._editor is not None:
+            return getattr(self._editor, "model_id", None)
+        return self.config.editor.options.get("model_id") or self.config.editor.options.get("model")
 
     # ------------------------------------------------------------------ running
 
@@ -233,7 +230,7 @@ class ImageEditR1:
             tokens={},
             sub_requests=[],
             instructions=[],
-            editor={"name": self.config.editor.name} if self._editor is None else _describe(self._editor),
+            editor={"name": self.config.editor.name},  # described once built, in execute
             models={},
             seeds=[],
             seconds={},
@@ -300,15 +297,26 @@ class ImageEditR1:
             trace["fallbacks"].append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
         return [s.strip() for s in result["sub_requests"] if s and s.strip()]
 
-    def plan(self, image, request: str, *, mode: str | None = None) -> dict[str, Any]:
-        """Run the decomposition and sequencing agents only; return the trace of what would be edited."""
+    def plan(self, image, request: str, *, mode: str | None = None) -> Plan:
+        """Run the decomposition and sequencing agents only (the editor is not built) and return
+        their ``Plan``: decomposition, ordered sub-requests, mode and editor instruction(s).
+
+        Change it if you like, then ``execute(image, plan)``. Raises ``ValueError`` for an empty
+        request or an unknown mode, ``ImageLoadError`` for an unreadable image, ``EditFailed``
+        when an agent fails under the ``error`` policy, ``AgentUnavailableError`` when one cannot
+        start.
+        """
         image, request, mode = self._inputs(image, request, mode)
+        return self._plan(image, request, mode)
+
+    def _plan(self, image, request: str, mode: str) -> Plan:
         trace = self._new_trace(image, request, mode)
         with trace.stage("total"):
-            trace["instructions"] = self._instructions(image, request, mode, trace)
+            decomposition, sub_requests = self._propose(image, request, mode, trace)
         trace["models"] = self.model_ids(mode)
-        trace["status"] = "planned"
-        return dict(trace)
+        record = {key: value for key, value in trace.items() if key not in _PLAN_FIELDS}
+        return Plan(request=request, mode=mode, decomposition=decomposition, sub_requests=sub_requests,
+                    record=record)
 
     def _inputs(self, image, request: str, mode: str | None):
         mode = mode or self.config.mode
@@ -318,12 +326,13 @@ class ImageEditR1:
             raise ValueError("the edit request is empty")
         return load_image(image, max_pixels=self.config.max_image_pixels), request.strip(), mode
 
-    def _instructions(self, image, request: str, mode: str, trace: Trace) -> list[str]:
+    def _propose(self, image, request: str, mode: str, trace: Trace) -> tuple[Decomposition | None, list[str]]:
+        """The agents' decomposition and sub-requests (``None, []`` when the raw request is edited)."""
         if mode == "original":
-            return [request]
+            return None, []
         decomposition = self._decompose(image, request, trace)
         if decomposition is None:  # the "original" fallback
-            return [request]
+            return None, []
         sub_requests = self._sequence(image, request, decomposition, trace)
         if not sub_requests:
             trace["errors"].append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
@@ -332,50 +341,98 @@ class ImageEditR1:
             trace["fallbacks"].append({"stage": "sequence", "used": "original", "reason": "no sub-requests"})
             sub_requests = [request]
         trace["sub_requests"] = sub_requests
-        if mode == "single-turn":
-            return [join_sub_requests(sub_requests)]
-        return sub_requests
+        return decomposition, sub_requests
 
-    def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
-        image, request, mode = self._inputs(image, request, mode)
-        if self.config.verify is not None:
-            self.verifier  # noqa: B018 - a verifier that cannot start stops the run before any work
-        trace = self._new_trace(image, request, mode)
+    def execute(self, image, plan: Plan | dict, *, seed: int | None = None) -> EditResult:
+        """Run the editor on ``plan`` (as the agents proposed it, or changed) and return the result.
+
+        ``plan`` is a ``Plan`` or its ``to_dict()``; ``seed`` is the base seed (multi-turn step i
+        uses ``seed + i``; default: the config's, else a fresh one, recorded either way). The
+        trace holds the plan's agent record and ``trace["plan"]``: whether the plan was changed,
+        by whom and how (see ``Plan.change_record``). Raises ``PlanError`` for a malformed plan,
+        ``ImageLoadError`` for an unreadable image, ``EditFailed`` (with the trace) when editing
+        fails, ``EditorUnavailableError`` when the editor cannot start.
+        """
+        plan = Plan.from_dict(plan) if isinstance(plan, dict) else plan
+        if not isinstance(plan, Plan):
+            raise PlanError(f"execute() takes a Plan or its to_dict(), got {type(plan).__name__}")
+        plan.validate()
+        image = load_image(image, max_pixels=self.config.max_image_pixels)
+        return self._execute(image, plan, seed)
+
+    def _execute(self, image, plan: Plan, seed: int | None) -> EditResult:
+        self._check_verifier()
+        trace = self._new_trace(image, plan.request, plan.mode)
+        planned_on = plan.record.get("input") or {}
+        for key, value in copy.deepcopy(plan.record).items():
+            if key not in _PLAN_FIELDS and key != "input":
+                trace[key] = value
+        trace["decomposition"] = plan.to_dict()["decomposition"]
+        trace["sub_requests"] = list(plan.sub_requests)
+        trace["instructions"] = instructions = plan.instructions
+        trace["plan"] = {**plan.change_record(),
+                         "image_matches": planned_on.get("sha256") in (None, trace["input"]["sha256"])}
+        planned_seconds = float(trace["seconds"].get("total", 0.0))
+        trace["seconds"].pop("total", None)
         base_seed = seed if seed is not None else self.config.seed
         if base_seed is None:
             base_seed = secrets.randbelow(2**31)
         run_start = time.perf_counter()
+
+        def finish() -> None:
+            trace["seconds"]["total"] = round(planned_seconds + time.perf_counter() - run_start, 4)
+            # The agents' ids come from the planning record (none for a hand-written plan).
+            models = dict(trace.get("models") or {"decomposer": None, "sequencer": None})
+            trace["models"] = {**models, "editor": self._editor_model_id()}
+            if self.config.verify is not None:
+                trace["models"]["verifier"] = _agent_model_id(self._verifier, self.config.verify.judge)
+
         try:
-            instructions = self._instructions(image, request, mode, trace)
-            trace["instructions"] = instructions
             editor = self.editor
             trace["editor"] = _describe(editor)
             if hasattr(editor, "load"):
                 with trace.stage("load_editor"):
                     editor.load()
             if self.config.verify is None:
-                current = image
                 with trace.stage("edit"):
-                    for step, instruction in enumerate(instructions):
-                        step_seed = base_seed + step
-                        trace["seeds"].append(step_seed)
-                        current = editor.edit(current, instruction, seed=step_seed)
+                    current = self._edit(editor, image, instructions, base_seed, trace)
             else:
-                current = self._verified_edit(image, request, mode, base_seed, trace)
-        except EditFailed:
-            raise
+                current = self._verified_edit(image, plan, base_seed, trace)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             trace["errors"].append(_error_record("edit", exc))
-            trace["models"] = self.model_ids(mode)
-            trace["seconds"]["total"] = round(time.perf_counter() - run_start, 4)
+            finish()
             raise self._fail(trace, f"editing failed: {exc}") from exc
-        trace["seconds"]["total"] = round(time.perf_counter() - run_start, 4)
-        trace["models"] = self.model_ids(mode)
+        finish()
         trace["output"] = _image_info(current)
         trace["status"] = "ok"
         return EditResult(image=current, trace=dict(trace))
+
+    def _edit(self, editor, image, instructions: list[str], base_seed: int, trace: Trace):
+        """The edit step: each instruction on the previous output, step i with seed base + i."""
+        current = image
+        for step, instruction in enumerate(instructions):
+            step_seed = base_seed + step
+            trace["seeds"].append(step_seed)
+            current = editor.edit(current, instruction, seed=step_seed)
+        return current
+
+    def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
+        """Plan and execute in one go: ``execute(image, plan(image, request), seed=seed)``."""
+        image, request, mode = self._inputs(image, request, mode)
+        self._check_verifier()
+        return self._execute(image, self._plan(image, request, mode), seed)
+
+    def _check_verifier(self) -> None:
+        """A verifier that cannot start (key, package, weights) stops the run before any work."""
+        if self.config.verify is not None:
+            self.verifier  # noqa: B018 - built for its errors
+
+
+# The trace fields a Plan holds itself; its ``record`` keeps the rest of the planning trace.
+_PLAN_FIELDS = frozenset({"request", "mode", "status", "decomposition", "sub_requests", "instructions",
+                          "editor", "seeds", "output"})
 
 
 # ----------------------------------------------------------------------------- agent adapters

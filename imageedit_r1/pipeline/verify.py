@@ -6,8 +6,9 @@ the plain pipeline makes). Each candidate is scored by the ``Verifier``; the loo
 one reaches ``threshold``. Otherwise the next attempt is built by the strategy:
 
 - ``seed``: the same plan on the original image with new seeds;
-- ``replan``: a revised plan from the best edit's critique: the sub-requests it names as unmet,
-  applied to the best edit so far, with the seeds of attempt 1;
+- ``replan``: a revised ``Plan`` from the best edit's critique: the sub-requests it names as
+  unmet (``Plan.set_sub_requests(..., by="verifier")``, so the plan's log says who changed what
+  and why), applied to the best edit so far, with the seeds of attempt 1;
 - ``both``: the revised plan with new seeds.
 
 When the critique names no unmet sub-request (or names all of them), there is nothing to revise
@@ -29,6 +30,7 @@ fails on a later attempt stops the loop the same way; on attempt 1 its error is 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from typing import Any
 
 from imageedit_r1.images import image_sha256
 from imageedit_r1.pipeline.config import VerifyConfig
+from imageedit_r1.pipeline.plan import Plan
 from imageedit_r1.pipeline.verifier import Verdict, Verifier, failure_kind
 
 SEED_STRIDE = 1000
@@ -54,17 +57,21 @@ STOP_REASONS = {
 
 @dataclass
 class AttemptPlan:
-    """What one attempt asks of the editor, and on which image."""
+    """What one attempt asks of the editor (a ``Plan``), and on which image."""
 
-    sub_requests: list[str]
-    instructions: list[str]
+    plan: Plan
     source: str = "original"  # "original" or "attempt A candidate C" (the edit it refines)
     changed_by: str | None = None  # "verifier" when revised from a critique
     change: str = ""
 
+    @property
+    def instructions(self) -> list[str]:
+        return self.plan.instructions
+
     def to_dict(self) -> dict[str, Any]:
-        return {"sub_requests": self.sub_requests, "instructions": self.instructions, "source": self.source,
-                "changed_by": self.changed_by, "change": self.change}
+        return {"mode": self.plan.mode, "sub_requests": list(self.plan.sub_requests),
+                "instructions": self.instructions, "source": self.source, "changed_by": self.changed_by,
+                "change": self.change, "edits": copy.deepcopy(self.plan.edits)}
 
 
 @dataclass
@@ -116,15 +123,13 @@ def edit_candidates(editor, source, instructions: list[str], seeds: list[int]) -
 
 
 class RefineLoop:
-    """Runs the verify stage for one image. ``to_instructions(sub_requests)`` turns sub-requests
-    into the editor's calls for the run's mode; ``clock`` is injectable for tests."""
+    """Runs the verify stage for one image; ``clock`` (seconds) is injectable for tests."""
 
     def __init__(self, config: VerifyConfig, verifier: Verifier, editor, *,
-                 to_instructions: Callable[[list[str]], list[str]], clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.verifier = verifier
         self.editor = editor
-        self.to_instructions = to_instructions
         self.clock = clock
 
     # ------------------------------------------------------------------ budget
@@ -158,35 +163,39 @@ class RefineLoop:
     def _seeds(self, base_seed: int, first_candidate: int) -> list[int]:
         return [base_seed + SEED_STRIDE * (first_candidate + c) for c in range(self.config.candidates)]
 
-    def _next(self, first: AttemptPlan, best: Candidate, attempt: int) -> tuple[AttemptPlan, str, int]:
+    def _next(self, first: AttemptPlan, checked: list[str], best: Candidate,
+              attempt: int) -> tuple[AttemptPlan, str, int]:
         """(plan, strategy used, index of its first candidate's seed) for the attempt after ``attempt``."""
         fresh_seeds = attempt * self.config.candidates
         if self.config.strategy == "seed":
             return first, "seed", fresh_seeds
         unmet = best.verdict.unmet if best.verdict else None
-        if not unmet or len(unmet) >= len(first.sub_requests):
+        if not unmet or len(unmet) >= len(checked):
             why = "the critique names no unmet sub-request" if not unmet else "every sub-request is unmet"
-            plan = AttemptPlan(first.sub_requests, first.instructions, change=f"{why}: a new seed instead")
-            return plan, "seed", fresh_seeds
-        subs = [first.sub_requests[i] for i in unmet]
-        plan = AttemptPlan(subs, self.to_instructions(subs), source=best.label, changed_by="verifier",
-                           change=f"refine {best.label} with the unmet sub-request(s) "
-                                  f"{[i + 1 for i in unmet]}: {best.verdict.critique[:300]}")
+            return AttemptPlan(first.plan, change=f"{why}: a new seed instead"), "seed", fresh_seeds
+        change = (f"refine {best.label} with the unmet sub-request(s) {[i + 1 for i in unmet]}: "
+                  f"{best.verdict.critique[:300]}")
+        revised = copy.deepcopy(first.plan)
+        revised.set_sub_requests([checked[i] for i in unmet], by="verifier", reason=change)
+        plan = AttemptPlan(revised, source=best.label, changed_by="verifier", change=change)
         if self.config.strategy == "replan":
             return plan, "replan", 0
         return plan, "both", fresh_seeds
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, original, request: str, sub_requests: list[str], base_seed: int, trace) -> Any:
-        """Edit, verify and refine; return the chosen image and write ``trace['verify']``.
+    def run(self, original, plan: Plan, base_seed: int, trace) -> Any:
+        """Edit ``original`` by ``plan``, verify and refine; return the chosen image and write
+        ``trace['verify']``. The verifier checks every edit against the request and the plan's
+        sub-requests (the request itself when the plan has none).
 
         ``trace`` is the run's ``Trace``: editor and verifier seconds go to its ``edit`` and
         ``verify`` stages, every editor call's seed to ``seeds``, failures to ``errors``.
         """
         config = self.config
-        sub_requests = list(sub_requests) or [request]
-        first = AttemptPlan(sub_requests, self.to_instructions(sub_requests))
+        request = plan.request
+        sub_requests = list(plan.sub_requests) or [request]
+        first = AttemptPlan(plan)
         record: dict[str, Any] = {
             "rubric": config.rubric, "threshold": config.threshold, "strategy": config.strategy,
             "max_attempts": config.attempts, "candidates": config.candidates,
@@ -201,19 +210,19 @@ class RefineLoop:
         started = self.clock()
         first_candidate: Candidate | None = None
         best: Candidate | None = None
-        plan, strategy, seed_index = first, "first", 0
+        attempt_plan, strategy, seed_index = first, "first", 0
         attempt = 1
         stop: str | None = None
         while True:
             attempt_start = self.clock()
-            entry: dict[str, Any] = {"attempt": attempt, "strategy": strategy, "plan": plan.to_dict(),
+            entry: dict[str, Any] = {"attempt": attempt, "strategy": strategy, "plan": attempt_plan.to_dict(),
                                      "candidates": []}
             record["attempts"].append(entry)
             seeds = self._seeds(base_seed, seed_index)
-            source = original if plan.source == "original" else best.image
+            source = original if attempt_plan.source == "original" else best.image
             try:
                 with trace.stage("edit"):
-                    images, editor_calls, batched = edit_candidates(self.editor, source, plan.instructions, seeds)
+                    images, editor_calls, batched = edit_candidates(self.editor, source, attempt_plan.instructions, seeds)
             except Exception as exc:
                 if attempt == 1:
                     raise  # the run's own edit failed: the pipeline's failure policy applies
@@ -224,7 +233,7 @@ class RefineLoop:
                 self._close_attempt(entry, spend, attempt_start, 0)
                 break
             for seed in seeds:
-                trace["seeds"].extend(seed + step for step in range(len(plan.instructions)))
+                trace["seeds"].extend(seed + step for step in range(len(attempt_plan.instructions)))
             spend.editor_calls += editor_calls
             spend.images += len(images)
             entry.update(seeds=seeds, batched=batched, editor_calls=editor_calls)
@@ -275,8 +284,8 @@ class RefineLoop:
             if attempt >= config.attempts:
                 stop = "attempts"
                 break
-            plan, strategy, seed_index = self._next(first, best, attempt)
-            stop = self._over_budget(plan, spend, record["attempts"], self.clock() - started)
+            attempt_plan, strategy, seed_index = self._next(first, sub_requests, best, attempt)
+            stop = self._over_budget(attempt_plan, spend, record["attempts"], self.clock() - started)
             if stop is not None:
                 break
             attempt += 1

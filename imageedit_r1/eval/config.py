@@ -16,7 +16,8 @@ from imageedit_r1.jsonl import content_key
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
-METHOD_KINDS = ("original", "pipeline", "precomputed", "identity", "callable")
+METHOD_KINDS = ("original", "pipeline", "pipeline-verify", "precomputed", "identity", "callable")
+PIPELINE_KINDS = ("pipeline", "pipeline-verify")  # ImageEdit-R1 through imageedit_r1.pipeline
 JUDGE_BACKENDS = ("openai", "gemini", "openai-compatible")
 
 
@@ -44,9 +45,11 @@ class MethodConfig:
     baseline: bool = False  # deltas in the table are taken against the baseline row of the group
     editor: str = "flux-kontext"
     editor_options: dict[str, Any] = field(default_factory=dict)
-    # Chat backend settings of the decomposition / sequencing agents (kind "pipeline").
+    # Chat backend settings of the decomposition / sequencing agents (kinds "pipeline", "pipeline-verify").
     decomposer: dict[str, Any] = field(default_factory=dict)
     sequencer: dict[str, Any] = field(default_factory=dict)
+    # Kind "pipeline-verify": the pipeline's verify stage (imageedit_r1.pipeline.VerifyConfig fields).
+    verify: dict[str, Any] = field(default_factory=dict)
     mode: str = "single-turn"  # or "multi-turn"
     seed: int = 0
     images_dir: str | None = None  # kind "precomputed": <images_dir>/<sample id>.png
@@ -55,10 +58,12 @@ class MethodConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that determine the edited pixels."""
         ident: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
-        if self.kind in ("original", "pipeline"):
+        if self.kind in ("original", *PIPELINE_KINDS):
             ident.update(editor=self.editor, editor_options=dict(self.editor_options))
-        if self.kind == "pipeline":  # decomposer / sequencer settings are dicts of AgentConfig fields
+        if self.kind in PIPELINE_KINDS:  # decomposer / sequencer settings are dicts of AgentConfig fields
             ident.update(decomposer=dict(self.decomposer), sequencer=dict(self.sequencer), mode=self.mode)
+        if self.kind == "pipeline-verify":
+            ident["verify"] = dict(self.verify)
         if self.kind == "precomputed":
             ident["images_dir"] = str(Path(self.images_dir or "").resolve())
         if self.kind == "callable":
@@ -136,6 +141,13 @@ class EvalConfig:
                 problems.append(f"method {method.name!r}: kind 'precomputed' needs images_dir")
             if method.kind == "callable" and (not method.target or ":" not in method.target):
                 problems.append(f"method {method.name!r}: kind 'callable' needs target 'module:function'")
+            if method.kind == "pipeline-verify":
+                try:
+                    verify_settings(method)
+                except Exception as exc:  # noqa: BLE001 - every bad setting becomes one line
+                    problems.append(f"method {method.name!r}: verify: {exc}".splitlines()[0])
+            elif method.verify:
+                problems.append(f"method {method.name!r}: 'verify' settings need kind 'pipeline-verify'")
             if method.mode not in ("single-turn", "multi-turn"):
                 problems.append(f"method {method.name!r}: mode must be 'single-turn' or 'multi-turn'")
         for judge in self.judges:
@@ -155,6 +167,42 @@ class EvalConfig:
             if method.name == name:
                 return method
         raise KeyError(f"no method named {name!r}; have {[m.name for m in self.methods]}")
+
+
+def verify_settings(method: MethodConfig):
+    """The method's ``imageedit_r1.pipeline.VerifyConfig`` (defaults filled in, validated)."""
+    from omegaconf import OmegaConf
+
+    from imageedit_r1.pipeline.config import VerifyConfig
+
+    merged = OmegaConf.merge(OmegaConf.structured(VerifyConfig), OmegaConf.create(dict(method.verify)))
+    return OmegaConf.to_object(merged).validate()
+
+
+def _same_model(a: str, b: str) -> bool:
+    """One model under two names: equal, or an alias and its dated snapshot (gpt-4o, gpt-4o-2024-08-06)."""
+    a, b = (name.strip().lower().removeprefix("models/") for name in (a, b))
+    return bool(a and b) and (a == b or a.startswith(b + "-2") or b.startswith(a + "-2"))
+
+
+def verifier_judge_overlaps(config: EvalConfig) -> list[str]:
+    """Warnings for methods whose verifier is also an evaluation judge: a judge prefers the edits it
+    picked itself, so that judge's column overstates the method."""
+    warnings = []
+    for method in config.methods:
+        if method.kind != "pipeline-verify":
+            continue
+        try:
+            model = verify_settings(method).judge.model
+        except Exception:  # noqa: BLE001 - validate() reports bad settings
+            continue
+        for judge in config.judges:
+            if _same_model(model, judge.model):
+                warnings.append(
+                    f"method {method.name!r} verifies with {model}, which is also the judge {judge.name!r} "
+                    f"({judge.model}): a judge prefers the edits it picked itself, so {judge.name!r} scores "
+                    f"for {method.name!r} are biased upward; use another verifier, or read the other judges")
+    return warnings
 
 
 def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:

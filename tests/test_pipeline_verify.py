@@ -381,3 +381,48 @@ def test_a_verifier_that_cannot_start_stops_the_run_before_any_edit(monkeypatch)
     with pytest.raises(AgentUnavailableError, match="verification agent cannot start.*OPENAI_API_KEY"):
         pipe(image(), REQUEST)
     assert editor.calls == []
+
+
+@pytest.mark.slow
+def test_the_command_line_verifies_batches_and_revises_with_tiny_flux_and_served_agents(
+        flux_dir, tmp_path, capsys, monkeypatch):
+    from imageedit_r1.pipeline.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    tags = ('<think>two subjects</think><action>["Recoloring"]</action><subjects>["coat", "hair"]</subjects>'
+            '<goals>["scarlet or copper red"]</goals>')
+    agents = fakes.scripted(tags, json.dumps({"sub_requests": SUBS}))
+    verdicts = fakes.scripted(checklist(True, False, notes={2: "brown"}), checklist(True, False),
+                              checklist(True, True))
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (67, 45), (10, 200, 30)).save(photo)
+    out = tmp_path / "out" / "edited.png"
+    with fakes.fake_openai_server(agents, model="served-agent") as agent_server, \
+            fakes.fake_openai_server(verdicts, model="judge-vlm") as judge_server:
+        config = tmp_path / "pipeline.yaml"
+        config.write_text(f"""
+seed: 5
+decomposer: {{backend: openai, model: served-agent, base_url: "{agent_server.url}/v1"}}
+editor:
+  name: flux-kontext
+  options: {{model_id: "{flux_dir}", local_files_only: true, device: cpu, dtype: float32, min_area: 0,
+            max_area: 3072, num_inference_steps: 2, max_sequence_length: 48}}
+""")
+        code = main(["--config", str(config), "--image", str(photo), "--request", REQUEST, "--out", str(out),
+                     "--verify", "openai:judge-vlm", f"verify.judge.base_url={judge_server.url}/v1",
+                     "verify.rubric=checklist", "verify.candidates=2", "verify.strategy=both"])
+        checked = len(judge_server.requests)
+    assert code == 0 and checked == 3
+    trace = json.loads((tmp_path / "out" / "edited.trace.json").read_text())
+    verify = trace["verify"]
+    assert [a["batched"] for a in verify["attempts"]] == [True, True]
+    assert verify["attempts"][1]["plan"]["instructions"] == ["Recoloring hair to copper red."]
+    assert verify["attempts"][1]["plan"]["source"] == "attempt 1 candidate 1"
+    assert verify["result"] == {"attempt": 2, "candidate": 1, "seed": 5 + 2 * SEED_STRIDE,
+                                "why": "the best verified edit"}
+    assert verify["attempts"][1]["candidates"][1]["status"] == "not verified"
+    assert trace["output"]["sha256"] == verify["attempts"][1]["candidates"][0]["image_sha256"]
+    assert image_sha256(Image.open(out)) == trace["output"]["sha256"] and Image.open(out).size == (67, 45)
+    printed = capsys.readouterr().out
+    assert "verify: 1.1: 5, 1.2: 5, 2.1: 10, 2.2: not verified (threshold 8)" in printed
+    assert "kept attempt 2 candidate 1" in printed

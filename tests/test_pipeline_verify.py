@@ -326,10 +326,11 @@ def test_a_diffusers_editor_makes_all_candidates_in_one_batched_call(flux_dir):
     assert attempt["batched"] is True and attempt["editor_calls"] == 1 and len(attempt["candidates"]) == 3
     hashes = [c["image_sha256"] for c in attempt["candidates"]]
     assert len(set(hashes)) == 3 and result.image.size == (67, 45)
-    # Candidate i is the edit a single call with its seed makes: batching changes the cost, not the result.
+    # The verifier checked each candidate, and the kept one is the image it scored best.
+    assert [image_sha256(im) for im in checked] == hashes and hashes[1] == image_sha256(result.image)
+    # Candidate i is the edit a single call with its seed makes (up to the rounding of batched kernels).
     single = editor.edit(photo, JOINED, seed=3 + SEED_STRIDE)
-    assert hashes[1] == image_sha256(single) == image_sha256(result.image)
-    assert np.array_equal(np.asarray(checked[1]), np.asarray(single))
+    assert np.abs(np.asarray(result.image, dtype=int) - np.asarray(single, dtype=int)).max() <= 2
 
 
 # ----------------------------------------------------------------------------- backends, config

@@ -230,7 +230,7 @@ class RefineLoop:
                 trace["errors"].append({"stage": "verify", "type": type(exc).__name__,
                                         "message": f"editor failed on attempt {attempt}: {exc}"})
                 stop = "editor_failed"
-                self._close_attempt(entry, spend, attempt_start, 0)
+                self._close_attempt(entry, attempt_start, 0)
                 break
             for seed in seeds:
                 trace["seeds"].extend(seed + step for step in range(len(attempt_plan.instructions)))
@@ -278,7 +278,7 @@ class RefineLoop:
                 if verdict.score >= config.threshold:
                     stop = "threshold"
             spend.cost_usd += attempt_cost
-            self._close_attempt(entry, spend, attempt_start, attempt_cost)
+            self._close_attempt(entry, attempt_start, attempt_cost)
             if stop is not None:
                 break
             if attempt >= config.attempts:
@@ -303,7 +303,7 @@ class RefineLoop:
         record["spent"] = spend.to_dict()
         return chosen.image
 
-    def _close_attempt(self, entry: dict[str, Any], spend: Spend, attempt_start: float, cost: float) -> None:
+    def _close_attempt(self, entry: dict[str, Any], attempt_start: float, cost: float) -> None:
         seconds = self.clock() - attempt_start
         entry.update(seconds=round(seconds, 4), cost_usd=round(cost, 6))
 

@@ -184,6 +184,16 @@ def test_a_failing_or_refusing_verifier_keeps_the_first_edit(reply, kind, stop):
         assert "evaluat" in candidate["error"]["message"]  # the provider's reason is kept
 
 
+def test_a_verifier_failing_on_one_candidate_keeps_every_candidate_in_the_trace():
+    with fakes.fake_openai_server(fakes.scripted(table2(1, 1, 1), "I'm sorry, I can't evaluate this.")) as server:
+        pipe = make(server, candidates=3, attempts=2)
+        result = pipe(image(), REQUEST)
+    candidates = result.trace["verify"]["attempts"][0]["candidates"]
+    assert [c["status"] for c in candidates] == ["verified", "failed", "not verified"]
+    assert all(c["image_sha256"] for c in candidates) and "verifier failed" in candidates[2]["why"]
+    assert result.trace["verify"]["result"]["candidate"] == 1 and len(result.trace["verify"]["attempts"]) == 1
+
+
 def test_a_verifier_failing_later_keeps_the_best_verified_edit_and_an_editor_failure_too():
     with fakes.fake_openai_server(fakes.scripted(table2(3, 2, 2), table2(2, 1, 1), "I cannot assess this.")) as server:
         pipe = make(server, threshold=10, attempts=4, strategy="seed")

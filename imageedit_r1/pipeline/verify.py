@@ -219,6 +219,7 @@ class RefineLoop:
                                      "candidates": []}
             record["attempts"].append(entry)
             seeds = self._seeds(base_seed, seed_index)
+            entry["seeds"] = seeds
             source = original if attempt_plan.source == "original" else best.image
             try:
                 with trace.stage("edit"):
@@ -236,7 +237,7 @@ class RefineLoop:
                 trace["seeds"].extend(seed + step for step in range(len(attempt_plan.instructions)))
             spend.editor_calls += editor_calls
             spend.images += len(images)
-            entry.update(seeds=seeds, batched=batched, editor_calls=editor_calls)
+            entry.update(batched=batched, editor_calls=editor_calls)
             attempt_cost = self._cost(images=len(images))
             candidates = [Candidate(attempt, i + 1, image, seed) for i, (image, seed) in enumerate(zip(images, seeds, strict=True))]
             if first_candidate is None:
@@ -245,8 +246,9 @@ class RefineLoop:
                 item: dict[str, Any] = {"candidate": candidate.index, "seed": candidate.seed,
                                         "image_sha256": image_sha256(candidate.image), "status": "not verified"}
                 entry["candidates"].append(item)
-                if stop is not None:
-                    item["why"] = "an earlier candidate reached the threshold"
+                if stop is not None:  # every candidate stays in the trace, checked or not
+                    item["why"] = ("an earlier candidate reached the threshold" if stop == "threshold"
+                                   else "the verifier failed on an earlier candidate")
                     continue
                 asks = None
                 if config.max_calls is not None:
@@ -266,7 +268,7 @@ class RefineLoop:
                     trace["errors"].append({"stage": "verify", "type": type(exc).__name__, "kind": kind,
                                             "message": str(exc)})
                     stop = "verifier_refused" if kind == "refusal" else "verifier_failed"
-                    break
+                    continue
                 candidate.verdict = verdict
                 spend.verifier_calls += verdict.calls
                 spend.prompt_tokens += verdict.prompt_tokens

@@ -162,13 +162,14 @@ def test_a_critique_that_names_nothing_unmet_falls_back_to_a_new_seed():
     assert pipe.editor.calls[1]["seed"] == 3 + SEED_STRIDE and attempt["plan"]["source"] == "original"
 
 
-@pytest.mark.parametrize("reply, kind, stop", [
-    (fakes.ScriptedReply(refusal="I can't help with evaluating this image."), "refusal", "verifier_refused"),
-    ("I'm sorry, but I can't evaluate these images.", "refusal", "verifier_refused"),
-    (fakes.FakeResponse(503, {"error": {"message": "overloaded"}}), "api_unavailable", "verifier_failed"),
-    ("scores: none of your business", "invalid_reply", "verifier_failed"),
+@pytest.mark.parametrize("reply, kind, stop, reason", [
+    (fakes.ScriptedReply(refusal="I can't help with evaluating this image."), "refusal", "verifier_refused", None),
+    (fakes.ScriptedReply(text="", finish_reason="content_filter"), "refusal", "verifier_refused", "content_filter"),
+    ("I'm sorry, but I can't evaluate these images.", "refusal", "verifier_refused", "declined"),
+    (fakes.FakeResponse(503, {"error": {"message": "overloaded"}}), "api_unavailable", "verifier_failed", None),
+    ("scores: none of your business", "invalid_reply", "verifier_failed", None),
 ])
-def test_a_failing_or_refusing_verifier_keeps_the_first_edit(reply, kind, stop):
+def test_a_failing_or_refusing_verifier_keeps_the_first_edit(reply, kind, stop, reason):
     with fakes.fake_openai_server(fakes.scripted(reply)) as server:
         pipe = make(server, attempts=3)
         result = pipe(image(), REQUEST)
@@ -180,8 +181,10 @@ def test_a_failing_or_refusing_verifier_keeps_the_first_edit(reply, kind, stop):
     candidate = verify["attempts"][0]["candidates"][0]
     assert candidate["status"] == "failed" and candidate["error"]["kind"] == kind
     assert result.trace["errors"][-1]["stage"] == "verify" and result.trace["errors"][-1]["kind"] == kind
-    if kind == "refusal":
-        assert "evaluat" in candidate["error"]["message"]  # the provider's reason is kept
+    if kind == "refusal":  # recorded as a refusal with the provider's reason, like every refusal
+        assert candidate["error"]["reason"] and result.trace["errors"][-1]["reason"] == candidate["error"]["reason"]
+    if reason:
+        assert candidate["error"]["reason"] == reason
 
 
 def test_a_verifier_failing_on_one_candidate_keeps_every_candidate_in_the_trace():

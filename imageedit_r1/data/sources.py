@@ -30,6 +30,7 @@ from imageedit_r1.data.edit_sample import EditSample, RawRecord
 from imageedit_r1.data.rows import MissingColumnError, open_rows, resolve_column
 from imageedit_r1.data.source_issues import SourceIssues
 from imageedit_r1.images import DEFAULT_MAX_PIXELS, SkipReport, load_or_skip
+from imageedit_r1.request_text import clean_request
 
 _SCALARS = (str, int, float, bool, type(None))
 ROLES = ("id", "image", "request", "meta")
@@ -156,6 +157,8 @@ class Loader:
         the rows read (a pool for sampling from a huge stream such as UltraEdit). With ``ids``, the
         pass stops once every wanted id has been taken. A repeated id keeps its first row and is
         recorded in ``self.issues``.
+        Requests are read with ``clean_request`` (forum tags dropped; the text as posted is kept in
+        ``meta["request_as_posted"]`` when it differed).
         """
         self.issues = SourceIssues()
         first_rows: dict[str, int] = {}
@@ -169,6 +172,10 @@ class Loader:
                 first_rows[record.id] = row
             if self.ids is not None and record.id not in self.ids:
                 continue
+            request = clean_request(record.request) if record.request else record.request
+            if request != record.request:  # forum tags ("[Paid $10]") are not part of the request
+                record.meta["request_as_posted"] = record.request
+                record.request = request
             yield record
             if missing is not None:
                 missing.discard(record.id)

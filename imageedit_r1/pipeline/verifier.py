@@ -264,17 +264,21 @@ def verification_prompt(rubric: str, request: str, sub_requests: list[str]) -> s
     return judge_prompt(request) + "\n\n" + render_prompt("verify_plan", sub_requests=sub_requests)
 
 
-def failure_kind(exc: BaseException) -> str:
-    """How a verification failed: ``refusal``, ``invalid_reply``, ``api_unavailable`` or ``api_error``."""
+def failure_record(exc: BaseException) -> dict[str, Any]:
+    """How a verification failed: ``kind`` is ``refusal`` (with the provider's ``reason``, see
+    ``imageedit_r1.refusals``), ``invalid_reply``, ``api_unavailable`` or ``api_error``."""
+    from imageedit_r1.refusals import refusal_record
     from imageedit_r1.retry import RetriesExhausted
 
+    record: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    refusal = refusal_record(exc)
+    if refusal is not None:
+        return {**record, "kind": "refusal", "reason": refusal["reason"]}
     if isinstance(exc, JudgeError):
-        return exc.kind
-    if any(cls.__name__ == "RefusalError" for cls in type(exc).__mro__):
-        return "refusal"
+        return {**record, "kind": exc.kind}
     if isinstance(exc, RetriesExhausted):
-        return "api_unavailable"
-    return "api_error"
+        return {**record, "kind": "api_unavailable"}
+    return {**record, "kind": "api_error"}
 
 
 class Verifier:

@@ -39,7 +39,7 @@ from typing import Any
 from imageedit_r1.images import image_sha256
 from imageedit_r1.pipeline.config import VerifyConfig
 from imageedit_r1.pipeline.plan import Plan
-from imageedit_r1.pipeline.verifier import Verdict, Verifier, failure_kind
+from imageedit_r1.pipeline.verifier import Verdict, Verifier, failure_record
 
 SEED_STRIDE = 1000
 
@@ -258,16 +258,15 @@ class RefineLoop:
                     with trace.stage("verify"):
                         verdict = self.verifier(original, candidate.image, request, sub_requests, max_asks=asks)
                 except Exception as exc:
-                    kind = failure_kind(exc)
+                    failure = failure_record(exc)
                     prompt_tokens, completion_tokens = getattr(exc, "usage", (0, 0))
                     spend.verifier_calls += getattr(exc, "calls", 1)
                     spend.prompt_tokens += prompt_tokens
                     spend.completion_tokens += completion_tokens
                     attempt_cost += self._cost(prompt_tokens, completion_tokens)
-                    item.update(status="failed", error={"kind": kind, "type": type(exc).__name__, "message": str(exc)})
-                    trace["errors"].append({"stage": "verify", "type": type(exc).__name__, "kind": kind,
-                                            "message": str(exc)})
-                    stop = "verifier_refused" if kind == "refusal" else "verifier_failed"
+                    item.update(status="failed", error=failure)
+                    trace["errors"].append({"stage": "verify", **failure})
+                    stop = "verifier_refused" if failure["kind"] == "refusal" else "verifier_failed"
                     continue
                 candidate.verdict = verdict
                 spend.verifier_calls += verdict.calls

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy")
+HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy", "gradio")
 
 
 @pytest.mark.parametrize(
@@ -11,6 +11,8 @@ HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai",
     [
         "import imageedit_r1",
         "import imageedit_r1.rewards",
+        "import imageedit_r1.pipeline",
+        "import imageedit_r1.app",
         "import imageedit_r1.integrations.verl",
         "import imageedit_r1.integrations.easyr1",
         "import runpy; runpy.run_path('reward_fns/imageedit_r1.py')",

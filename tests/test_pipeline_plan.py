@@ -114,6 +114,8 @@ def test_plan_round_trips_through_json_and_executes_the_same():
     ({"request": "x", "mode": "multi-turn", "sub_requests": ["a"] * 100}, "limit is 32"),
     ({"request": "x", "mode": "multi-turn", "decomposition": {"actions": []}}, "decomposition"),
     ({"request": "x", "mode": "multi-turn", "format": 99}, "unknown plan format"),
+    ({"request": "x", "mode": "multi-turn", "record": {"seconds": 3}}, r"record\['seconds'\] must be an object"),
+    ({"request": "x", "mode": "multi-turn", "record": {"errors": {}}}, r"record\['errors'\] must be a list"),
 ])
 def test_malformed_plans_are_refused_with_what_is_wrong(data, message):
     with pytest.raises(PlanError, match=message):
@@ -154,14 +156,18 @@ def test_a_plan_executed_on_another_image_is_flagged_and_the_output_has_that_ima
 
 
 def test_an_editor_failure_keeps_the_changed_plan_in_the_failure_trace():
-    pipe = make(editor=InvertingEditor(fail=EditRefusedError("blocked: SAFETY")))
+    pipe = make(editor=InvertingEditor(fail=RuntimeError("CUDA out of memory")))
     plan = pipe.plan(image(), REQUEST)
     plan.edit_sub_request(0, "Recolor the coat to scarlet, gently")
-    with pytest.raises(EditFailed, match="blocked: SAFETY") as info:
+    with pytest.raises(EditFailed, match="CUDA out of memory") as info:
         pipe.execute(image(), plan, seed=0)
     trace = info.value.trace
     assert trace["status"] == "failed" and trace["plan"]["changed"] is True
     assert trace["sub_requests"][0] == "Recolor the coat to scarlet, gently"
+    refused = make(editor=InvertingEditor(fail=EditRefusedError("blocked: SAFETY")))
+    with pytest.raises(EditFailed, match="blocked: SAFETY") as info:
+        refused.execute(image(), plan, seed=0)
+    assert info.value.trace["status"] == "refused" and info.value.trace["plan"]["changed"] is True
 
 
 def test_a_hand_written_plan_runs_without_the_agents():
@@ -192,3 +198,10 @@ def test_the_cli_dry_run_prints_the_planning_trace(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["status"] == "planned" and printed["sub_requests"] == SUBS
     assert printed["instructions"] == [join_sub_requests(SUBS)] and printed["plan"]["changed"] is False
+
+
+def test_execute_reports_each_editor_call_for_progress():
+    pipe = make(mode="multi-turn")
+    steps = []
+    pipe.execute(image(), pipe.plan(image(), REQUEST), seed=0, on_step=lambda *args: steps.append(args))
+    assert steps == [(0, 2, SUBS[0]), (1, 2, SUBS[1])]

@@ -359,7 +359,7 @@ class ImageEditR1:
         trace["sub_requests"] = sub_requests
         return decomposition, sub_requests
 
-    def execute(self, image, plan: Plan | dict, *, seed: int | None = None) -> EditResult:
+    def execute(self, image, plan: Plan | dict, *, seed: int | None = None, on_step=None) -> EditResult:
         """Run the editor on ``plan`` (as the agents proposed it, or changed) and return the result.
 
         ``plan`` is a ``Plan`` or its ``to_dict()``; ``seed`` is the base seed (multi-turn step i
@@ -367,16 +367,17 @@ class ImageEditR1:
         trace holds the plan's agent record and ``trace["plan"]``: whether the plan was changed,
         by whom and how (see ``Plan.change_record``). Raises ``PlanError`` for a malformed plan,
         ``ImageLoadError`` for an unreadable image, ``EditFailed`` (with the trace) when editing
-        fails, ``EditorUnavailableError`` when the editor cannot start.
+        fails, ``EditorUnavailableError`` when the editor cannot start. ``on_step(step, total,
+        instruction)``, if given, is called before each editor call (0-based step), for progress.
         """
         plan = Plan.from_dict(plan) if isinstance(plan, dict) else plan
         if not isinstance(plan, Plan):
             raise PlanError(f"execute() takes a Plan or its to_dict(), got {type(plan).__name__}")
         plan.validate()
         image = load_image(image, max_pixels=self.config.max_image_pixels)
-        return self._execute(image, plan, seed)
+        return self._execute(image, plan, seed, on_step)
 
-    def _execute(self, image, plan: Plan, seed: int | None) -> EditResult:
+    def _execute(self, image, plan: Plan, seed: int | None, on_step=None) -> EditResult:
         self._check_verifier()
         trace = self._new_trace(image, plan.request, plan.mode)
         planned_on = plan.record.get("input") or {}
@@ -411,7 +412,7 @@ class ImageEditR1:
                     editor.load()
             if self.config.verify is None:
                 with trace.stage("edit"):
-                    current = self._edit(editor, image, instructions, base_seed, trace)
+                    current = self._edit(editor, image, instructions, base_seed, trace, on_step)
             else:
                 current = self._verified_edit(image, plan, base_seed, trace)
         except Exception as exc:
@@ -425,10 +426,12 @@ class ImageEditR1:
         trace["status"] = "ok"
         return EditResult(image=current, trace=dict(trace))
 
-    def _edit(self, editor, image, instructions: list[str], base_seed: int, trace: Trace):
+    def _edit(self, editor, image, instructions: list[str], base_seed: int, trace: Trace, on_step=None):
         """The edit step: each instruction on the previous output, step i with seed base + i."""
         current = image
         for step, instruction in enumerate(instructions):
+            if on_step is not None:
+                on_step(step, len(instructions), instruction)
             step_seed = base_seed + step
             trace["seeds"].append(step_seed)
             current = editor.edit(current, instruction, seed=step_seed)

@@ -39,6 +39,11 @@ MAX_SUB_REQUESTS = 32
 MAX_TEXT_CHARS = 2000
 
 
+# The trace fields a plan's record carries into the run's trace, with the type each must have.
+_RECORD_TYPES = {"input": dict, "seconds": dict, "tokens": dict, "raw_outputs": dict, "models": dict,
+                 "repairs": list, "sequence_repairs": list, "fallbacks": list, "errors": list}
+
+
 class PlanError(ValueError):
     """A plan is malformed or cannot be executed; the message says which field and why."""
 
@@ -290,6 +295,10 @@ class Plan:
         for key in ("record", "proposed"):
             if not isinstance(data.get(key) or {}, dict):
                 raise PlanError(f"the plan's {key!r} must be an object")
+        record = data.get("record") or {}
+        for key, kind in _RECORD_TYPES.items():
+            if key in record and not isinstance(record[key], kind):
+                raise PlanError(f"the plan's record[{key!r}] must be {'a list' if kind is list else 'an object'}")
         edits = data.get("edits") or []
         if not isinstance(edits, list) or not all(isinstance(edit, dict) for edit in edits):
             raise PlanError("the plan's 'edits' must be a list of objects")

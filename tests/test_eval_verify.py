@@ -154,14 +154,18 @@ judges: [{{name: GPT-4o, backend: openai, model: gpt-4o-2024-08-06}}]
 
 def test_bad_verify_settings_in_a_method_fail_before_any_work(tmp_path):
     bench = make_benchmark(tmp_path, "A", 1)
-    for verify, message in (({"strategy": "twice"}, "verify.strategy"), ({"atempts": 2}, "atempts")):
-        config = config_for(tmp_path, [bench], methods=[MethodConfig(name="v", kind="pipeline-verify",
-                                                                      verify=verify)])
-        with pytest.raises(ValueError, match=message):
-            config.validate()
-    config = config_for(tmp_path, [bench], methods=[MethodConfig(name="p", kind="pipeline",
-                                                                  verify={"attempts": 2})])
-    with pytest.raises(ValueError, match="need kind 'pipeline-verify'"):
+    config = config_for(tmp_path, [bench], methods=[MethodConfig(name="v", kind="pipeline-verify",
+                                                                  verify={"strategy": "twice"})])
+    with pytest.raises(ValueError, match="verify.strategy"):
         config.validate()
-    plain, verified = MethodConfig(kind="pipeline"), MethodConfig(kind="pipeline-verify", verify={"attempts": 2})
-    assert plain.config_hash() != verified.config_hash()
+    with pytest.raises(Exception, match="atempts"):
+        MethodConfig(name="v", kind="pipeline-verify", verify={"atempts": 2})
+    for method, message in ((MethodConfig(name="p", kind="pipeline", verify={"attempts": 2}),
+                             "need kind 'pipeline-verify'"),
+                            (MethodConfig(name="v", kind="pipeline-verify"), "needs a 'verify' section")):
+        with pytest.raises(ValueError, match=message):
+            config_for(tmp_path, [bench], methods=[method]).validate()
+    # The verify settings change the edited pixels, so they are part of the method's hash.
+    two, three = (MethodConfig(kind="pipeline-verify", verify={"attempts": n}) for n in (2, 3))
+    assert two.config_hash() != three.config_hash()
+    assert MethodConfig(kind="pipeline").config_hash() != MethodConfig(kind="pipeline-verify", verify={}).config_hash()

@@ -8,16 +8,20 @@ never re-runs it, while changing its editor, decomposer, mode or seed always doe
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imageedit_r1.jsonl import content_key
+from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig
+from imageedit_r1.scale.config import RayConfig, executor_problems
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
 METHOD_KINDS = ("original", "pipeline", "pipeline-verify", "precomputed", "identity", "callable")
-PIPELINE_KINDS = ("pipeline", "pipeline-verify")  # ImageEdit-R1 through imageedit_r1.pipeline
+PIPELINE_KINDS = ("pipeline", "pipeline-verify")  # ImageEdit-R1; "pipeline-verify" with the verify stage
 JUDGE_BACKENDS = ("openai", "gemini", "openai-compatible")
 
 
@@ -37,33 +41,58 @@ class BenchmarkConfig:
 
 
 @dataclass
-class MethodConfig:
+class MethodConfig(PipelineConfig):
+    """A row of Table 1. Kinds "original", "pipeline" and "pipeline-verify" (the pipeline with its
+    ``verify`` stage, which that kind requires) run ``imageedit_r1.pipeline.ImageEditR1``
+    and take every key of ``PipelineConfig`` (the one definition: mode, seed, decomposer, sequencer,
+    editor, on_decompose_failure, on_sequence_failure, max_image_pixels, ...).
+
+    Shorthand kept from the shipped configs: ``editor: NAME`` with ``editor_options: {...}``
+    means ``editor: {name: NAME, options: {...}}``.
+    """
+
+    seed: int | None = 0  # a study is reproducible by default
     name: str = ""
     label: str = ""  # the row name in tables ("Original", "ImageEdit-R1 (w/o RL)", "ImageEdit-R1")
     group: str = ""  # the edit model the row belongs to ("FLUX.1-Kontext-dev")
     kind: str = "original"  # one of METHOD_KINDS
     baseline: bool = False  # deltas in the table are taken against the baseline row of the group
-    editor: str = "flux-kontext"
-    editor_options: dict[str, Any] = field(default_factory=dict)
-    # Chat backend settings of the decomposition / sequencing agents (kinds "pipeline", "pipeline-verify").
-    decomposer: dict[str, Any] = field(default_factory=dict)
-    sequencer: dict[str, Any] = field(default_factory=dict)
-    # Kind "pipeline-verify": the pipeline's verify stage (imageedit_r1.pipeline.VerifyConfig fields).
-    verify: dict[str, Any] = field(default_factory=dict)
-    mode: str = "single-turn"  # or "multi-turn"
-    seed: int = 0
     images_dir: str | None = None  # kind "precomputed": <images_dir>/<sample id>.png
     target: str | None = None  # kind "callable": "package.module:function"
 
+    def __post_init__(self) -> None:
+        # Python callers may pass the shorthand forms too (``editor="flux-kontext"``, agent dicts).
+        if isinstance(self.editor, str):
+            self.editor = EditorConfig(name=self.editor)
+        elif isinstance(self.editor, dict):
+            self.editor = EditorConfig(**self.editor)
+        if isinstance(self.decomposer, dict):
+            self.decomposer = AgentConfig(**self.decomposer)
+        if isinstance(self.sequencer, dict):
+            self.sequencer = AgentConfig(**self.sequencer) if self.sequencer else None
+        if isinstance(self.verify, dict):
+            self.verify = _verify_config(self.verify)
+
+    def pipeline_config(self) -> PipelineConfig:
+        """This method's ``PipelineConfig`` (mode "original" for kind "original")."""
+        settings = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(PipelineConfig)}
+        if self.kind == "original":
+            settings["mode"] = "original"
+        return PipelineConfig(**settings)
+
     def identity(self) -> dict[str, Any]:
-        """The settings that determine the edited pixels."""
+        """The settings that determine the edited pixels (pipeline settings: those off their defaults)."""
         ident: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
         if self.kind in ("original", *PIPELINE_KINDS):
-            ident.update(editor=self.editor, editor_options=dict(self.editor_options))
-        if self.kind in PIPELINE_KINDS:  # decomposer / sequencer settings are dicts of AgentConfig fields
-            ident.update(decomposer=dict(self.decomposer), sequencer=dict(self.sequencer), mode=self.mode)
-        if self.kind == "pipeline-verify":
-            ident["verify"] = dict(self.verify)
+            defaults = dataclasses.asdict(PipelineConfig())
+            defaults["sequencer"] = dataclasses.asdict(AgentConfig())  # a sequencer set to the defaults
+            ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
+            ident["pipeline"].pop("seed", None)
+            for key in ("executor", "ray"):  # where an edit runs never changes its pixels
+                ident["pipeline"].pop(key, None)
+            if self.kind == "original":  # the agents do not run: their settings change nothing
+                for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
+                    ident["pipeline"].pop(key, None)
         if self.kind == "precomputed":
             ident["images_dir"] = str(Path(self.images_dir or "").resolve())
         if self.kind == "callable":
@@ -72,6 +101,53 @@ class MethodConfig:
 
     def config_hash(self) -> str:
         return content_key("method", self.identity())[:16]
+
+
+def _verify_config(values: dict[str, Any]):
+    """A ``VerifyConfig`` from a dict (nested judge and prices too); unknown keys are errors."""
+    from omegaconf import OmegaConf
+
+    from imageedit_r1.pipeline.config import VerifyConfig
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VerifyConfig), OmegaConf.create(values)))
+
+
+def _same_model(a: str, b: str) -> bool:
+    """One model under two names: equal, or an alias and its dated snapshot (gpt-4o, gpt-4o-2024-08-06)."""
+    a, b = (name.strip().lower().removeprefix("models/") for name in (a, b))
+    return bool(a and b) and (a == b or a.startswith(b + "-2") or b.startswith(a + "-2"))
+
+
+def verifier_judge_overlaps(config: EvalConfig) -> list[str]:
+    """Warnings for methods whose verifier is also an evaluation judge: a judge prefers the edits it
+    picked itself, so that judge's column overstates the method."""
+    warnings = []
+    for method in config.methods:
+        if method.kind != "pipeline-verify" or method.verify is None:
+            continue
+        model = method.verify.judge.model
+        for judge in config.judges:
+            if _same_model(model, judge.model):
+                warnings.append(
+                    f"method {method.name!r} verifies with {model}, which is also the judge {judge.name!r} "
+                    f"({judge.model}): a judge prefers the edits it picked itself, so {judge.name!r} scores "
+                    f"for {method.name!r} are biased upward; use another verifier, or read the other judges")
+    return warnings
+
+
+def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``values`` minus what equals ``defaults`` (nested dicts compared key by key), so that a new
+    pipeline setting with a default never changes the hash of a method that does not use it."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            nested = _non_default(value, default)
+            if nested:
+                out[key] = nested
+        elif value != default:
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -119,6 +195,9 @@ class EvalConfig:
     trained_decomposer: str = ""
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    # "local": edits in this process; "ray": one editor replica per GPU of a Ray cluster (docs/evaluation.md).
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -141,15 +220,18 @@ class EvalConfig:
                 problems.append(f"method {method.name!r}: kind 'precomputed' needs images_dir")
             if method.kind == "callable" and (not method.target or ":" not in method.target):
                 problems.append(f"method {method.name!r}: kind 'callable' needs target 'module:function'")
-            if method.kind == "pipeline-verify":
-                try:
-                    verify_settings(method)
-                except Exception as exc:  # noqa: BLE001 - every bad setting becomes one line
-                    problems.append(f"method {method.name!r}: verify: {exc}".splitlines()[0])
-            elif method.verify:
+            if method.kind == "pipeline-verify" and method.verify is None:
+                problems.append(f"method {method.name!r}: kind 'pipeline-verify' needs a 'verify' section "
+                                "(imageedit_r1.pipeline.VerifyConfig keys; {} for the defaults)")
+            elif method.kind != "pipeline-verify" and method.verify is not None:
                 problems.append(f"method {method.name!r}: 'verify' settings need kind 'pipeline-verify'")
             if method.mode not in ("single-turn", "multi-turn"):
                 problems.append(f"method {method.name!r}: mode must be 'single-turn' or 'multi-turn'")
+            elif method.kind in ("original", *PIPELINE_KINDS):
+                try:
+                    method.pipeline_config().validate()
+                except ValueError as exc:
+                    problems.append(f"method {method.name!r}: {exc}")
         for judge in self.judges:
             if judge.backend not in JUDGE_BACKENDS:
                 problems.append(f"judge {judge.name!r}: backend {judge.backend!r} is not one of {JUDGE_BACKENDS}")
@@ -159,6 +241,7 @@ class EvalConfig:
                 problems.append(f"judge {judge.name!r}: an openai-compatible judge needs base_url")
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
+        problems += executor_problems(self.executor, self.ray)
         if problems:
             raise ValueError("invalid evaluation config:\n  - " + "\n  - ".join(problems))
 
@@ -169,45 +252,51 @@ class EvalConfig:
         raise KeyError(f"no method named {name!r}; have {[m.name for m in self.methods]}")
 
 
-def verify_settings(method: MethodConfig):
-    """The method's ``imageedit_r1.pipeline.VerifyConfig`` (defaults filled in, validated)."""
+def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
+    """The YAML at ``path`` (default: the packaged paper setup) with ``key=value`` overrides.
+
+    One method is overridden as ``methods.NAME.KEY=VALUE`` (any ``MethodConfig`` key, pipeline keys
+    included: ``methods.flux-r1.on_decompose_failure=keywords``,
+    ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
+    """
     from omegaconf import OmegaConf
 
-    from imageedit_r1.pipeline.config import VerifyConfig
+    from imageedit_r1.config import ConfigError, apply_overrides, did_you_mean, load_config
 
-    merged = OmegaConf.merge(OmegaConf.structured(VerifyConfig), OmegaConf.create(dict(method.verify)))
-    return OmegaConf.to_object(merged).validate()
-
-
-def _same_model(a: str, b: str) -> bool:
-    """One model under two names: equal, or an alias and its dated snapshot (gpt-4o, gpt-4o-2024-08-06)."""
-    a, b = (name.strip().lower().removeprefix("models/") for name in (a, b))
-    return bool(a and b) and (a == b or a.startswith(b + "-2") or b.startswith(a + "-2"))
-
-
-def verifier_judge_overlaps(config: EvalConfig) -> list[str]:
-    """Warnings for methods whose verifier is also an evaluation judge: a judge prefers the edits it
-    picked itself, so that judge's column overstates the method."""
-    warnings = []
-    for method in config.methods:
-        if method.kind != "pipeline-verify":
-            continue
+    path = path or DEFAULT_CONFIG
+    if not Path(path).exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    method_overrides = [item for item in overrides if item.startswith("methods.")]
+    others = [item for item in overrides if not item.startswith("methods.")]
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
+    config = load_config(EvalConfig, overrides=others, data=raw, where=str(path))
+    by_name = {method.name: index for index, method in enumerate(config.methods)}
+    for item in method_overrides:
+        name, _, rest = item[len("methods."):].partition(".")
+        if name not in by_name and name.isdigit() and int(name) < len(config.methods):
+            name = config.methods[int(name)].name  # methods.0.KEY: by position
+        if name not in by_name or not rest:
+            hint = did_you_mean(name, by_name)
+            raise ConfigError(f"override {item!r}: no method named {name!r}"
+                              + (f" (did you mean {hint!r}?)" if hint else f"; have {sorted(by_name)}")
+                              + "; write methods.NAME.KEY=VALUE")
+        index = by_name[name]
         try:
-            model = verify_settings(method).judge.model
-        except Exception:  # noqa: BLE001 - validate() reports bad settings
-            continue
-        for judge in config.judges:
-            if _same_model(model, judge.model):
-                warnings.append(
-                    f"method {method.name!r} verifies with {model}, which is also the judge {judge.name!r} "
-                    f"({judge.model}): a judge prefers the edits it picked itself, so {judge.name!r} scores "
-                    f"for {method.name!r} are biased upward; use another verifier, or read the other judges")
-    return warnings
-
-
-def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
-    from imageedit_r1.config import load_config
-
-    config = load_config(EvalConfig, path or DEFAULT_CONFIG, list(overrides))
+            config.methods[index] = apply_overrides(config.methods[index], [rest])
+        except ConfigError as exc:
+            raise ConfigError(f"method {name!r}: {exc}") from None
     config.validate()
     return config
+
+
+def _expand_editor_shorthand(method: Any) -> Any:
+    if not isinstance(method, dict):
+        return method
+    method = dict(method)
+    options = method.pop("editor_options", None)
+    if isinstance(method.get("editor"), str):
+        method["editor"] = {"name": method["editor"], "options": options or {}}
+    elif options is not None:
+        method["editor"] = {**(method.get("editor") or {}), "options": options}
+    return method

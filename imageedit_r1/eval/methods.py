@@ -4,10 +4,9 @@ Kinds:
 - ``original``: the edit model alone, given the user's request as is (the paper's "Original").
 - ``pipeline``: ImageEdit-R1 (decompose → sequence → edit) with the configured decomposer;
   the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1".
-- ``pipeline-verify``: ``pipeline`` with the verify stage (``verify``: the fields of
-  ``imageedit_r1.pipeline.VerifyConfig``): a verifier scores each edit, the loop refines within
-  a budget and keeps the best; beside ``pipeline`` in Table 1 it shows what verification adds.
-  These kinds run through
+- ``pipeline-verify``: ``pipeline`` with the verify stage (``verify``: ``VerifyConfig`` keys): a
+  verifier scores each edit, the loop refines within a budget and keeps the best; beside
+  ``pipeline`` in Table 1 it shows what verification adds. These kinds run through
   ``imageedit_r1.pipeline.ImageEditR1`` (modes "original", "single-turn", "multi-turn"), so the
   edit records carry its trace (decomposition, sub-requests, model ids, seeds, timings).
 - ``precomputed``: edited images made elsewhere (a closed model's outputs), read from a folder.
@@ -33,6 +32,7 @@ from imageedit_r1.images import load_image
 class EditOutput:
     image: Any  # PIL image
     trace: dict[str, Any] = field(default_factory=dict)
+    worker: dict[str, Any] | None = None  # where it was made (replica, node, GPU, seconds) when not here
 
 
 EditFn = Callable[[Any, Any], EditOutput]  # (sample, original PIL image) -> EditOutput
@@ -75,27 +75,15 @@ def _precomputed(method: MethodConfig) -> EditFn:
     return edit
 
 
-def pipeline_settings(method: MethodConfig) -> dict[str, Any]:
-    """The ``imageedit_r1.pipeline.PipelineConfig`` of a method ("original" = the editor alone)."""
-    settings: dict[str, Any] = {
-        "mode": "original" if method.kind == "original" else method.mode,
-        "seed": method.seed,
-        "editor": {"name": method.editor, "options": dict(method.editor_options)},
-    }
-    if method.kind in PIPELINE_KINDS:
-        if method.decomposer:
-            settings["decomposer"] = dict(method.decomposer)
-        if method.sequencer:
-            settings["sequencer"] = dict(method.sequencer)
-    if method.kind == "pipeline-verify":
-        settings["verify"] = dict(method.verify)
-    return settings
+def pipeline_config(method: MethodConfig):
+    """The method's ``imageedit_r1.pipeline.PipelineConfig`` ("original" = the editor alone)."""
+    return method.pipeline_config().validate()
 
 
 def _pipeline(method: MethodConfig) -> EditFn:
     from imageedit_r1.pipeline import ImageEditR1
 
-    pipe = ImageEditR1.from_config(pipeline_settings(method))
+    pipe = ImageEditR1(config=pipeline_config(method))
 
     def edit(sample: Any, image: Any) -> EditOutput:
         return _as_output(pipe(image, sample.request, seed=method.seed))

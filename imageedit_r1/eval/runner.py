@@ -42,7 +42,6 @@ from imageedit_r1.eval.config import (
     MethodConfig,
     PriceConfig,
     verifier_judge_overlaps,
-    verify_settings,
 )
 from imageedit_r1.eval.costs import cost_usd, image_tokens, price_for, text_tokens
 from imageedit_r1.eval.judge import Judge, JudgeError, judge_prompt, judge_prompt_sha256
@@ -143,6 +142,8 @@ def classify_failure(exc: BaseException) -> tuple[str, bool]:
     """
     from imageedit_r1.retry import RetriesExhausted
 
+    if getattr(exc, "failure_kind", None):  # errors that know their kind (a lost Ray replica)
+        return exc.failure_kind, bool(getattr(exc, "retryable", True))
     if find_refusal(exc) is not None:
         return "refusal", False
     if isinstance(exc, JudgeError):
@@ -273,6 +274,10 @@ class EvalRunner:
         self.config = config
         self.out = Path(config.out_dir)
         self.edit_fn_factory = edit_fn_factory
+        if config.executor == "ray":  # GPU methods run on Ray replicas; this runner stays the only writer
+            from imageedit_r1.scale.eval_edits import ray_edit_fn_factory
+
+            self.edit_fn_factory = ray_edit_fn_factory(config, edit_fn_factory)
         self.judge_factory = judge_factory
         self.sample_loader = sample_loader
         self.retry_failed = retry_failed
@@ -338,6 +343,9 @@ class EvalRunner:
             "prompt_sha256": self.prompt_sha256,
             "benchmarks": [bench.name for bench in self.config.benchmarks],
             "samples": {name: len(samples) for name, samples in self.samples().items()},
+            # The benchmarks' sizes before --limit: tables show n of these.
+            "subset_sizes": {name: getattr(samples, "total", len(samples)) or len(samples)
+                             for name, samples in self.samples().items()},
             "methods": [{"name": m.name, "label": m.label or m.name, "group": m.group, "baseline": m.baseline,
                          "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity()}
                         for m in self.config.methods],
@@ -364,13 +372,13 @@ class EvalRunner:
             calls = len(todo) * steps
             what = f"edit   {method.name}"
             if method.kind == "pipeline-verify":
-                verify = verify_settings(method)
+                verify = method.verify
                 calls *= verify.attempts * verify.candidates  # at most: every attempt runs
                 what += f" (<= {verify.attempts}x{verify.candidates} each)"
                 verify_rows.append(self._verify_estimate(method, verify, todo))
             cost: float | None = 0.0
             if method.kind == "original" or method.kind in PIPELINE_KINDS:
-                price = price_for(self.config.prices, method.editor_options.get("model"), method.editor)
+                price = price_for(self.config.prices, method.editor.options.get("model"), method.editor.name)
                 cost = cost_usd(price, images=calls) if price else 0.0
             rows.append(EstimateRow(what, calls if method.kind == "original" or method.kind in PIPELINE_KINDS
                                     else 0, cost_usd=cost))
@@ -466,6 +474,8 @@ class EvalRunner:
             record.update(status="ok", original_path=str(original_path.relative_to(self.out)),
                           edited_path=str(edited_path.relative_to(self.out)), edited_sha256=image_sha256(edited),
                           trace=output.trace)
+            if output.worker:
+                record["worker"] = output.worker
             outcome, kind = "done", None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
             if is_unavailable(exc):
@@ -476,6 +486,8 @@ class EvalRunner:
                 record["refusal"] = refusal_record(exc)
             if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
                 record["trace"] = exc.trace
+            if isinstance(getattr(exc, "worker", None), dict):  # the Ray replica it failed on
+                record["worker"] = exc.worker
             outcome = "failed"
             log.warning("edit failed: %s %s %s: %s", item.method.name, item.benchmark, item.sample_id, exc)
         record.update(seconds=round(time.monotonic() - started, 3), finished_at=_now())
@@ -501,17 +513,27 @@ class EvalRunner:
                 summary.setup_errors.append(message)
                 log.error("cannot set up %s", message)
                 continue
-            pool = ThreadPoolExecutor(max_workers=self.config.edit_concurrency)
+            # An edit function spread over replicas says how many items it takes at once.
+            pool = ThreadPoolExecutor(max_workers=getattr(edit_fn, "concurrency", None) or self.config.edit_concurrency)
+            wait = True
             try:
                 futures = [pool.submit(self._edit_one, item, edit_fn, summary) for item in todo]
-                for future in self._progress(as_completed(futures), len(futures), f"edit {method.name}"):
+                bar = self._progress(as_completed(futures), len(futures), f"edit {method.name}")
+                for future in bar:
                     future.result()
+                    if hasattr(bar, "set_postfix"):  # tqdm: done, rate and ETA, plus failures
+                        bar.set_postfix(failed=summary.edits["failed"], refresh=False)
             except MethodUnavailable as exc:  # stop this method; its remaining items stay pending
                 message = self.redactor.text(f"method {method.name}: {exc}")
                 summary.setup_errors.append(message)
                 log.error("stopping %s", message)
+            except KeyboardInterrupt:
+                wait = False  # Ctrl-C: don't wait for edits in flight; finished ones are on disk
+                raise
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=wait, cancel_futures=True)
+                if hasattr(edit_fn, "close"):  # Ray replicas hand their GPUs back now
+                    edit_fn.close()
             del edit_fn  # free the method's models before loading the next
 
     # -- stage 2: judgments
@@ -588,13 +610,17 @@ class EvalRunner:
                 log.error("cannot set up %s", message)
         tasks = [task for task in tasks if task[1].name in judges]
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
+        wait = True
         try:
             futures = [pool.submit(self._judge_one, item, cfg, *judges[cfg.name], edit_record, summary)
                        for item, cfg, edit_record in tasks]
             for future in self._progress(as_completed(futures), len(futures), "judge"):
                 future.result()
+        except KeyboardInterrupt:
+            wait = False  # Ctrl-C: don't wait for calls in flight; finished judgments are on disk
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- both
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imageedit_r1.images import DEFAULT_MAX_PIXELS
+from imageedit_r1.scale.config import RayConfig, executor_problems
 
 MODES = ("single-turn", "multi-turn", "original")
 DECOMPOSE_FALLBACKS = ("error", "keywords", "original")
@@ -105,6 +106,9 @@ class PipelineConfig:
     on_sequence_failure: str = "error"
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     verify: VerifyConfig | None = None  # None: no verify stage (the paper's pipeline)
+    # Batches (--manifest): "local" edits here; "ray" on one replica per GPU (docs/pipeline.md, "Many GPUs").
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> PipelineConfig:
         if self.mode not in MODES:
@@ -115,7 +119,25 @@ class PipelineConfig:
             raise ValueError(f"on_sequence_failure must be one of {SEQUENCE_FALLBACKS}, got {self.on_sequence_failure!r}")
         if self.verify is not None:
             self.verify.validate()
+        problems = executor_problems(self.executor, self.ray)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+
+def backend_options(agent: AgentConfig) -> dict[str, Any]:
+    """The keyword arguments ``imageedit_r1.backends.build_backend(agent.backend, ...)`` gets."""
+    from imageedit_r1.retry import RetryPolicy
+
+    kwargs: dict[str, Any] = {"model": agent.model, **agent.options}
+    if agent.backend in API_BACKENDS:
+        kwargs["timeout"] = agent.timeout
+        kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
+        if agent.base_url:
+            kwargs["base_url"] = agent.base_url
+        if agent.api_key_env:
+            kwargs["api_key_env"] = agent.api_key_env
+    return kwargs
 
 
 def load_pipeline_config(path: str | os.PathLike | None = None, overrides=()) -> PipelineConfig:

@@ -40,10 +40,10 @@ from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.images import image_sha256, load_image
 from imageedit_r1.pipeline.config import (
-    API_BACKENDS,
     MODES,
     AgentConfig,
     PipelineConfig,
+    backend_options,
     load_pipeline_config,
 )
 from imageedit_r1.pipeline.plan import Plan, PlanError
@@ -129,20 +129,11 @@ class ImageEditR1:
 
     def _backend(self, role: str, agent: AgentConfig):
         from imageedit_r1.backends import build_backend
-        from imageedit_r1.retry import RetryPolicy
 
         key = json.dumps(asdict(agent), sort_keys=True, default=str)
         if key not in self._backends:
-            kwargs: dict[str, Any] = {"model": agent.model, **agent.options}
-            if agent.backend in API_BACKENDS:
-                kwargs["timeout"] = agent.timeout
-                kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
-                if agent.base_url:
-                    kwargs["base_url"] = agent.base_url
-                if agent.api_key_env:
-                    kwargs["api_key_env"] = agent.api_key_env
             try:
-                self._backends[key] = build_backend(agent.backend, **kwargs)
+                self._backends[key] = build_backend(agent.backend, **backend_options(agent))
             except Exception as exc:
                 raise AgentUnavailableError(
                     f"the {role} agent cannot start ({agent.backend} backend, model {agent.model!r}): {exc}"
@@ -269,16 +260,21 @@ class ImageEditR1:
         if not is_unusable_answer(exc):
             raise self._fail(trace, f"{what} failed: {exc}") from exc
         trace["raw_outputs"][stage] = _raw_outputs(exc)
+        if getattr(exc, "prompt_tokens", None) is not None:
+            trace["tokens"][stage] = _tokens(exc)
         if policy == "error":
             raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)[:500]})
+        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)})
         return policy
 
     def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:
         """Run the decomposition agent; on an unusable answer apply the configured fallback."""
         try:
+            # Loading weights (or a client) is timed apart from the agent's work.
+            with trace.stage("load_agents"):
+                decomposer = self.decomposer
             with trace.stage("decompose"):
-                result = _call_decomposer(self.decomposer, image, request)
+                result = _call_decomposer(decomposer, image, request)
         except Exception as exc:
             if self._stage_fallback(trace, "decompose", exc, self.config.on_decompose_failure) == "original":
                 return None
@@ -293,8 +289,10 @@ class ImageEditR1:
 
     def _sequence(self, image, request: str, decomposition: Decomposition, trace: Trace) -> list[str]:
         try:
+            with trace.stage("load_agents"):
+                sequencer = self.sequencer
             with trace.stage("sequence"):
-                result = _call_sequencer(self.sequencer, image, decomposition, request)
+                result = _call_sequencer(sequencer, image, decomposition, request)
         except Exception as exc:
             if self._stage_fallback(trace, "sequence", exc, self.config.on_sequence_failure) == "original":
                 return [request]

@@ -136,7 +136,7 @@ def test_replicas_default_to_one_per_gpu_and_a_cluster_without_gpus_stops_the_ba
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "a.png", "request": "make it red"}\n')
     code = main(["--manifest", str(tmp_path / "m.jsonl"), "--out-dir", str(tmp_path / "out"), "--mode", "original",
-                 "executor=ray"])
+                 "executor=ray", f"editor.options.model_id={tmp_path}"])  # a local folder: the model check passes
     assert code == 2 and "has no GPU" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.jsonl").exists()  # nothing recorded: nothing could run
 

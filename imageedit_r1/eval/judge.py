@@ -12,10 +12,11 @@ failure, never as a score of 0.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imageedit_r1.jsontext import fenced_blocks, lenient_literal, lenient_literals
+from imageedit_r1.jsontext import bracketed_span_bounds, fenced_blocks, lenient_literal
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 from imageedit_r1.refusals import DECLINED, Refusal
 
@@ -135,6 +136,8 @@ _LONE_THINK_END_RE = re.compile(r"^.*?(?:</think>|\[/THINK\])", re.IGNORECASE | 
 _UNCLOSED_THINK_RE = re.compile(r"(?:<think>|\[THINK\]).*\Z", re.IGNORECASE | re.DOTALL)
 _WRAPPER_RE = re.compile(r"<\|begin_of_box\|>(.*?)<\|end_of_box\|>|<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _NAME_KEYS = ("criterion", "name", "aspect", "category", "metric", "dimension")
+# A word that every label of a criterion (CRITERIA's aliases) contains.
+_NAMES_A_CRITERION = re.compile(r"ful+fil|instruction|quality|preservation", re.IGNORECASE)
 _SCORE_KEYS = ("score", "points", "value", "rating")
 
 
@@ -267,8 +270,16 @@ def _literals(text: str) -> list[tuple[str, Any]]:
         value = lenient_literal(block)
         if value is not None:
             values.append(("fenced_json", value))
-    # Nested values too: a judge may wrap its scores in an object of its own.
-    values += [("embedded_json", value) for value in lenient_literals(text)]
+    # Nested values too: a judge may wrap its scores in an object of its own. A literal can only
+    # be read as scores (or be rejected as partial ones) if it names a criterion: reading the
+    # others would cost time quadratic in a flood of nested brackets, for nothing.
+    # Where the criterion words are is found once; a span names one when a word lies within it.
+    words = [(match.start(), match.end()) for match in _NAMES_A_CRITERION.finditer(text)]
+    starts = [start for start, _ in words]
+    for start, end in bracketed_span_bounds(text):
+        first = bisect_left(starts, start)
+        if first < len(words) and words[first][1] <= end and (value := lenient_literal(text[start:end])) is not None:
+            values.append(("embedded_json", value))
     return values
 
 

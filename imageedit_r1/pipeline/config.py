@@ -135,6 +135,9 @@ def backend_options(agent: AgentConfig) -> dict[str, Any]:
         kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
         if agent.base_url:
             kwargs["base_url"] = agent.base_url
+            if agent.backend == "openai":
+                # A served agent (vLLM) sees images resized to the trained image budget.
+                kwargs.setdefault("image_budget", "auto")
         if agent.api_key_env:
             kwargs["api_key_env"] = agent.api_key_env
     return kwargs

@@ -30,10 +30,9 @@ def runs_on_replicas(method: MethodConfig) -> bool:
     if method.kind == "callable":
         return True  # user code: may load anything
     if method.kind == "original":
-        return not is_hosted_editor(method.editor)
+        return not is_hosted_editor(method.editor.name)
     if method.kind in ("pipeline", "pipeline-verify"):
-        return not is_hosted_editor(method.editor) or agents_are_local(method.decomposer or {},
-                                                                        method.sequencer or None)
+        return not is_hosted_editor(method.editor.name) or agents_are_local(method.decomposer, method.sequencer)
     return False
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imageedit_r1.pipeline.config import AgentConfig
 
 LOCAL_AGENT_BACKENDS = ("transformers", "vllm")
 
@@ -15,14 +18,9 @@ def is_hosted_editor(name: str) -> bool:
     return issubclass(editor_class(name), HostedEditor)
 
 
-def agents_are_local(decomposer: dict[str, Any] | None, sequencer: dict[str, Any] | None) -> bool:
+def agents_are_local(decomposer: AgentConfig | None, sequencer: AgentConfig | None) -> bool:
     """True when an agent runs its model in-process (transformers / vLLM engine), not on a server.
 
-    An empty agent config is the pipeline's default: the transformers backend.
+    No sequencer config means the decomposer's backend serves both (the pipeline's rule).
     """
-    for agent in (decomposer, sequencer):
-        if agent is None:
-            continue
-        if agent.get("backend", "transformers") in LOCAL_AGENT_BACKENDS:
-            return True
-    return False
+    return any(agent is not None and agent.backend in LOCAL_AGENT_BACKENDS for agent in (decomposer, sequencer))

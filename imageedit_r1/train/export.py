@@ -5,8 +5,10 @@ versions), so this module runs their merger as a subprocess:
 - EasyR1: ``python scripts/model_merger.py --local_dir …/global_step_N/actor`` (writes
   ``…/actor/huggingface``; the script lives in the EasyR1 checkout, not in the installed package);
 - verl: ``python -m verl.model_merger merge --backend fsdp --local_dir … --target_dir …``.
-Then the folder is checked the way the pipeline will use it: config, processor, every weight
-present, and one forward pass on an image and a request.
+Then the image budget the agent was trained with is written into the folder's processor config
+(``imageedit_r1.image_budget.write_budget``), so the exported agent carries it to every loader, and
+the folder is checked the way the pipeline will use it: config, processor, every weight present,
+and one forward pass on an image and a request.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, write_budget
 
 
 class ExportError(RuntimeError):
@@ -95,7 +99,9 @@ def export_checkpoint(
     python: str = sys.executable,
     check: bool = True,
     device: str = "auto",
+    image_budget: ImageBudget = DEFAULT_BUDGET,
 ) -> Path:
+    """Merge ``local_dir`` into ``out``, record ``image_budget`` in its processor config, check it loads."""
     local = Path(local_dir).resolve()
     target = Path(out).resolve()
     check_checkpoint_layout(trainer, local)
@@ -108,6 +114,11 @@ def export_checkpoint(
         if not any(merged.glob("*.safetensors")):
             raise ExportError(f"the EasyR1 merger wrote no weights to {merged}")
         shutil.copytree(merged, target, dirs_exist_ok=True)
+    try:
+        written = write_budget(target, image_budget)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ExportError(f"{target}: cannot record the image budget: {exc} (the merger saved no processor?)") from exc
+    print(f"image budget {image_budget} written to {', '.join(p.name for p in written)}")
     if check:
         print(check_model_folder(target, device=device).summary())
     return target

@@ -32,7 +32,7 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from imageedit_r1 import __version__
@@ -186,8 +186,13 @@ class ImageEditR1:
             from imageedit_r1.pipeline.verifier import Verifier
 
             verify = self.config.verify
+            judge = verify.judge
+            if judge.backend == "openai" and judge.base_url:
+                # A judge sees the images as they are (scaled to max_image_side), not resized to
+                # the decomposer's trained image budget, unless its options say otherwise.
+                judge = replace(judge, options={"image_budget": "off", **judge.options})
             self._verifier = Verifier(
-                self._backend("verification", verify.judge), rubric=verify.rubric, structured=verify.structured,
+                self._backend("verification", judge), rubric=verify.rubric, structured=verify.structured,
                 max_tokens=verify.judge.max_tokens, max_image_side=verify.max_image_side,
                 invalid_reply_attempts=verify.invalid_reply_attempts)
         return self._verifier

@@ -121,6 +121,12 @@ _REFUSAL_RE = re.compile(
 # "(0–4 points)" / "(0-3)" rubric ranges echoed by a judge would otherwise read as a score.
 _RANGE_RE = re.compile(r"\(\s*\d+\s*(?:–|-|—|to)\s*\d+\s*(?:points?|pts)?\s*\)", re.IGNORECASE)
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
+
+
+def looks_like_refusal(text: str) -> bool:
+    """True when a reply reads as a model declining to evaluate ("I'm sorry, I can't ...")."""
+    return bool(_REFUSAL_RE.search(text or ""))
+
 _DENOMINATOR_RE = re.compile(r"\s*(?:/|out of|of)\s*(\d+)", re.IGNORECASE)
 # A second number right after a score ("3-4", "3 or 4", "3 to 4"): a range, not a score.
 _ALTERNATIVE_RE = re.compile(r"\s*(?:-|–|—|to|or)\s*\d", re.IGNORECASE)
@@ -347,7 +353,7 @@ def parse_judgment(text: str | None) -> Scores:
     scores = _scores_from_text(stripped, raw)
     if scores is not None:
         return scores
-    if _REFUSAL_RE.search(stripped):
+    if looks_like_refusal(stripped):
         raise JudgeRefusal(f"judge refused: {stripped[:200]}", raw=raw)
     raise JudgmentParseError(f"no scores found in reply: {stripped[:200]!r}", raw=raw)
 
@@ -367,7 +373,8 @@ class Judgment:
     calls: int = 1
 
 
-def _fit(image, max_side: int | None):
+def fit_within(image, max_side: int | None):
+    """``image`` scaled down (bicubic) so its longer side is at most ``max_side`` pixels; None: as is."""
     if not max_side or max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
@@ -408,7 +415,7 @@ class Judge:
         from imageedit_r1.backends import ChatMessage
 
         message = ChatMessage(role="user", content=[
-            judge_prompt(edit_request), _fit(original, self.max_image_side), _fit(edited, self.max_image_side)])
+            judge_prompt(edit_request), fit_within(original, self.max_image_side), fit_within(edited, self.max_image_side)])
         prompt_tokens = completion_tokens = 0
         last_error: JudgmentParseError | None = None
         for attempt in range(1, self.invalid_reply_attempts + 1):

@@ -31,7 +31,7 @@ def runs_on_replicas(method: MethodConfig) -> bool:
         return True  # user code: may load anything
     if method.kind == "original":
         return not is_hosted_editor(method.editor.name)
-    if method.kind == "pipeline":
+    if method.kind in ("pipeline", "pipeline-verify"):
         return not is_hosted_editor(method.editor.name) or agents_are_local(method.decomposer, method.sequencer)
     return False
 

@@ -122,3 +122,45 @@ def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offlin
     trace = json.loads((tmp_path / "out.trace.json").read_text())
     assert trace["status"] == "ok" and trace["decomposition"]["actions"] == ["Recoloring"]
     assert Image.open(tmp_path / "out.png").size == (48, 32)
+
+
+def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_judges_score(tmp_path):
+    """Without --replies the server reads the prompt: a second pipeline run, a verifier, an eval judge
+    and a teacher each get an answer of their own kind, which the project's own parsers read."""
+    from imageedit_r1.agents.sequencer import parse_sub_requests
+    from imageedit_r1.decomposition import parse_strict
+    from imageedit_r1.eval.judge import judge_prompt, parse_judgment
+    from imageedit_r1.pipeline.verifier import (
+        parse_checklist_verdict,
+        parse_table2_verdict,
+        verification_prompt,
+    )
+    from imageedit_r1.prompts import render_prompt
+
+    port = free_port()
+    proc, line = start_server("--port", str(port))
+    try:
+        import openai
+
+        client = openai.OpenAI(api_key="unused", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+
+        def ask(prompt: str) -> str:
+            return client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": prompt}]
+                                                  ).choices[0].message.content
+
+        decompose = render_prompt("decompose", content="Change the coat to red")
+        sequence = render_prompt("sequence", request="Change the coat to red", actions='["Recoloring"]',
+                                 subjects='["coat"]', goals='["red"]', max_steps=8, as_object=True)
+        for _ in range(2):  # a second run gets the same answers as the first
+            assert parse_strict(ask(decompose)).actions == ["Recoloring"]
+            assert parse_sub_requests(ask(sequence)) == ["Recolor the coat to scarlet"]
+        assert parse_judgment(ask(judge_prompt("Change the coat to red"))).total >= 8
+        plan = ["Recolor the coat to scarlet", "Brighten the sky"]
+        verdict = parse_table2_verdict(ask(verification_prompt("table2", "Change the coat to red", plan)), plan)
+        assert verdict.score >= 8 and verdict.unmet == []
+        verdict = parse_checklist_verdict(ask(verification_prompt("checklist", "Change the coat to red", plan)), plan)
+        assert verdict.score == 10 and verdict.unmet == []
+        label = json.loads(ask(render_prompt("teacher", request="Change the coat to red", actions=[("Recoloring", "")])))
+        assert label["actions"] == ["Recoloring"] and label["subjects"] and label["goals"]
+    finally:
+        stop(proc)

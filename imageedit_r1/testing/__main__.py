@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,34 @@ EXAMPLE_REPLIES = [
     '<goals>["scarlet"]</goals>',
     '{"sub_requests": ["Recolor the coat to scarlet"]}',
 ]
+# Without --replies the server answers each prompt in kind (recognised by its opening words), so a run can
+# be repeated and a verifier, an eval judge or a teacher on the same server gets an answer it can read.
+ROLE_MARKERS = (
+    ("sequence", "You are the sequencing agent"),
+    ("checklist", "You are checking an image edit"),
+    ("judge", "You are an expert image quality evaluator"),
+    ("teacher", "You are labelling training data"),
+)
+JUDGE_REPLY = ('{"reasoning": "The coat is scarlet; the rest is untouched.", "fulfillment": 4, "quality": 2, '
+               '"preservation": 3, "unmet": []}')
+TEACHER_REPLY = ('{"rationale": "A recoloring of the coat.", "actions": ["Recoloring"], "subjects": ["coat"], '
+                 '"goals": ["scarlet"]}')
+_PLAN_ITEM = re.compile(r"^\s*(\d+)\.\s+\S", re.MULTILINE)
+
+
+def reply_in_kind(text: str) -> str:
+    """The default answer to a prompt of the decomposition, sequencing, judge, verifier or teacher kind."""
+    role = next((name for name, marker in ROLE_MARKERS if marker in text), "decompose")
+    if role == "sequence":
+        return EXAMPLE_REPLIES[1]
+    if role == "checklist":
+        plan_size = max([int(n) for n in _PLAN_ITEM.findall(text.split("sub-requests:", 1)[-1])] or [1])
+        return json.dumps({"checks": [{"index": i, "note": "", "met": True} for i in range(1, plan_size + 1)]})
+    if role == "judge":
+        return JUDGE_REPLY
+    if role == "teacher":
+        return TEACHER_REPLY
+    return EXAMPLE_REPLIES[0]
 
 
 def cmd_build(args) -> int:
@@ -62,23 +91,28 @@ def cmd_serve(args) -> int:
         FakeServer,
         add_gemini_route,
         add_openai_chat_route,
+        gemini_text,
+        openai_text,
         scripted,
     )
 
-    replies = read_replies(args.replies) if args.replies else EXAMPLE_REPLIES
+    replies = read_replies(args.replies) if args.replies else None
     server = FakeServer(port=args.port, raise_handler_errors=False)
     if args.api == "openai":
-        add_openai_chat_route(server, scripted(*replies), model=args.model)
+        reply = scripted(*replies) if replies else (lambda request: reply_in_kind(openai_text(request)))
+        add_openai_chat_route(server, reply, model=args.model)
     else:
-        add_gemini_route(server, scripted(*replies), model=args.model)
+        reply = scripted(*replies) if replies else (lambda request: reply_in_kind(gemini_text(request)))
+        add_gemini_route(server, reply, model=args.model)
     try:
         server.start()
     except OSError as exc:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     base = f"{server.url}/v1" if args.api == "openai" else server.url
-    print(f"fake {args.api} server on {base} (model {args.model!r}, {len(replies)} scripted replies; "
-          "the last repeats). Ctrl-C stops it.", flush=True)
+    script = (f"{len(replies)} scripted replies; the last repeats" if replies else
+              "answering each decomposition, sequencing, judge, verifier or teacher prompt in kind")
+    print(f"fake {args.api} server on {base} (model {args.model!r}, {script}). Ctrl-C stops it.", flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -140,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api", choices=APIS, default="openai")
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
     serve.add_argument("--replies", help="JSON list of replies, in order, the last repeating "
-                                         "(default: one decomposition and one sequencing answer)")
+                                         "(default: an answer in kind to each decomposition, sequencing, judge, verifier "
+                                         "or teacher prompt, the same every time)")
     serve.add_argument("--model", default="fake-model", help="the model name the server reports")
     serve.set_defaults(func=cmd_serve)
     config = sub.add_parser("config", help="print a pipeline YAML that uses the tiny editor and the fake server")

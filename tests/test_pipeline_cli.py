@@ -114,6 +114,12 @@ def test_usage_errors_and_help():
     out = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--help"], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert "OFFLINE DEMO" in out and "--manifest" in out and "single-turn" in out
+    # Every example is a command that can be pasted as printed: a continuation is kept, never joined up.
+    import re
+
+    examples = out.split("examples:", 1)[1].split("manifest:", 1)[0]
+    assert "--verify openai:gpt-4o-2024-08-06" in examples
+    assert not re.findall(r"\S {3,}--", examples), examples
 
 
 @pytest.mark.slow

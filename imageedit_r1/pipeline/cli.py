@@ -31,7 +31,7 @@ examples:
   python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run [--json]
 
   # verify each edit with a judge VLM; up to 3 attempts, keep the best (see docs/pipeline.md)
-  python -m imageedit_r1.pipeline --config examples/configs/flux_kontext.yaml --image photo.jpg \
+  python -m imageedit_r1.pipeline --config examples/configs/flux_kontext.yaml --image photo.jpg \\
       --request "..." --out out.png --verify openai:gpt-4o-2024-08-06 verify.max_cost_usd=0.05
 
   # any config key can be overridden as key=value

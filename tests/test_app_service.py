@@ -225,3 +225,30 @@ def test_config_and_overrides_from_the_command_line_reach_the_service(tmp_path):
     assert EditService(settings).editor_names()[0] == "nano-banana"
     with pytest.raises(FileNotFoundError, match="config file not found"):
         build_settings(build_parser().parse_args(["--config", "nope.yaml"]), [])
+
+
+def test_a_changed_plan_is_verified_with_one_verifier_for_every_edit(tmp_path, uploads, monkeypatch):
+    """With a `verify` section the page's Edit runs the verify loop on the person's plan, and the
+    verifier (a local VLM can be the decomposer's own model) is built once, not on every click."""
+    import imageedit_r1.backends as backends
+    from imageedit_r1.pipeline import AgentConfig
+    from imageedit_r1.pipeline.config import VerifyConfig
+    from imageedit_r1.testing import fake_servers as fakes
+
+    built = []
+    real_build = backends.build_backend
+    monkeypatch.setattr(backends, "build_backend", lambda *a, **k: built.append(a) or real_build(*a, **k))
+    verdict = json.dumps({"reasoning": "ok", "fulfillment": 4, "quality": 3, "preservation": 3, "unmet": []})
+    with fakes.fake_openai_server(fakes.scripted(verdict)) as server:
+        judge = AgentConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1", retry_attempts=1,
+                            timeout=5)
+        svc = service(tmp_path, uploads, verify=VerifyConfig(judge=judge))
+        path = save(Image.new("RGB", (64, 48), (200, 0, 0)), uploads / "in.png")
+        _, plan = svc.plan(path, REQUEST)
+        plan.edit_sub_request(0, "Recolor the coat to deep blue")
+        traces = [svc.execute(path, plan.to_dict(), seed=seed).trace for seed in (1, 2)]
+    for trace in traces:
+        assert trace["plan"]["changed"] is True
+        assert trace["verify"]["attempts"][0]["plan"]["sub_requests"][0] == "Recolor the coat to deep blue"
+        assert trace["verify"]["stop_reason"] == "threshold" and trace["models"]["verifier"] == "judge-vlm"
+    assert len(built) == 1

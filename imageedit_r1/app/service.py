@@ -171,7 +171,11 @@ class EditService:
             if steps is not None and hasattr(built, "num_inference_steps"):
                 built.num_inference_steps = steps
             config = replace(self.config, editor=self._editor_config(name))
-            runner = ImageEditR1(editor=built, config=config)
+            # The planner's verifier, built once and sharing the planner's backends (a local judge
+            # can be the decomposer's own model): never a second copy per click.
+            verifier = (self._guard(lambda: getattr(self.planner, "verifier", None))
+                        if config.verify is not None else None)
+            runner = ImageEditR1(editor=built, verifier=verifier, config=config)
             result = self._guard(lambda: runner.execute(image, plan, seed=seed, on_step=on_step))
         trace = redact(result.trace, self.secrets())
         stem = f"edit-{trace['output']['sha256'][:12]}-seed{seed}"

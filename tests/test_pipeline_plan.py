@@ -205,3 +205,28 @@ def test_execute_reports_each_editor_call_for_progress():
     steps = []
     pipe.execute(image(), pipe.plan(image(), REQUEST), seed=0, on_step=lambda *args: steps.append(args))
     assert steps == [(0, 2, SUBS[0]), (1, 2, SUBS[1])]
+
+
+def test_the_dry_run_json_edited_by_hand_reads_back_as_a_plan_that_knows_what_changed(tmp_path, capsys):
+    """`--dry-run --json > plan.json`, a sub-request changed in the file, then `Plan.from_json`: the
+    agents' proposal, the models and the image the plan was made on survive, so the run's trace
+    says the plan was changed and flags another image."""
+    from imageedit_r1.pipeline.cli import run_single
+
+    path = tmp_path / "in.png"
+    image().save(path)
+    pipe = make()
+    assert run_single(pipe, str(path), REQUEST, None, True, as_json=True) == 0
+    printed = json.loads(capsys.readouterr().out)
+    printed["sub_requests"][0] = "Recolor the coat to deep blue"
+    plan = Plan.from_json(json.dumps(printed))
+    assert plan.sub_requests == ["Recolor the coat to deep blue", SUBS[1]]
+    assert plan.proposed["sub_requests"] == SUBS
+    assert plan.changes() == [{"field": "sub_requests", "op": "edit", "index": 0, "before": SUBS[0],
+                               "after": "Recolor the coat to deep blue"}]
+    result = pipe.execute(str(path), plan, seed=0)
+    assert result.trace["plan"]["changed"] is True and result.trace["plan"]["image_matches"] is True
+    assert result.trace["models"]["decomposer"] == printed["models"]["decomposer"]
+    assert result.trace["raw_outputs"] == printed["raw_outputs"]
+    other = pipe.execute(Image.new("RGB", (40, 90), (1, 2, 3)), Plan.from_json(json.dumps(printed)), seed=0)
+    assert other.trace["plan"]["image_matches"] is False

@@ -278,9 +278,12 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
-        """Rebuild a plan from ``to_dict``'s output (``instructions`` is derived and ignored)."""
+        """Rebuild a plan from ``to_dict``'s output, or from the planning trace ``trace()`` and
+        ``--dry-run --json`` print (``instructions`` is derived and ignored)."""
         if not isinstance(data, dict):
             raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
+        if "format" not in data and data.get("status") == "planned" and isinstance(data.get("plan"), dict):
+            data = _plan_dict_from_trace(data)
         if data.get("format", PLAN_FORMAT) != PLAN_FORMAT:
             raise PlanError(f"unknown plan format {data.get('format')!r} (this version reads {PLAN_FORMAT})")
         for key in ("request", "mode"):
@@ -319,3 +322,20 @@ class Plan:
         except json.JSONDecodeError as exc:
             raise PlanError(f"the plan is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+# The keys ``Plan.trace()`` writes from the plan itself; the rest of a planning trace is its record.
+_TRACE_PLAN_KEYS = frozenset({"request", "mode", "status", "decomposition", "sub_requests", "instructions", "plan"})
+
+
+def _plan_dict_from_trace(trace: dict[str, Any]) -> dict[str, Any]:
+    """``to_dict``'s form of a planning trace: the agents' proposal and the edits come from
+    ``trace["plan"]``, so a plan changed in the printed JSON still reads as changed."""
+    change_record = trace["plan"]
+    return {
+        "format": PLAN_FORMAT,
+        **{key: trace[key] for key in ("request", "mode", "decomposition", "sub_requests") if key in trace},
+        "proposed": change_record.get("proposed") or {},
+        "edits": change_record.get("edits") or [],
+        "record": {key: value for key, value in trace.items() if key not in _TRACE_PLAN_KEYS},
+    }

@@ -169,3 +169,26 @@ def test_bad_verify_settings_in_a_method_fail_before_any_work(tmp_path):
     two, three = (MethodConfig(kind="pipeline-verify", verify={"attempts": n}) for n in (2, 3))
     assert two.config_hash() != three.config_hash()
     assert MethodConfig(kind="pipeline").config_hash() != MethodConfig(kind="pipeline-verify", verify={}).config_hash()
+
+
+def test_run_with_a_verified_method_and_a_judge_checks_keys_before_any_work(tmp_path, registered, capsys,
+                                                                             monkeypatch):
+    """The estimate has a verifier row between the methods' and the judges' rows: the checks before
+    work still find each judge's pending calls (a judge without its key stops the run, cleanly)."""
+    from imageedit_r1.eval.__main__ import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    bench = make_benchmark(tmp_path, "A", 1)
+    path = tmp_path / "eval.yaml"
+    path.write_text(f"""
+out_dir: {tmp_path / 'cli-run'}
+benchmarks: [{{name: A, source: manifest, manifest: {bench.manifest}}}]
+methods:
+  - {{name: v, kind: pipeline-verify, editor: seed-shade, decomposer: {{backend: scripted, model: s}},
+     verify: {{judge: {{backend: openai, model: local-vlm, base_url: "http://127.0.0.1:9/v1"}}}}}}
+judges: [{{name: GPT-4o, backend: openai, model: gpt-4o-2024-08-06}}]
+""")
+    assert main(["run", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "judge 'GPT-4o': no API key: set the environment variable OPENAI_API_KEY" in err, err
+    assert "zip()" not in err and not (tmp_path / "cli-run" / "edits.jsonl").exists()

@@ -50,6 +50,13 @@ def eval_problems(config: EvalConfig, pending: dict[str, int], stage: str = "all
 
 
 def pending_from_estimate(config: EvalConfig, rows: list[Any]) -> dict[str, int]:
-    """``EvalRunner.estimate`` rows (one per method, then one per judge) keyed by ``method:``/``judge:`` name."""
-    names = [f"method:{m.name}" for m in config.methods] + [f"judge:{j.name}" for j in config.judges]
-    return {name: row.calls for name, row in zip(names, rows, strict=True)}
+    """``EvalRunner.estimate`` rows keyed by ``method:``/``judge:`` name: one row per method first,
+    one per judge last, and between them one verifier row per ``pipeline-verify`` method (its
+    checks are the method's: ``method_problems``)."""
+    methods, judges = config.methods, config.judges
+    if len(rows) < len(methods) + len(judges):
+        raise ValueError(f"an estimate of {len(rows)} rows for {len(methods)} methods and {len(judges)} judges")
+    pending = {f"method:{m.name}": row.calls for m, row in zip(methods, rows[:len(methods)], strict=True)}
+    judge_rows = rows[len(rows) - len(judges):]
+    pending.update({f"judge:{j.name}": row.calls for j, row in zip(judges, judge_rows, strict=True)})
+    return pending

@@ -425,3 +425,27 @@ def test_local_agents_report_tokens_and_loading_time_apart_from_the_first_stage(
     assert plan["seconds"]["load_agents"] > 0 and plan["seconds"]["decompose"] > 0
     assert plan["tokens"]["decompose"]["prompt"] > 0 and plan["tokens"]["decompose"]["completion"] > 0
     assert plan["tokens"]["sequence"]["prompt"] > 0
+
+
+def test_the_verifier_is_checked_with_the_other_agents_before_any_work(photo, tmp_path, offline_env):
+    """A local verifier whose weights are not there, or a hosted one without its key, is one line
+    naming the verify.judge setting, with the other agents' problems, before any agent runs."""
+    code, _, err, seconds = run_cli(
+        "imageedit_r1.pipeline", "--image", photo, "--request", "make it red", "--out", tmp_path / "o.png",
+        "--decomposer", "gemini:gemini-2.5-flash", "--editor", "openai-image", "--verify", "transformers:acme/judge-vl",
+        env=offline_env)
+    assert code == 2 and seconds < 30
+    lines = error_lines(err)
+    assert len(lines) == 3, err
+    assert "decomposer (gemini" in lines[0] and "openai-image editor" in lines[1]
+    assert "acme/judge-vl" in lines[2] and "hf download acme/judge-vl" in lines[2]
+    assert "verify.judge.model=" in lines[2]
+    assert "Traceback" not in err and "couldn't connect" not in err
+
+    code, _, err, _ = run_cli(
+        "imageedit_r1.pipeline", "--image", photo, "--request", "make it red", "--out", tmp_path / "o.png",
+        "--decomposer", "gemini:gemini-2.5-flash", "--verify", "openai:gpt-4o-2024-08-06", env=offline_env)
+    assert code == 2
+    assert any(line.startswith("error: no API key for verify.judge (openai, gpt-4o-2024-08-06): set the environment "
+                               "variable OPENAI_API_KEY") for line in error_lines(err)), err
+    assert any("decomposer (gemini" in line for line in error_lines(err)), err

@@ -77,6 +77,9 @@ def pipeline_problems(config: PipelineConfig, *, editor: bool = True, agents: bo
             problems += agent_problems("sequencer", config.sequencer, check_models=check_models)
     if editor:
         problems += editor_problems(config.editor.name, dict(config.editor.options), check_models=check_models)
+    if config.verify is not None:  # the verifier is an agent too: its key and weights, before any work
+        judge = config.verify.judge
+        problems += backend_problems(judge.backend, backend_options(judge), "verify.judge", check_models=check_models)
     return list(dict.fromkeys(problems))
 
 

@@ -449,3 +449,21 @@ def test_the_verifier_is_checked_with_the_other_agents_before_any_work(photo, tm
     assert any(line.startswith("error: no API key for verify.judge (openai, gpt-4o-2024-08-06): set the environment "
                                "variable OPENAI_API_KEY") for line in error_lines(err)), err
     assert any("decomposer (gemini" in line for line in error_lines(err)), err
+
+
+@pytest.mark.parametrize("flags", [
+    ["--verify", "judge-vlm", "verify.judge.base_url=http://127.0.0.1:9/v1"],
+    ["--decomposer", "agent-vlm", "decomposer.base_url=http://127.0.0.1:9/v1"],
+])
+def test_a_server_url_on_an_in_process_backend_says_to_pick_the_openai_backend(photo, tmp_path, offline_env, flags):
+    """`base_url` means a served model; on the default transformers backend it was dropped without a
+    word and the model name was looked up as a local folder."""
+    code, _, err, _ = run_cli("imageedit_r1.pipeline", "--image", photo, "--request", "make it red", "--dry-run",
+                              *flags, "decomposer.backend=transformers", env=offline_env) if flags[0] == "--decomposer" \
+        else run_cli("imageedit_r1.pipeline", "--image", photo, "--request", "make it red", "--dry-run",
+                     "--decomposer", "gemini:gemini-2.5-flash", *flags, env=offline_env)
+    assert code == 2
+    setting = flags[2].split("=")[0].rsplit(".", 1)[0]
+    line = next(line for line in error_lines(err) if line.startswith(f"error: {setting}.base_url"))
+    assert f"{setting}.backend=openai" in line and "http://127.0.0.1:9/v1" in line
+    assert not any("model folder not found" in line for line in error_lines(err)), err

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify",
         metavar="[BACKEND:]MODEL",
         help="turn on the verify stage with this judge VLM (e.g. openai:gpt-4o-2024-08-06, gemini:gemini-2.5-flash, "
-        "or a served model with verify.judge.base_url=...): score each edit, retry below verify.threshold "
+        "or a served model: openai:NAME verify.judge.base_url=URL): score each edit, retry below verify.threshold "
         "within the budget (verify.attempts, verify.max_calls, verify.max_seconds, verify.max_cost_usd), keep the best",
     )
     setup.add_argument("--dry-run", action="store_true",

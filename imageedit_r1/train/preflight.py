@@ -380,3 +380,110 @@ def _plain(value: Any) -> Any:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+# ---------------------------------------------------------------- TRL
+
+TRL_COLUMNS = ("prompt", "images", "ground_truth")
+
+
+def check_trl_columns(files: Sequence[str]) -> list[str]:
+    """Problems with TRL parquet files: missing, unreadable, or lacking a column the run needs."""
+    problems = []
+    for path in files:
+        if not os.path.isfile(path):
+            problems.append(
+                f"train/val file not found: {path} (export it with `python -m imageedit_r1.data export --format trl`)"
+            )
+            continue
+        try:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        except Exception as exc:  # pyarrow raises several error types for a file that is not parquet
+            problems.append(f"{path}: not a readable parquet file ({exc})")
+            continue
+        missing = [c for c in TRL_COLUMNS if c not in names]
+        if missing:
+            problems.append(
+                f"{path}: no column(s) {missing} (columns: {names}); TRL needs the files of "
+                "`python -m imageedit_r1.data export --format trl`, not the EasyR1 or verl ones"
+            )
+    return problems
+
+
+def check_trl(
+    argv: Sequence[str],
+    *,
+    num_processes: int = 1,
+    num_machines: int = 1,
+    use_cpu: bool = False,
+    check_files: bool = True,
+    check_devices: bool = True,
+) -> Report:
+    """TRL's own argument parsing and ``GRPOConfig`` checks, the batch arithmetic for
+    ``num_processes`` processes, the reward weights, data columns, model path and GPUs."""
+    import contextlib
+    import io
+
+    from imageedit_r1.integrations.trl import reward_weights
+    from imageedit_r1.train.trl_grpo import parse_args
+
+    report = Report()
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            data_args, config, model_args = parse_args(argv)
+    except SystemExit:  # argparse: unknown or malformed flags
+        message = stderr.getvalue().strip().splitlines()
+        report.fail(f"TRL rejected the arguments: {message[-1] if message else 'invalid arguments'}")
+        return report
+    except (ValueError, TypeError) as exc:  # GRPOConfig.__post_init__ and TrainingArguments checks
+        report.fail(f"TRL rejected the arguments: {exc}")
+        return report
+
+    processes = _positive_int(report, "num_processes", num_processes)
+    if processes:
+        global_batch = config.per_device_train_batch_size * processes
+        spg = config.steps_per_generation or config.gradient_accumulation_steps
+        generation_batch = global_batch * spg
+        if config.num_generations and generation_batch % config.num_generations:
+            report.fail(
+                f"a generation batch of {generation_batch} completions (per_device_train_batch_size "
+                f"{config.per_device_train_batch_size} x {processes} processes x {spg} steps) is not divisible by "
+                f"num_generations ({config.num_generations}): prompt groups would be split"
+            )
+        else:
+            report.notes.append(
+                f"{generation_batch // config.num_generations} prompts x {config.num_generations} generations "
+                f"per generation batch on {processes} process(es)"
+            )
+    try:
+        reward_weights(config.reward_weights)
+    except ValueError as exc:
+        report.fail(f"--reward_weights: {exc}")
+    if not data_args.train_files:
+        report.fail("--train_files is not set: point it at the exported TRL parquet")
+    if not 0 < data_args.min_pixels <= data_args.max_pixels:
+        report.fail(f"image budget: need 0 < min_pixels <= max_pixels, got {data_args.min_pixels}, {data_args.max_pixels}")
+    if model_args.use_peft:
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            report.fail("--use_peft needs peft: pip install 'imageedit-r1[trl]'")
+    if config.use_vllm and config.vllm_mode == "server":
+        report.notes.append(
+            f"vLLM server mode: start `trl vllm-serve --model {model_args.model_name_or_path}` on "
+            f"{config.vllm_server_host}:{config.vllm_server_port} first, on GPUs not used for training"
+        )
+    if check_files:
+        for problem in check_trl_columns(list(data_args.train_files) + list(data_args.val_files)):
+            report.fail(problem)
+        check_model_path(report, "--model_name_or_path", model_args.model_name_or_path)
+    machines = _positive_int(report, "num_machines", num_machines)
+    if not use_cpu and processes and machines:
+        if processes % machines:
+            report.fail(f"num_processes ({processes}) must be divisible by num_machines ({machines})")
+        else:
+            check_gpus(report, processes // machines, machines, check_devices=check_devices)
+    return report

@@ -2,7 +2,10 @@
 
 One function turns whatever a user or a dataset hands us (a path, bytes, a ``{"bytes": ...}``
 dict, a PIL image) into an RGB ``PIL.Image`` with its EXIF orientation applied. Exotic modes
-(RGBA, LA, P, CMYK, I;16, I, F, 1, L) become RGB; transparency is composited onto white.
+(RGBA, LA, P, CMYK, I;16, I, F, 1, L) become RGB; transparency is composited onto white;
+high-bit-depth images are scaled by their bit depth (65535 in 16 bits is white), never stretched
+per image. Metadata is never a reason to lose an image: malformed EXIF that Pillow cannot
+re-serialise still gets its orientation applied, or else the pixels are kept as stored.
 A pixel limit guards against decompression bombs. Every failure is an ``ImageLoadError``.
 
 Datasets hold corrupt images; ``load_or_skip`` turns one into a counted, reported skip (id and
@@ -20,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from imageedit_r1.image_budget import ImageBudget
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +52,81 @@ def _open(source: Any) -> Image.Image:
     raise ImageLoadError(f"cannot read an image from {type(source).__name__}")
 
 
+_ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose does).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned upright per its EXIF orientation; a metadata fault never loses the pixels.
+
+    ``ImageOps.exif_transpose`` re-serialises the EXIF block and raises on malformed tags
+    (``struct.error`` for an SRATIONAL with a zero denominator, also ``ValueError``,
+    ``TypeError``, ...). Then the orientation tag alone is read and applied; if even that
+    cannot be read, the image is returned as stored.
+    """
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except Exception as exc:  # noqa: BLE001 - any metadata fault: the pixels are what matter
+        logger.warning("malformed EXIF (%s: %s); applying the orientation tag alone", type(exc).__name__, exc)
+    try:
+        orientation = image.getexif().get(_ORIENTATION_TAG)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: keep the stored orientation
+        return image
+    method = _ORIENTATION_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
+
+
+def bit_depth(image: Image.Image) -> int | None:
+    """Bits per sample of a high-depth integer image (16 or 32), None for the 8-bit and float modes.
+
+    ``I;16*`` modes are 16 bits. Mode ``I`` (32-bit storage) holds 16-bit PNG/PPM/PGM data as
+    often as true 32-bit TIFF data: a TIFF's BitsPerSample decides, otherwise 16 when every
+    value fits in 16 bits.
+    """
+    if image.mode.startswith("I;16"):
+        return 16
+    if image.mode != "I":
+        return None
+    declared = getattr(image, "tag_v2", {}).get(258) if hasattr(image, "tag_v2") else None
+    if isinstance(declared, tuple) and declared:
+        declared = declared[0]
+    if isinstance(declared, int) and declared in (8, 16, 32):
+        return declared
+    lo, hi = image.getextrema()
+    return 16 if lo >= 0 and hi <= 0xFFFF else 32
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB (alpha composited onto white, 16-bit scaled to 8-bit)."""
+    """Convert any PIL mode to RGB (alpha composited onto white, high bit depth scaled by depth).
+
+    Integer modes map ``[0, 2**bits - 1]`` onto ``[0, 255]`` (16 bits: divide by 257; 32-bit
+    mode ``I`` is signed, so ``[0, 2**31 - 1]``); float
+    mode ``F`` is taken as nominal ``[0, 1]``, as image tools store it. Out-of-range values clip.
+    """
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # Scale high-bit-depth grayscale into 0..255 instead of clipping it to white.
-        import numpy as np  # local: numpy only for the rare 16-bit/float case
+    if image.mode.startswith("I") or image.mode == "F":
+        import numpy as np  # local: numpy only for the rare high-bit-depth case
 
         arr = np.asarray(image, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
-        return Image.fromarray(scaled.astype("uint8"), mode="L").convert("RGB")
+        if image.mode == "F":
+            scaled = arr * 255.0
+        else:
+            bits = bit_depth(image) or 16
+            # Mode I is signed 32-bit: its 32-bit data tops out at 2**31 - 1.
+            scaled = arr * (255.0 / (2**31 - 1 if bits == 32 else 2**bits - 1))
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+        gray = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype("uint8"), mode="L")
+        return gray.convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -78,14 +146,34 @@ def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
                 f"over the limit of {max_pixels:,} (raise max_pixels if this is intended)"
             )
         image.load()
-        image = ImageOps.exif_transpose(image) or image
-        return to_rgb(image)
+        return to_rgb(upright(image))
     except ImageLoadError:
         raise
     except FileNotFoundError as exc:
         raise ImageLoadError(f"image file not found: {exc.filename}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(f"unreadable image: {exc}") from exc
+
+
+def fit_to_budget(image: Image.Image, budget: ImageBudget | None) -> Image.Image:
+    """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget``; None: unchanged.
+
+    An aspect ratio the processor refuses is padded first (black bars, content centred); then the
+    image is resized (bicubic) to ``budget.fit(...).size``. Every stage that hands an image to the
+    decomposition agent (the exporter, the inference backends) calls this, so they agree to the
+    pixel. See ``imageedit_r1.image_budget``.
+    """
+    if budget is None:
+        return image
+    image = to_rgb(image)
+    fit = budget.fit(image.width, image.height)
+    if fit.padded:
+        canvas = Image.new("RGB", fit.canvas, (0, 0, 0))
+        canvas.paste(image, ((fit.canvas[0] - image.width) // 2, (fit.canvas[1] - image.height) // 2))
+        image = canvas
+    if image.size != fit.size:
+        image = image.resize(fit.size, Image.Resampling.BICUBIC)
+    return image
 
 
 def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,23 @@ from PIL import Image
 CORRUPT = b"\x89PNG\r\n\x1a\n this is not an image"
 
 
+def malformed_exif(orientation: int = 6) -> bytes:
+    """An EXIF block (APP1 payload) with Orientation and XResolution stored as SRATIONAL(-1, 0).
+
+    Cameras and editors write such blocks; Pillow reads them, but ``ImageOps.exif_transpose``
+    raises ``struct.error`` when it re-serialises the block.
+    """
+    entries = 2
+    data_offset = 8 + 2 + entries * 12 + 4
+    ifd = struct.pack("<H", entries)
+    ifd += struct.pack("<HHI", 0x0112, 3, 1) + struct.pack("<HH", orientation, 0)  # SHORT
+    ifd += struct.pack("<HHII", 0x011A, 10, 1, data_offset)  # SRATIONAL, value at data_offset
+    ifd += struct.pack("<I", 0)  # no next IFD
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<ii", -1, 0)
+
+
 def image_bytes(kind: str, seed: int = 0, size: tuple[int, int] = (40, 24)) -> bytes:
-    """Encoded bytes of a small image of the given kind (``rgb``, ``exif``, ``rgba``, ``p``, ``cmyk``, ``i16``, ``l``)."""
+    """Encoded bytes of a small image of the given kind (``rgb``, ``exif``, ``bad_exif``, ``rgba``, ``p``, ``cmyk``, ``i16``, ``l``)."""
     rng = np.random.default_rng(seed)
     w, h = size
     rgb = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
@@ -30,6 +46,8 @@ def image_bytes(kind: str, seed: int = 0, size: tuple[int, int] = (40, 24)) -> b
         exif = Image.Exif()
         exif[0x0112] = 6
         rgb.save(buffer, "JPEG", exif=exif.tobytes())
+    elif kind == "bad_exif":  # sideways like "exif", with a malformed XResolution beside the orientation
+        rgb.save(buffer, "JPEG", exif=malformed_exif(6))
     elif kind == "rgba":
         rgba = rgb.convert("RGBA")
         rgba.putalpha(Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), "L"))
@@ -166,7 +184,7 @@ def write_manifest(folder: Path, kinds: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, kind in enumerate(kinds):
-        suffix = {"exif": "jpg", "cmyk": "jpg"}.get(kind, "png")
+        suffix = {"exif": "jpg", "bad_exif": "jpg", "cmyk": "jpg"}.get(kind, "png")
         name = f"img_{i}.{suffix}"
         (folder / name).write_bytes(image_bytes(kind, seed=9000 + i))
         lines.append(json.dumps({"id": f"req-{i}", "image": name, "request": f"make sky {i} a sunset", "tag": "t"}))

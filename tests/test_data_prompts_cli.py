@@ -106,3 +106,13 @@ def test_training_prompt_is_the_inference_prompt():
     (message,) = decomposition_messages(image, request)
     text = "".join(part if isinstance(part, str) else "<image>" for part in message.parts())
     assert text == decomposition_prompt(request)
+
+
+def test_cli_passes_over_malformed_exif_and_16_bit_rows(tmp_path, capsys):
+    """One malformed EXIF tag used to end `inspect` (and label, subsets, export) at that row."""
+    write_psr(tmp_path / "psr", ["bad_exif", "i16", "rgb"], pairings=1)
+    assert main(["inspect", "--source", f"psr:{tmp_path / 'psr'}"]) == 0
+    captured = capsys.readouterr()
+    assert "psr/p000\t24x40\t" in captured.out  # read, and turned upright by its orientation tag
+    assert "psr/p001\t40x24\t" in captured.out and "psr/p002\t40x24\t" in captured.out
+    assert "unreadable" not in captured.err

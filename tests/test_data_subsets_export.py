@@ -213,16 +213,77 @@ def test_a_failing_source_leaves_no_files(tmp_path):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 
 
-def test_large_images_are_shrunk_to_the_export_pixel_budget(tmp_path):
+def _manifest_of_sizes(folder, sizes, request="add a cat"):
     from PIL import Image
 
-    big = tmp_path / "big.png"
-    Image.new("RGB", (400, 100), "red").save(big)
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps({"id": "b", "image": "big.png", "request": "add a cat"}) + "\n")
-    sample = next(iter(ManifestLoader(manifest)))
-    write_items([ExportItem(sample, GT)], tmp_path / "out", formats=["easyr1"], max_pixels=10_000, val_fraction=0.0)
-    (row,) = list(iter_rows(tmp_path / "out" / "easyr1" / "train.parquet"))
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (w, h) in enumerate(sizes):
+        Image.new("RGB", (w, h), (30 + i, 120, 200)).save(folder / f"{i}.png")
+        text = request if isinstance(request, str) else request[i]
+        lines.append(json.dumps({"id": f"s{i}", "image": f"{i}.png", "request": text}))
+    (folder / "m.jsonl").write_text("\n".join(lines) + "\n")
+    return list(ManifestLoader(folder / "m.jsonl"))
+
+
+def _stored_size(ref):
     import io
 
-    assert Image.open(io.BytesIO(row["images"][0]["bytes"])).size == (200, 50)
+    from PIL import Image
+
+    return Image.open(io.BytesIO(ref["bytes"])).size
+
+
+def test_images_are_written_at_the_budget_size(tmp_path):
+    from imageedit_r1.image_budget import ImageBudget
+
+    budget = ImageBudget(3_136, 10_000)
+    (sample,) = _manifest_of_sizes(tmp_path / "m", [(400, 100)])
+    stats = write_items([ExportItem(sample, GT)], tmp_path / "out", image_budget=budget, val_fraction=0.0)
+    (row,) = list(iter_rows(tmp_path / "out" / "easyr1" / "train.parquet"))
+    assert _stored_size(row["images"][0]) == budget.fit(400, 100).size == (196, 28)
+    (verl,) = list(iter_rows(tmp_path / "out" / "verl" / "train.parquet"))
+    image = verl["images"][0]
+    assert _stored_size(image) == (196, 28)
+    assert (image["min_pixels"], image["max_pixels"]) == (3_136, 10_000)  # what verl hands to fetch_image
+    assert stats.resized == 1 and stats.padded == 0
+
+
+def test_rows_a_trainer_cannot_use_are_made_trainable_or_refused_with_a_reason(tmp_path):
+    """A 4600x20 banner used to be written as is; Qwen's processor refuses it and verl drops the row."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    sizes = [(4600, 20), (20, 4600), (5, 900), (900, 5), (1, 1), (28, 4200), (640, 480), (640, 480)]
+    requests = ["add a cat"] * 7 + ["add a cat " * 400]  # the last one is too long for any prompt budget
+    samples = _manifest_of_sizes(tmp_path / "m", sizes, requests)
+    stats = write_items([ExportItem(s, GT) for s in samples], tmp_path / "out", val_fraction=0.0)
+    assert stats.total == 7 and stats.dropped == {"prompt too long": ["s7"]}
+    assert stats.padded == 2  # the two banners
+    rows = list(iter_rows(tmp_path / "out" / "verl" / "train.parquet"))
+    for row in rows:
+        w, h = _stored_size(row["images"][0])
+        # Qwen's processor takes the stored image (it raises on a ratio over 200) and keeps its size.
+        assert smart_resize(h, w, 28, DEFAULT_BUDGET.min_pixels, DEFAULT_BUDGET.max_pixels) == (h, w)
+
+
+def test_cli_export_reports_reasons_and_fails_when_nothing_is_kept(tmp_path, capsys):
+    from imageedit_r1.data.__main__ import main
+
+    samples = _manifest_of_sizes(tmp_path / "m", [(64, 64), (4600, 20)], ["add a cat " * 400, "add a dog"])
+    labels = _label_file(tmp_path / "labels.jsonl", samples)
+    args = ["-q", "export", "--source", f"manifest:{tmp_path / 'm' / 'm.jsonl'}", "--labels", str(labels),
+            "--no-leakage-guard"]
+    assert main([*args, "--out", str(tmp_path / "o1")]) == 0
+    out = capsys.readouterr().out
+    assert "exported 1 samples" in out and "1 padded" in out and "dropped, prompt too long: 1 (e.g. s0)" in out
+    manifest = json.loads((tmp_path / "o1" / "export_manifest.json").read_text())
+    assert manifest["image_budget"] == {"min_pixels": 262_144, "max_pixels": 1_003_520}
+    assert manifest["dropped"] == {"prompt too long": ["s0"]} and manifest["padded"] == 1
+
+    only_long = _manifest_of_sizes(tmp_path / "m2", [(64, 64)], ["add a cat " * 400])
+    labels2 = _label_file(tmp_path / "labels2.jsonl", only_long)
+    code = main(["-q", "export", "--source", f"manifest:{tmp_path / 'm2' / 'm.jsonl'}", "--labels", str(labels2),
+                 "--no-leakage-guard", "--out", str(tmp_path / "o2")])
+    assert code == 1 and "nothing was exported" in capsys.readouterr().err

@@ -42,12 +42,79 @@ def test_transparency_is_composited_on_white():
     assert load_image(Image.new("RGBA", (2, 2), (255, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_sixteen_bit_gradients_are_scaled_not_clipped():
-    image = Image.new("I;16", (2, 1))
-    image.putpixel((0, 0), 1000)
-    image.putpixel((1, 0), 60000)
-    loaded = load_image(image)
-    assert loaded.getpixel((0, 0)) == (0, 0, 0) and loaded.getpixel((1, 0)) == (255, 255, 255)
+def _gray(image: Image.Image) -> list[int]:
+    return [pixel[0] for pixel in load_image(image).getdata()]
+
+
+def _high_depth_images(values: list[int]) -> list[tuple[str, bytes | Image.Image]]:
+    """The same 16-bit samples in every form Pillow hands out: I;16 (PNG, TIFF), I;16B, I;16L, I (PPM, raw)."""
+    import numpy as np
+
+    array = np.array([values], dtype=np.uint16)
+    forms = [
+        ("png I;16", encoded(Image.fromarray(array), "PNG")),
+        ("tiff I;16", encoded(Image.fromarray(array), "TIFF")),
+        ("ppm I", encoded(Image.fromarray(array), "PPM")),
+        ("I;16B", Image.frombytes("I;16B", (len(values), 1), array.astype(">u2").tobytes())),
+        ("I;16L", Image.frombytes("I;16L", (len(values), 1), array.astype("<u2").tobytes())),
+        ("I", Image.fromarray(array.astype(np.int32))),
+    ]
+    for name, form in forms:
+        mode = form.mode if isinstance(form, Image.Image) else Image.open(io.BytesIO(form)).mode
+        assert mode.startswith("I"), (name, mode)
+    return forms
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([65535, 65535], [255, 255]),  # uniform white: was black when stretched per image
+    ([32768, 32768], [128, 128]),  # uniform mid-grey: was black
+    ([1000, 1005, 1010], [4, 4, 4]),  # a dark scan stays dark: was stretched to 0..255
+    ([0, 257, 65535], [0, 1, 255]),
+])
+def test_high_bit_depth_is_scaled_by_bit_depth_in_every_mode(values, expected):
+    for name, form in _high_depth_images(values):
+        assert _gray(form) == expected, name
+
+
+def test_32_bit_and_float_images_are_scaled_by_their_range():
+    import numpy as np
+
+    tiff32 = encoded(Image.fromarray(np.array([[0, 2**31 - 1]], dtype=np.int32)), "TIFF")  # BitsPerSample 32
+    assert _gray(tiff32) == [0, 255]
+    big = Image.fromarray(np.array([[0, 2**20]], dtype=np.int32))  # beyond 16 bits: 32-bit scale
+    assert _gray(big) == [0, 0]
+    floats = Image.fromarray(np.array([[0.0, 0.5, 1.0, 7.0, -1.0, np.nan]], dtype=np.float32))
+    assert _gray(floats) == [0, 128, 255, 255, 0, 0]
+    assert _gray(encoded(Image.fromarray(np.array([[0.25, 0.25]], dtype=np.float32)), "TIFF")) == [64, 64]
+
+
+def test_malformed_exif_keeps_the_image_and_its_orientation():
+    from PIL import ImageOps
+
+    from tests.data_fixtures import image_bytes
+
+    data = image_bytes("bad_exif", size=(40, 20))
+    with pytest.raises(Exception) as info:  # what Pillow does with it: the whole kind we must survive
+        ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert type(info.value).__name__ == "error"  # struct.error
+    loaded = load_image(data)
+    assert loaded.size == (20, 40)  # orientation 6 applied from the tag alone
+    rotated = Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_270)
+    assert loaded.tobytes() == rotated.convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize("fault", [ValueError("bad"), TypeError("bad"), KeyError(282), ZeroDivisionError()])
+def test_any_exif_fault_keeps_the_pixels(fault, monkeypatch):
+    from PIL import ImageOps
+
+    data = encoded(Image.new("RGB", (40, 20), "red"), "JPEG")
+
+    def broken(image, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", broken)
+    monkeypatch.setattr(Image.Image, "getexif", lambda self: (_ for _ in ()).throw(fault))
+    assert load_image(data).size == (40, 20)
 
 
 def test_exif_orientation_is_applied():

@@ -155,7 +155,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "`python -m imageedit_r1.data subsets`, point --subsets at them, or pass --no-leakage-guard."
             )
         guard = EvalGuard.from_paths([args.subsets])
+    from imageedit_r1.image_budget import ImageBudget, ImageBudgetError
+
     formats = args.format or ["easyr1", "verl"]
+    try:
+        budget = ImageBudget(args.image_min_pixels, args.image_max_pixels)
+    except ImageBudgetError as exc:
+        raise SystemExit(f"error: --image-min-pixels/--image-max-pixels: {exc}") from None
     try:
         report = export_labelled(
             _loaders(args),
@@ -168,12 +174,16 @@ def cmd_export(args: argparse.Namespace) -> int:
             file_format=args.file_format,
             seed=args.seed,
             val_fraction=args.val_fraction,
-            max_pixels=args.export_max_pixels if args.export_max_pixels > 0 else None,
+            image_budget=budget,
         )
     except LeakageError as exc:
         print(str(exc), file=sys.stderr)
         return 3
     print(report.summary())
+    if report.stats.total == 0:
+        print("error: nothing was exported: every sample was unlabelled, unreadable, overlapping or dropped "
+              "(reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -275,11 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--file-format", default="parquet", choices=["parquet", "jsonl"], help="EasyR1 file type (verl and TRL: parquet)")
     export.add_argument("--seed", type=int, default=0, help="train/val split seed (default 0)")
     export.add_argument("--val-fraction", type=float, default=0.05, help="share of samples in val (default 0.05)")
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
     export.add_argument(
-        "--export-max-pixels",
+        "--image-min-pixels",
         type=int,
-        default=4_194_304,
-        help="shrink larger images to this many pixels before writing (EasyR1's default max_pixels; 0: keep size)",
+        default=DEFAULT_BUDGET.min_pixels,
+        help="image budget, lower bound: images are written at the size Qwen's processor gives them within "
+        f"[min, max] pixels (default {DEFAULT_BUDGET.min_pixels}; the recipes must use the same budget)",
+    )
+    export.add_argument(
+        "--image-max-pixels",
+        type=int,
+        default=DEFAULT_BUDGET.max_pixels,
+        help=f"image budget, upper bound (default {DEFAULT_BUDGET.max_pixels} = {DEFAULT_BUDGET.max_image_tokens} image tokens)",
     )
     export.add_argument("--subsets", default="subsets", help="eval subsets folder or file for the leakage guard")
     export.add_argument("--no-leakage-guard", action="store_true", help="skip the eval-overlap check (not advised)")

@@ -16,6 +16,13 @@ one conversational user turn whose content blocks are the rendered decomposition
 its image slot (text, ``{"type": "image"}``, text), ``images`` = one image, ``ground_truth`` (the
 reward functions of ``imageedit_r1.integrations.trl`` read it), ``data_source`` and ``id``.
 
+Every image is written at exactly the size the image budget gives it (``imageedit_r1.image_budget``:
+padded first when its aspect ratio is beyond what Qwen's processor accepts, then resized with Qwen's
+``smart_resize`` arithmetic), so no trainer resizes it again and each row costs the image tokens
+the agent will see at inference. verl's image dicts also carry ``min_pixels`` / ``max_pixels``, which
+verl hands to ``qwen_vl_utils.fetch_image``. A row whose prompt could not fit the derived
+``max_prompt_length`` is refused here, counted by reason, instead of dropped silently by the trainer.
+
 All three trainers see the same prompt text with the image in the same place. The split is a hash of (seed, id): stable when data is
 added, and it needs no pass over the data first. Rows are written in row groups with
 ``pyarrow.parquet.ParquetWriter``, so memory stays flat however many rows are exported. Files are
@@ -40,7 +47,8 @@ from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import LabelIndex
 from imageedit_r1.data.sources import Loader
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
-from imageedit_r1.images import SkipReport, shrink_to_pixels, to_png_bytes
+from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError
+from imageedit_r1.images import SkipReport, fit_to_budget, to_png_bytes
 from imageedit_r1.prompts import render_prompt
 
 FORMATS = ("easyr1", "verl", "trl")
@@ -49,8 +57,8 @@ PARQUET_ONLY = ("verl", "trl")
 IMAGE_TOKEN = "<image>"
 ABILITY = "image_edit_decomposition"
 PROMPT_NAME = "decompose"
-# EasyR1's default data.max_pixels: larger images would be shrunk by the trainer anyway.
-DEFAULT_EXPORT_MAX_PIXELS = 4_194_304
+DROP_PROMPT_TOO_LONG = "prompt too long"
+DROP_IMAGE_UNFIT = "image cannot fit the budget"
 
 
 def easyr1_problem(request: str) -> str:
@@ -61,6 +69,16 @@ def easyr1_problem(request: str) -> str:
 def decomposition_prompt(request: str) -> str:
     """The full prompt (decompose.jinja around ``problem``): what EasyR1 builds and what verl is given."""
     return render_prompt(PROMPT_NAME, content=easyr1_problem(request))
+
+
+def prompt_text_bytes(request: str) -> int:
+    """UTF-8 bytes of the prompt text around the image slot (a bound on its tokens)."""
+    return len(decomposition_prompt(request).replace(IMAGE_TOKEN, "").encode("utf-8"))
+
+
+def max_prompt_length(budget: ImageBudget = DEFAULT_BUDGET) -> int:
+    """The trainers' ``max_prompt_length`` for ``budget``: the largest image, this prompt and a request."""
+    return budget.max_prompt_length(prompt_text_bytes(""))
 
 
 def decomposition_prompt_parts(request: str) -> tuple[str, str]:
@@ -101,11 +119,18 @@ def verl_features():
     import datasets
 
     string = datasets.Value("string")
+    # verl passes each image dict to qwen_vl_utils.fetch_image, which honours these per-image bounds.
+    image = {
+        "bytes": datasets.Value("binary"),
+        "path": string,
+        "min_pixels": datasets.Value("int64"),
+        "max_pixels": datasets.Value("int64"),
+    }
     return datasets.Features(
         {
             "data_source": string,
             "prompt": datasets.List({"role": string, "content": string}),
-            "images": datasets.List(datasets.Image()),
+            "images": datasets.List(image),
             "ability": string,
             "reward_model": {"style": string, "ground_truth": string},
             "extra_info": {
@@ -218,10 +243,20 @@ class ExportStats:
     rows: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
     ids: dict[str, list[str]] = field(default_factory=lambda: {"train": [], "val": []})
     files: list[str] = field(default_factory=list)
+    # reason -> ids of rows refused because a trainer could not use them
+    dropped: dict[str, list[str]] = field(default_factory=dict)
+    padded: int = 0  # rows whose image was padded to an aspect ratio the processor accepts
+    resized: int = 0  # rows whose image was resized to the budget
+    max_image_tokens: int = 0
+    max_prompt_bound: int = 0  # the largest per-row prompt-length bound written
 
     @property
     def total(self) -> int:
         return sum(self.rows.values())
+
+    @property
+    def dropped_count(self) -> int:
+        return sum(len(ids) for ids in self.dropped.values())
 
 
 class Exporter:
@@ -235,7 +270,7 @@ class Exporter:
         file_format: str = "parquet",
         seed: int = 0,
         val_fraction: float = 0.05,
-        max_pixels: int | None = DEFAULT_EXPORT_MAX_PIXELS,
+        image_budget: ImageBudget = DEFAULT_BUDGET,
         row_group_rows: int = 256,
         keep_ids: bool = True,
     ) -> None:
@@ -252,7 +287,9 @@ class Exporter:
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.file_format, self.seed, self.val_fraction = file_format, seed, val_fraction
-        self.max_pixels, self.row_group_rows, self.keep_ids = max_pixels, row_group_rows, keep_ids
+        self.row_group_rows, self.keep_ids = row_group_rows, keep_ids
+        self.image_budget = image_budget
+        self.max_prompt_length = max_prompt_length(image_budget)
         self.stats = ExportStats()
         self.writers: dict[tuple[str, str], Any] = {}
 
@@ -267,6 +304,8 @@ class Exporter:
         return self.writers[key]
 
     def _image_ref(self, fmt: str, png: bytes, digest: str) -> Any:
+        if fmt == "verl":
+            return {"bytes": png, "path": None, **self.image_budget.as_dict()}
         if self.file_format == "parquet":
             return {"bytes": png, "path": None}
         relative = f"images/{digest}.png"
@@ -276,11 +315,29 @@ class Exporter:
             path.write_bytes(png)
         return relative
 
-    def add(self, item: ExportItem) -> str:
+    def _drop(self, reason: str, item_id: str) -> None:
+        self.stats.dropped.setdefault(reason, []).append(item_id)
+
+    def add(self, item: ExportItem) -> str | None:
+        """Write one row to every format; the split it went to, or None when it was refused (see ``stats.dropped``)."""
         sample = item.sample
+        try:
+            fit = self.image_budget.fit(sample.image.width, sample.image.height)
+        except ImageBudgetError:
+            self._drop(DROP_IMAGE_UNFIT, sample.id)
+            return None
+        bound = self.image_budget.prompt_length_bound(prompt_text_bytes(sample.request), fit.tokens)
+        if bound > self.max_prompt_length:
+            self._drop(DROP_PROMPT_TOO_LONG, sample.id)
+            return None
         split = split_of(sample.id, self.seed, self.val_fraction)
         index = self.stats.rows[split]
-        png = to_png_bytes(shrink_to_pixels(sample.image, self.max_pixels))
+        image = fit_to_budget(sample.image, self.image_budget)
+        self.stats.padded += fit.padded
+        self.stats.resized += image.size != sample.image.size
+        self.stats.max_image_tokens = max(self.stats.max_image_tokens, fit.tokens)
+        self.stats.max_prompt_bound = max(self.stats.max_prompt_bound, bound)
+        png = to_png_bytes(image)
         digest = sample.image_sha256()
         for fmt in self.formats:
             image = self._image_ref(fmt, png, digest)
@@ -354,8 +411,14 @@ class ExportReport:
     manifest: str = ""
 
     def summary(self) -> str:
+        stats = self.stats
         lines = [
-            f"exported {self.stats.total} samples: {self.stats.rows['train']} train, {self.stats.rows['val']} val",
+            f"exported {stats.total} samples: {stats.rows['train']} train, {stats.rows['val']} val "
+            f"({stats.resized} resized and {stats.padded} padded to the image budget)",
+        ]
+        for reason, ids in sorted(stats.dropped.items()):
+            lines.append(f"dropped, {reason}: {len(ids)} (e.g. {', '.join(ids[:3])})")
+        lines += [
             f"unlabelled (no ok label, not exported): {self.unlabelled}",
             f"left out for overlapping the eval subsets: {len(self.overlaps)}",
             self.skipped.summary(limit=10),
@@ -409,7 +472,14 @@ def export_labelled(
         "file_format": exporter.file_format,
         "seed": exporter.seed,
         "val_fraction": exporter.val_fraction,
+        "image_budget": exporter.image_budget.as_dict(),
+        "max_prompt_length": exporter.max_prompt_length,
+        "max_image_tokens": report.stats.max_image_tokens,
+        "max_prompt_bound": report.stats.max_prompt_bound,
         "rows": report.stats.rows,
+        "resized": report.stats.resized,
+        "padded": report.stats.padded,
+        "dropped": report.stats.dropped,
         "files": report.stats.files,
         "sources": [loader.describe() for loader in loaders],
         "labels": labels.files,

@@ -464,8 +464,10 @@ def check_trl(
         report.fail(f"--reward_weights: {exc}")
     if not data_args.train_files:
         report.fail("--train_files is not set: point it at the exported TRL parquet")
-    if not 0 < data_args.min_pixels <= data_args.max_pixels:
-        report.fail(f"image budget: need 0 < min_pixels <= max_pixels, got {data_args.min_pixels}, {data_args.max_pixels}")
+    try:
+        data_args.image_budget  # noqa: B018 - validation on construction
+    except ValueError as exc:
+        report.fail(f"image budget (--min_pixels/--max_pixels): {exc}")
     if model_args.use_peft:
         try:
             import peft  # noqa: F401

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The training image budget of the EasyR1 recipe (recipes/configs/grpo_qwen25vl.yaml): pixels per image.
-DEFAULT_MIN_PIXELS = 262_144
-DEFAULT_MAX_PIXELS = 1_003_520
+from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -41,8 +40,17 @@ class TrainingDataArguments:
     val_files: list[str] = field(
         default_factory=list, metadata={"help": "held-out parquet file(s); evaluated when --eval_strategy is not 'no'"}
     )
-    min_pixels: int = field(default=DEFAULT_MIN_PIXELS, metadata={"help": "image budget: fewest pixels per image"})
-    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "image budget: most pixels per image"})
+    min_pixels: int = field(
+        default=DEFAULT_BUDGET.min_pixels, metadata={"help": "image budget: fewest pixels per image (as in the export)"}
+    )
+    max_pixels: int = field(
+        default=DEFAULT_BUDGET.max_pixels, metadata={"help": "image budget: most pixels per image (as in the export)"}
+    )
+
+    @property
+    def image_budget(self) -> ImageBudget:
+        """The budget these bounds define; ``ImageBudgetError`` (a ValueError) when they are unusable."""
+        return ImageBudget(self.min_pixels, self.max_pixels)
     metrics_file: str | None = field(
         default=None, metadata={"help": f"JSONL of the logged metrics (default: <output_dir>/{METRICS_FILE})"}
     )
@@ -67,8 +75,7 @@ def apply_project_settings(data_args: TrainingDataArguments, training_args, mode
         raise ValueError("--train_files is required: the TRL parquet from `python -m imageedit_r1.data export --format trl`")
     if not model_args.model_name_or_path:
         raise ValueError("--model_name_or_path is required")
-    if not 0 < data_args.min_pixels <= data_args.max_pixels:
-        raise ValueError(f"image budget: need 0 < min_pixels <= max_pixels, got {data_args.min_pixels}, {data_args.max_pixels}")
+    data_args.image_budget  # noqa: B018 - validates the bounds before any model is loaded
     training_args.reward_weights = reward_weights(training_args.reward_weights)
     model_init_kwargs = {"dtype": model_args.dtype, "attn_implementation": model_args.attn_implementation,
                          "revision": model_args.model_revision}
@@ -90,11 +97,15 @@ def load_split(files: Sequence[str]):
 
 
 def load_processor(model_path: str, data_args: TrainingDataArguments):
-    """The model's processor with the training image budget; left padding, as GRPOTrainer needs."""
+    """The model's processor with the training image budget; left padding, as GRPOTrainer needs.
+
+    TRL saves this processor with every checkpoint, so the budget travels with the trained model.
+    """
     from transformers import AutoProcessor
 
+    budget = data_args.image_budget
     return AutoProcessor.from_pretrained(
-        model_path, min_pixels=data_args.min_pixels, max_pixels=data_args.max_pixels, padding_side="left"
+        model_path, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels, padding_side="left"
     )
 
 

@@ -384,34 +384,6 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------- TRL
 
-TRL_COLUMNS = ("prompt", "images", "ground_truth")
-
-
-def check_trl_columns(files: Sequence[str]) -> list[str]:
-    """Problems with TRL parquet files: missing, unreadable, or lacking a column the run needs."""
-    problems = []
-    for path in files:
-        if not os.path.isfile(path):
-            problems.append(
-                f"train/val file not found: {path} (export it with `python -m imageedit_r1.data export --format trl`)"
-            )
-            continue
-        try:
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(path).names
-        except Exception as exc:  # pyarrow raises several error types for a file that is not parquet
-            problems.append(f"{path}: not a readable parquet file ({exc})")
-            continue
-        missing = [c for c in TRL_COLUMNS if c not in names]
-        if missing:
-            problems.append(
-                f"{path}: no column(s) {missing} (columns: {names}); TRL needs the files of "
-                "`python -m imageedit_r1.data export --format trl`, not the EasyR1 or verl ones"
-            )
-    return problems
-
-
 def check_trl(
     argv: Sequence[str],
     *,
@@ -427,7 +399,7 @@ def check_trl(
     import io
 
     from imageedit_r1.integrations.trl import reward_weights
-    from imageedit_r1.train.trl_grpo import parse_args
+    from imageedit_r1.train.trl_grpo import check_columns, parse_args
 
     report = Report()
     stderr = io.StringIO()
@@ -479,7 +451,7 @@ def check_trl(
             f"{config.vllm_server_host}:{config.vllm_server_port} first, on GPUs not used for training"
         )
     if check_files:
-        for problem in check_trl_columns(list(data_args.train_files) + list(data_args.val_files)):
+        for problem in check_columns(list(data_args.train_files) + list(data_args.val_files)):
             report.fail(problem)
         check_model_path(report, "--model_name_or_path", model_args.model_name_or_path)
     machines = _positive_int(report, "num_machines", num_machines)

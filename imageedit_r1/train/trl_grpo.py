@@ -20,6 +20,7 @@ per logging step, ``{"step": N, "reward": …, "rewards/format/mean": …, …}`
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,15 +85,41 @@ def apply_project_settings(data_args: TrainingDataArguments, training_args, mode
     training_args.model_init_kwargs = model_init_kwargs
 
 
+TRL_COLUMNS = ("prompt", "images", "ground_truth")
+
+
+def check_columns(files: Sequence[str]) -> list[str]:
+    """Problems with TRL parquet files: missing, unreadable, or lacking a column the run needs."""
+    problems = []
+    for path in files:
+        if not os.path.isfile(path):
+            problems.append(
+                f"train/val file not found: {path} (export it with `python -m imageedit_r1.data export --format trl`)"
+            )
+            continue
+        try:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        except Exception as exc:  # pyarrow raises several error types for a file that is not parquet
+            problems.append(f"{path}: not a readable parquet file ({exc})")
+            continue
+        missing = [c for c in TRL_COLUMNS if c not in names]
+        if missing:
+            problems.append(
+                f"{path}: no column(s) {missing} (columns: {names}); TRL needs the files of "
+                "`python -m imageedit_r1.data export --format trl`, not the EasyR1 or verl ones"
+            )
+    return problems
+
+
 def load_split(files: Sequence[str]):
     """A ``datasets.Dataset`` over exported TRL parquet files; images decode lazily, row by row."""
     import datasets
 
-    from imageedit_r1.train.preflight import PreflightError, check_trl_columns
-
-    problems = check_trl_columns(files)
+    problems = check_columns(files)
     if problems:
-        raise PreflightError(problems)
+        raise ValueError("; ".join(problems))
     return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
 
 
@@ -157,12 +184,10 @@ def build_trainer(data_args: TrainingDataArguments, training_args, model_args, *
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from imageedit_r1.train.preflight import PreflightError
-
     data_args, training_args, model_args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         trainer = build_trainer(data_args, training_args, model_args)
-    except (PreflightError, ValueError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

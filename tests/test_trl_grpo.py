@@ -233,5 +233,6 @@ def test_trl_updates_raise_high_reward_decompositions_over_low_reward_ones(tiny,
                        "--out", str(exported), "--device", "cpu"]) == 0
     reloaded = AutoModelForImageTextToText.from_pretrained(exported, dtype=torch.float32).eval()
     again = _mean_logps(reloaded, processor, rows, candidates)
-    for scene in scenes:
-        assert torch.allclose(again[scene], after[scene], atol=1e-4)
+    for scene in scenes:  # equal up to float32 summation order of a fresh model
+        assert torch.allclose(again[scene], after[scene], atol=2e-3), (again[scene], after[scene])
+        assert float(again[scene][0] - again[scene][-1]) > float(before[scene][0] - before[scene][-1]) + 0.5

@@ -384,6 +384,12 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------- TRL
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_trl(
     argv: Sequence[str],
     *,
@@ -402,6 +408,11 @@ def check_trl(
     from imageedit_r1.train.trl_grpo import check_columns, parse_args
 
     report = Report()
+    argv = list(argv)
+    if not use_cpu and "--use_cpu" not in argv and not _cuda_available():
+        # Checked on a machine without GPUs (a login node, a dry run): TrainingArguments would refuse
+        # bf16 here, not on the GPUs; whether GPUs are there is the GPU check's job below.
+        argv += ["--use_cpu", "true"]
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):

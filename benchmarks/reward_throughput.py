@@ -1,8 +1,13 @@
 """Reward throughput on one core for one EasyR1 step: 512 prompts x 8 rollouts = 4,096 responses.
 
-Prints responses/s for three cases side by side: all responses well-formed, a realistic mix
-(75% well-formed, 15% near misses, 10% free text), and the same mix through EasyR1's batch entry
-point. Target: >= 20,000 responses/s. Run: python benchmarks/reward_throughput.py
+Prints responses/s side by side for: all responses well-formed; a realistic mix (75% well-formed,
+15% near misses, 10% free text); the same mix through EasyR1's batch entry point; and an
+adversarial mix: the realistic mix with a share of its rollouts (default 2%, twice the rate seen
+in a real step at temperature 1.0) replaced by degenerate ones of 2,000 to 20,000 characters:
+tails of newlines after a cut tag, floods of tags, brackets, commas and "<", code fences that
+never close, very long lists and <think> bodies. Then the cost per character of each degenerate
+kind alone at 20,000 characters: the worst case, which must stay flat (linear parsing).
+Target: >= 20,000 responses/s on every mix. Run: python benchmarks/reward_throughput.py
 """
 
 from __future__ import annotations
@@ -48,6 +53,35 @@ def make_batch(rng: random.Random, prompts: int, rollouts: int) -> list[dict]:
     return batch
 
 
+GOOD = '<think>coat first</think><action>["Recoloring"]</action><subjects>["coat"]</subjects><goals>["red"]</goals>'
+
+# Degenerate rollouts, each a function of the length to reach.
+DEGENERATE = {
+    "newline tail after a cut tag": lambda n: GOOD[:60] + "\n<" + "\n" * n,
+    "flood of <think>": lambda n: "<think>" * (n // 7),
+    "flood of </action><action>[": lambda n: "</action><action>[" * (n // 18),
+    "flood of brackets": lambda n: "<think>x</think><action>[" + "[]," * (n // 3) + "]</action>",
+    "flood of '< /'": lambda n: "< /" * (n // 3),
+    "comma flood in a list": lambda n: "<think>x</think><subjects>" + "a," * (n // 2),
+    "line flood in a list": lambda n: "<think>x</think><goals>" + "- coat\n" * (n // 7),
+    "unclosed code fence": lambda n: "```json" + " " * n,
+    "long <think>": lambda n: GOOD.replace("coat first", "word " * (n // 5)),
+    "long list": lambda n: GOOD.replace('["coat"]', "[" + ",".join(['"coat"'] * (n // 7)) + "]"),
+    "whitespace inside a '<'": lambda n: "<" + " \t" * (n // 2) + "/think>",
+}
+
+
+def adversarial_batch(rng: random.Random, batch: list[dict], rate: float) -> list[dict]:
+    kinds = list(DEGENERATE)
+    out = []
+    for item in batch:
+        if rng.random() < rate:
+            text = DEGENERATE[rng.choice(kinds)](rng.randint(2_000, 20_000))
+            item = {**item, "response": text, "response_length": len(text) // 4}
+        out.append(item)
+    return out
+
+
 def measure(cases: list[tuple[str, callable, list]], repeats: int) -> list[tuple[str, float]]:
     """Best responses/s per case, the cases interleaved round by round so that a slow patch of
     the machine hits every case alike instead of whichever ran during it."""
@@ -68,6 +102,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=512)
     parser.add_argument("--rollouts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--adversarial-rate", type=float, default=0.02,
+                        help="share of rollouts replaced by degenerate ones in the adversarial mix")
     args = parser.parse_args()
     rng = random.Random(0)
     mixed = make_batch(rng, args.prompts, args.rollouts)
@@ -78,17 +114,33 @@ def main() -> None:
         for item in batch:
             score(item["response"], item["ground_truth"])
 
+    adversarial = adversarial_batch(random.Random(1), mixed, args.adversarial_rate)
+    n_degenerate = sum(a is not m for a, m in zip(adversarial, mixed, strict=True))
     rows = measure(
         [
             ("well-formed only", per_item, clean),
             ("realistic mix", per_item, mixed),
             ("realistic mix, EasyR1 batch call", easyr1_compute_score, mixed),
+            (f"adversarial mix ({n_degenerate} degenerate)", per_item, adversarial),
+            ("adversarial mix, EasyR1 batch call", easyr1_compute_score, adversarial),
         ],
         args.repeats,
     )
     print(f"{len(mixed):,} responses per step ({args.prompts} prompts x {args.rollouts} rollouts), one core")
     for name, value in rows:
-        print(f"  {name:<36} {value:>10,.0f} responses/s   {value / 20_000:5.2f}x the 20,000/s target")
+        print(f"  {name:<40} {value:>10,.0f} responses/s   {value / 20_000:5.2f}x the 20,000/s target")
+    ground_truth = mixed[0]["ground_truth"]
+    print("degenerate kinds alone, 20,000 characters each (best of rounds):")
+    for name, make in DEGENERATE.items():
+        text = make(20_000)
+        seconds = min(_cpu_seconds(lambda text=text: score(text, ground_truth)) for _ in range(args.repeats))
+        print(f"  {name:<40} {seconds * 1e6:8.0f} us   {seconds * 1e9 / len(text):6.1f} ns per character")
+
+
+def _cpu_seconds(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 
 from imageedit_r1.jsontext import FENCE_RE
 
@@ -38,12 +39,14 @@ from imageedit_r1.jsontext import FENCE_RE
 THINK, ACTION, SUBJECTS, GOALS = "think", "action", "subjects", "goals"
 TAGS: tuple[str, ...] = (THINK, ACTION, SUBJECTS, GOALS)
 LIST_TAGS: tuple[str, ...] = (ACTION, SUBJECTS, GOALS)
+# A list longer than this is not a decomposition but a degenerate rollout: the tolerant parser
+# reads at most one item more, and the reward scores such a list 0.
+MAX_LIST_ITEMS = 256
 
 _OPEN = {tag: f"<{tag}>" for tag in TAGS}
 _CLOSE = {tag: f"</{tag}>" for tag in TAGS}
 _TAG_STRINGS = tuple(_OPEN.values()) + tuple(_CLOSE.values())
 _WHITESPACE = re.compile(r"\s*")
-_ANY_TAG_RE = re.compile(r"</?(?:think|action|subjects|goals)>")
 
 # ----------------------------------------------------------------------------- taxonomy
 
@@ -229,6 +232,29 @@ def render(decomposition: Decomposition) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- end of turn
+
+# Qwen2.5-VL's chat template ends a turn with <|im_end|> and pads with <|endoftext|>. A trainer
+# that decodes rollouts with skip_special_tokens=False (verl can) hands them to the reward at the
+# end of a response; they are the end of the turn, not part of the answer.
+END_OF_TURN_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
+
+
+# The tail of a reversed text made of those tokens and whitespace: matched from the start of the
+# reversed text, it costs the length of the tail, never a search over the whole text.
+_END_OF_TURN_TAIL_RE = re.compile("(?:" + "|".join(re.escape(tok[::-1]) for tok in END_OF_TURN_TOKENS) + r"|\s)*")
+
+
+def strip_end_of_turn(text: str) -> str:
+    """``text`` without the end-of-turn and padding tokens (``END_OF_TURN_TOKENS``), and the
+    whitespace around them, at its end. Only at the end: such a token anywhere else is kept (and
+    then breaks the strict format). Text that does not end in such a token is returned as is."""
+    if not text.rstrip().endswith(END_OF_TURN_TOKENS):
+        return text
+    tail = _END_OF_TURN_TAIL_RE.match(text[::-1])
+    return text[: len(text) - tail.end()]
+
+
 # ----------------------------------------------------------------------------- strict check
 
 
@@ -241,6 +267,8 @@ def _strict_list(body: str) -> list[str] | None:
     body = body.strip()
     if not (body.startswith("[") and body.endswith("]")):
         return None
+    if body[1:].lstrip()[:1] not in ('"', "]"):
+        return None  # not an array of strings; spares scanning a flood of nested brackets
     try:
         value, end = _JSON_SCAN(body, 0)
     except (StopIteration, ValueError, RecursionError):
@@ -254,10 +282,12 @@ def parse_strict(text: str) -> Decomposition | None:
     """The decomposition if ``text`` is exactly in the trained format, else None.
 
     Format rules: the four tags once each, in order, nothing but whitespace outside them, a
-    non-empty ``<think>``, and each list a JSON array of strings.
+    non-empty ``<think>``, and each list a JSON array of strings. End-of-turn and padding
+    tokens at the very end (``END_OF_TURN_TOKENS``) are not content and are ignored.
     """
     if not isinstance(text, str):
         return None
+    text = strip_end_of_turn(text)
     # Plain string scanning: this runs on every RL rollout, and is several times faster than a
     # regex with lazy groups over a long <think>.
     bodies = []
@@ -318,45 +348,81 @@ class ParseResult:
 
 
 _BULLET_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+# Python literals longer than this are not decomposition lists; literal_eval costs ~2 µs a character.
+_LITERAL_EVAL_LIMIT = 4096
+
+# Tags as a model may write them: any case, up to 16 whitespace characters inside, the plural
+# <actions>. A "/" or the tag name separates the whitespace runs, so no two quantifiers compete
+# for the same characters, and each run is bounded: a match attempt at a "<" costs a constant,
+# and every search below is linear in the text for any input (rollouts at temperature 1.0 end
+# in floods of tags, brackets and newlines). The parser runs a fixed number of searches per
+# response, never one per tag occurrence.
+_TAG_NAMES = TAGS + ("actions",)
+_WS = r"\s{0,16}"  # whitespace inside a tag, bounded: a search never rescans a long run per "<"
+_OPEN_RE = {tag: re.compile(rf"<{_WS}{tag}{_WS}>", re.IGNORECASE) for tag in _TAG_NAMES}
+_ANY_TAG_RE = re.compile(rf"<{_WS}(/{_WS})?(think|actions?|subjects|goals){_WS}>", re.IGNORECASE)
 
 
-# Tolerant patterns, compiled once: the reward runs the tolerant parser on every malformed rollout.
-_CLOSED_TAG_RE = {tag: re.compile(rf"<\s*{tag}\s*>(.*?)<\s*/\s*{tag}\s*>", re.DOTALL | re.IGNORECASE) for tag in TAGS}
-_OPEN_TAG_RE = {tag: re.compile(rf"<\s*{tag}\s*>(.*)$", re.DOTALL | re.IGNORECASE) for tag in TAGS}
-_ACTION_OPEN_RE = re.compile(r"<\s*action\s*>", re.IGNORECASE)
-_ACTIONS_OPEN_RE = re.compile(r"<\s*actions\s*>", re.IGNORECASE)
-_ACTIONS_TAG_RE = re.compile(r"(<\s*/?\s*)actions(\s*>)", re.IGNORECASE)
-_ODD_CASE_TAG_RE = re.compile(r"<\s*/?\s*(?:THINK|ACTION|SUBJECTS|GOALS|Think|Action|Subjects|Goals)\s*>")
-_ODD_SPACED_TAG_RE = re.compile(r"<\s+/?\s*\w+\s*>|</\s+\w+\s*>|<\w+\s+>")
-_ANY_TAG_SPLIT_RE = re.compile(r"<\s*/?\s*(?:think|action|subjects|goals)\s*>", re.IGNORECASE)
+def _open_tag(text: str, lowered: str, name: str) -> re.Match | None:
+    return _OPEN_RE[name].search(text) if name in lowered else None
 
 
-def _tag_body(text: str, tag: str) -> str | None:
-    match = _CLOSED_TAG_RE[tag].search(text)
-    if match is not None:
-        return match.group(1)
-    # An unclosed last tag (a response cut at max length): take everything after it.
-    match = _OPEN_TAG_RE[tag].search(text)
-    return match.group(1) if match is not None else None
+def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
+    """Each tag's body: from its first opening to the next tag of any kind, which is its closing
+    tag when the answer is well formed. A body that runs into another tag (an unclosed tag) is
+    cut there, and one never closed (a response cut at max length) runs to the end of the text.
+    Two searches per tag."""
+    bodies: dict[str, str | None] = dict.fromkeys(TAGS)
+    if "<" not in text:
+        return bodies
+    lowered = text.lower()  # a tag's name must occur for its pattern to: skip the search if not
+    names = dict(zip(TAGS, TAGS, strict=True))
+    if not _open_tag(text, lowered, ACTION) and _open_tag(text, lowered, "actions"):
+        names[ACTION] = "actions"
+        repairs.append("renamed <actions> to <action>")
+    odd = False
+    for tag, name in names.items():
+        opening = _open_tag(text, lowered, name)
+        if opening is None:
+            continue
+        following = _ANY_TAG_RE.search(text, opening.end())
+        closes = following is not None and following.group(1) is not None and following.group(2).lower() in (tag, name)
+        if following is not None and not closes:
+            repairs.append(f"{tag}: closed an unclosed tag")
+        bodies[tag] = text[opening.end():following.start() if following is not None else len(text)]
+        written = (opening.group(0), following.group(0)) if closes else (opening.group(0),)
+        odd = odd or (name == tag and any(w not in (f"<{tag}>", f"</{tag}>") for w in written))
+    if odd:
+        repairs.append("normalised tag case or spacing")
+    return bodies
+
+
+def _first_items(values, limit: int = MAX_LIST_ITEMS + 1) -> list[str]:
+    """Up to ``limit`` non-empty items, stripped; stops reading once it has them, so a flood of
+    thousands of items costs no more than ``limit`` of them (one over the cap is enough to tell
+    the reward that the list is degenerate)."""
+    return list(islice((item for item in (str(value).strip().strip("\"'").strip() for value in values) if item), limit))
 
 
 def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
     body = body.strip()
     fenced = FENCE_RE.search(body)
     if fenced:
-        body = fenced.group(1).strip()
+        body = fenced.group("body").strip()
         repairs.append(f"{tag}: removed code fence")
     strict = _strict_list(body)
     if strict is not None:
-        return [item.strip() for item in strict if item.strip()]
+        return _first_items(strict)
     if body.startswith("[") and body.endswith("]"):
-        try:
-            value = ast.literal_eval(body)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            value = None
+        value = None
+        if len(body) <= _LITERAL_EVAL_LIMIT:  # a Python list literal, as models sometimes write one
+            try:
+                value = ast.literal_eval(body)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                pass
         if isinstance(value, (list, tuple)):
             repairs.append(f"{tag}: read a non-JSON list literal")
-            return [str(item).strip() for item in value if str(item).strip()]
+            return _first_items(value)
         body = body[1:-1]
         repairs.append(f"{tag}: read a malformed bracketed list")
     elif body.startswith("["):
@@ -364,14 +430,14 @@ def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
         repairs.append(f"{tag}: read an unterminated list")
     if not body:
         return []
-    lines = [line for line in body.splitlines() if line.strip()]
+    lines = list(islice((line for line in body.splitlines() if line.strip()), MAX_LIST_ITEMS + 1))
     if len(lines) > 1:
         items = [_BULLET_RE.sub("", line) for line in lines]
         repairs.append(f"{tag}: split a line-separated list")
     else:
-        items = body.split(",") if "," in body else [body]
+        items = body.split(",", MAX_LIST_ITEMS + 1) if "," in body else [body]
         repairs.append(f"{tag}: split a comma-separated list" if len(items) > 1 else f"{tag}: wrapped a bare item")
-    return [item.strip().strip("\"'").strip() for item in items if item.strip().strip("\"'").strip()]
+    return _first_items(items)
 
 
 def parse(text: str) -> ParseResult:
@@ -379,8 +445,9 @@ def parse(text: str) -> ParseResult:
 
     Repairs: code fences around the answer or a list, tag case and inner spaces (``< Action >``),
     a missing or empty ``<think>``, an unclosed last tag, comma- or line-separated or
-    Python-literal lists, a plural ``<actions>`` tag. Raises ``DecompositionParseError`` when no
-    action, subject or goal can be found at all.
+    Python-literal lists, a plural ``<actions>`` tag. End-of-turn tokens at the end are not
+    content (``strip_end_of_turn``). Raises ``DecompositionParseError`` when no action, subject
+    or goal can be found at all. Time is linear in ``len(text)`` for any input.
     """
     if not isinstance(text, str):
         raise DecompositionParseError(f"expected text, got {type(text).__name__}", repr(text))
@@ -389,27 +456,15 @@ def parse(text: str) -> ParseResult:
         return ParseResult(strict, [])
 
     repairs: list[str] = []
-    work = text
-    if "```" in work and not _ACTION_OPEN_RE.search(work):
+    work = strip_end_of_turn(text)
+    if "```" in work and not _OPEN_RE[ACTION].search(work):
         fenced = FENCE_RE.search(work)
         if fenced:
-            work = fenced.group(1)
+            work = fenced.group("body")
             repairs.append("removed code fence around the answer")
-    if _ACTIONS_OPEN_RE.search(work) and not _ACTION_OPEN_RE.search(work):
-        work = _ACTIONS_TAG_RE.sub(r"\1action\2", work)
-        repairs.append("renamed <actions> to <action>")
-    if _ODD_CASE_TAG_RE.search(work) or _ODD_SPACED_TAG_RE.search(work):
-        repairs.append("normalised tag case or spacing")
-
-    bodies = {tag: _tag_body(work, tag) for tag in TAGS}
+    bodies = _tag_bodies(work, repairs)
     if all(bodies[tag] is None for tag in LIST_TAGS):
         raise DecompositionParseError("no <action>, <subjects> or <goals> tag found", text)
-    # A body that swallowed a later tag (an unclosed tag) is cut at the next tag.
-    for tag in TAGS:
-        body = bodies[tag]
-        if body is not None and _ANY_TAG_RE.search(body.lower()):
-            bodies[tag] = _ANY_TAG_SPLIT_RE.split(body)[0]
-            repairs.append(f"{tag}: closed an unclosed tag")
     think = (bodies[THINK] or "").strip()
     if bodies[THINK] is None:
         repairs.append("think: missing")

@@ -13,20 +13,23 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-# A Markdown code fence with an optional language tag; group 1 is the body.
-FENCE_RE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.DOTALL)
+# A Markdown code fence with an optional language tag; the group "body" is its content.
+# The language tag and the whitespace after it are taken atomically (a lookahead, then a
+# backreference to what it saw), so that an unclosed fence over a long tail scans it once
+# instead of once per character: model output is adversarial input to every parser here.
+FENCE_RE = re.compile(r"```(?=([a-zA-Z]*\s{0,16}))\1(?P<body>.*?)```", re.DOTALL)
 
 
 def unfence(text: str) -> str:
     """``text`` stripped, or the body of the one code fence that wraps all of it."""
     body = text.strip()
     fenced = FENCE_RE.fullmatch(body)
-    return fenced.group(1).strip() if fenced else body
+    return fenced.group("body").strip() if fenced else body
 
 
 def fenced_blocks(text: str) -> list[str]:
     """The bodies of every code fence in ``text``, in order, stripped."""
-    return [block.strip() for block in FENCE_RE.findall(text)]
+    return [match.group("body").strip() for match in FENCE_RE.finditer(text)]
 
 
 def embedded_json(text: str, *, nested: bool = False) -> Iterator[Any]:

@@ -40,9 +40,11 @@ scores 0 for its component, and a response with no recoverable decomposition sco
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from difflib import get_close_matches
 from functools import lru_cache
 from itertools import permutations
 from math import perm
@@ -50,6 +52,7 @@ from math import perm
 from imageedit_r1.decomposition import (
     ACTION,
     GOALS,
+    MAX_LIST_ITEMS,
     SUBJECTS,
     Decomposition,
     DecompositionParseError,
@@ -274,16 +277,39 @@ def _truth(ground_truth: str | Mapping) -> _Truth:
 
 
 def resolve_weights(weights: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Defaults overridden by ``weights``; unknown names and negative or all-zero weights are errors."""
+    """The component weights: ``DEFAULT_WEIGHTS`` overridden by ``weights``.
+
+    The one validation every trainer path uses (EasyR1's reward file, verl's ``pkg://`` reward
+    and reward manager, TRL's reward functions, the recipes' preflight). Raises ``ValueError``,
+    naming the fix, for an unknown name (with the name you likely meant), a value that is not a
+    finite number (NaN, Infinity, text, a bool), a negative value, or all weights zero.
+    """
     merged = dict(DEFAULT_WEIGHTS)
     if weights:
         unknown = sorted(set(weights) - set(COMPONENTS))
         if unknown:
-            raise ValueError(f"unknown reward weight(s) {unknown}; expected a subset of {list(COMPONENTS)}")
-        merged.update({name: float(value) for name, value in weights.items()})
-    if any(value < 0 for value in merged.values()) or sum(merged.values()) <= 0:
-        raise ValueError(f"reward weights must be non-negative and not all zero, got {merged}")
+            hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := get_close_matches(str(name), COMPONENTS, 1))
+                     else repr(name) for name in unknown]
+            raise ValueError(f"unknown reward weight {', '.join(hints)}: the weights are {', '.join(COMPONENTS)}")
+        for name, value in weights.items():
+            merged[name] = _weight_value(name, value)
+    if sum(merged.values()) <= 0:
+        raise ValueError(f"reward weights are all zero ({merged}): give at least one component a positive weight")
     return merged
+
+
+def _weight_value(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"reward weight {name}={value!r} must be a number, not a bool")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward weight {name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"reward weight {name}={value!r} must be finite (NaN and Infinity make every score NaN or 0)")
+    if number < 0:
+        raise ValueError(f"reward weight {name}={value!r} must be non-negative")
+    return number
 
 
 _DEFAULT_RESOLVED = resolve_weights(None)
@@ -293,6 +319,15 @@ _DEFAULT_RESOLVED = resolve_weights(None)
 def _resolved(items: tuple[tuple[str, float], ...]) -> dict[str, float]:
     # Batch callers pass the same weights for thousands of responses: validate them once.
     return resolve_weights(dict(items))
+
+
+def _weights_once(weights: Mapping[str, float]) -> dict[str, float]:
+    try:
+        key = tuple(sorted(weights.items()))
+        hash(key)
+    except TypeError:  # an unhashable or unsortable value: validate directly, for its clear error
+        return resolve_weights(weights)
+    return _resolved(key)
 
 
 def _content(response: str) -> tuple[Decomposition | None, tuple[str, ...], bool]:
@@ -312,7 +347,7 @@ def score(
     Raises ``ValueError`` only for a malformed ground truth or weights (a data or config bug);
     never for anything in ``response``.
     """
-    resolved = _DEFAULT_RESOLVED if weights is None else _resolved(tuple(sorted(weights.items())))
+    resolved = _DEFAULT_RESOLVED if weights is None else _weights_once(weights)
     truth = _truth(ground_truth)
     components = dict.fromkeys(COMPONENTS, 0.0)
     if isinstance(response, str):
@@ -329,12 +364,17 @@ def _score_response(response: str, truth: _Truth) -> dict[str, float]:
     decomposition, missing, strict_ok = _content(response)
     if decomposition is None:
         return dict.fromkeys(COMPONENTS, 0.0)
+    actions, subjects, goals = decomposition.actions, decomposition.subjects, decomposition.goals
     return {
         "format": 1.0 if strict_ok else 0.0,
-        "action": 0.0 if ACTION in missing else _set_f1(_action_set(decomposition.actions), truth.actions),
-        "subject": 0.0 if SUBJECTS in missing else _soft_f1(_items(decomposition.subjects), truth.subjects),
-        "goal": 0.0 if GOALS in missing else _soft_f1(_items(decomposition.goals), truth.goals),
+        "action": 0.0 if _unscorable(ACTION, actions, missing) else _set_f1(_action_set(actions), truth.actions),
+        "subject": 0.0 if _unscorable(SUBJECTS, subjects, missing) else _soft_f1(_items(subjects), truth.subjects),
+        "goal": 0.0 if _unscorable(GOALS, goals, missing) else _soft_f1(_items(goals), truth.goals),
     }
+
+
+def _unscorable(tag: str, items: list[str], missing: tuple[str, ...]) -> bool:
+    return tag in missing or len(items) > MAX_LIST_ITEMS
 
 
 def score_batch(

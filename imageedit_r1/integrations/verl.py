@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imageedit_r1.rewards import COMPONENTS, score
+from imageedit_r1.rewards import resolve_weights, score
+
+# Keyword arguments verl itself adds to a reward call (when a reward model serves beside the
+# rollout); every other keyword argument is a weight from reward_kwargs and is validated.
+VERL_RUNTIME_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
+
+
+def reward_weights(kwargs: Mapping) -> dict[str, float]:
+    """The validated weights among a verl reward call's keyword arguments (``resolve_weights``:
+    ``goals=0`` is an error naming ``goal``, never silently ignored)."""
+    return resolve_weights({name: value for name, value in kwargs.items() if name not in VERL_RUNTIME_KWARGS})
 
 
 def compute_score(
@@ -21,6 +31,6 @@ def compute_score(
     extra_info: Mapping | None = None,
     **kwargs,
 ) -> dict[str, float]:
-    weights = {name: kwargs[name] for name in COMPONENTS if name in kwargs}
-    result = score(solution_str, ground_truth, weights or None)
+    weights = {name: value for name, value in kwargs.items() if name not in VERL_RUNTIME_KWARGS}
+    result = score(solution_str, ground_truth, weights or None)  # validated once per distinct weights
     return {"score": result["overall"], **result}

@@ -8,6 +8,7 @@ in about a second (EasyR1) or the time of one hydra composition (verl).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shutil
@@ -305,8 +306,33 @@ def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool 
             report.fail("worker.reward.reward_function is not set")
         elif not os.path.isfile(str(reward).rsplit(":", 1)[0]):
             report.fail(f"worker.reward.reward_function: file not found: {str(reward).rsplit(':', 1)[0]}")
+    if "imageedit_r1" in os.path.basename(str(_get(config, "worker.reward.reward_function") or "")):
+        check_reward_weights(report, "worker.reward.reward_function_kwargs",
+                             _get(config, "worker.reward.reward_function_kwargs"))
     check_gpus(report, gpus, nnodes, check_devices=check_devices)
     return report
+
+
+def check_reward_weights(report: Report, name: str, weights: Any) -> None:
+    """The reward weights a run would use, validated as the reward itself will (``resolve_weights``)
+    before any GPU work: a typo or a NaN fails here, not at the first reward step."""
+    from imageedit_r1.rewards import resolve_weights
+
+    if isinstance(weights, str):
+        try:
+            weights = json.loads(weights) if weights.strip() else {}
+        except json.JSONDecodeError as exc:
+            report.fail(f"{name} is not JSON: {exc}")
+            return
+    if weights is None:
+        return
+    if not isinstance(weights, dict):
+        report.fail(f"{name} must be a mapping of component weights, got {type(weights).__name__}")
+        return
+    try:
+        resolve_weights(weights)
+    except ValueError as exc:
+        report.fail(f"{name}: {exc}")
 
 
 # ---------------------------------------------------------------- upstream verl
@@ -365,6 +391,13 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
             report.fail("reward.custom_reward_function.path is not set: verl would use its built-in scorers")
     except Exception as exc:  # import errors of any kind from the user's reward module
         report.fail(f"reward.custom_reward_function cannot be loaded: {exc}")
+    reward_fn = config.reward.get("custom_reward_function") or {}
+    if "imageedit_r1" in str(reward_fn.get("path") or ""):
+        kwargs = _plain(reward_fn.get("reward_kwargs") or {})
+        from imageedit_r1.integrations.verl import VERL_RUNTIME_KWARGS
+
+        check_reward_weights(report, "reward.custom_reward_function.reward_kwargs",
+                             {k: v for k, v in kwargs.items() if k not in VERL_RUNTIME_KWARGS})
 
     nnodes = _positive_int(report, "trainer.nnodes", config.trainer.nnodes)
     gpus = _positive_int(report, "trainer.n_gpus_per_node", config.trainer.n_gpus_per_node)

@@ -78,9 +78,11 @@ def test_dry_run_launches_accelerate_with_the_papers_settings(trl_files, tmp_pat
     assert "use_peft" not in flags and "use_vllm" not in flags
     assert "32 prompts x 8 generations per generation batch on 8 process(es)" in result.stderr
 
-    # What TRL receives parses with TRL's own parser into the paper's settings.
-    data_args, config, model_args = __import__("imageedit_r1.train.trl_grpo", fromlist=["x"]).parse_args(
-        [arg for key, values in flags.items() for arg in (f"--{key}", *values)])
+    # What TRL receives parses with TRL's own parser into the paper's settings (on the CPU here: no bf16 check).
+    from imageedit_r1.train.trl_grpo import parse_args
+
+    data_args, config, model_args = parse_args(
+        [arg for key, values in flags.items() for arg in (f"--{key}", *values)] + ["--use_cpu", "true"])
     assert (config.num_generations, config.temperature, config.learning_rate, config.beta) == (8, 1.0, 1e-6, 0.01)
     assert config.loss_type == "dapo" and config.scale_rewards == "group" and config.max_completion_length == 512
     assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and model_args.dtype == "bfloat16"
@@ -122,7 +124,8 @@ def _args(train, *extra):
     [
         (["--bogus_flag", "1"], {}, "TRL rejected the arguments"),
         (["--num_generations", "1"], {}, "at least 2 generations"),
-        (["--per_device_train_batch_size", "3"], {"num_processes": 2}, "is not divisible by num_generations (8)"),
+        (["--per_device_train_batch_size", "3"], {"num_processes": 2},
+         "generation_batch_size (6) must be divisible by num_generations (8)"),
         (["--reward_weights", "1", "1"], {}, "expected 4 values in the order"),
         (["--reward_weights", "1", "-1", "1", "1"], {}, "non-negative"),
         (["--min_pixels", "2000000"], {}, "image budget"),
@@ -138,3 +141,16 @@ def test_preflight_accepts_the_recipe_config(trl_files):
     report = preflight.check_trl(_args(trl_files["train"]), num_processes=8, check_devices=False)
     assert report.problems == []
     assert any("will be downloaded" in note for note in report.notes)
+    # 4 completions per GPU hold no whole group of 8, but 2 GPUs together do: what the launched job sees.
+    report = preflight.check_trl(_args(trl_files["train"], "--per_device_train_batch_size", "4"),
+                                 num_processes=2, check_devices=False)
+    assert report.problems == [], report.problems
+    assert "1 prompts x 8 generations per generation batch on 2 process(es)" in report.notes[0]
+
+
+def test_help_lists_the_environment_and_options():
+    result = subprocess.run(["bash", str(RECIPE), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for name in ("MODEL_PATH", "TRAIN_FILES", "N_GPUS_PER_NODE", "ROLLOUT_N", "USE_LORA", "USE_VLLM",
+                 "MICRO_BATCH_SIZE", "ACCELERATE_CONFIG", "--dry-run", "--format trl"):
+        assert name in result.stdout

@@ -104,7 +104,7 @@ def test_recipe_trains_logs_four_rewards_and_exports_a_checkpoint_the_pipeline_l
     assert reply.prompt_tokens > 100 and reply.completion_tokens > 0
     # The decomposer drives it (random weights answer garbage, which it reports, not crashes on).
     with pytest.raises(DecompositionError):
-        Decomposer(backend, repair="off", max_tokens=8).run(image, request)
+        Decomposer(backend, repair="none", max_tokens=8).run(image, request)
 
 
 # ----------------------------------------------------------------------------- learning check

@@ -417,6 +417,31 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------- TRL
 
+def _per_device_batch(argv: Sequence[str]) -> int:
+    """``--per_device_train_batch_size`` as TRL's parser will read it: the last flag, else the
+    ``--config`` file's value, else GRPOConfig's default."""
+    value = None
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "--per_device_train_batch_size":
+            value = argv[index + 1]
+        elif arg == "--config" and value is None:
+            import yaml
+
+            try:
+                with open(argv[index + 1], encoding="utf-8") as handle:
+                    value = (yaml.safe_load(handle) or {}).get("per_device_train_batch_size")
+            except (OSError, yaml.YAMLError, AttributeError):
+                value = None
+    if value is None:
+        from trl import GRPOConfig
+
+        value = GRPOConfig.__dataclass_fields__["per_device_train_batch_size"].default
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -446,6 +471,11 @@ def check_trl(
         # Checked on a machine without GPUs (a login node, a dry run): TrainingArguments would refuse
         # bf16 here, not on the GPUs; whether GPUs are there is the GPU check's job below.
         argv += ["--use_cpu", "true"]
+    processes = num_processes if isinstance(num_processes, int) and num_processes > 0 else 1
+    if processes > 1:
+        # GRPOConfig checks its generation batch for the world size of the parsing process (1 here):
+        # parse with the whole job's batch per step, so TRL's own check sees the launched job's numbers.
+        argv += ["--per_device_train_batch_size", str(_per_device_batch(argv) * processes)]
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -458,22 +488,11 @@ def check_trl(
         report.fail(f"TRL rejected the arguments: {exc}")
         return report
 
-    processes = _positive_int(report, "num_processes", num_processes)
-    if processes:
-        global_batch = config.per_device_train_batch_size * processes
-        spg = config.steps_per_generation or config.gradient_accumulation_steps
-        generation_batch = global_batch * spg
-        if config.num_generations and generation_batch % config.num_generations:
-            report.fail(
-                f"a generation batch of {generation_batch} completions (per_device_train_batch_size "
-                f"{config.per_device_train_batch_size} x {processes} processes x {spg} steps) is not divisible by "
-                f"num_generations ({config.num_generations}): prompt groups would be split"
-            )
-        else:
-            report.notes.append(
-                f"{generation_batch // config.num_generations} prompts x {config.num_generations} generations "
-                f"per generation batch on {processes} process(es)"
-            )
+    spg = config.steps_per_generation or config.gradient_accumulation_steps
+    report.notes.append(
+        f"{config.generation_batch_size // config.num_generations} prompts x {config.num_generations} generations "
+        f"per generation batch on {processes} process(es), {spg} accumulation step(s) each"
+    )
     try:
         reward_weights(config.reward_weights)
     except ValueError as exc:
@@ -498,6 +517,7 @@ def check_trl(
         for problem in check_columns(list(data_args.train_files) + list(data_args.val_files)):
             report.fail(problem)
         check_model_path(report, "--model_name_or_path", model_args.model_name_or_path)
+    _positive_int(report, "num_processes", num_processes)
     machines = _positive_int(report, "num_machines", num_machines)
     if not use_cpu and processes and machines:
         if processes % machines:

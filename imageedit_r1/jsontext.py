@@ -52,3 +52,81 @@ def embedded_json(text: str, *, nested: bool = False) -> Iterator[Any]:
             continue
         yield value
         position = start + 1 if nested else end
+
+
+# ----------------------------------------------------------------------------- lenient literals
+
+# Open models asked for JSON without a grammar also answer in near-JSON: a Python dict literal
+# (single quotes, True/None), a trailing comma, bare keys, or JSON encoded once more as a string.
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_BARE_KEY = re.compile(r'([{,]\s*)([A-Za-z_][A-Za-z0-9_ \-]*?)\s*:(?!//)')
+
+
+def lenient_literal(text: str) -> Any:
+    """The value of one dict or list literal written in a near-JSON way, or None when it is not one.
+
+    Tried in order: JSON; a Python literal (``ast.literal_eval``: single quotes, ``True``, tuples);
+    JSON with trailing commas removed and bare keys quoted. A JSON string that holds JSON is
+    decoded once more. Only dicts and lists count: a bare number or word is never a literal here.
+    """
+    import ast
+
+    body = text.strip()
+    if not body or body[0] not in "{[\"'":
+        return None
+    value: Any = None
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(body)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            relaxed = _BARE_KEY.sub(lambda m: f'{m.group(1)}"{m.group(2).strip()}":', _TRAILING_COMMA.sub(r"\1", body))
+            try:
+                value = json.loads(relaxed)
+            except json.JSONDecodeError:
+                return None
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        return lenient_literal(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    return value if isinstance(value, (dict, list)) else None
+
+
+def bracketed_spans(text: str) -> Iterator[str]:
+    """Every balanced ``{...}`` / ``[...]`` span of ``text`` (outer and nested, in order of their
+    opening), skipping brackets inside single- or double-quoted strings."""
+    openers: list[int] = []
+    quote: str | None = None
+    spans: list[tuple[int, int]] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'" and openers:
+            # An apostrophe in prose ("don't") is no string: only quotes inside a bracket count,
+            # and only where a literal could open one (after a bracket, a comma, a colon or a space).
+            before = text[index - 1] if index else " "
+            if char == '"' or before in "{[,: \n\t":
+                quote = char
+        elif char in "{[":
+            openers.append(index)
+        elif char in "}]" and openers:
+            start = openers.pop()
+            if (text[start], char) in (("{", "}"), ("[", "]")):
+                spans.append((start, index + 1))
+        index += 1
+    for start, end in sorted(spans):
+        yield text[start:end]
+
+
+def lenient_literals(text: str) -> Iterator[Any]:
+    """Each dict or list literal in ``text`` that ``lenient_literal`` reads (outer and nested)."""
+    for span in bracketed_spans(text):
+        value = lenient_literal(span)
+        if value is not None:
+            yield value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +75,36 @@ def _img(data: bytes | None) -> dict | None:
     return None if data is None else {"bytes": data, "path": None}
 
 
-def write_parquet(path: Path, rows: list[dict], features) -> Path:
+def write_parquet(path: Path, rows: list[dict], features, row_group_size: int | None = None) -> Path:
+    """``rows`` as one parquet file with the ``datasets`` schema metadata (``row_group_size`` rows a group)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=features.arrow_schema), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=features.arrow_schema), path, row_group_size=row_group_size)
     return path
 
 
-def write_psr(folder: Path, kinds: list[str], pairings: int = 3) -> Path:
-    """PSR-328 layout: ``pairings`` rows per ``post_id`` (AI/human edit pairs), split ``test``."""
+# Reddit user names of the PSR fixture: they must never appear in anything the project writes.
+PSR_POST_OWNER = "u_fixture_post_owner_{}"
+PSR_COMMENT_OWNER = "u_fixture_comment_owner_{}_{}"
+
+
+def write_psr(
+    folder: Path,
+    kinds: list[str],
+    pairings: int = 3,
+    multi_image: Iterable[int] = (),
+    image_size: tuple[int, int] = (40, 24),
+    row_group_size: int | None = None,
+) -> Path:
+    """PSR-328 layout, per its card: ``pairings`` rows per ``post_id`` (one per AI model x human edit).
+
+    Columns in the card's order and types: ``post_id``, ``instruction``, ``simplified_instruction``,
+    ``model``, ``comment_id``, ``post_owner``, ``comment_owner``, ``creativity_index`` (a string),
+    ``source_image``, ``ai_edited_image``, ``human_edited_image``; split ``test``. Posts numbered in
+    ``multi_image`` show a second source image from their second row on (a multi-image post).
+    """
     import datasets
 
     features = datasets.Features(
@@ -92,33 +112,43 @@ def write_psr(folder: Path, kinds: list[str], pairings: int = 3) -> Path:
             "post_id": datasets.Value("string"),
             "instruction": datasets.Value("string"),
             "simplified_instruction": datasets.Value("string"),
+            "model": datasets.Value("string"),
+            "comment_id": datasets.Value("string"),
+            "post_owner": datasets.Value("string"),
+            "comment_owner": datasets.Value("string"),
+            "creativity_index": datasets.Value("string"),
             "source_image": datasets.Image(),
             "ai_edited_image": datasets.Image(),
             "human_edited_image": datasets.Image(),
-            "ai_model": datasets.Value("string"),
-            "creativity_index": datasets.Value("float64"),
         }
     )
+    multi_image = set(multi_image)
     rows = []
     for i, kind in enumerate(kinds):
         for j in range(pairings):
+            source_seed = i + 500 if (i in multi_image and j > 0) else i
             rows.append(
                 {
                     "post_id": f"p{i:03d}",
                     "instruction": f"Please change the color of the coat number {i} to scarlet or copper red",
                     "simplified_instruction": f"Recolor coat {i} red",
-                    "source_image": _img(image_bytes(kind, seed=i)),
-                    "ai_edited_image": _img(image_bytes("rgb", seed=100 + i)),
-                    "human_edited_image": _img(image_bytes("rgb", seed=200 + i)),
-                    "ai_model": f"model-{j}",
-                    "creativity_index": 0.5 + i / 100,
+                    "model": ["gpt-image-1", "flux-kontext", "gemini"][j % 3],
+                    "comment_id": f"c{i:03d}{j}",
+                    "post_owner": PSR_POST_OWNER.format(i),
+                    "comment_owner": PSR_COMMENT_OWNER.format(i, j),
+                    "creativity_index": f"{0.5 + i / 100:.2f}",
+                    "source_image": _img(image_bytes(kind, seed=source_seed, size=image_size)),
+                    "ai_edited_image": _img(image_bytes("rgb", seed=100 + 10 * i + j, size=image_size)),
+                    "human_edited_image": _img(image_bytes("rgb", seed=200 + 10 * i + j, size=image_size)),
                 }
             )
-    return write_parquet(folder / "data" / "test-00000-of-00001.parquet", rows, features)
+    return write_parquet(folder / "data" / "test-00000-of-00001.parquet", rows, features, row_group_size)
 
 
-def write_realedit(folder: Path, split_kinds: dict[str, list[str]]) -> Path:
-    """RealEdit layout: ``input_image_name``, ``instruction``, ``input_image``, ``output_image``; train/test shards."""
+def write_realedit(folder: Path, split_kinds: dict[str, list[str]], repeats: dict[str, int] | None = None) -> Path:
+    """RealEdit layout as the authors' format has it: ``input_image_name``, ``instruction``,
+    ``input_image``, ``output_image``; train/test shards. ``repeats[split] = n`` writes each request
+    ``n`` times with a different output (a split with one row per output, not per request)."""
     import datasets
 
     features = datasets.Features(
@@ -130,44 +160,76 @@ def write_realedit(folder: Path, split_kinds: dict[str, list[str]]) -> Path:
             "subreddit": datasets.Value("string"),
         }
     )
+    repeats = repeats or {}
     for split, kinds in split_kinds.items():
         rows = [
             {
                 "input_image_name": f"{split}_{i:04d}.jpg",
                 "instruction": f"remove the person on the left in photo {i}",
                 "input_image": _img(image_bytes(kind, seed=20_000 + 1000 * (split == "test") + i)),
-                "output_image": _img(image_bytes("rgb", seed=5000 + i)),
+                "output_image": _img(image_bytes("rgb", seed=5000 + 10 * i + k)),
                 "subreddit": "PhotoshopRequest",
             }
             for i, kind in enumerate(kinds)
+            for k in range(repeats.get(split, 1))
         ]
         write_parquet(folder / "data" / f"{split}-00000-of-00001.parquet", rows, features)
     return folder
 
 
-def write_ultraedit(folder: Path, kinds: list[str], split: str = "FreeForm_0", shards: int = 2) -> Path:
-    """UltraEdit layout: ``source_image``, ``edited_image``, ``edit_prompt``, captions, optional ``mask_image``."""
+def ultraedit_idx(row: int) -> int:
+    """The fixture's ``idx`` of a row: not the row index, as in the real splits."""
+    return 100_000 + 7 * row
+
+
+def write_ultraedit(
+    folder: Path,
+    kinds: list[str],
+    split: str = "FreeForm_0",
+    shards: int = 2,
+    idx: list[int] | None = None,
+    image_size: tuple[int, int] = (40, 24),
+    row_group_size: int | None = None,
+) -> Path:
+    """UltraEdit layout, per the card: ``idx`` (int64), ``source_image``, ``edited_image``,
+    ``edit_prompt``, captions, similarity scores, and the null-typed ``edit_object`` and
+    ``mask_image`` of the free-form splits. ``idx`` defaults to ``ultraedit_idx(row)``."""
     import datasets
 
     features = datasets.Features(
         {
+            "clip_sim_dir": datasets.Value("float64"),
+            "clip_sim_image": datasets.Value("float64"),
             "clip_sim_source": datasets.Value("float64"),
+            "clip_sim_target": datasets.Value("float64"),
+            "dinov2_sim": datasets.Value("float64"),
+            "edit_object": datasets.Value("null"),
             "edit_prompt": datasets.Value("string"),
             "edited_image": datasets.Image(),
-            "mask_image": datasets.Image(),
+            "idx": datasets.Value("int64"),
+            "mask_image": datasets.Value("null"),
             "source_caption": datasets.Value("string"),
             "source_image": datasets.Image(),
+            "ssim": datasets.Value("float64"),
             "target_caption": datasets.Value("string"),
         }
     )
+    idx = idx if idx is not None else [ultraedit_idx(i) for i in range(len(kinds))]
     rows = [
         {
+            "clip_sim_dir": 0.21,
+            "clip_sim_image": 0.83,
             "clip_sim_source": 0.3,
+            "clip_sim_target": 0.31,
+            "dinov2_sim": 0.7,
+            "edit_object": None,
             "edit_prompt": f"What if the horse {i} wears a hat?",
-            "edited_image": _img(image_bytes("rgb", seed=7000 + i)),
+            "edited_image": _img(image_bytes("rgb", seed=7000 + i, size=image_size)),
+            "idx": idx[i],
             "mask_image": None,
             "source_caption": f"a horse {i} in a field",
-            "source_image": _img(image_bytes(kind, seed=3000 + i)),
+            "source_image": _img(image_bytes(kind, seed=3000 + i, size=image_size)),
+            "ssim": 0.6,
             "target_caption": f"a horse {i} wearing a hat in a field",
         }
         for i, kind in enumerate(kinds)
@@ -175,7 +237,7 @@ def write_ultraedit(folder: Path, kinds: list[str], split: str = "FreeForm_0", s
     per = -(-len(rows) // shards)
     for shard in range(shards):
         name = f"{split}-{shard:05d}-of-{shards:05d}.parquet"
-        write_parquet(folder / "data" / name, rows[shard * per : (shard + 1) * per], features)
+        write_parquet(folder / "data" / name, rows[shard * per : (shard + 1) * per], features, row_group_size)
     return folder
 
 
@@ -191,3 +253,12 @@ def write_manifest(folder: Path, kinds: list[str]) -> Path:
     path = folder / "manifest.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def bytes_read() -> int | None:
+    """Bytes this process has read so far through read calls (Linux ``/proc/self/io`` ``rchar``)."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("rchar:"))
+    except OSError:
+        return None

@@ -11,7 +11,9 @@ from imageedit_r1.testing.fake_image_servers import (
     fake_openai_images_server,
     gemini_image_request,
     openai_refusal,
+    png_b64,
 )
+from imageedit_r1.testing.fake_servers import FakeResponse
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, jitter=0.0)
 
@@ -69,19 +71,83 @@ def test_nano_banana_retries_transient_errors_within_bounds(fault):
     assert len(server.requests) == 3
 
 
-@pytest.mark.parametrize(
-    "reply, message",
-    [
-        (GeminiImageReply(block_reason="PROHIBITED_CONTENT"), "blocked the request: PROHIBITED_CONTENT"),
-        (GeminiImageReply(finish_reason="IMAGE_SAFETY"), "withheld the image \\(finish reason IMAGE_SAFETY\\)"),
-        (GeminiImageReply(text="I can't edit photos of that person."), "answered with text instead of an image.*can't edit"),
-    ],
-)
-def test_nano_banana_safety_blocks_and_text_only_answers_are_refusals(reply, message):
-    with fake_gemini_image_server(lambda img, prompt, req: reply) as server:
-        with pytest.raises(EditRefusedError, match=message):
+@pytest.mark.parametrize("model", ["gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview"])
+def test_thinking_image_models_give_the_final_image_not_the_draft_among_their_thoughts(model):
+    # Gemini 3 image models send thought parts (a note and a grey draft image, thought: true) first.
+    with fake_gemini_image_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
+        out = nano(server, model=model).edit(photo(), "Invert the colours")
+    parts = server_reply_parts(server, model)
+    assert [bool(p.get("thought")) for p in parts] == [True, True, False, False]  # note, draft, text, image
+    assert "inlineData" in parts[1] and "thoughtSignature" in parts[-1]
+    assert out.size == (67, 45)
+    r, g, b = out.getpixel((5, 20))  # yellow inverted is blue; the grey draft would have r == g == b
+    assert b > 200 and r < 60
+
+
+def server_reply_parts(server, model):
+    """The parts the fake answered with, rebuilt with the same helper (the fake sends exactly these)."""
+    from imageedit_r1.testing.fake_image_servers import GeminiImageReply, draft_of, gemini_image_candidate
+
+    image = Image.new("RGB", (8, 8))
+    reply = GeminiImageReply(text="Here is the edited image.", image=image)
+    assert server.requests[0].path.endswith(f"/models/{model}:generateContent")
+    return gemini_image_candidate(reply, thinking=True, draft=draft_of(image))["content"]["parts"]
+
+
+def test_the_last_of_several_answer_images_is_the_edit():
+    first, last = Image.new("RGB", (67, 45), (255, 0, 0)), Image.new("RGB", (67, 45), (0, 255, 0))
+
+    def two_images(img, prompt, req):
+        return FakeResponse(200, {"candidates": [{"index": 0, "finishReason": "STOP", "content": {"role": "model", "parts": [
+            {"inlineData": {"mimeType": "image/png", "data": png_b64(first)}},
+            {"text": "A second take:"},
+            {"inlineData": {"mimeType": "image/png", "data": png_b64(last)}}]}}]})
+
+    with fake_gemini_image_server(two_images) as server:
+        assert nano(server).edit(photo(), "make it green").getpixel((30, 20)) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("finish", ["IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "PROHIBITED_CONTENT", "SAFETY"])
+@pytest.mark.parametrize("thinking", [False, True])
+def test_a_policy_finish_reason_without_an_image_is_a_refusal_carrying_the_reason(finish, thinking):
+    # A thinking model may already have sent its draft among the thoughts: that draft is no answer.
+    with fake_gemini_image_server(lambda img, prompt, req: GeminiImageReply(finish_reason=finish, thinking=thinking)) as server:
+        with pytest.raises(EditRefusedError, match=f"withheld the image \\(finish reason {finish}\\)") as info:
             nano(server).edit(photo(), "make it red")
+    assert info.value.reason == finish
     assert len(server.requests) == 1  # a refusal is not retried
+
+
+def test_a_blocked_prompt_is_a_refusal_carrying_the_block_reason():
+    with fake_gemini_image_server(lambda img, prompt, req: GeminiImageReply(block_reason="PROHIBITED_CONTENT")) as server:
+        with pytest.raises(EditRefusedError, match="blocked the request: PROHIBITED_CONTENT") as info:
+            nano(server).edit(photo(), "make it red")
+    assert info.value.reason == "PROHIBITED_CONTENT" and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+def test_text_without_an_image_is_an_error_quoting_the_text_not_a_refusal(thinking):
+    said = "Which of the two cars should I remove?"
+    with fake_gemini_image_server(lambda img, prompt, req: GeminiImageReply(text=said, thinking=thinking)) as server:
+        with pytest.raises(EditorError, match="answered with text but no image.*Which of the two cars") as info:
+            nano(server).edit(photo(), "remove the car")
+    assert not isinstance(info.value, EditRefusedError)
+    assert "Planning the edit" not in str(info.value)  # thoughts are not the answer's text
+
+
+def test_no_image_and_no_text_is_an_error_naming_the_finish_reason():
+    with fake_gemini_image_server(lambda img, prompt, req: GeminiImageReply(finish_reason="NO_IMAGE")) as server:
+        with pytest.raises(EditorError, match="returned no image \\(finish reason NO_IMAGE\\)") as info:
+            nano(server).edit(photo(), "make it red")
+    assert not isinstance(info.value, EditRefusedError)
+
+
+def test_a_huge_panorama_is_sent_within_the_pixel_cap():
+    with fake_gemini_image_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
+        out = nano(server).edit(photo(16000, 800), "make it red")
+    assert out.size == (16000, 800)
+    _, sent = gemini_image_request(server.requests[0].json)
+    assert sent.width * sent.height <= 4 * 1024 * 1024 and abs(sent.width / sent.height - 21 / 9) < 0.01
 
 
 def test_nano_banana_without_a_key_says_which_variable_to_set(monkeypatch):
@@ -108,19 +174,18 @@ def test_openai_image_round_trips_base64_and_asks_for_the_inputs_aspect():
     assert request.headers["authorization"] == "Bearer test-openai-key"
     assert fields["prompt"][0].text == "Recoloring coat to scarlet"
     assert fields["model"][0].text == "gpt-image-2"
-    width, height = (int(v) for v in fields["size"][0].text.split("x"))
-    assert width % 16 == 0 and height % 16 == 0 and abs(width / height - 67 / 45) < 0.05
+    assert fields["size"][0].text == "1216x816"  # multiples of 16, aspect 1.490 for the input's 1.489
     sent = Image.open(__import__("io").BytesIO(fields["image"][0].data))
-    assert sent.size == (67, 45)
+    assert sent.size == (1216, 816)  # the upload is exactly the requested size
 
 
 def test_openai_image_pads_extreme_aspects_and_cuts_the_padding_off_the_answer():
-    with fake_openai_images_server(lambda img, prompt, req: img.resize((1536, 512))) as server:
+    with fake_openai_images_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
         out = openai_editor(server).edit(photo(400, 40), "make it red")
     assert out.size == (400, 40)
     sent = Image.open(__import__("io").BytesIO(server.requests[0].multipart()["image"][0].data))
-    assert abs(sent.width / sent.height - 3.0) < 0.02  # padded from 10:1 to the API's 3:1 limit
-    assert out.getpixel((10, 20))[0] > 200  # the yellow band survived: the crop took the right region
+    assert sent.size == (1776, 592)  # padded from 10:1 to the API's 3:1 limit
+    assert out.getpixel((10, 20))[2] > 200  # the (inverted) yellow band: the crop took the right region
 
 
 @pytest.mark.parametrize("fault", ["429", "500"])

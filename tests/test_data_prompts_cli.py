@@ -13,7 +13,7 @@ from imageedit_r1.data.export import decomposition_prompt, easyr1_problem, iter_
 from imageedit_r1.data.teacher import teacher_prompt
 from imageedit_r1.decomposition import ACTIONS
 from imageedit_r1.prompts import template_path
-from tests.data_fixtures import write_psr, write_realedit
+from tests.data_fixtures import write_psr, write_realedit, write_ultraedit
 
 
 def _listed_actions(text: str, heading: str) -> list[str]:
@@ -73,6 +73,22 @@ def test_cli_subsets_then_export_with_leakage_guard(tmp_path, capsys):
     assert "exported 3 samples: 3 train, 0 val" in out
     rows = list(iter_rows(tmp_path / "rl" / "verl" / "train.parquet"))
     assert sorted(r["extra_info"]["id"] for r in rows) == [f"realedit/train/train_000{i}.jpg" for i in range(3)]
+
+
+def test_cli_repeated_ids_are_reported_and_every_benchmark_is_drawn(tmp_path, capsys):
+    write_ultraedit(tmp_path / "ue", ["rgb"] * 6, shards=1, idx=[10, 11, 10, 12, 13, 14])
+    write_realedit(tmp_path / "re", {"test": ["rgb", "l", "p"]}, repeats={"test": 2})
+    subsets = tmp_path / "subsets"
+    code = main(["-q", "subsets", "--benchmark", "ultraedit", "--source", f"ultraedit:{tmp_path / 'ue'}@FreeForm_0",
+                 "--benchmark", "realedit", "--source", f"realedit:{tmp_path / 're'}@test", "--size", "all",
+                 "--out", str(subsets)])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "ultraedit: 5 of 5 requests (seed 0)" in captured.out and "1 repeated ids" in captured.out
+    assert "realedit: 3 of 3 requests" in captured.out and "3 repeated ids" in captured.out
+    assert "ultraedit/FreeForm_0/10: rows 0, 2" in captured.err
+    assert "realedit/test/test_0002.jpg: rows 4, 5" in captured.err
+    assert json.loads((subsets / "ultraedit.json").read_text())["duplicates"] == {"ultraedit/FreeForm_0/10": [0, 2]}
 
 
 def test_cli_export_without_subsets_is_a_clear_error(tmp_path, capsys):

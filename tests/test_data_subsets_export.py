@@ -21,7 +21,7 @@ from imageedit_r1.data.labels import LabelIndex, sample_key
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, draw_subset, read_subset, subset_ids
 from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.jsonl import append_jsonl
-from tests.data_fixtures import write_manifest, write_psr, write_realedit, write_ultraedit
+from tests.data_fixtures import ultraedit_idx, write_manifest, write_psr, write_realedit, write_ultraedit
 
 GT = Decomposition(["Recoloring"], ["coat", "hair"], ["scarlet or copper red"]).to_json()
 
@@ -76,13 +76,28 @@ def test_draw_is_seeded_and_independent_of_row_order(tmp_path):
 def test_unreadable_images_are_replaced_by_spares(tmp_path):
     write_ultraedit(tmp_path, ["corrupt", "rgb"] * 10, shards=2)
     subset = draw_subset(UltraEditLoader(tmp_path, "FreeForm_0"), "ultraedit", 8, seed=0, progress=False)
-    assert len(subset.ids) == 8 and all(int(i.rsplit("/", 1)[1]) % 2 == 1 for i in subset.ids)
+    readable = {f"ultraedit/FreeForm_0/{ultraedit_idx(row)}" for row in range(1, 20, 2)}
+    assert len(subset.ids) == 8 and set(subset.ids) <= readable
 
 
 def test_max_rows_caps_the_pool(tmp_path):
     write_ultraedit(tmp_path, ["rgb"] * 10, shards=1)
     subset = draw_subset(UltraEditLoader(tmp_path, "FreeForm_0", max_rows=4), "ultraedit", 3, progress=False)
-    assert subset.pool == 4 and all(int(i.rsplit("/", 1)[1]) < 4 for i in subset.ids)
+    first_rows = {f"ultraedit/FreeForm_0/{ultraedit_idx(row)}" for row in range(4)}
+    assert subset.pool == 4 and set(subset.ids) <= first_rows
+
+
+def test_a_repeated_idx_is_reported_and_the_draw_goes_on(tmp_path):
+    write_ultraedit(tmp_path, ["rgb"] * 8, shards=2, idx=[1, 2, 3, 2, 4, 5, 6, 3])
+    subset = draw_subset(UltraEditLoader(tmp_path, "FreeForm_0"), "ultraedit", None, progress=False)
+    assert sorted(subset.ids) == [f"ultraedit/FreeForm_0/{i}" for i in range(1, 7)]
+    assert subset.pool == 6
+    assert subset.duplicates == {"ultraedit/FreeForm_0/2": [1, 3], "ultraedit/FreeForm_0/3": [2, 7]}
+    assert read_subset(subset.write(tmp_path / "subsets")).duplicates == subset.duplicates
+    # The id names the first row: its image is the one hashed for the leakage guard.
+    first = next(iter(UltraEditLoader(tmp_path, "FreeForm_0", ids={"ultraedit/FreeForm_0/2"})))
+    assert first.request == "What if the horse 1 wears a hat?"
+    assert subset.image_sha256["ultraedit/FreeForm_0/2"] == first.image_sha256()
 
 
 def test_read_subset_accepts_a_plain_id_list_and_rejects_garbage(tmp_path):

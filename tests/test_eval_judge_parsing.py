@@ -37,6 +37,42 @@ PARSED = [
     ("fulfillment score: 3.5/4, quality score is 2, preservation score: 2.5", 3.5, 2, 2.5, "text"),
     ("I'm sorry that the image is dark, but: Request Fulfillment: 1/4, Image Quality: 1/3, Preservation: 3/3",
      1, 1, 3, "text"),
+    # Shapes open judges write when vLLM serves them without a grammar (structured: false).
+    # A Python dict literal (the model prints a dict; single quotes, apostrophes escaped or in "...").
+    ("{'reasoning': 'The sky is red.', 'fulfillment': 4, 'quality': 3, 'preservation': 2}", 4, 3, 2, "json"),
+    ("{'reasoning': \"The hat isn't there\", 'fulfillment': 1, 'quality': 3, 'preservation': 3}", 1, 3, 3, "json"),
+    ("```python\n{'fulfillment': 2, 'quality': 2, 'preservation': 1}\n```", 2, 2, 1, "fenced_json"),
+    ("Here is the evaluation: {'fulfillment': 3, 'quality': 2, 'preservation': 3, 'reasoning': 'ok'}.",
+     3, 2, 3, "embedded_json"),
+    # Near-JSON: a trailing comma, bare keys (JavaScript style), JSON encoded once more as a string.
+    ('{"fulfillment": 3, "quality": 2, "preservation": 3,}', 3, 2, 3, "json"),
+    ('{fulfillment: 4, quality: 3, preservation: 3, reasoning: "clean edit"}', 4, 3, 3, "json"),
+    ('"{\\"fulfillment\\": 2, \\"quality\\": 1, \\"preservation\\": 3}"', 2, 1, 3, "json"),
+    # Reasoning models: <think> blocks (or only the closing tag, the opening one being in the prompt,
+    # or Mistral's [THINK]) hold drafts, not the answer; GLM-V boxes its answer.
+    ('<think>Fulfillment may be 2... no, the hat is there: 4.</think>\n{"fulfillment": 4, "quality": 3, '
+     '"preservation": 3}', 4, 3, 3, "json"),
+    ('The user wants a red sky. Fulfillment 2? The sky is red, so 4.\n</think>\n\n{"fulfillment": 4, '
+     '"quality": 2, "preservation": 3}', 4, 2, 3, "json"),
+    ('[THINK]Quality: 1? No, it is clean.[/THINK]Request Fulfillment: 3\nImage Quality: 3\nPreservation: 2',
+     3, 3, 2, "text"),
+    ('<|begin_of_box|>{"fulfillment": 1, "quality": 1, "preservation": 0}<|end_of_box|>', 1, 1, 0, "json"),
+    ("<answer>{'fulfillment': 4, 'quality': 3, 'preservation': 3}</answer>", 4, 3, 3, "json"),
+    # Keys with the rubric's range, a common misspelling, "N out of M", nested lists of criteria.
+    ('{"Request Fulfillment (0-4)": 3, "Image Quality (0-3)": 2, "Preservation (0-3)": 2}', 3, 2, 2, "json"),
+    ('{"fullfillment": 2, "quality": 3, "preservation": 3}', 2, 3, 3, "json"),
+    ('{"fulfillment": "3 out of 4", "quality": "2 out of 3", "preservation": "3 points"}', 3, 2, 3, "json"),
+    ('{"scores": [{"criterion": "Request Fulfillment", "score": 2}, {"criterion": "Image Quality", "score": 1}, '
+     '{"criterion": "Preservation", "score": 3}], "reasoning": "x"}', 2, 1, 3, "json"),
+    ('[{"name": "fulfillment", "score": 4}, {"name": "quality", "score": 2}, {"name": "preservation", "score": 1}]',
+     4, 2, 1, "json"),
+    # A Markdown table, and the same scores restated (agreeing) in a summary.
+    ("| Criterion | Score |\n|---|---|\n| Request Fulfillment | 3/4 |\n| Image Quality | 2 |\n"
+     "| Preservation | 3 |\n\n**Total: 8/10**", 3, 2, 3, "text"),
+    ("Request Fulfillment: 2\nImage Quality: 2\nPreservation: 3\n\nSummary: Request Fulfillment: 2, "
+     "Image Quality: 2, Preservation: 3.", 2, 2, 3, "text"),
+    ('```json\n{"fulfillment": 3, "quality": 2, "preservation": 3}\n```\nIn short: {"fulfillment": 3, '
+     '"quality": 2, "preservation": 3}', 3, 2, 3, "fenced_json"),
 ]
 
 
@@ -71,6 +107,19 @@ INVALID = [
     ("The edit looks good overall.", "no scores found"),
     ("", "empty reply"),
     ("   \n", "empty reply"),
+    # Ambiguous: these stay invalid however the reader is extended ("never guess").
+    ("Scores: 3, 2, 3", "no scores found"),  # numbers without labels
+    ("[3, 2, 3]", "no scores found"),
+    ("Request Fulfillment: 3-4\nImage Quality: 2\nPreservation: 3", "range or alternatives"),
+    ("Request Fulfillment: 3 or 4, Image Quality: 2, Preservation: 3", "range or alternatives"),
+    ('{"fulfillment": "3-4", "quality": 2, "preservation": 3}', "not a number"),
+    ('First impression: {"fulfillment": 2, "quality": 2, "preservation": 3}. On reflection: '
+     '{"fulfillment": 4, "quality": 2, "preservation": 3}', "conflicting scores"),
+    ("Request Fulfillment: 2. Image Quality: 2. Preservation: 3. Looking again, Request Fulfillment: 3.",
+     "more than once with different scores"),
+    ('<think>{"fulfillment": 4, "quality": 3, "preservation": 3} seems right, let me check the sky', "reasoning but no answer"),
+    ("{'fulfillment': 'three', 'quality': 2, 'preservation': 3}", "not a number"),
+    ("{'fulfillment': 8, 'quality': 2, 'preservation': 3, 'scale': 10}", "outside 0-4"),
 ]
 
 

@@ -75,6 +75,25 @@ def test_free_text_reply_from_a_server_without_json_schema():
     assert judgment.scores.total == 7 and judgment.scores.parsed_from == "text"
 
 
+def test_a_python_dict_reply_from_an_open_judge_is_read_with_one_call():
+    # vLLM serving an open VLM with structured: false; the model prints a Python dict after thinking.
+    reply = ("<think>The sky is red but the hat is missing.</think>\n"
+             "{'reasoning': 'Sky done, hat missing.', 'fulfillment': 2, 'quality': 3, 'preservation': 3}")
+    with fakes.fake_openai_server(lambda req: reply) as server:
+        judgment = build_judge(judge_config(server, "openai-compatible", structured=False, api_key_env="NO_SUCH_KEY"))(
+            RED, GREEN, "make the sky red and add a hat")
+    assert (judgment.scores.fulfillment, judgment.scores.quality, judgment.scores.preservation) == (2, 3, 3)
+    assert judgment.calls == 1 and len(server.requests) == 1  # no paid re-ask
+
+
+def test_a_gemini_judges_thought_summary_is_not_read_as_its_answer():
+    reply = fakes.ScriptedReply(thought="Fulfillment: 1? Quality: 0?", text='{"fulfillment": 4, "quality": 3, '
+                                '"preservation": 2}')
+    with fakes.fake_gemini_server(lambda req: reply) as server:
+        judgment = build_judge(judge_config(server, "gemini"))(RED, GREEN, "make it green")
+    assert (judgment.scores.fulfillment, judgment.scores.quality, judgment.scores.preservation) == (4, 3, 2)
+
+
 def test_unreadable_reply_is_asked_again_once_then_fails():
     from imageedit_r1.eval.judge import JudgmentParseError
 

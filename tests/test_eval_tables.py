@@ -81,7 +81,7 @@ def test_failures_are_counted_not_averaged(tmp_path):
                                                for i in range(1, 6)]))
     assert base.failed == 2  # A-0 by each of the two judges
     base_line = [line for line in tables.to_markdown(table).splitlines() if "| Original |" in line][0]
-    assert base_line.endswith("| 2 | 0 |")
+    assert base_line.endswith("| 2 | 0 | 0 |")  # Failed, Refused, Missing
 
 
 def test_criteria_breakdown(tmp_path):

@@ -1,6 +1,13 @@
 """Finding JSON in model text: a wrapping fence, fenced blocks, values embedded in prose."""
 
-from imageedit_r1.jsontext import embedded_json, fenced_blocks, unfence
+from imageedit_r1.jsontext import (
+    bracketed_spans,
+    embedded_json,
+    fenced_blocks,
+    lenient_literal,
+    lenient_literals,
+    unfence,
+)
 
 
 def test_unfence_takes_only_a_fence_that_wraps_the_whole_answer():
@@ -31,3 +38,18 @@ def test_embedded_json_nested_also_yields_inner_values():
         {"t": 1},
     ]
     assert list(embedded_json("plain prose, no JSON")) == []
+
+
+def test_lenient_literal_reads_near_json_and_nothing_else():
+    assert lenient_literal("{'a': 'it\\'s', 'b': True, 'c': None}") == {"a": "it's", "b": True, "c": None}
+    assert lenient_literal('{"a": 1, "b": [1, 2,],}') == {"a": 1, "b": [1, 2]}
+    assert lenient_literal("{a: 1, long key: 2}") == {"a": 1, "long key": 2}
+    assert lenient_literal('"{\\"a\\": 1}"') == {"a": 1}  # JSON inside a JSON string
+    assert lenient_literal("('x', 'y')") is None and lenient_literal("3") is None
+    assert lenient_literal("{'a': 1") is None and lenient_literal("hello") is None
+
+
+def test_lenient_literals_in_prose_with_apostrophes_and_brackets_in_strings():
+    text = "Don't panic: {'note': \"a [draft] isn't final\", 'n': {'m': 2}} and [1, 2]."
+    assert list(lenient_literals(text)) == [{"note": "a [draft] isn't final", "n": {"m": 2}}, {"m": 2}, [1, 2]]
+    assert list(bracketed_spans("a } b { c")) == []

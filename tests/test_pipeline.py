@@ -142,7 +142,7 @@ def test_template_fallback_writes_sub_requests_from_the_decomposition():
     pipe = make(sequencer=ScriptedSequencer(InvalidSubRequests("not a JSON list")), on_sequence_failure="template")
     trace = pipe(image(), REQUEST).trace
     assert trace["sub_requests"] == ["Recoloring coat to scarlet or copper red", "Recoloring hair to scarlet or copper red"]
-    assert trace["fallbacks"] == [{"stage": "sequence", "used": "template", "reason": "not a JSON list"}]
+    assert trace["fallbacks"] == [{"stage": "sequence", "used": "template", "reason": "not a JSON list", "dropped": []}]
 
 
 def test_original_fallback_edits_with_the_raw_request():
@@ -161,12 +161,25 @@ def test_a_failing_backend_fails_the_run_even_with_a_fallback_configured():
     assert pipe.editor.calls == []
 
 
-def test_an_editor_refusal_becomes_a_failed_run_with_the_plan_in_the_trace():
-    pipe = make(editor=InvertingEditor(fail=EditRefusedError("blocked: SAFETY")))
+def test_an_editor_refusal_is_a_refused_run_with_the_reason_and_the_plan_in_the_trace():
+    pipe = make(editor=InvertingEditor(fail=EditRefusedError("blocked: SAFETY", reason="IMAGE_SAFETY")))
     with pytest.raises(EditFailed, match="editing failed: blocked: SAFETY") as info:
         pipe(image(), REQUEST)
     trace = info.value.trace
     assert trace["sub_requests"] == SUBS and trace["errors"][-1]["type"] == "EditRefusedError"
+    assert trace["status"] == "refused" and trace["errors"][-1]["kind"] == "refusal"
+    assert trace["refusal"] == {"stage": "edit", "reason": "IMAGE_SAFETY", "message": "blocked: SAFETY"}
+
+
+def test_an_agent_refusal_is_a_refused_run_too():
+    from imageedit_r1.backends import RefusalError
+
+    pipe = make(decomposer=ScriptedDecomposer(RefusalError("gemini m: the prompt was blocked", reason="SAFETY")),
+                on_decompose_failure="keywords")  # a refusal is no unusable answer: no fallback
+    with pytest.raises(EditFailed) as info:
+        pipe(image(), REQUEST)
+    assert info.value.trace["status"] == "refused" and info.value.trace["refusal"]["stage"] == "decompose"
+    assert info.value.trace["refusal"]["reason"] == "SAFETY" and pipe.editor.calls == []
 
 
 def test_plan_runs_the_agents_without_building_the_editor():

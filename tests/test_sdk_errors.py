@@ -145,3 +145,30 @@ def test_each_caller_gets_its_own_error_types():
     assert isinstance(edit_refusal, EditRefusedError) and "refused the edit (moderation_blocked): no" in str(edit_refusal)
     quota = editor_exception(SdkFailure(QUOTA, "quota exhausted (HTTP 429 insufficient_quota): x", 429), "m")
     assert type(quota) is EditorError
+
+
+def test_a_refusal_is_found_however_it_was_wrapped_and_only_then():
+    from imageedit_r1.agents.editors import EditRefusedError
+    from imageedit_r1.eval.runner import classify_failure
+    from imageedit_r1.pipeline import EditFailed
+    from imageedit_r1.refusals import find_refusal, refusal_record
+    from imageedit_r1.retry import RetriesExhausted
+
+    refusal = EditRefusedError("m withheld the image (finish reason IMAGE_SAFETY)", reason="IMAGE_SAFETY")
+    try:
+        try:
+            raise refusal
+        except EditRefusedError as exc:
+            raise EditFailed("editing failed", {}) from exc
+    except EditFailed as wrapped:
+        assert find_refusal(wrapped) is refusal
+        assert classify_failure(wrapped) == ("refusal", False)
+        assert refusal_record(wrapped)["reason"] == "IMAGE_SAFETY"
+    assert classify_failure(RetriesExhausted(2, refusal)) == ("refusal", False)
+    try:
+        try:
+            raise refusal
+        except EditRefusedError:
+            raise ValueError("a bug while handling it")  # noqa: B904 - the point: no explicit cause
+    except ValueError as unrelated:
+        assert find_refusal(unrelated) is None and classify_failure(unrelated) == ("error", True)

@@ -26,6 +26,7 @@ from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError, parse
 from imageedit_r1.jsontext import unfence
 from imageedit_r1.prompts import render_prompt
+from imageedit_r1.request_text import clean_request
 
 # EasyR1's image slot: the training prompt is decompose.jinja rendered around "<image>" + request.
 IMAGE_SLOT = "<image>"
@@ -144,7 +145,7 @@ class Decomposer:
         from imageedit_r1.images import load_image
 
         image = load_image(image)
-        messages = decomposition_messages(image, request.strip())
+        messages = decomposition_messages(image, clean_request(request))
         started = time.perf_counter()
         replies: list[ChatResponse] = []
         errors: list[str] = []

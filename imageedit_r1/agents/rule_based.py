@@ -1,33 +1,48 @@
-"""A rule-based decomposition: the fallback when the decomposition agent's answer is unusable."""
+"""A rule-based decomposition: the fallback when the decomposition agent's answer is unusable.
+
+It never drops an operation: every clause of the request ends up in a goal. A clause that opens
+with an edit verb of the taxonomy ("remove", "make", "change", ...) starts an operation of its
+own; any other clause ("and possibly the hair", "white") extends the operation before it, or
+starts one when it comes first.
+"""
 
 from __future__ import annotations
 
 import re
 
 from imageedit_r1.decomposition import ACTIONS, Decomposition, canonical_action
+from imageedit_r1.request_text import clean_request
 
 _CLAUSE_SPLIT = re.compile(r"[.;!?\n]+|,\s*(?:and\s+|then\s+)?|\s+(?:and|then|also)\s+(?=[a-z]+\b)", re.IGNORECASE)
-_LEADING_FILLER = re.compile(r"^(?:please|also|and|then|can you|could you|i want you to|i'd like you to)\s+", re.IGNORECASE)
+_LEADING_FILLER = re.compile(
+    r"^(?:please|also|and|then|can you|could you|can someone|could someone|would you|i want you to|"
+    r"i'd like you to|i would like you to)\s+",
+    re.IGNORECASE,
+)
 
 
 def keyword_decomposition(request: str) -> Decomposition:
-    """A rule-based decomposition: each clause of the request that opens with a known edit action
-    becomes that action with the clause as its goal; other clauses extend the previous goal.
-    A fallback when the agent's answer is unusable, not a substitute for the trained agent."""
+    """A rule-based decomposition, one goal per operation of the request (see the module docstring);
+    ``actions`` are the operations' taxonomy labels, in order, without repeats. A fallback when
+    the agent's answer is unusable, not a substitute for the trained agent."""
+    request = clean_request(request)
     actions: list[str] = []
     goals: list[str] = []
     for clause in _CLAUSE_SPLIT.split(request):
-        clause = _LEADING_FILLER.sub("", (clause or "").strip())
+        clause = (clause or "").strip()
+        while True:  # "please also remove ..." has two fillers
+            shorter = _LEADING_FILLER.sub("", clause)
+            if shorter == clause:
+                break
+            clause = shorter
         if not clause:
             continue
         label = canonical_action(clause)
-        # "Transformation" holds the catch-all verbs (make, change): an action only when nothing better came first.
-        opens_action = label in ACTIONS and (label != "Transformation" or not actions)
-        if opens_action:
-            actions.append(label)
+        if label in ACTIONS or not goals:
+            actions.append(label if label in ACTIONS else "Transformation")
             goals.append(clause)
-        elif goals:
+        else:
             goals[-1] = f"{goals[-1]} and {clause}"
-    if not actions:
+    if not goals:
         actions, goals = ["Transformation"], [request.strip()]
     return Decomposition(actions=list(dict.fromkeys(actions)), subjects=[], goals=goals, think="keyword fallback")

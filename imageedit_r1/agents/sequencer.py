@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
-from imageedit_r1.decomposition import Decomposition, canonical_action
+from imageedit_r1.decomposition import ACTIONS, Decomposition, canonical_action
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import render_prompt
+from imageedit_r1.request_text import clean_request
 
 
 class SequencingError(RuntimeError):
@@ -110,28 +111,38 @@ def parse_sub_requests(text: str, *, max_steps: int = 8, max_chars: int = 300) -
 def fallback_sub_requests(decomposition: Decomposition, *, max_steps: int = 8) -> list[str]:
     """Deterministic "<Action> <subject> to <goal>" sub-requests from the decomposition alone.
 
-    One per subject (or per action, if there are more actions); the i-th action, subject and goal
-    are paired, a shorter list repeating its last item. Without goals: "<Action> <subject>";
-    without subjects: "<Action> to <goal>", or the goal alone when it is itself an instruction
-    for that action (it opens with one of the action's verbs).
+    One per subject, per action or per goal, whichever list is longest, so no operation is
+    dropped; the i-th action, subject and goal are paired, a shorter list repeating its last item.
+    Without goals: "<Action> <subject>"; without subjects: "<Action> to <goal>", or the goal alone
+    when it is itself an instruction (it opens with an edit verb of the taxonomy: "Remove the
+    lamp"). Steps beyond ``max_steps`` are joined onto the last step rather than dropped.
     """
     actions = [a for a in decomposition.actions if a.strip()] or ["Edit"]
     subjects = [s for s in decomposition.subjects if s.strip()]
     goals = [g for g in decomposition.goals if g.strip()]
-    count = min(max_steps, max(len(actions), len(subjects), 1))
-    steps = []
+    count = max(len(actions), len(subjects), len(goals), 1)
+    steps: list[str] = []
     for i in range(count):
         action = actions[min(i, len(actions) - 1)]
         subject = subjects[min(i, len(subjects) - 1)] if subjects else ""
         goal = goals[min(i, len(goals) - 1)] if goals else ""
         text = " ".join(part for part in (action, subject) if part)
-        if goal and not subject and canonical_action(goal) == canonical_action(action):
-            text = goal  # the goal is already an instruction for this action ("Remove the lamp")
+        if goal and not subject and canonical_action(goal) in ACTIONS:
+            text = goal  # the goal is already an instruction ("Remove the lamp", "make the sky a sunset")
         elif goal:
             text += f" to {goal}"
         if text not in steps:
             steps.append(text)
+    if len(steps) > max_steps:
+        steps = [*steps[: max_steps - 1], "; then ".join(steps[max_steps - 1:])]
     return steps
+
+
+def dropped_operations(decomposition: Decomposition, sub_requests: list[str]) -> list[str]:
+    """The decomposition's goals (or, without goals, subjects) that no sub-request mentions."""
+    text = " ".join(" ".join(s.lower().split()) for s in sub_requests)
+    wanted = [g for g in decomposition.goals if g.strip()] or [s for s in decomposition.subjects if s.strip()]
+    return [item for item in wanted if " ".join(item.lower().split()) not in text]
 
 
 class Sequencer:
@@ -171,7 +182,7 @@ class Sequencer:
         constrained = self.use_json_schema and getattr(self.backend, "supports_json_schema", False)
         prompt = render_prompt(
             "sequence",
-            request=request.strip(),
+            request=clean_request(request),
             actions=json.dumps(decomposition.actions, ensure_ascii=False),
             subjects=json.dumps(decomposition.subjects, ensure_ascii=False),
             goals=json.dumps(decomposition.goals, ensure_ascii=False),

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
+from imageedit_r1.refusals import DECLINED, Refusal
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -28,8 +30,13 @@ class BackendError(RuntimeError):
     """A permanent failure of a chat backend (bad request, bad credentials, unusable answer)."""
 
 
-class RefusalError(BackendError):
-    """The model refused, or the provider's safety system blocked the prompt or the answer."""
+class RefusalError(BackendError, Refusal):
+    """The model refused, or the provider's safety system blocked the prompt or the answer;
+    ``reason`` is the provider's code (``SAFETY``, ``content_filter``, ...) or ``declined``."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or DECLINED
 
 
 @dataclass

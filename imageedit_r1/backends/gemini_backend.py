@@ -165,7 +165,8 @@ class GeminiBackend:
         if blocked:
             reason, detail = blocked
             raise RefusalError(
-                f"gemini {self.model}: the prompt was blocked ({reason})" + (f": {detail}" if detail else "")
+                f"gemini {self.model}: the prompt was blocked ({reason})" + (f": {detail}" if detail else ""),
+                reason=reason,
             )
         candidates = getattr(response, "candidates", None) or []
         if not candidates:
@@ -177,7 +178,8 @@ class GeminiBackend:
             _, categories = stopped
             raise RefusalError(
                 f"gemini {self.model}: the answer was stopped ({finish})"
-                + (f" for {', '.join(categories)}" if categories else "")
+                + (f" for {', '.join(categories)}" if categories else ""),
+                reason=finish,
             )
         parts = getattr(getattr(candidate, "content", None), "parts", None) or []
         text = "".join(part.text for part in parts if getattr(part, "text", None) and not getattr(part, "thought", False))

@@ -144,9 +144,10 @@ class OpenAIBackend:
         message = choice.message
         refusal = getattr(message, "refusal", None)
         if refusal:
-            raise RefusalError(f"openai {self.model} refused: {refusal}")
+            raise RefusalError(f"openai {self.model} refused: {refusal}", reason="refusal")
         if choice.finish_reason == "content_filter":
-            raise RefusalError(f"openai {self.model}: the answer was blocked by the provider's content filter")
+            raise RefusalError(f"openai {self.model}: the answer was blocked by the provider's content filter",
+                               reason="content_filter")
         if message.content is None:
             raise BackendError(f"openai {self.model}: empty answer (finish_reason={choice.finish_reason!r})")
         usage = getattr(completion, "usage", None)

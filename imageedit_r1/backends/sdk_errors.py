@@ -37,7 +37,7 @@ OPENAI_REFUSAL_CODES = frozenset(
 # Gemini finish reasons that mean the answer was withheld on policy grounds.
 GEMINI_SAFETY_FINISH = frozenset({
     "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
-    "RECITATION", "IMAGE_RECITATION",
+    "RECITATION", "IMAGE_RECITATION", "MODEL_ARMOR",
 })
 
 # Connection-level failures, by class name, for transports whose classes are not imported here
@@ -69,11 +69,19 @@ class SdkFailure:
 
     def to_exception(self, *, permanent: type[Exception], refused: type[Exception], prefix: str = "") -> Exception:
         """The caller's exception for this failure: ``RetryableError`` when transient, ``refused``
-        for a content-policy block, else ``permanent``; each message starts with ``prefix``."""
+        (called with ``reason=``) for a content-policy block, else ``permanent``; each message
+        starts with ``prefix``."""
         text = prefix + self.message
         if self.transient:
             return RetryableError(text, self.retry_after)
-        return (refused if self.kind == REFUSED else permanent)(text)
+        if self.kind == REFUSED:
+            return refused(text, reason=self.reason)
+        return permanent(text)
+
+    @property
+    def reason(self) -> str:
+        """The provider's code for a refusal (``moderation_blocked``), else the HTTP status."""
+        return self.code or (f"HTTP {self.status}" if self.status else self.kind)
 
 
 def parse_retry_after(headers: Any) -> float | None:

@@ -13,6 +13,7 @@ from imageedit_r1.data.sources import (
     RealEditLoader,
     UltraEditLoader,
     build_loader,
+    parse_source,
     parse_source_spec,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "RealEditLoader",
     "UltraEditLoader",
     "build_loader",
+    "parse_source",
     "parse_source_spec",
 ]

@@ -17,10 +17,17 @@ import sys
 from pathlib import Path
 
 SOURCE_HELP = (
-    "a source spec NAME[:LOCATION][@SPLIT]; NAME is psr, realedit, ultraedit or manifest; LOCATION is a "
-    "hub name, a parquet/JSONL file or a folder of parquet shards (default: the benchmark's hub repository); "
-    "e.g. 'psr', 'realedit@train', 'ultraedit:/data/UltraEdit@FreeForm_0', 'manifest:requests.jsonl'. Repeatable."
+    "a source spec NAME[:LOCATION][@SPLIT][#REVISION]; NAME is psr, realedit, ultraedit or manifest; LOCATION is "
+    "a hub name, a parquet/JSONL file or a folder of parquet shards (default: the benchmark's hub repository); "
+    "REVISION pins a hub dataset to a commit, tag or branch; e.g. 'psr', 'realedit@train', "
+    "'ultraedit:/data/UltraEdit@FreeForm_0', 'ultraedit@FreeForm_0#<commit>', 'manifest:requests.jsonl'. Repeatable."
 )
+
+
+def _print_issues(loader) -> None:
+    """Repeated ids and disagreeing rows a pass found in the source (never fatal)."""
+    if loader.issues:
+        print(f"{loader.describe()}:\n{loader.issues.summary()}", file=sys.stderr)
 
 
 def _add_source_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -82,6 +89,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             meta = {k: v for k, v in sample.meta.items() if k not in ("row",)}
             print(f"{sample.id}\t{sample.image.size[0]}x{sample.image.size[1]}\t{sample.request!r}\t{json.dumps(meta, default=str)[:200]}")
         print(loader.report.summary(), file=sys.stderr)
+        _print_issues(loader)
     return 0
 
 
@@ -121,6 +129,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         for loader in loaders:
             yield from loader
             skipped.merge(loader.report)
+            _print_issues(loader)
 
     total = args.limit * len(loaders) if args.limit else None
     try:
@@ -216,7 +225,9 @@ def cmd_subsets(args: argparse.Namespace) -> int:
         print(
             f"{benchmark}: {len(subset.ids)} of {subset.pool} requests (seed {subset.seed}) -> {path}"
             + (f"; {len(subset.skipped)} unreadable skipped" if subset.skipped else "")
+            + (f"; {len(subset.duplicates)} repeated ids (first row kept, listed in the file)" if subset.duplicates else "")
         )
+        _print_issues(loader)
         if size is not None and len(subset.ids) < size:
             print(f"  warning: asked for {size}, the source had only {len(subset.ids)} usable requests", file=sys.stderr)
     return 0

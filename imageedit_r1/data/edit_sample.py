@@ -15,7 +15,8 @@ class EditSample:
     ``id`` is unique within the whole project (benchmark loaders prefix it with the source and
     split, e.g. ``psr/1abc23`` or ``realedit/test/417``), so eval subsets and RL data can be
     compared by id. ``image`` is a decoded RGB image, upright per its EXIF orientation.
-    ``meta`` keeps the row's other scalar columns (captions, scores, the split, the row index).
+    ``meta`` keeps the source's allow-listed columns (``Loader.metadata_fields``: captions, scores,
+    the other instruction; never a personal field such as a user name), the split and the row index.
     """
 
     id: str

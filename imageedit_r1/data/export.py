@@ -45,6 +45,7 @@ from PIL import Image
 
 from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import LabelIndex
+from imageedit_r1.data.source_issues import SourceIssues
 from imageedit_r1.data.sources import Loader
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
 from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError
@@ -408,6 +409,7 @@ class ExportReport:
     unlabelled: int = 0
     overlaps: list[str] = field(default_factory=list)
     skipped: SkipReport = field(default_factory=SkipReport)
+    issues: SourceIssues = field(default_factory=SourceIssues)
     manifest: str = ""
 
     def summary(self) -> str:
@@ -423,6 +425,8 @@ class ExportReport:
             f"left out for overlapping the eval subsets: {len(self.overlaps)}",
             self.skipped.summary(limit=10),
         ]
+        if self.issues:
+            lines.append(self.issues.summary(limit=10))
         lines += [f"wrote {path}" for path in self.stats.files + [self.manifest]]
         return "\n".join(lines)
 
@@ -464,6 +468,7 @@ def export_labelled(
                     continue  # the export will be refused; keep scanning to list every overlap
                 exporter.add(ExportItem(sample, ground_truth))
             report.skipped.merge(chosen.report)
+            report.issues.merge(chosen.issues)
         if report.overlaps and not drop_eval_overlap:
             raise LeakageError(leakage_message(report.overlaps))
         report.stats = exporter.commit()
@@ -488,6 +493,8 @@ def export_labelled(
         "unlabelled": report.unlabelled,
         "dropped_eval_overlap": report.overlaps,
         "skipped": report.skipped.skipped,
+        "repeated_ids": report.issues.duplicates,
+        "conflicting_rows": report.issues.conflicts,
         "ids": report.stats.ids,
     }
     path = Path(out_dir) / "export_manifest.json"

@@ -10,7 +10,11 @@ File ``subsets/<benchmark>.json``::
 
     {"benchmark": "realedit", "source": "realedit@test", "seed": 0, "size": 1000,
      "pool": 9337, "ids": [...], "image_sha256": {"<id>": "<hash of the decoded pixels>"},
-     "skipped": [["<id>", "<reason>"], ...]}
+     "skipped": [["<id>", "<reason>"], ...], "duplicates": {"<id>": [<row>, <row>, ...]}}
+
+The first pass reads the id column alone. An id that two rows share (the loader keeps the first
+row) is listed in ``duplicates`` with its rows, and the draw goes on: a repeated id never stops
+a draw, of this source or of the next.
 
 ``read_subset`` also accepts a bare JSON list of ids.
 """
@@ -48,6 +52,7 @@ class Subset:
     source: str = ""
     pool: int = 0
     skipped: list[list[str]] = field(default_factory=list)
+    duplicates: dict[str, list[int]] = field(default_factory=dict)
 
     def write(self, folder: str | os.PathLike) -> Path:
         path = Path(folder) / f"{self.benchmark}.json"
@@ -98,7 +103,8 @@ def draw_subset(
 
     def keyed_ids():
         nonlocal pool
-        for record in tqdm(loader.records(), desc=f"{benchmark}: reading ids", unit=" rows", disable=not progress):
+        records = loader.records(roles=("id",))
+        for record in tqdm(records, desc=f"{benchmark}: reading ids", unit=" rows", disable=not progress):
             pool += 1
             yield priority(seed, record.id), record.id
 
@@ -106,10 +112,8 @@ def draw_subset(
         candidates = sorted(keyed_ids())
     else:  # a few spares stand in for unreadable images
         candidates = heapq.nsmallest(size + max(16, size // 20), keyed_ids())
+    duplicates = {item_id: list(rows) for item_id, rows in loader.issues.duplicates.items()}
     order = {item_id: rank for rank, (_, item_id) in enumerate(candidates)}
-    if len(order) < len(candidates):  # equal ids have equal priorities, so duplicates sit side by side
-        duplicates = sorted({a for (_, a), (_, b) in zip(candidates, candidates[1:], strict=False) if a == b})
-        raise ValueError(f"{loader.describe()}: duplicate ids {duplicates[:10]}; ids must be unique to draw a subset")
 
     chosen_loader = loader.restricted_to(order)
     hashes: dict[str, str] = {}
@@ -127,6 +131,7 @@ def draw_subset(
         source=source,
         pool=pool,
         skipped=[list(item) for item in chosen_loader.report.skipped],
+        duplicates=duplicates,
     )
 
 

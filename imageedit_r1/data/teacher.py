@@ -326,7 +326,7 @@ class TeacherLabeller:
                 record.pop("error", None)
                 break
         except RefusalError as exc:
-            record.update(status=FAILED, error_kind="refused", error=str(exc))
+            record.update(status=FAILED, error_kind="refused", error=str(exc), refusal_reason=exc.reason)
         except RetriesExhausted as exc:
             record.update(status=FAILED, error_kind="retries_exhausted", error=str(exc))
         except BackendError as exc:

@@ -11,20 +11,21 @@ failure, never as a score of 0.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imageedit_r1.jsontext import embedded_json, fenced_blocks
+from imageedit_r1.jsontext import fenced_blocks, lenient_literal, lenient_literals
 from imageedit_r1.prompts import prompt_sha256, render_prompt
+from imageedit_r1.refusals import DECLINED, Refusal
 
 PROMPT_NAME = "judge"
 
 # Criterion -> (maximum points, names a reply may use for it, lower case).
 CRITERIA: dict[str, tuple[int, tuple[str, ...]]] = {
     "fulfillment": (4, ("fulfillment", "fulfilment", "request_fulfillment", "request fulfillment",
-                        "request_fulfilment", "request fulfilment", "instruction_following")),
+                        "request_fulfilment", "request fulfilment", "instruction_following",
+                        "fullfillment", "fullfilment", "request fullfillment", "request fullfilment")),
     "quality": (3, ("quality", "image_quality", "image quality", "visual_quality", "visual quality")),
     "preservation": (3, ("preservation", "content_preservation", "content preservation")),
 }
@@ -61,8 +62,14 @@ class JudgmentParseError(JudgeError):
     kind = "invalid_reply"
 
 
-class JudgeRefusal(JudgeError):
+class JudgeRefusal(JudgeError, Refusal):
+    """The judge declined to score (in words: no provider code, so ``reason`` is ``declined``)."""
+
     kind = "refusal"
+
+    def __init__(self, message: str, raw: str | None = None, *, reason: str | None = None) -> None:
+        super().__init__(message, raw)
+        self.reason = reason or DECLINED
 
 
 @dataclass
@@ -71,7 +78,7 @@ class Scores:
     quality: float
     preservation: float
     reasoning: str = ""
-    parsed_from: str = "json"  # json | fenced_json | embedded_json | text
+    parsed_from: str = "json"  # json | fenced_json | embedded_json | text (see parse_judgment)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -93,6 +100,16 @@ def judge_prompt_sha256() -> str:
 
 
 # ----------------------------------------------------------------------------- parsing
+#
+# Replies are read when their three scores are unambiguous, in the shapes open judges (served by
+# vLLM without a grammar) are seen to write: JSON, a Python dict literal, near-JSON (trailing
+# commas, bare keys, JSON inside a JSON string), any of these in a code fence or in prose, scores
+# as "3", "3/4", "3 out of 4" or {"score": 3}, a list of {"criterion", "score"} entries, labelled
+# lines or a Markdown table; reasoning blocks (<think>…</think>, [THINK]…[/THINK], or everything
+# before a lone </think>) are not part of the answer, and an answer wrapped in <answer> or GLM's
+# <|begin_of_box|> is unwrapped. "Never guess": two readings that disagree (two objects with
+# different scores, a criterion labelled twice with different numbers), a range ("3-4", "3 or 4"),
+# unlabelled numbers, or a number on another scale make the reply invalid.
 
 _REFUSAL_RE = re.compile(
     r"\b(?:i\s*(?:'m|am)\s+(?:sorry|unable|not able)|i\s+(?:can\s*not|can't|cannot|won't|will not)"
@@ -104,6 +121,26 @@ _REFUSAL_RE = re.compile(
 _RANGE_RE = re.compile(r"\(\s*\d+\s*(?:–|-|—|to)\s*\d+\s*(?:points?|pts)?\s*\)", re.IGNORECASE)
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _DENOMINATOR_RE = re.compile(r"\s*(?:/|out of|of)\s*(\d+)", re.IGNORECASE)
+# A second number right after a score ("3-4", "3 or 4", "3 to 4"): a range, not a score.
+_ALTERNATIVE_RE = re.compile(r"\s*(?:-|–|—|to|or)\s*\d", re.IGNORECASE)
+# Reasoning the model wrote before its answer, and wrappers around the answer.
+_THINK_BLOCK_RE = re.compile(r"<think>.*?</think>|\[THINK\].*?\[/THINK\]", re.IGNORECASE | re.DOTALL)
+_LONE_THINK_END_RE = re.compile(r"^.*?(?:</think>|\[/THINK\])", re.IGNORECASE | re.DOTALL)
+_UNCLOSED_THINK_RE = re.compile(r"(?:<think>|\[THINK\]).*\Z", re.IGNORECASE | re.DOTALL)
+_WRAPPER_RE = re.compile(r"<\|begin_of_box\|>(.*?)<\|end_of_box\|>|<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_NAME_KEYS = ("criterion", "name", "aspect", "category", "metric", "dimension")
+_SCORE_KEYS = ("score", "points", "value", "rating")
+
+
+def answer_text(reply: str) -> str:
+    """The answer part of a reply: reasoning blocks dropped (an unclosed one is all reasoning),
+    ``<answer>`` / ``<|begin_of_box|>`` wrappers unwrapped."""
+    text = _THINK_BLOCK_RE.sub(" ", reply)
+    if re.search(r"</think>|\[/THINK\]", text, re.IGNORECASE):  # the opening tag was in the prompt
+        text = _LONE_THINK_END_RE.sub(" ", text, count=1)
+    text = _UNCLOSED_THINK_RE.sub(" ", text)  # cut off while thinking: no answer yet
+    wrapped = [a or b for a, b in _WRAPPER_RE.findall(text)]
+    return "\n".join(wrapped) if wrapped else text
 
 
 def _number(value: Any) -> float | None:
@@ -112,21 +149,34 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*" + _NUMBER + r"\s*(?:/\s*(\d+))?\s*(?:points?|pts)?\s*", value)
+        match = re.fullmatch(r"\s*" + _NUMBER + r"\s*(?:(?:/|out of)\s*(\d+))?\s*(?:points?|pts)?\s*", value,
+                             re.IGNORECASE)
         if match:
             number = float(match.group(1))
             if match.group(2) is not None:
                 return number if float(match.group(2)) > 0 else None
             return number
     if isinstance(value, dict):  # {"score": 3, "reason": ...}
-        for key in ("score", "points", "value"):
+        for key in _SCORE_KEYS:
             if key in value:
                 return _number(value[key])
     return None
 
 
+def _denominator(value: Any) -> float | None:
+    if isinstance(value, str):
+        match = re.search(r"(?:/|out of)\s*(\d+)", value, re.IGNORECASE)
+        return float(match.group(1)) if match else None
+    if isinstance(value, dict):
+        for key in _SCORE_KEYS:
+            if key in value:
+                return _denominator(value[key])
+    return None
+
+
 def _normalise_key(key: str) -> str:
-    return re.sub(r"[\s\-]+", "_", key.strip().lower()).strip("_*")
+    key = re.sub(r"\([^)]*\)", " ", str(key))  # "Request Fulfillment (0-4)"
+    return re.sub(r"[\s\-]+", "_", key.strip().lower()).strip("_*:")
 
 
 def _all_or_nothing(found: dict[str, float], raw: str) -> bool:
@@ -144,28 +194,50 @@ def _check_range(name: str, value: float, parsed_from: str, raw: str) -> float:
     return value
 
 
-def _scores_from_mapping(data: dict[str, Any], parsed_from: str, raw: str) -> Scores | None:
-    # Some judges nest the scores ({"scores": {...}}); look one level down.
+def _criterion_entries(items: list[Any]) -> dict[str, Any] | None:
+    """``[{"criterion": "Image Quality", "score": 2}, ...]`` as ``{"image_quality": 2, ...}``."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        name = next((item[k] for k in _NAME_KEYS if isinstance(item.get(k), str)), None)
+        score = next((item[k] for k in _SCORE_KEYS if k in item), None)
+        if name is None or score is None:
+            return None
+        flat[_normalise_key(name)] = score
+    return flat or None
+
+
+def _flatten(data: dict[str, Any] | list[Any]) -> dict[str, Any]:
+    if isinstance(data, list):
+        return _criterion_entries(data) or {}
+    # Some judges nest the scores ({"scores": {...}} or {"scores": [{"criterion": ..., "score": ...}]}).
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and _normalise_key(key) in ("scores", "evaluation", "result", "judgment"):
+        nested = _normalise_key(key) in ("scores", "evaluation", "result", "judgment", "ratings", "criteria")
+        if nested and isinstance(value, dict):
             flat.update({_normalise_key(k): v for k, v in value.items()})
+        elif nested and isinstance(value, list) and _criterion_entries(value):
+            flat.update(_criterion_entries(value))
         else:
             flat[_normalise_key(key)] = value
+    return flat
+
+
+def _scores_from_mapping(data: dict[str, Any] | list[Any], parsed_from: str, raw: str) -> Scores | None:
+    flat = _flatten(data)
     found: dict[str, float] = {}
     notes: list[str] = []
-    for name, (_, aliases) in CRITERIA.items():
+    for name, (maximum, aliases) in CRITERIA.items():
         for alias in aliases:
             key = _normalise_key(alias)
             if key in flat:
                 number = _number(flat[key])
                 if number is None:
                     raise JudgmentParseError(f"{name} is not a number: {flat[key]!r}", raw=raw)
-                if isinstance(flat[key], str) and "/" in flat[key]:
-                    denominator = float(flat[key].split("/")[1].split()[0])
-                    if denominator != CRITERIA[name][0]:
-                        raise JudgmentParseError(
-                            f"{name} given as {flat[key]!r}, not on the 0-{CRITERIA[name][0]} scale", raw=raw)
+                denominator = _denominator(flat[key])
+                if denominator is not None and denominator != maximum:
+                    raise JudgmentParseError(f"{name} given as {flat[key]!r}, not on the 0-{maximum} scale", raw=raw)
                 found[name] = _check_range(name, number, parsed_from, raw)
                 break
     if not _all_or_nothing(found, raw):
@@ -182,19 +254,25 @@ def _scores_from_mapping(data: dict[str, Any], parsed_from: str, raw: str) -> Sc
     return Scores(found["fulfillment"], found["quality"], found["preservation"], reasoning, parsed_from, notes)
 
 
-def _json_objects(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every JSON object in ``text``: fenced blocks first, then objects embedded in prose."""
-    objects: list[tuple[str, dict[str, Any]]] = []
+def _literals(text: str) -> list[tuple[str, Any]]:
+    """Every dict or list literal in ``text``: fenced blocks first, then those embedded in prose."""
+    values: list[tuple[str, Any]] = []
     for block in fenced_blocks(text):
-        try:
-            value = json.loads(block)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            objects.append(("fenced_json", value))
-    # Nested objects too: a judge may wrap its scores in an object of its own.
-    objects += [("embedded_json", value) for value in embedded_json(text, nested=True) if isinstance(value, dict)]
-    return objects
+        value = lenient_literal(block)
+        if value is not None:
+            values.append(("fenced_json", value))
+    # Nested values too: a judge may wrap its scores in an object of its own.
+    values += [("embedded_json", value) for value in lenient_literals(text)]
+    return values
+
+
+def _one_reading(readings: list[Scores], raw: str) -> Scores | None:
+    """The reading when every reading agrees on the three scores; an error when two disagree."""
+    distinct = {(r.fulfillment, r.quality, r.preservation) for r in readings}
+    if len(distinct) > 1:
+        shown = "; ".join(f"{f:g}/{q:g}/{p:g}" for f, q, p in sorted(distinct))
+        raise JudgmentParseError(f"reply holds conflicting scores ({shown}): ambiguous", raw=raw)
+    return readings[0] if readings else None
 
 
 def _scores_from_text(text: str, raw: str) -> Scores | None:
@@ -202,43 +280,59 @@ def _scores_from_text(text: str, raw: str) -> Scores | None:
     lowered = clean.lower()
     found: dict[str, float] = {}
     for name, (maximum, aliases) in CRITERIA.items():
-        # Longest alias first so "request fulfillment" wins over "fulfillment".
+        values: set[float] = set()
+        # Longest alias first so "request fulfillment" wins over "fulfillment" at the same place.
+        taken: list[tuple[int, int]] = []
         for alias in sorted(aliases, key=len, reverse=True):
             label = re.escape(alias).replace(r"\ ", r"[\s_]+").replace("_", r"[\s_]+")
-            pattern = re.compile(label + r"(?:\s*score)?\s*(?:[:=\-–—]|is|was|of)\s*" + _NUMBER, re.IGNORECASE)
-            match = pattern.search(lowered)
-            if not match:
-                continue
-            value = float(match.group(1))
-            denominator = _DENOMINATOR_RE.match(lowered, match.end())
-            if denominator and float(denominator.group(1)) != maximum:
-                raise JudgmentParseError(
-                    f"{name} given as {value:g}/{denominator.group(1)}, not on the 0-{maximum} scale", raw=raw)
-            found[name] = _check_range(name, value, "text", raw)
-            break
+            pattern = re.compile(r"\b" + label + r"(?:\s*score)?\s*(?:[:=\-–—|]|is|was|of)\s*(?:\|\s*)?" + _NUMBER,
+                                 re.IGNORECASE)
+            for match in pattern.finditer(lowered):
+                if any(start <= match.start() < end for start, end in taken):
+                    continue
+                taken.append(match.span())
+                if _ALTERNATIVE_RE.match(lowered, match.end()):
+                    raise JudgmentParseError(f"{name} is given as a range or alternatives: ambiguous", raw=raw)
+                value = float(match.group(1))
+                denominator = _DENOMINATOR_RE.match(lowered, match.end())
+                if denominator and float(denominator.group(1)) != maximum:
+                    raise JudgmentParseError(
+                        f"{name} given as {value:g}/{denominator.group(1)}, not on the 0-{maximum} scale", raw=raw)
+                values.add(_check_range(name, value, "text", raw))
+        if len(values) > 1:
+            shown = ", ".join(f"{v:g}" for v in sorted(values))
+            raise JudgmentParseError(f"{name} is given more than once with different scores ({shown}): ambiguous",
+                                     raw=raw)
+        if values:
+            found[name] = values.pop()
     if not _all_or_nothing(found, raw):
         return None
     return Scores(found["fulfillment"], found["quality"], found["preservation"], text.strip(), "text")
 
 
 def parse_judgment(text: str | None) -> Scores:
-    """Read a judge's reply into ``Scores``; raise ``JudgmentParseError`` or ``JudgeRefusal``."""
+    """Read a judge's reply into ``Scores``; raise ``JudgmentParseError`` or ``JudgeRefusal``.
+
+    ``parsed_from`` says how: ``json`` (the whole answer is one literal), ``fenced_json`` /
+    ``embedded_json`` (a literal in a code fence or in prose; every such literal must agree) or
+    ``text`` (labelled scores; each criterion's labels must agree).
+    """
     raw = text or ""
-    stripped = raw.strip()
-    if not stripped:
+    if not raw.strip():
         raise JudgmentParseError("empty reply", raw=raw)
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        value = None
-    if isinstance(value, dict):
-        scores = _scores_from_mapping(value, "json", raw)
+    stripped = answer_text(raw).strip()
+    if not stripped:
+        raise JudgmentParseError("reply holds reasoning but no answer", raw=raw)
+    whole = lenient_literal(stripped)
+    if whole is not None:
+        scores = _scores_from_mapping(whole, "json", raw)
         if scores is not None:
             return scores
-    for source, obj in _json_objects(stripped):
-        scores = _scores_from_mapping(obj, source, raw)
-        if scores is not None:
-            return scores
+    readings = [scores for source, value in _literals(stripped)
+                if (scores := _scores_from_mapping(value, source, raw)) is not None]
+    scores = _one_reading(readings, raw)
+    if scores is not None:
+        return scores
     scores = _scores_from_text(stripped, raw)
     if scores is not None:
         return scores

@@ -146,6 +146,13 @@ def _gallery_items(run: RunData, max_items: int) -> list[tuple[str, str]]:
     return chosen
 
 
+def _failure_text(record: dict[str, Any]) -> str:
+    """"refused (IMAGE_SAFETY)" for a refusal, with the provider's code; else "failed (kind)"."""
+    if record.get("error_kind") == "refusal":
+        return f"refused ({(record.get('refusal') or {}).get('reason', 'declined')})"
+    return f"failed ({record.get('error_kind', '?')})"
+
+
 def _scores_html(judgments: list[dict[str, Any]]) -> str:
     parts = []
     for record in judgments:
@@ -157,7 +164,7 @@ def _scores_html(judgments: list[dict[str, Any]]) -> str:
                 + (f"<details><summary>reasoning</summary>{html.escape(record.get('reasoning') or '')}</details>"
                    if record.get("reasoning") else "") + "</div>")
         else:
-            parts.append(f'<div class="fail">{judge}: failed ({html.escape(record.get("error_kind", "?"))})</div>')
+            parts.append(f'<div class="fail">{judge}: {html.escape(_failure_text(record))}</div>')
     return "".join(parts)
 
 
@@ -183,7 +190,7 @@ def gallery_html(run: RunData, max_items: int = 40, thumb: int = 256) -> str:
             if record is None:
                 body += '<div class="meta">not run</div>'
             elif record.get("status") != "ok":
-                body += f'<div class="fail">edit failed ({html.escape(record.get("error_kind", "?"))})</div>'
+                body += f'<div class="fail">edit {html.escape(_failure_text(record))}</div>'
             else:
                 src = _thumbnail(run.run_dir / record["edited_path"], thumb)
                 body += f'<img alt="{html.escape(name)}" src="{src}">' if src else '<div class="fail">image missing</div>'
@@ -204,14 +211,16 @@ def render_report(run: RunData, *, max_items: int = 40, n_boot: int = 1000, titl
     breakdown = tables.criteria_breakdown(run)
     judges = ", ".join(f"{j['name']} = {j['model']}" for j in run.judges)
     plot_html = "".join(f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="{src}">' for t, src in plots(run))
-    failures = sum(1 for r in run.results if r.get("status") != "scored") + sum(
-        1 for r in run.edits if r.get("status") != "ok")
+    failed = [r for r in run.results if r.get("status") != "scored"] + [r for r in run.edits if r.get("status") != "ok"]
+    refused = sum(1 for r in failed if r.get("error_kind") == "refusal")
+    failures = len(failed) - refused
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="meta">Judges: {html.escape(judges)}. Judge prompt sha256: {html.escape(run.manifest.get('prompt_sha256', '?'))}.
-Scored judgments: {len(run.scored())}; failures (edits and judgments): {failures}.</p>
+Scored judgments: {len(run.scored())}; failures (edits and judgments): {failures};
+refusals (edits and judgments): {refused}.</p>
 <h2>Main results (Table 1 layout)</h2>
 {_table_html(tables.to_markdown(main))}
 <h2>Per-criterion breakdown</h2>

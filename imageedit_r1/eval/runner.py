@@ -7,7 +7,8 @@ model, prompt hash, judge settings) to ``results.jsonl``. A record is appended (
 fsynced) as soon as its item finishes, so a run killed at any point restarts where it stopped
 and never pays twice for a finished item. Failures are recorded with their kind and are never
 scored; transient ones (retries exhausted) are tried again by the next run, permanent ones
-(refusals, unreadable replies) only with ``retry_failed``.
+(refusals, unreadable replies) only with ``retry_failed``. A refusal, by an editor or a judge, is
+recorded as ``error_kind: "refusal"`` with ``refusal: {"reason", "message"}``, the provider's code.
 
 Layout of ``out_dir``::
 
@@ -41,6 +42,7 @@ from imageedit_r1.eval.methods import EditFn, build_edit_fn
 from imageedit_r1.eval.ratelimit import RateLimiter
 from imageedit_r1.images import ImageLoadError, image_sha256, load_image
 from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
+from imageedit_r1.refusals import find_refusal, refusal_record
 
 log = logging.getLogger("imageedit_r1.eval")
 
@@ -125,9 +127,16 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def classify_failure(exc: BaseException) -> tuple[str, bool]:
-    """(kind, retry on the next run?) for an exception raised while editing or judging."""
+    """(kind, retry on the next run?) for an exception raised while editing or judging.
+
+    A refusal (a safety block or a declining model, however deeply wrapped: a pipeline failure
+    carries the editor's refusal as its cause) is ``refusal`` and permanent: the same input gets
+    the same answer, so only ``retry_failed`` pays for it again.
+    """
     from imageedit_r1.retry import RetriesExhausted
 
+    if find_refusal(exc) is not None:
+        return "refusal", False
     if isinstance(exc, JudgeError):
         return exc.kind, False
     if isinstance(exc, RetriesExhausted):
@@ -135,11 +144,9 @@ def classify_failure(exc: BaseException) -> tuple[str, bool]:
     if isinstance(exc, (ImageLoadError, FileNotFoundError)):
         return "input_error", False
     try:
-        from imageedit_r1.backends import BackendError, RefusalError
+        from imageedit_r1.backends import BackendError
     except ImportError:  # backends not installed: only the generic kinds apply
-        BackendError = RefusalError = ()  # noqa: N806
-    if RefusalError and isinstance(exc, RefusalError):
-        return "refusal", False
+        BackendError = ()  # noqa: N806
     if BackendError and isinstance(exc, BackendError):
         return "api_error", False
     return "error", True
@@ -419,6 +426,8 @@ class EvalRunner:
                 raise MethodUnavailable(f"{type(exc).__name__}: {exc}") from exc
             kind, retryable = classify_failure(exc)
             record.update(status="failed", error_kind=kind, error=f"{type(exc).__name__}: {exc}", retryable=retryable)
+            if kind == "refusal":
+                record["refusal"] = refusal_record(exc)
             if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
                 record["trace"] = exc.trace
             outcome = "failed"
@@ -489,6 +498,8 @@ class EvalRunner:
             prompt_tokens, completion_tokens = getattr(exc, "usage", (0, 0))
             record.update(status="failed", error_kind=kind, error=f"{type(exc).__name__}: {exc}", retryable=retryable,
                           raw=(getattr(exc, "raw", None) or "")[:RAW_REPLY_LIMIT] or None)
+            if kind == "refusal":
+                record["refusal"] = refusal_record(exc)
             outcome = "failed"
             log.warning("judgment failed: %s %s %s by %s: %s", item.method.name, item.benchmark, item.sample_id,
                         cfg.name, exc)

@@ -4,8 +4,9 @@ Each cell is the mean judge score (0–10) over the items the judge scored, with
 bootstrap interval (items resampled with replacement). "Average" is the mean over the
 benchmark × judge cells, as in the paper; its interval resamples every cell independently and
 averages, and the delta's interval does the same for the method and its group's baseline.
-Failures (edit failed, judge refused or unreadable, API gave up) are counted per cell and never
-enter a mean; "missing" counts items not run yet.
+Failures (edit failed, judge reply unreadable, API gave up) are counted per cell and never enter a
+mean; refusals (an editor's or judge's safety block, a judge that declines) are counted apart from
+them, under "Refused"; "missing" counts items not run yet.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from imageedit_r1.eval.stats import bootstrap_means, percentile_interval
 class Cell:
     values: list[float] = field(default_factory=list)
     failed: int = 0
+    refused: int = 0
     missing: int = 0
     mean: float = math.nan
     low: float = math.nan
@@ -53,6 +55,10 @@ class Row:
         return sum(cell.failed for cell in self.cells.values())
 
     @property
+    def refused(self) -> int:
+        return sum(cell.refused for cell in self.cells.values())
+
+    @property
     def missing(self) -> int:
         return sum(cell.missing for cell in self.cells.values())
 
@@ -73,14 +79,18 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
     columns = [(bench, judge["name"]) for bench in run.benchmarks for judge in run.judges]
     expected = run.manifest.get("samples", {})
     edit_failed: dict[tuple[str, str], int] = defaultdict(int)
+    edit_refused: dict[tuple[str, str], int] = defaultdict(int)
     for record in run.edits:
         if record.get("status") == "failed":
-            edit_failed[(record["method"], record["benchmark"])] += 1
+            counts = edit_refused if record.get("error_kind") == "refusal" else edit_failed
+            counts[(record["method"], record["benchmark"])] += 1
     cells: dict[tuple[str, str, str], Cell] = defaultdict(Cell)
     for record in run.results:
         cell = cells[(record["method"], record["benchmark"], record["judge"])]
         if record.get("status") == "scored":
             cell.values.append(float(record[criterion]))
+        elif record.get("error_kind") == "refusal":
+            cell.refused += 1
         else:
             cell.failed += 1
     rows: list[Row] = []
@@ -89,8 +99,9 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
         for bench, judge in columns:
             cell = cells[(method["name"], bench, judge)]
             cell.failed += edit_failed[(method["name"], bench)]
+            cell.refused += edit_refused[(method["name"], bench)]
             if bench in expected:
-                cell.missing = max(0, expected[bench] - len(cell.values) - cell.failed)
+                cell.missing = max(0, expected[bench] - len(cell.values) - cell.failed - cell.refused)
             if cell.values:
                 cell.mean = float(np.mean(cell.values))
                 cell.replicates = bootstrap_means(cell.values, n_boot, rng)
@@ -148,7 +159,7 @@ def to_markdown(table: Table, ci: bool = True) -> str:
         return text
 
     header = ["Edit model", "Method", *(f"{bench} · {judge}" for bench, judge in table.columns), "Average",
-              "Δ vs Original", "Failed", "Missing"]
+              "Δ vs Original", "Failed", "Refused", "Missing"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for row in table.rows:
         cells = [fmt(c.mean, c.low, c.high, column) for column, c in row.cells.items()]
@@ -157,11 +168,12 @@ def to_markdown(table: Table, ci: bool = True) -> str:
         if delta and ci:
             delta += f" [{_signed(row.delta_ci[0])}, {_signed(row.delta_ci[1])}]"
         lines.append("| " + " | ".join([row.group, row.label, *cells, average, delta, str(row.failed),
-                                        str(row.missing)]) + " |")
+                                        str(row.refused), str(row.missing)]) + " |")
     title = CRITERION_TITLES[table.criterion]
     notes = [f"\nMean judge score, {title}; brackets: {table.confidence:.0%} bootstrap interval. "
              "Average = mean over the benchmark × judge cells. Failed items are excluded from the means "
-             "and counted under Failed; Missing = not run yet."]
+             "and counted under Failed; Refused = refused by an editor's or judge's safety system (or a "
+             "judge that declined), excluded too; Missing = not run yet."]
     if any(not row.complete for row in table.rows):
         notes.append("† incomplete: some cells are empty or items are missing.")
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
@@ -171,7 +183,7 @@ def to_csv(table: Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["group", "method", "label", "benchmark", "judge", "criterion", "mean", "ci_low", "ci_high",
-                     "n_scored", "n_failed", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high"])
+                     "n_scored", "n_failed", "n_refused", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high"])
 
     def num(value: float | None) -> str:
         return "" if value is None or math.isnan(value) else f"{value:.4f}"
@@ -179,10 +191,10 @@ def to_csv(table: Table) -> str:
     for row in table.rows:
         for (bench, judge), cell in row.cells.items():
             writer.writerow([row.group, row.method, row.label, bench, judge, table.criterion, num(cell.mean),
-                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.missing, "", "", ""])
+                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.refused, cell.missing, "", "", ""])
         writer.writerow([row.group, row.method, row.label, "Average", "all", table.criterion, num(row.average),
                          num(row.average_ci[0]), num(row.average_ci[1]),
-                         sum(len(c.values) for c in row.cells.values()), row.failed, row.missing,
+                         sum(len(c.values) for c in row.cells.values()), row.failed, row.refused, row.missing,
                          num(row.delta), num(row.delta_ci[0]), num(row.delta_ci[1])])
     return buffer.getvalue()
 

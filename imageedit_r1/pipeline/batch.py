@@ -88,7 +88,9 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
                 "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
             }
             write_trace(trace_path, trace)
-            results.put(item_id, {**record, "status": "failed", "error": str(exc), "trace": trace_path.name})
+            status = "refused" if trace.get("status") == "refused" else "failed"
+            results.put(item_id, {**record, "status": status, "error": str(exc), "trace": trace_path.name,
+                                  **({"refusal": trace["refusal"]} if status == "refused" else {})})
             counts["failed"] += 1
         except Exception as exc:
             if is_unavailable(exc):

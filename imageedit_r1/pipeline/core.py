@@ -39,6 +39,8 @@ from imageedit_r1.pipeline.config import (
     load_pipeline_config,
 )
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
+from imageedit_r1.refusals import refusal_record
+from imageedit_r1.request_text import clean_request
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -50,7 +52,11 @@ def join_sub_requests(sub_requests: list[str]) -> str:
 
 
 def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
-    return {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
+    record = {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
+    refusal = refusal_record(exc)
+    if refusal is not None:  # a safety block or a declining model: say so, with the provider's code
+        record.update(kind="refusal", reason=refusal["reason"])
+    return record
 
 
 def _image_info(image) -> dict[str, Any]:
@@ -214,7 +220,12 @@ class ImageEditR1:
         )
 
     def _fail(self, trace: Trace, message: str) -> EditFailed:
-        trace["status"] = "failed"
+        last = trace["errors"][-1] if trace["errors"] else {}
+        if last.get("kind") == "refusal":
+            trace["status"] = "refused"
+            trace["refusal"] = {key: last[key] for key in ("stage", "reason", "message")}
+        else:
+            trace["status"] = "failed"
         return EditFailed(message, dict(trace))
 
     def _stage_fallback(self, trace: Trace, stage: str, exc: Exception, policy: str) -> str:
@@ -261,13 +272,17 @@ class ImageEditR1:
                 return [request]
             from imageedit_r1.agents.sequencer import fallback_sub_requests
 
-            return fallback_sub_requests(decomposition)
+            sub_requests = fallback_sub_requests(decomposition)
+            _note_dropped(trace, decomposition, sub_requests)
+            return sub_requests
         trace["sequence_repairs"] = result["repairs"]
         trace["raw_outputs"]["sequence"] = result["raw_outputs"]
         trace["tokens"]["sequence"] = result["tokens"]
+        sub_requests = [s.strip() for s in result["sub_requests"] if s and s.strip()]
         if result["fallback_used"]:
             trace["fallbacks"].append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
-        return [s.strip() for s in result["sub_requests"] if s and s.strip()]
+            _note_dropped(trace, decomposition, sub_requests)
+        return sub_requests
 
     def plan(self, image, request: str, *, mode: str | None = None) -> dict[str, Any]:
         """Run the decomposition and sequencing agents only; return the trace of what would be edited."""
@@ -285,7 +300,8 @@ class ImageEditR1:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not isinstance(request, str) or not request.strip():
             raise ValueError("the edit request is empty")
-        return load_image(image, max_pixels=self.config.max_image_pixels), request.strip(), mode
+        # Forum tags ("[Paid $10]") are not part of the request, for any agent.
+        return load_image(image, max_pixels=self.config.max_image_pixels), clean_request(request), mode
 
     def _instructions(self, image, request: str, mode: str, trace: Trace) -> list[str]:
         if mode == "original":
@@ -343,6 +359,13 @@ class ImageEditR1:
 
 
 # ----------------------------------------------------------------------------- agent adapters
+
+
+def _note_dropped(trace: Trace, decomposition: Decomposition, sub_requests: list[str]) -> None:
+    """On a fallback path, record which of the plan's operations no sub-request carries ([] when none)."""
+    from imageedit_r1.agents.sequencer import dropped_operations
+
+    trace["fallbacks"][-1]["dropped"] = dropped_operations(decomposition, sub_requests)
 
 
 def _describe(editor) -> dict[str, Any]:

@@ -326,13 +326,15 @@ class ScriptedReply:
 
     OpenAI: ``refusal`` fills ``message.refusal``; ``finish_reason`` (e.g. ``"content_filter"``).
     Gemini: ``block_reason`` fills ``promptFeedback.blockReason`` (no candidates);
-    ``finish_reason`` (e.g. ``"SAFETY"``) ends the candidate.
+    ``finish_reason`` (e.g. ``"SAFETY"``) ends the candidate; ``thought`` is sent first as a part
+    marked ``thought: true`` (a thinking model's summary, which is not the answer).
     """
 
     text: str | None = None
     finish_reason: str | None = None
     refusal: str | None = None
     block_reason: str | None = None
+    thought: str | None = None
 
 
 ReplyFn = Callable[[Any], Union[str, ScriptedReply, FakeResponse]]
@@ -495,8 +497,11 @@ def _gemini_response(request: RecordedRequest, reply: str | ScriptedReply, model
         body["promptFeedback"] = {"blockReason": reply.block_reason, "blockReasonMessage": "blocked by a fake filter"}
         return body
     candidate: dict[str, Any] = {"index": 0, "finishReason": reply.finish_reason or "STOP"}
+    parts = [{"text": reply.thought, "thought": True}] if reply.thought else []
     if reply.text is not None:
-        candidate["content"] = {"role": "model", "parts": [{"text": reply.text}]}
+        parts.append({"text": reply.text})
+    if parts:
+        candidate["content"] = {"role": "model", "parts": parts}
     if reply.finish_reason and reply.finish_reason != "STOP":
         candidate["safetyRatings"] = [
             {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}

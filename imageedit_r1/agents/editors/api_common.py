@@ -48,6 +48,6 @@ def api_key_from_env(names: list[str] | tuple[str, ...], service: str) -> str:
 def editor_exception(failure: SdkFailure, model_id: str) -> Exception:
     """The editor's exception for a classified SDK failure (``RetryableError`` when transient)."""
     if failure.kind == REFUSED:
-        reason = failure.code or f"HTTP {failure.status}"
-        return EditRefusedError(f"{model_id} refused the edit ({reason}): {failure.detail}")
+        return EditRefusedError(f"{model_id} refused the edit ({failure.reason}): {failure.detail}",
+                                reason=failure.reason)
     return failure.to_exception(permanent=EditorError, refused=EditRefusedError, prefix=f"{model_id}: ")

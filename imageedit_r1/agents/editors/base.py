@@ -13,14 +13,20 @@ from typing import Protocol, runtime_checkable
 from PIL import Image
 
 from imageedit_r1.images import to_rgb
+from imageedit_r1.refusals import DECLINED, Refusal
 
 
 class EditorError(RuntimeError):
     """An edit failed for a reason another attempt will not fix."""
 
 
-class EditRefusedError(EditorError):
-    """The model or service refused the edit (a safety block, a content policy, a text-only answer)."""
+class EditRefusedError(EditorError, Refusal):
+    """The model or service refused the edit (a safety block, a content policy); ``reason`` is the
+    provider's code for it (``IMAGE_SAFETY``, ``moderation_blocked``, ...)."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or DECLINED
 
 
 class EditorUnavailableError(EditorError):
@@ -124,6 +130,35 @@ def letterbox(
     left, top = (new_w - width) // 2, (new_h - height) // 2
     canvas.paste(image, (left, top))
     return canvas, (left / new_w, top / new_h, (left + width) / new_w, (top + height) / new_h)
+
+
+def fit_to_size(
+    image: Image.Image, size: tuple[int, int], fill: tuple[int, int, int] = (255, 255, 255), *, stretch: float = 0.01
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """``image`` scaled to fit inside ``size`` and padded to exactly ``size`` (centred); the original's
+    box as fractions (for ``unletterbox``).
+
+    Where the aspects differ by at most ``stretch`` (relative), the image is resized to ``size``
+    instead of padded: a sliver of padding is worse than an invisible stretch. Memory is bounded
+    by ``size``, never by the input (a 20:1 panorama is scaled down before it is padded).
+    """
+    width, height = size
+    if width < 1 or height < 1:
+        raise ValueError(f"invalid target size {width}x{height}")
+    if abs(math.log((image.width / image.height) / (width / height))) <= stretch:
+        return image.resize((width, height), Image.Resampling.LANCZOS), (0.0, 0.0, 1.0, 1.0)
+    scale = min(width / image.width, height / image.height)
+    inner = (min(width, max(1, round(image.width * scale))), min(height, max(1, round(image.height * scale))))
+    canvas = Image.new("RGB", (width, height), fill)
+    left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
+    canvas.paste(image.resize(inner, Image.Resampling.LANCZOS), (left, top))
+    return canvas, (left / width, top / height, (left + inner[0]) / width, (top + inner[1]) / height)
+
+
+def aspect_size(aspect: float, area: int) -> tuple[int, int]:
+    """(width, height) of about ``area`` pixels at ``aspect`` (width / height), at least 1x1."""
+    height = math.sqrt(area / aspect)
+    return max(1, round(height * aspect)), max(1, round(height))
 
 
 def unletterbox(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:

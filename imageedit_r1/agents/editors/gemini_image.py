@@ -1,13 +1,23 @@
-"""Nano Banana (Gemini 2.5 Flash Image) through google-genai's ``generate_content``.
+"""Nano Banana (Gemini image models) through google-genai's ``generate_content``.
 
 The model answers in one of a fixed set of aspect ratios, so the input is padded (white) to the
-nearest one, the ratio is requested explicitly, and the padding is cut off the answer before it
-is resized to the input's exact size.
+nearest one (and scaled to at most ``max_input_pixels``), the ratio is requested explicitly, and
+the padding is cut off the answer before it is resized to the input's exact size.
+
+Reading the answer follows the documented shapes:
+
+- Image models that think (the Gemini 3 image models) send parts marked ``thought: true`` first,
+  notes and draft images; the answer is the last image part that is not a thought.
+- A prompt blocked outright (``promptFeedback.blockReason``), or a candidate that ends with a
+  policy finish reason (``IMAGE_SAFETY``, ``IMAGE_PROHIBITED_CONTENT``, ``PROHIBITED_CONTENT``,
+  ``SAFETY``, ...) and no image, is a refusal (``EditRefusedError``) carrying that reason.
+- An answer with text but no image is an ``EditorError`` that quotes the text.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from PIL import Image
@@ -17,7 +27,7 @@ from imageedit_r1.agents.editors.base import (
     EditorError,
     EditorUnavailableError,
     EditRefusedError,
-    letterbox,
+    fit_to_size,
     nearest_aspect,
     ratio_value,
     unletterbox,
@@ -45,9 +55,23 @@ class NanoBananaEditor(HostedEditor):
         timeout: float = 180.0,
         retry: RetryPolicy | dict | None = None,
         aspect_ratios: list[str] | None = None,
+        max_input_pixels: int = 4 * 1024 * 1024,
     ) -> None:
         super().__init__(model, api_key_env=api_key_env, base_url=base_url, timeout=timeout, retry=retry)
         self.aspect_ratios = list(aspect_ratios or SUPPORTED_ASPECT_RATIOS)
+        self.max_input_pixels = int(max_input_pixels)
+
+    def _canvas(self, image: Image.Image) -> tuple[str, tuple[int, int]]:
+        """The ratio to ask for and the padded input's size: the input's own scale, capped in pixels."""
+        ratio = nearest_aspect(image.width, image.height, self.aspect_ratios)
+        aspect = ratio_value(ratio)
+        width, height = float(image.width), float(image.height)
+        if width / height > aspect:
+            height = width / aspect
+        else:
+            width = height * aspect
+        scale = min(1.0, math.sqrt(self.max_input_pixels / (width * height)))
+        return ratio, (max(1, int(width * scale)), max(1, int(height * scale)))  # floor: stay under the cap
 
     def client(self):
         if self._client is None:
@@ -67,8 +91,8 @@ class NanoBananaEditor(HostedEditor):
     def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
         from google.genai import types
 
-        ratio = nearest_aspect(image.width, image.height, self.aspect_ratios)
-        padded, box = letterbox(image, ratio_value(ratio))
+        ratio, canvas = self._canvas(image)
+        padded, box = fit_to_size(image, canvas)
         config = types.GenerateContentConfig(
             response_modalities=["TEXT", "IMAGE"],
             image_config=types.ImageConfig(aspect_ratio=ratio),
@@ -92,31 +116,34 @@ class NanoBananaEditor(HostedEditor):
         blocked = gemini_prompt_block(response)
         if blocked:
             reason, detail = blocked
-            raise EditRefusedError(f"{self.model_id} blocked the request: {reason} {detail or ''}".strip())
+            raise EditRefusedError(f"{self.model_id} blocked the request: {reason} {detail or ''}".strip(), reason=reason)
         candidates = getattr(response, "candidates", None) or []
         if not candidates:
             raise EditorError(f"{self.model_id} returned no candidates")
         candidate = candidates[0]
         finish = gemini_finish_reason(candidate)
-        texts = []
-        parts = getattr(getattr(candidate, "content", None), "parts", None) or []
-        for part in parts:
+        stopped = gemini_safety_stop(candidate)
+        final, texts = None, []
+        for part in getattr(getattr(candidate, "content", None), "parts", None) or []:
+            if getattr(part, "thought", False):  # the model's thinking: notes and draft images, never the answer
+                continue
             blob = getattr(part, "inline_data", None)
             if blob is not None and blob.data and str(blob.mime_type or "").startswith("image/"):
-                try:
-                    return Image.open(io.BytesIO(blob.data)).convert("RGB")
-                except OSError as exc:
-                    raise EditorError(f"{self.model_id} returned an unreadable {blob.mime_type} image: {exc}") from exc
-            if getattr(part, "text", None):
+                final = blob  # the last image part is the answer
+            elif getattr(part, "text", None) and part.text.strip():
                 texts.append(part.text.strip())
         said = f"; it said: {' '.join(texts)[:500]!r}" if texts else ""
-        stopped = gemini_safety_stop(candidate)
         if stopped:
             _, categories = stopped
             why = f" for {', '.join(categories)}" if categories else ""
-            raise EditRefusedError(f"{self.model_id} withheld the image (finish reason {finish}){why}{said}")
+            raise EditRefusedError(f"{self.model_id} withheld the image (finish reason {finish}){why}{said}", reason=finish)
+        if final is not None:
+            try:
+                return Image.open(io.BytesIO(final.data)).convert("RGB")
+            except OSError as exc:
+                raise EditorError(f"{self.model_id} returned an unreadable {final.mime_type} image: {exc}") from exc
         if texts:
-            raise EditRefusedError(f"{self.model_id} answered with text instead of an image{said}")
+            raise EditorError(f"{self.model_id} answered with text but no image (finish reason {finish or 'none'}){said}")
         raise EditorError(f"{self.model_id} returned no image (finish reason {finish or 'none'})")
 
     def describe(self) -> dict:

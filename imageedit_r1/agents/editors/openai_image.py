@@ -1,9 +1,11 @@
 """OpenAI image editing through the ``openai`` SDK's ``images.edit`` (base64 PNG in, base64 out).
 
 The model name is configuration: image models retire (gpt-image-1 was shut down in October 2026).
-By default the request asks for the input's own aspect ratio at about one megapixel (the current
-GPT image models take any ``WIDTHxHEIGHT`` with sides divisible by 16 and an aspect between 1:3
-and 3:1); inputs outside that range are padded first and the padding is cut off the answer.
+Each model takes its own sizes (``openai_sizes.SIZE_RULES``: gpt-image-2 free sizes within
+documented bounds, gpt-image-1/1.5 three fixed sizes, dall-e-2 squares). By default
+(``size="match"``) the request asks for the valid size closest to the input's aspect at about
+``area`` pixels; the input is scaled and padded (white) to exactly that size, and the padding is
+cut off the answer before it is resized to the input's exact size.
 """
 
 from __future__ import annotations
@@ -11,23 +13,20 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Any
 
 from PIL import Image
 
 from imageedit_r1.agents.editors.api_common import HostedEditor, api_key_from_env, editor_exception
-from imageedit_r1.agents.editors.base import (
-    EditorError,
-    EditorUnavailableError,
-    letterbox,
-    unletterbox,
-    working_size,
-)
+from imageedit_r1.agents.editors.base import EditorError, EditorUnavailableError, fit_to_size, unletterbox
+from imageedit_r1.agents.editors.openai_sizes import size_rule
 from imageedit_r1.backends.sdk_errors import classify_openai_error
 from imageedit_r1.images import to_png_bytes
 from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MODEL = "gpt-image-2"
+AUTO_MAX_UPLOAD_PIXELS = 8_294_400  # gpt-image-2's largest output (3840x2160)
 
 
 class OpenAIImageEditor(HostedEditor):
@@ -47,7 +46,11 @@ class OpenAIImageEditor(HostedEditor):
         extra_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, api_key_env=api_key_env, base_url=base_url, timeout=timeout, retry=retry)
-        # "match": the input's aspect at ~`area` pixels; otherwise sent as is ("auto", "1536x1024").
+        # "match": the valid size nearest the input's aspect at ~`area` pixels; else sent as is
+        # ("auto", "1536x1024") after checking it against the model's rule, before any call.
+        self.size_rule = size_rule(model)
+        if size != "match":
+            self.size_rule.check(size)
         self.size = size
         self.area = int(area)
         self.quality = quality
@@ -66,12 +69,19 @@ class OpenAIImageEditor(HostedEditor):
         return self._client
 
     def _request_size(self, image: Image.Image) -> tuple[Image.Image, tuple, str]:
-        if self.size != "match":
-            return image, (0.0, 0.0, 1.0, 1.0), self.size
-        aspect = min(3.0, max(1.0 / 3.0, image.width / image.height))
-        padded, box = letterbox(image, aspect)
-        width, height = working_size(padded.width, padded.height, max_area=self.area, min_area=self.area, multiple=16)
-        return padded, box, f"{width}x{height}"
+        """(the upload, the input's box in it as fractions, the ``size`` to ask for)."""
+        if self.size == "auto":  # the service picks; keep the upload within the largest size any model makes
+            if image.width * image.height > AUTO_MAX_UPLOAD_PIXELS:
+                scale = math.sqrt(AUTO_MAX_UPLOAD_PIXELS / (image.width * image.height))
+                image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))),
+                                     Image.Resampling.LANCZOS)
+            return image, (0.0, 0.0, 1.0, 1.0), "auto"
+        if self.size == "match":
+            width, height = self.size_rule.choose(image.width, image.height, area=self.area)
+        else:
+            width, height = (int(part) for part in self.size.lower().split("x"))
+        upload, box = fit_to_size(image, (width, height))
+        return upload, box, f"{width}x{height}"
 
     def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
         padded, box, size = self._request_size(image)
@@ -79,6 +89,8 @@ class OpenAIImageEditor(HostedEditor):
         params: dict[str, Any] = {"model": self.model_id, "prompt": instruction, "size": size, "n": 1}
         if self.quality:
             params["quality"] = self.quality
+        if self.size_rule.response_format:
+            params["response_format"] = self.size_rule.response_format
         params.update(self.extra_params)
         png = to_png_bytes(padded)
 
@@ -109,4 +121,4 @@ class OpenAIImageEditor(HostedEditor):
             raise EditorError(f"{self.model_id} returned undecodable image data: {exc}") from exc
 
     def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url, "size": self.size}
+        return {**super().describe(), "base_url": self.base_url, "size": self.size, "size_rule": self.size_rule.name}

@@ -3,6 +3,7 @@
 #
 #   docker build -t imageedit-r1:easyr1 .                         # EasyR1 (the paper's trainer)
 #   docker build --build-arg TRAINER=verl -t imageedit-r1:verl .  # upstream verl 0.9.1
+#   docker build --target app -t imageedit-r1:app .               # the interactive editor (docs/app.md)
 #
 # EasyR1 and upstream verl both install a Python package named `verl`, so an image holds one.
 # Versions follow each trainer's own supported stack:
@@ -37,6 +38,29 @@ ENV VLLM_WORKER_MULTIPROC_METHOD=spawn PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_
 RUN pip uninstall -y torch torchvision torchaudio pytorch-triton torch-tensorrt transformer-engine flash-attn \
         apex megatron-core || true
 RUN pip install "verl[vllm,fsdp]==0.9.1" pandas pyarrow
+
+# ---------------------------------------------------------------- the interactive editor (docs/app.md)
+#   docker build --target app -t imageedit-r1:app .
+#   docker run --gpus all -p 127.0.0.1:7860:7860 -v "$HOME/.cache/huggingface:/cache/huggingface" \
+#       -e HF_TOKEN imageedit-r1:app                      # then open http://127.0.0.1:7860
+# Inference only: NGC's torch, the diffusers editors, the hosted-API clients and Gradio; no trainer.
+FROM base-verl AS app
+ENV PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1 GRADIO_ANALYTICS_ENABLED=False HF_HOME=/cache/huggingface
+WORKDIR /workspace/imageedit-r1
+COPY pyproject.toml README.md ./
+COPY imageedit_r1 ./imageedit_r1
+COPY examples ./examples
+# Keep NGC's own torch build: constrain pip to the installed torch/torchvision.
+RUN pip freeze | grep -iE '^(torch|torchvision)==' > /tmp/keep-torch.txt && \
+    pip install -c /tmp/keep-torch.txt -e ".[diffusers,api,app]" && \
+    python -c "import imageedit_r1.app.ui, diffusers; print('app ready')"
+RUN useradd --create-home --uid 1000 app && mkdir -p /cache/huggingface && chown app /cache/huggingface
+USER app
+EXPOSE 7860
+# Inside the container the app must listen on every interface for -p to reach it; publish the
+# port on the host's loopback (-p 127.0.0.1:7860:7860) unless a login is set (IMAGEEDIT_R1_APP_AUTH).
+ENTRYPOINT ["python", "-m", "imageedit_r1.app", "--host", "0.0.0.0", "--port", "7860"]
+CMD ["--config", "examples/configs/flux_kontext.yaml"]
 
 # ---------------------------------------------------------------- this package
 FROM trainer-${TRAINER} AS final

@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# Headless Chromium renders the HTML evaluation report in the browser test.
+# Headless Chromium: the browser tests (the HTML evaluation report; the app, driven by Playwright).
+# Playwright drives this Debian build through its executable path: no Playwright browser download.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Debian chromium for the report test"
+    echo "setup: installing Debian chromium for the browser tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "setup: chromium not found and cannot be installed here; browser tests will be skipped"

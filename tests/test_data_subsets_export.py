@@ -125,7 +125,9 @@ def test_export_writes_both_formats_with_the_contract_columns(tmp_path):
         val_fraction=0.3,
         seed=0,
     )
-    assert report.stats.total == 4 and report.unlabelled == 0  # unlabelled ids are never even decoded
+    # The readable unlabelled sample and the unreadable one are both counted as left out, though
+    # neither is decoded (no skip is recorded for the corrupt image).
+    assert report.stats.total == 4 and report.unlabelled == 2
     assert report.skipped.skipped_count == 0
     ids = {s.id: s for s in samples}
     for split in ("train", "val"):

@@ -200,3 +200,24 @@ def test_cli_table_alignment_report(tmp_path):
     assert (tmp_path / "run" / "report.html").stat().st_size > 1000
     missing = subprocess.run([*cli, "table", "--run-dir", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert missing.returncode == 2 and "run.json" in missing.stderr
+
+
+def test_each_method_keeps_one_colour_across_plots_and_legends_sit_beside_the_axes(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from imageedit_r1.eval.report import method_colours, plots
+
+    run = _run(tmp_path)
+    colours = {name: tuple(round(c * 255) for c in rgba[:3]) for name, rgba in method_colours(run).items()}
+    assert len(set(colours.values())) == len(colours) == 2
+    for title, url in plots(run):
+        image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+        pixels = list(image.getdata())
+        for name, rgb in colours.items():
+            assert sum(1 for p in pixels if max(abs(a - b) for a, b in zip(p, rgb, strict=True)) <= 3) > 20, (
+                title, name)
+        # The legend is drawn to the right of the plot area: the figure is wider than its 8-inch axes box.
+        assert image.width > 8 * 110

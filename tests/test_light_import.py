@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy", "trl")
+HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy", "gradio",
+         "trl")
 
 
 @pytest.mark.parametrize(
@@ -11,6 +12,8 @@ HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai",
     [
         "import imageedit_r1",
         "import imageedit_r1.rewards",
+        "import imageedit_r1.pipeline",
+        "import imageedit_r1.app",
         "import imageedit_r1.integrations.verl",
         "import imageedit_r1.integrations.easyr1",
         "import imageedit_r1.integrations.trl",

@@ -186,7 +186,7 @@ def test_plan_runs_the_agents_without_building_the_editor():
     pipe = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
                        config=PipelineConfig(editor=EditorConfig("flux-kontext", {"model_id": "/nonexistent"})))
     plan = pipe.plan(image(), REQUEST)
-    assert plan["status"] == "planned" and plan["instructions"] == [join_sub_requests(SUBS)]
+    assert plan.instructions == [join_sub_requests(SUBS)] and plan.trace()["status"] == "planned"
     assert pipe._editor is None
 
 

@@ -19,16 +19,51 @@ VERL_RECIPE = ROOT / "recipes" / "run_grpo_qwen25vl_verl.sh"
 EASYR1_YAML = ROOT / "recipes" / "configs" / "grpo_qwen25vl.yaml"
 
 
+EASYR1_COLUMNS = {"problem": "<image>Change the coat to red", "answer": "{}", "images": ["a.png"]}
+VERL_COLUMNS = {"data_source": "imageedit", "prompt": [{"role": "user", "content": "<image>x"}],
+                "images": [{"image": "a.png"}], "ability": "decompose", "reward_model": {"ground_truth": "{}"},
+                "extra_info": {"id": "a"}}
+
+
+def write_rows(path: Path, row: dict, n: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([row] * n), path)
+    return path
+
+
 @pytest.fixture()
 def data_files(tmp_path):
-    train, val = tmp_path / "train.parquet", tmp_path / "val.parquet"
-    train.write_bytes(b"PAR1")
-    val.write_bytes(b"PAR1")
-    return train, val
+    """EasyR1 exports: one rollout batch (32) of training rows."""
+    return (write_rows(tmp_path / "train.parquet", EASYR1_COLUMNS, 32),
+            write_rows(tmp_path / "val.parquet", EASYR1_COLUMNS, 4))
 
 
-def run_recipe(script: Path, *args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+@pytest.fixture()
+def verl_files(tmp_path):
+    return (write_rows(tmp_path / "verl_train.parquet", VERL_COLUMNS, 32),
+            write_rows(tmp_path / "verl_val.parquet", VERL_COLUMNS, 4))
+
+
+@pytest.fixture(scope="session")
+def easyr1_layout(tmp_path_factory) -> str:
+    """A package laid out as EasyR1 installs (``verl.trainer.main``, no ``main_ppo``), first on the path.
+
+    The trainer detection reads module names only; this environment holds upstream verl.
+    """
+    root = tmp_path_factory.mktemp("easyr1-layout")
+    (root / "verl" / "trainer").mkdir(parents=True)
+    for name in ("verl/__init__.py", "verl/trainer/__init__.py", "verl/trainer/main.py"):
+        (root / name).write_text("")
+    return str(root)
+
+
+def run_recipe(script: Path, *args: str, env: dict | None = None, cwd=None,
+               easyr1: str | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
+    if easyr1:
+        full_env["PYTHONPATH"] = os.pathsep.join([easyr1, full_env.get("PYTHONPATH", "")])
     return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd or ROOT, timeout=300)
 
@@ -92,11 +127,12 @@ def test_easyr1_constraints_are_caught(overrides, message):
     assert any(message in p for p in report.problems), report.problems
 
 
-def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path):
+def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path, easyr1_layout):
     train, val = data_files
     result = run_recipe(
         EASYR1_RECIPE, "--dry-run", "trainer.val_freq=10",
         env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), "ROLLOUT_N": "4", "CHECKPOINT_DIR": str(tmp_path / "ck")},
+        easyr1=easyr1_layout,
     )
     assert result.returncode == 0, result.stderr
     command = printed_command(result.stdout)
@@ -128,19 +164,19 @@ def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path):
         ({}, ["bogus"], "expected key=value"),
     ],
 )
-def test_easyr1_recipe_rejects_bad_inputs_up_front(data_files, env, args, message):
+def test_easyr1_recipe_rejects_bad_inputs_up_front(data_files, env, args, message, easyr1_layout):
     train, val = data_files
     result = run_recipe(EASYR1_RECIPE, "--dry-run", *args,
-                        env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), **env})
+                        env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), **env}, easyr1=easyr1_layout)
     assert result.returncode == 2
     assert message in result.stderr, result.stderr
     assert "verl.trainer.main" not in result.stdout  # nothing was launched or printed as launchable
 
 
-def test_easyr1_recipe_checks_visible_gpus_before_launching(data_files):
+def test_easyr1_recipe_checks_visible_gpus_before_launching(data_files, easyr1_layout):
     train, val = data_files
     result = run_recipe(EASYR1_RECIPE, env={"TRAIN_FILES": str(train), "VAL_FILES": str(val),
-                                            "CUDA_VISIBLE_DEVICES": "0,1"})
+                                            "CUDA_VISIBLE_DEVICES": "0,1"}, easyr1=easyr1_layout)
     assert result.returncode == 2
     assert "n_gpus_per_node=8 but this node has 2 visible GPU(s)" in result.stderr
 
@@ -163,8 +199,8 @@ verl_needed = pytest.mark.skipif(
 
 @verl_needed
 @pytest.mark.slow
-def test_verl_recipe_composes_with_verls_config_and_passes_its_validation(data_files, tmp_path):
-    train, val = data_files
+def test_verl_recipe_composes_with_verls_config_and_passes_its_validation(verl_files, tmp_path):
+    train, val = verl_files
     result = run_recipe(VERL_RECIPE, "--dry-run", "trainer.total_epochs=1",
                         env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), "NNODES": "2",
                              "CHECKPOINT_DIR": str(tmp_path / "ck")})
@@ -229,3 +265,63 @@ def test_multi_node_launchers_wire_nnodes_through():
     assert int(env["NNODES"]) == 1 + workers
     gpus = job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-gpus"]
     assert env["N_GPUS_PER_NODE"] == gpus
+
+
+# ---------------------------------------------------------------- the right trainer and the right files
+
+
+def test_easyr1_dry_run_says_when_upstream_verl_is_installed_instead(data_files):
+    train, val = data_files  # this environment holds upstream verl (verl.trainer.main_ppo)
+    result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)})
+    assert result.returncode == 2
+    assert "launch checked" not in result.stdout
+    assert ("this interpreter has upstream verl installed as 'verl', not EasyR1: `-m verl.trainer.main` "
+            "would fail with No module named verl.trainer.main") in result.stderr
+    assert "recipes/run_grpo_qwen25vl_verl.sh" in result.stderr
+
+
+def test_verl_preflight_says_when_easyr1_is_installed_instead(tmp_path, easyr1_layout):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([easyr1_layout, str(ROOT)])}
+    result = subprocess.run([sys.executable, "-m", "imageedit_r1.train", "preflight", "verl", "--dry-run", "--",
+                             "python3", "-m", "verl.trainer.main_ppo", "data.train_batch_size=8"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: this interpreter has EasyR1 installed as 'verl', not upstream verl: `-m verl.trainer.main_ppo` "
+        "would fail with No module named verl.trainer.main_ppo. Install upstream verl in this environment, set "
+        "PYTHON to an interpreter that has it, or use recipes/run_grpo_qwen25vl.sh for EasyR1")
+
+
+def test_easyr1_recipe_rejects_verl_files_and_warns_on_a_short_dataset(verl_files, tmp_path, easyr1_layout):
+    train, val = verl_files
+    result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)},
+                        easyr1=easyr1_layout)
+    assert result.returncode == 2
+    assert f"data.train_files: {train} is an upstream verl export" in result.stderr
+    assert "EasyR1 needs problem, answer, images" in result.stderr
+
+    short = write_rows(tmp_path / "short.parquet", EASYR1_COLUMNS, 5)
+    result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(short), "VAL_FILES": str(short)},
+                        easyr1=easyr1_layout)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: data.train_files holds 5 row(s), fewer than one rollout batch (data.rollout_batch_size=32)"
+            in result.stderr)
+
+
+@verl_needed
+@pytest.mark.slow
+def test_verl_recipe_rejects_easyr1_files(data_files):
+    train, val = data_files
+    result = run_recipe(VERL_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)})
+    assert result.returncode == 2
+    assert f"data.train_files: {train} is an EasyR1 export" in result.stderr
+    assert "upstream verl needs prompt, images, reward_model" in result.stderr
+
+
+@verl_needed
+def test_an_unknown_verl_key_is_one_line_naming_the_key_meant():
+    with pytest.raises(preflight.PreflightError) as caught:
+        preflight.compose_verl_config(["data.train_batch_sise=8"])
+    assert caught.value.problems == [
+        "unknown verl config key 'data.train_batch_sise' (did you mean 'data.train_batch_size'?); to add a key "
+        "verl does not define, write +data.train_batch_sise=..."]

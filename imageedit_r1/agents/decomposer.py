@@ -226,9 +226,13 @@ class Decomposer:
 
     def _failure(self, replies: list[ChatResponse], errors: list[str], how: str) -> DecompositionError:
         preview = replies[-1].text[:200] if replies else ""
-        return DecompositionError(
+        error = DecompositionError(
             f"the decomposition agent ({self.backend.model}) gave no readable decomposition {how}: "
             f"{'; '.join(errors)}. Last answer starts: {preview!r}",
             [r.text for r in replies],
             errors,
         )
+        # The tokens were spent all the same: the trace reports them.
+        error.prompt_tokens = sum(r.prompt_tokens or 0 for r in replies)
+        error.completion_tokens = sum(r.completion_tokens or 0 for r in replies)
+        return error

@@ -232,12 +232,16 @@ class Sequencer:
             steps = fallback_sub_requests(decomposition, max_steps=self.max_steps)
             repairs = ["re-asked with the validation error", "used the deterministic fallback"]
             return self._result(steps, repairs, replies, started, fallback_used=True)
-        raise SequencingError(
+        error = SequencingError(
             f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after one repair: "
             f"{'; '.join(errors)}. Last answer starts: {replies[-1].text[:200]!r}",
             [r.text for r in replies],
             errors,
         )
+        # The tokens were spent all the same: the trace reports them.
+        error.prompt_tokens = sum(r.prompt_tokens or 0 for r in replies)
+        error.completion_tokens = sum(r.completion_tokens or 0 for r in replies)
+        raise error
 
     @staticmethod
     def _result(steps, repairs, replies, started, *, fallback_used: bool) -> SequencerResult:

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from imageedit_r1.cli_common import interrupted, print_error
+
 SOURCE_HELP = (
     "a source spec NAME[:LOCATION][@SPLIT][#REVISION]; NAME is psr, realedit, ultraedit or manifest; LOCATION is "
     "a hub name, a parquet/JSONL file or a folder of parquet shards (default: the benchmark's hub repository); "
@@ -111,7 +113,8 @@ def _label_config(args: argparse.Namespace):
 def cmd_label(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from imageedit_r1.data.teacher import TeacherLabeller, build_teacher_backend
+    from imageedit_r1.backends.checks import backend_problems
+    from imageedit_r1.data.teacher import TeacherLabeller, build_teacher_backend, teacher_backend_options
     from imageedit_r1.images import SkipReport
 
     config = _label_config(args)
@@ -120,6 +123,10 @@ def cmd_label(args: argparse.Namespace) -> int:
         return 0
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")
+    # Option names, the API key and the teacher's weights, before any sample is read.
+    problems = backend_problems(config.teacher.backend, teacher_backend_options(config.teacher), "teacher")
+    if problems:
+        raise ValueError("\n".join(problems))
     backend = build_teacher_backend(config.teacher)
     labeller = TeacherLabeller(backend, args.out, config)
     loaders = _loaders(args)
@@ -135,13 +142,15 @@ def cmd_label(args: argparse.Namespace) -> int:
     try:
         summary = labeller.run(samples(), progress=not args.quiet, total=total)
     except KeyboardInterrupt:
-        print(f"interrupted: every finished label is in {args.out}; run again to continue", file=sys.stderr)
-        return 130
+        return interrupted()
     summary.skipped = skipped
     print(summary.summary())
     print(f"labels: {args.out}")
     if summary.aborted:
         return 2
+    if summary.failures and not (summary.labelled or summary.cached):
+        print_error(f"no sample was labelled: all {len(summary.failures)} failed (reasons above)")
+        return 1
     return 1 if summary.failures and args.strict else 0
 
 
@@ -188,10 +197,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     except LeakageError as exc:
         print(str(exc), file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        return interrupted()
     print(report.summary())
-    if report.stats.total == 0:
-        print("error: nothing was exported: every sample was unlabelled, unreadable, overlapping or dropped "
-              "(reasons above)", file=sys.stderr)
+    if not report.stats.total:
+        print_error("nothing was exported: every sample was unlabelled, unreadable, overlapping or dropped "
+                    "(reasons above)")
         return 1
     return 0
 
@@ -348,8 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+        print_error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
         return 2
 
 

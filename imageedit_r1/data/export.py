@@ -453,6 +453,8 @@ def export_labelled(
     with Exporter(out_dir, **options) as exporter:
         for loader in loaders:
             labelled = labels.ids if loader.ids is None else labels.ids & loader.ids
+            # Rows without an ok label are never decoded, but they are counted: the report is true.
+            report.unlabelled += sum(1 for record in loader.records() if record.id not in labelled)
             chosen = loader.restricted_to(labelled)  # decode only images that may have a label
             chosen.limit = loader.limit
             for sample in tqdm(chosen, desc=f"export {loader.describe()}", unit=" samples", disable=not progress):

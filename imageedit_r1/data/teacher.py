@@ -109,17 +109,25 @@ class LabelConfig:
 
 def build_teacher_backend(config: TeacherConfig):
     from imageedit_r1.backends import build_backend
+
+    return build_backend(config.backend, **teacher_backend_options(config))
+
+
+def teacher_backend_options(config: TeacherConfig) -> dict[str, Any]:
+    """The keyword options ``build_backend(config.backend, ...)`` gets for the teacher."""
     from imageedit_r1.retry import RetryPolicy
 
-    options: dict[str, Any] = {
-        "model": config.model,
-        "base_url": config.base_url,
-        "timeout": config.timeout,
-        "retry": RetryPolicy(attempts=config.attempts, base_delay=config.base_delay, max_delay=config.max_delay),
-    }
+    options: dict[str, Any] = {"model": config.model}
+    if config.backend not in ("openai", "gemini"):
+        return options  # a model in this process (transformers, vllm): no connection settings
+    options.update(
+        base_url=config.base_url,
+        timeout=config.timeout,
+        retry=RetryPolicy(attempts=config.attempts, base_delay=config.base_delay, max_delay=config.max_delay),
+    )
     if config.api_key_env is not None:
         options["api_key_env"] = config.api_key_env
-    return build_backend(config.backend, **options)
+    return options
 
 
 def price_for(model: str, prices: dict[str, PriceConfig]) -> tuple[str | None, PriceConfig]:

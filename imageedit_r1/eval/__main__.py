@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from imageedit_r1.cli_common import interrupted, print_error
+
 DESCRIPTION = """\
 Evaluate image editors the way the ImageEdit-R1 paper does: edit every benchmark sample with
 every method, score each edit with LLM judges (the paper's Table 2 prompt), and summarise.
@@ -63,6 +65,7 @@ def _setup_logging(out_dir: Path, redactor) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from imageedit_r1.eval.config import load_eval_config
+    from imageedit_r1.eval.preflight import eval_problems, pending_from_estimate
     from imageedit_r1.eval.runner import EvalRunner
 
     config = load_eval_config(args.config, args.overrides)
@@ -86,7 +89,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"estimated ${total:,.2f} is over max_cost_usd=${config.max_cost_usd:,.2f}; not starting "
               "(raise max_cost_usd or narrow the run)", file=sys.stderr)
         return 2
-    summary = runner.run(stage=args.stage)
+    # Options, API keys and weights of everything with work pending, before the first edit.
+    problems = eval_problems(config, pending_from_estimate(config, rows), args.stage)
+    if problems:
+        print_error("\n".join(problems))
+        return 2
+    try:
+        summary = runner.run(stage=args.stage)
+    except KeyboardInterrupt:
+        return interrupted()
     print("\n".join(summary.lines()))
     print(f"results: {Path(config.out_dir) / 'results.jsonl'}")
     return 1 if summary.setup_errors else 0
@@ -114,6 +125,10 @@ def cmd_alignment(args: argparse.Namespace) -> int:
     results, unmatched = alignment.align(load_run(args.run_dir), args.human, judges=args.judge)
     if unmatched:
         print(f"note: {unmatched} human-scored items have no judge score in this run", file=sys.stderr)
+    if not any(result.n for result in results):
+        print_error(f"no human-scored item of {args.human} matches a judged item in {args.run_dir}: check that "
+                    "sample_id (and benchmark, method) name the run's items")
+        return 1
     _write(alignment.to_csv(results) if args.format == "csv" else alignment.to_markdown(results), args.out)
     return 0
 
@@ -186,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        return interrupted()
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
         return 2
 
 

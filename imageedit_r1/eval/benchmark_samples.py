@@ -15,6 +15,12 @@ from imageedit_r1.eval.config import BenchmarkConfig
 from imageedit_r1.jsonl import content_key
 
 
+class BenchmarkSamples(list):
+    """The samples a run takes (after ``limit``); ``total`` is the benchmark's size before it."""
+
+    total: int = 0
+
+
 def _select(samples: Iterable[Any], ids: list[str] | None, bench: BenchmarkConfig) -> list[Any]:
     samples = list(samples)
     if ids is not None:
@@ -23,7 +29,9 @@ def _select(samples: Iterable[Any], ids: list[str] | None, bench: BenchmarkConfi
         if missing:
             raise KeyError(f"benchmark {bench.name!r}: {len(missing)} subset ids not in the data, e.g. {missing[:3]}")
         samples = [by_id[sample_id] for sample_id in ids]
-    return samples[: bench.limit] if bench.limit is not None else samples
+    chosen = BenchmarkSamples(samples[: bench.limit] if bench.limit is not None else samples)
+    chosen.total = len(samples)
+    return chosen
 
 
 def load_benchmark(bench: BenchmarkConfig) -> list[Any]:

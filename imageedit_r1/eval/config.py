@@ -8,11 +8,14 @@ never re-runs it, while changing its editor, decomposer, mode or seed always doe
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imageedit_r1.jsonl import content_key
+from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
@@ -36,29 +39,53 @@ class BenchmarkConfig:
 
 
 @dataclass
-class MethodConfig:
+class MethodConfig(PipelineConfig):
+    """A row of Table 1. Kinds "original" and "pipeline" run ``imageedit_r1.pipeline.ImageEditR1``
+    and take every key of ``PipelineConfig`` (the one definition: mode, seed, decomposer, sequencer,
+    editor, on_decompose_failure, on_sequence_failure, max_image_pixels, ...).
+
+    Shorthand kept from the shipped configs: ``editor: NAME`` with ``editor_options: {...}``
+    means ``editor: {name: NAME, options: {...}}``.
+    """
+
+    seed: int | None = 0  # a study is reproducible by default
     name: str = ""
     label: str = ""  # the row name in tables ("Original", "ImageEdit-R1 (w/o RL)", "ImageEdit-R1")
     group: str = ""  # the edit model the row belongs to ("FLUX.1-Kontext-dev")
     kind: str = "original"  # one of METHOD_KINDS
     baseline: bool = False  # deltas in the table are taken against the baseline row of the group
-    editor: str = "flux-kontext"
-    editor_options: dict[str, Any] = field(default_factory=dict)
-    # Chat backend settings of the decomposition / sequencing agents (kind "pipeline").
-    decomposer: dict[str, Any] = field(default_factory=dict)
-    sequencer: dict[str, Any] = field(default_factory=dict)
-    mode: str = "single-turn"  # or "multi-turn"
-    seed: int = 0
     images_dir: str | None = None  # kind "precomputed": <images_dir>/<sample id>.png
     target: str | None = None  # kind "callable": "package.module:function"
 
+    def __post_init__(self) -> None:
+        # Python callers may pass the shorthand forms too (``editor="flux-kontext"``, agent dicts).
+        if isinstance(self.editor, str):
+            self.editor = EditorConfig(name=self.editor)
+        elif isinstance(self.editor, dict):
+            self.editor = EditorConfig(**self.editor)
+        if isinstance(self.decomposer, dict):
+            self.decomposer = AgentConfig(**self.decomposer)
+        if isinstance(self.sequencer, dict):
+            self.sequencer = AgentConfig(**self.sequencer) if self.sequencer else None
+
+    def pipeline_config(self) -> PipelineConfig:
+        """This method's ``PipelineConfig`` (mode "original" for kind "original")."""
+        settings = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(PipelineConfig)}
+        if self.kind == "original":
+            settings["mode"] = "original"
+        return PipelineConfig(**settings)
+
     def identity(self) -> dict[str, Any]:
-        """The settings that determine the edited pixels."""
+        """The settings that determine the edited pixels (pipeline settings: those off their defaults)."""
         ident: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
         if self.kind in ("original", "pipeline"):
-            ident.update(editor=self.editor, editor_options=dict(self.editor_options))
-        if self.kind == "pipeline":  # decomposer / sequencer settings are dicts of AgentConfig fields
-            ident.update(decomposer=dict(self.decomposer), sequencer=dict(self.sequencer), mode=self.mode)
+            defaults = dataclasses.asdict(PipelineConfig())
+            defaults["sequencer"] = dataclasses.asdict(AgentConfig())  # a sequencer set to the defaults
+            ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
+            ident["pipeline"].pop("seed", None)
+            if self.kind == "original":  # the agents do not run: their settings change nothing
+                for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
+                    ident["pipeline"].pop(key, None)
         if self.kind == "precomputed":
             ident["images_dir"] = str(Path(self.images_dir or "").resolve())
         if self.kind == "callable":
@@ -67,6 +94,21 @@ class MethodConfig:
 
     def config_hash(self) -> str:
         return content_key("method", self.identity())[:16]
+
+
+def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``values`` minus what equals ``defaults`` (nested dicts compared key by key), so that a new
+    pipeline setting with a default never changes the hash of a method that does not use it."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            nested = _non_default(value, default)
+            if nested:
+                out[key] = nested
+        elif value != default:
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -138,6 +180,11 @@ class EvalConfig:
                 problems.append(f"method {method.name!r}: kind 'callable' needs target 'module:function'")
             if method.mode not in ("single-turn", "multi-turn"):
                 problems.append(f"method {method.name!r}: mode must be 'single-turn' or 'multi-turn'")
+            elif method.kind in ("original", "pipeline"):
+                try:
+                    method.pipeline_config().validate()
+                except ValueError as exc:
+                    problems.append(f"method {method.name!r}: {exc}")
         for judge in self.judges:
             if judge.backend not in JUDGE_BACKENDS:
                 problems.append(f"judge {judge.name!r}: backend {judge.backend!r} is not one of {JUDGE_BACKENDS}")
@@ -158,8 +205,50 @@ class EvalConfig:
 
 
 def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
-    from imageedit_r1.config import load_config
+    """The YAML at ``path`` (default: the packaged paper setup) with ``key=value`` overrides.
 
-    config = load_config(EvalConfig, path or DEFAULT_CONFIG, list(overrides))
+    One method is overridden as ``methods.NAME.KEY=VALUE`` (any ``MethodConfig`` key, pipeline keys
+    included: ``methods.flux-r1.on_decompose_failure=keywords``,
+    ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
+    """
+    from omegaconf import OmegaConf
+
+    from imageedit_r1.config import ConfigError, apply_overrides, did_you_mean, load_config
+
+    path = path or DEFAULT_CONFIG
+    if not Path(path).exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    method_overrides = [item for item in overrides if item.startswith("methods.")]
+    others = [item for item in overrides if not item.startswith("methods.")]
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
+    config = load_config(EvalConfig, overrides=others, data=raw, where=str(path))
+    by_name = {method.name: index for index, method in enumerate(config.methods)}
+    for item in method_overrides:
+        name, _, rest = item[len("methods."):].partition(".")
+        if name not in by_name and name.isdigit() and int(name) < len(config.methods):
+            name = config.methods[int(name)].name  # methods.0.KEY: by position
+        if name not in by_name or not rest:
+            hint = did_you_mean(name, by_name)
+            raise ConfigError(f"override {item!r}: no method named {name!r}"
+                              + (f" (did you mean {hint!r}?)" if hint else f"; have {sorted(by_name)}")
+                              + "; write methods.NAME.KEY=VALUE")
+        index = by_name[name]
+        try:
+            config.methods[index] = apply_overrides(config.methods[index], [rest])
+        except ConfigError as exc:
+            raise ConfigError(f"method {name!r}: {exc}") from None
     config.validate()
     return config
+
+
+def _expand_editor_shorthand(method: Any) -> Any:
+    if not isinstance(method, dict):
+        return method
+    method = dict(method)
+    options = method.pop("editor_options", None)
+    if isinstance(method.get("editor"), str):
+        method["editor"] = {"name": method["editor"], "options": options or {}}
+    elif options is not None:
+        method["editor"] = {**(method.get("editor") or {}), "options": options}
+    return method

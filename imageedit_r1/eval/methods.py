@@ -71,25 +71,15 @@ def _precomputed(method: MethodConfig) -> EditFn:
     return edit
 
 
-def pipeline_settings(method: MethodConfig) -> dict[str, Any]:
-    """The ``imageedit_r1.pipeline.PipelineConfig`` of a method ("original" = the editor alone)."""
-    settings: dict[str, Any] = {
-        "mode": "original" if method.kind == "original" else method.mode,
-        "seed": method.seed,
-        "editor": {"name": method.editor, "options": dict(method.editor_options)},
-    }
-    if method.kind == "pipeline":
-        if method.decomposer:
-            settings["decomposer"] = dict(method.decomposer)
-        if method.sequencer:
-            settings["sequencer"] = dict(method.sequencer)
-    return settings
+def pipeline_config(method: MethodConfig):
+    """The method's ``imageedit_r1.pipeline.PipelineConfig`` ("original" = the editor alone)."""
+    return method.pipeline_config().validate()
 
 
 def _pipeline(method: MethodConfig) -> EditFn:
     from imageedit_r1.pipeline import ImageEditR1
 
-    pipe = ImageEditR1.from_config(pipeline_settings(method))
+    pipe = ImageEditR1(config=pipeline_config(method))
 
     def edit(sample: Any, image: Any) -> EditOutput:
         return _as_output(pipe(image, sample.request, seed=method.seed))

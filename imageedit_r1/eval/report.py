@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ table.t td:nth-child(-n+2),table.t th:nth-child(-n+2){text-align:left}
 border:1px solid #ccc;display:block}
 .score{font-weight:600}.fail{color:#b00020}.subs{margin:4px 0 0 16px;padding:0}
 .plots img{max-width:100%;border:1px solid #eee}
+table.failures td.reason{text-align:left;max-width:640px}
 details{font-size:12px;color:#444}
 """
 
@@ -63,6 +65,15 @@ def _method_names(run: RunData) -> list[tuple[str, str]]:
              else (m.get("label") or m["name"])) for m in run.methods]
 
 
+def method_colours(run: RunData) -> dict[str, Any]:
+    """One colour per method, the same in every plot (matplotlib's tab10, then tab20)."""
+    import matplotlib
+
+    names = [m["name"] for m in run.methods]
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(index % cmap.N) for index, name in enumerate(names)}
+
+
 def plots(run: RunData) -> list[tuple[str, str]]:
     """(title, PNG data URL) for the score distributions and the per-benchmark bars."""
     import matplotlib
@@ -72,6 +83,8 @@ def plots(run: RunData) -> list[tuple[str, str]]:
 
     scored = run.scored()
     names = _method_names(run)
+    colours = method_colours(run)
+    legend = {"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
     out: list[tuple[str, str]] = []
     by_method: dict[str, list[float]] = defaultdict(list)
     for record in scored:
@@ -80,13 +93,13 @@ def plots(run: RunData) -> list[tuple[str, str]]:
     bins = np.arange(-0.25, 10.5, 0.5)
     for name, title in names:
         if by_method[name]:
-            axis.hist(by_method[name], bins=bins, histtype="step", linewidth=1.6,
+            axis.hist(by_method[name], bins=bins, histtype="step", linewidth=1.6, color=colours[name],
                       label=f"{title} (n={len(by_method[name])})")
     axis.set_xlabel("judge score (0–10)")
     axis.set_ylabel("items")
     axis.set_xlim(-0.5, 10.5)
     if scored:
-        axis.legend(fontsize=7, loc="upper left")
+        axis.legend(**legend)  # beside the axes, never over the data
     out.append(("Score distributions (all benchmarks and judges)", _figure_data_url(figure)))
 
     cell: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -97,13 +110,16 @@ def plots(run: RunData) -> list[tuple[str, str]]:
     x = np.arange(len(run.benchmarks))
     for index, (name, title) in enumerate(names):
         means = [float(np.mean(cell[(name, bench)])) if cell[(name, bench)] else 0.0 for bench in run.benchmarks]
-        axis.bar(x + (index - (len(names) - 1) / 2) * width, means, width, label=title)
+        axis.bar(x + (index - (len(names) - 1) / 2) * width, means, width, label=title, color=colours[name])
     axis.set_xticks(x, run.benchmarks)
     axis.set_ylabel("mean score (0–10), over judges")
     axis.set_ylim(0, 10)
-    axis.legend(fontsize=7, ncol=2, loc="lower right")
+    axis.legend(**legend)
     out.append(("Mean score per benchmark", _figure_data_url(figure)))
     return out
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
 def _table_html(markdown: str) -> str:
@@ -118,9 +134,7 @@ def _table_html(markdown: str) -> str:
         tag = "th" if index == 0 else "td"
         rendered = []
         for c in cells:
-            text = html.escape(c)
-            if text.startswith("**") and text.endswith("**"):
-                text = f"<b>{text[2:-2]}</b>"
+            text = _BOLD.sub(r"<b>\1</b>", html.escape(c))
             rendered.append(f"<{tag}>{text}</{tag}>")
         parts.append("<tr>" + "".join(rendered) + "</tr>")
     parts.append("</table>")
@@ -182,15 +196,17 @@ def gallery_html(run: RunData, max_items: int = 40, thumb: int = 256) -> str:
             continue
         original = next((r.get("original_path") for r in records if r and r.get("original_path")), None)
         original_src = _thumbnail(run.run_dir / original, thumb) if original else None
-        cells = ['<div class="cell"><div><b>Original</b></div>'
-                 + (f'<img alt="original" src="{original_src}">' if original_src else '<div class="fail">missing</div>')
+        # "Input", not "Original": "Original" is also the name of the baseline method's rows.
+        cells = ['<div class="cell"><div><b>Input</b></div>'
+                 + (f'<img alt="input" src="{original_src}">' if original_src else '<div class="fail">missing</div>')
                  + "</div>"]
         for (name, title), record in zip(names, records, strict=True):
             body = f"<div><b>{html.escape(title)}</b></div>"
             if record is None:
                 body += '<div class="meta">not run</div>'
             elif record.get("status") != "ok":
-                body += f'<div class="fail">edit {html.escape(_failure_text(record))}</div>'
+                body += (f'<div class="fail">edit {html.escape(_failure_text(record))}: '
+                         f'{html.escape(_failure_reason(record))}</div>')
             else:
                 src = _thumbnail(run.run_dir / record["edited_path"], thumb)
                 body += f'<img alt="{html.escape(name)}" src="{src}">' if src else '<div class="fail">image missing</div>'
@@ -206,25 +222,46 @@ def gallery_html(run: RunData, max_items: int = 40, thumb: int = 256) -> str:
     return '<div class="gallery">' + "\n".join(blocks) + "</div>"
 
 
+def _failure_reason(record: dict[str, Any]) -> str:
+    return str(record.get("error") or "no reason recorded")
+
+
+def failures_html(run: RunData) -> str:
+    """Every failed edit with its reason (the gallery shows only a sample of items)."""
+    failed = [r for r in run.edits if r.get("status") != "ok"]
+    if not failed:
+        return '<p class="meta">No edit failed.</p>'
+    labels = dict(_method_names(run))
+    rows = "".join(
+        f"<tr><td>{html.escape(labels.get(r['method'], r['method']))}</td><td>{html.escape(r['benchmark'])}</td>"
+        f"<td>{html.escape(str(r['sample_id']))}</td><td>{html.escape(r.get('error_kind', '?'))}</td>"
+        f'<td class="reason">{html.escape(_failure_reason(r))}</td></tr>' for r in failed)
+    return ('<table class="t failures"><tr><th>Method</th><th>Benchmark</th><th>Sample</th><th>Kind</th>'
+            f"<th>Why</th></tr>{rows}</table>")
+
+
 def render_report(run: RunData, *, max_items: int = 40, n_boot: int = 1000, title: str = "ImageEdit-R1 evaluation") -> str:
     main = tables.build_table(run, n_boot=n_boot)
     breakdown = tables.criteria_breakdown(run)
     judges = ", ".join(f"{j['name']} = {j['model']}" for j in run.judges)
     plot_html = "".join(f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="{src}">' for t, src in plots(run))
-    failed = [r for r in run.results if r.get("status") != "scored"] + [r for r in run.edits if r.get("status") != "ok"]
-    refused = sum(1 for r in failed if r.get("error_kind") == "refusal")
-    failures = len(failed) - refused
+    # The same counts as the table's Failed and Refused columns summed: each edit once, each judgment.
+    failed_judgments = sum(c.judge_failed for row in main.rows for c in row.cells.values())
+    failed_edits = sum(row.failed for row in main.rows) - failed_judgments
+    refused = sum(row.refused for row in main.rows)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="meta">Judges: {html.escape(judges)}. Judge prompt sha256: {html.escape(run.manifest.get('prompt_sha256', '?'))}.
-Scored judgments: {len(run.scored())}; failures (edits and judgments): {failures};
-refusals (edits and judgments): {refused}.</p>
+Scored judgments: {len(run.scored())}; failures: {failed_edits + failed_judgments}
+({failed_edits} edits, {failed_judgments} judgments); refusals (edits and judgments): {refused}.</p>
 <h2>Main results (Table 1 layout)</h2>
 {_table_html(tables.to_markdown(main))}
 <h2>Per-criterion breakdown</h2>
 {_table_html(tables.breakdown_markdown(breakdown))}
+<h2>Failed edits</h2>
+{failures_html(run)}
 <h2>Gallery</h2>
 {gallery_html(run, max_items=max_items)}
 <h2>Plots</h2>

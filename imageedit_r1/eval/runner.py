@@ -327,6 +327,9 @@ class EvalRunner:
             "prompt_sha256": self.prompt_sha256,
             "benchmarks": [bench.name for bench in self.config.benchmarks],
             "samples": {name: len(samples) for name, samples in self.samples().items()},
+            # The benchmarks' sizes before --limit: tables show n of these.
+            "subset_sizes": {name: getattr(samples, "total", len(samples)) or len(samples)
+                             for name, samples in self.samples().items()},
             "methods": [{"name": m.name, "label": m.label or m.name, "group": m.group, "baseline": m.baseline,
                          "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity()}
                         for m in self.config.methods],
@@ -350,7 +353,7 @@ class EvalRunner:
             calls = len(todo) * (2 if method.mode == "multi-turn" and method.kind == "pipeline" else 1)
             cost: float | None = 0.0
             if method.kind in ("original", "pipeline"):
-                price = price_for(self.config.prices, method.editor_options.get("model"), method.editor)
+                price = price_for(self.config.prices, method.editor.options.get("model"), method.editor.name)
                 cost = cost_usd(price, images=calls) if price else 0.0
             rows.append(EstimateRow(f"edit   {method.name}", calls if method.kind in ("original", "pipeline")
                                     else 0, cost_usd=cost))
@@ -456,6 +459,7 @@ class EvalRunner:
                 log.error("cannot set up %s", message)
                 continue
             pool = ThreadPoolExecutor(max_workers=self.config.edit_concurrency)
+            wait = True
             try:
                 futures = [pool.submit(self._edit_one, item, edit_fn, summary) for item in todo]
                 for future in self._progress(as_completed(futures), len(futures), f"edit {method.name}"):
@@ -464,8 +468,11 @@ class EvalRunner:
                 message = self.redactor.text(f"method {method.name}: {exc}")
                 summary.setup_errors.append(message)
                 log.error("stopping %s", message)
+            except KeyboardInterrupt:
+                wait = False  # Ctrl-C: don't wait for edits in flight; finished ones are on disk
+                raise
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=wait, cancel_futures=True)
             del edit_fn  # free the method's models before loading the next
 
     # -- stage 2: judgments
@@ -542,13 +549,17 @@ class EvalRunner:
                 log.error("cannot set up %s", message)
         tasks = [task for task in tasks if task[1].name in judges]
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
+        wait = True
         try:
             futures = [pool.submit(self._judge_one, item, cfg, *judges[cfg.name], edit_record, summary)
                        for item, cfg, edit_record in tasks]
             for future in self._progress(as_completed(futures), len(futures), "judge"):
                 future.result()
+        except KeyboardInterrupt:
+            wait = False  # Ctrl-C: don't wait for calls in flight; finished judgments are on disk
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- both
 

@@ -27,9 +27,12 @@ from imageedit_r1.eval.stats import bootstrap_means, percentile_interval
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)
-    failed: int = 0
-    refused: int = 0
+    failed: int = 0  # failed edits of this benchmark + failed judgments of this judge (refusals apart)
+    judge_failed: int = 0
+    refused: int = 0  # refused edits of this benchmark + refused judgments of this judge
+    judge_refused: int = 0
     missing: int = 0
+    of: int = 0  # the benchmark's size (before any --limit)
     mean: float = math.nan
     low: float = math.nan
     high: float = math.nan
@@ -43,6 +46,9 @@ class Row:
     group: str
     baseline: bool
     cells: dict[tuple[str, str], Cell]
+    kind: str = ""
+    edit_failed: dict[str, int] = field(default_factory=dict)  # per benchmark, each failed edit once
+    edit_refused: dict[str, int] = field(default_factory=dict)
     average: float = math.nan
     average_ci: tuple[float, float] = (math.nan, math.nan)
     complete: bool = True
@@ -52,11 +58,17 @@ class Row:
 
     @property
     def failed(self) -> int:
-        return sum(cell.failed for cell in self.cells.values())
+        """Failed edits (once each, however many judges) plus failed judgments: what the run lost."""
+        return sum(self.edit_failed.values()) + sum(cell.judge_failed for cell in self.cells.values())
+
+    @property
+    def covers_subset(self) -> bool:
+        return all(len(cell.values) + cell.failed + cell.refused >= cell.of for cell in self.cells.values())
 
     @property
     def refused(self) -> int:
-        return sum(cell.refused for cell in self.cells.values())
+        """Refused edits (once each) plus refused judgments."""
+        return sum(self.edit_refused.values()) + sum(cell.judge_refused for cell in self.cells.values())
 
     @property
     def missing(self) -> int:
@@ -78,6 +90,7 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
     rng = np.random.default_rng(seed)
     columns = [(bench, judge["name"]) for bench in run.benchmarks for judge in run.judges]
     expected = run.manifest.get("samples", {})
+    sizes = {**expected, **run.manifest.get("subset_sizes", {})}
     edit_failed: dict[tuple[str, str], int] = defaultdict(int)
     edit_refused: dict[tuple[str, str], int] = defaultdict(int)
     for record in run.edits:
@@ -91,8 +104,10 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
             cell.values.append(float(record[criterion]))
         elif record.get("error_kind") == "refusal":
             cell.refused += 1
+            cell.judge_refused += 1
         else:
             cell.failed += 1
+            cell.judge_failed += 1
     rows: list[Row] = []
     for method in run.methods:
         row_cells: dict[tuple[str, str], Cell] = {}
@@ -102,15 +117,18 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
             cell.refused += edit_refused[(method["name"], bench)]
             if bench in expected:
                 cell.missing = max(0, expected[bench] - len(cell.values) - cell.failed - cell.refused)
+            cell.of = sizes.get(bench, 0)
             if cell.values:
                 cell.mean = float(np.mean(cell.values))
                 cell.replicates = bootstrap_means(cell.values, n_boot, rng)
                 cell.low, cell.high = percentile_interval(cell.replicates, confidence)
             row_cells[(bench, judge)] = cell
         row = Row(method["name"], method.get("label") or method["name"], method.get("group", ""),
-                  bool(method.get("baseline")), row_cells)
+                  bool(method.get("baseline")), row_cells, kind=method.get("kind", ""),
+                  edit_failed={bench: edit_failed[(method["name"], bench)] for bench in run.benchmarks},
+                  edit_refused={bench: edit_refused[(method["name"], bench)] for bench in run.benchmarks})
         present = [cell for cell in row_cells.values() if cell.values]
-        row.complete = len(present) == len(columns) and row.missing == 0
+        row.complete = len(present) == len(columns) and row.missing == 0 and row.covers_subset
         if present:
             row.average = float(np.mean([cell.mean for cell in present]))
             row.average_replicates = np.mean([cell.replicates for cell in present], axis=0)
@@ -137,10 +155,15 @@ def _signed(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else f"{value:+.2f}"
 
 
+# Rows that check the judge rather than compete (the unedited image): never marked best.
+SANITY_KINDS = ("identity",)
+
+
 def _column_best(table: Table) -> dict[Any, float]:
     best: dict[Any, float] = {}
+    competing = [row for row in table.rows if row.kind not in SANITY_KINDS]
     for column in [*table.columns, "average"]:
-        means = [row.average if column == "average" else row.cells[column].mean for row in table.rows]
+        means = [row.average if column == "average" else row.cells[column].mean for row in competing]
         finite = [m for m in means if not math.isnan(m)]
         if len(finite) > 1:
             best[column] = max(finite)
@@ -150,20 +173,23 @@ def _column_best(table: Table) -> dict[Any, float]:
 def to_markdown(table: Table, ci: bool = True) -> str:
     best = _column_best(table)
 
-    def fmt(mean: float, low: float, high: float, column: Any) -> str:
+    def fmt(mean: float, low: float, high: float, column: Any, row: Row, cell: Cell | None = None) -> str:
         text = _num(mean)
         if ci and not math.isnan(mean):
             text += f" [{_num(low)}, {_num(high)}]"
-        if column in best and not math.isnan(mean) and abs(mean - best[column]) < 1e-9:
+        if (row.kind not in SANITY_KINDS and column in best and not math.isnan(mean)
+                and abs(mean - best[column]) < 1e-9):
             text = f"**{text}**"
+        if cell is not None and len(cell.values) < cell.of:
+            text += f" (n {len(cell.values)}/{cell.of})"
         return text
 
     header = ["Edit model", "Method", *(f"{bench} · {judge}" for bench, judge in table.columns), "Average",
               "Δ vs Original", "Failed", "Refused", "Missing"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for row in table.rows:
-        cells = [fmt(c.mean, c.low, c.high, column) for column, c in row.cells.items()]
-        average = fmt(row.average, *row.average_ci, "average") + ("" if row.complete else " †")
+        cells = [fmt(c.mean, c.low, c.high, column, row, c) for column, c in row.cells.items()]
+        average = fmt(row.average, *row.average_ci, "average", row) + ("" if row.complete else " †")
         delta = _signed(row.delta)
         if delta and ci:
             delta += f" [{_signed(row.delta_ci[0])}, {_signed(row.delta_ci[1])}]"
@@ -172,10 +198,14 @@ def to_markdown(table: Table, ci: bool = True) -> str:
     title = CRITERION_TITLES[table.criterion]
     notes = [f"\nMean judge score, {title}; brackets: {table.confidence:.0%} bootstrap interval. "
              "Average = mean over the benchmark × judge cells. Failed items are excluded from the means "
-             "and counted under Failed; Refused = refused by an editor's or judge's safety system (or a "
-             "judge that declined), excluded too; Missing = not run yet."]
+             "and counted under Failed (each failed edit once, plus each failed judgment); Refused = refused "
+             "by an editor's or judge's safety system (or a judge that declined), excluded too and counted "
+             "the same way; Missing = not run yet."]
+    if any(len(c.values) < c.of for row in table.rows for c in row.cells.values()):
+        notes.append("(n k/N): the mean is over k scored items of the benchmark's N (a limited or "
+                     "unfinished run, or failures).")
     if any(not row.complete for row in table.rows):
-        notes.append("† incomplete: some cells are empty or items are missing.")
+        notes.append("† incomplete: some cells are empty, or items are missing or outside this run.")
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
 
 

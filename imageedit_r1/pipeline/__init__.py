@@ -4,7 +4,8 @@
     pipe = ImageEditR1.from_config("examples/configs/flux_kontext.yaml")
     result = pipe(image, "Change the color of her coat and possibly hair to scarlet or copper red")
 
-Modules: ``config`` (the one configuration schema), ``core`` (``ImageEditR1``), ``trace``
+Modules: ``config`` (the one configuration schema), ``core`` (``ImageEditR1``), ``plan``
+(``Plan``: what the agents propose, editable before ``execute``), ``trace``
 (traces, results, failures), ``outputs`` (image and trace files), ``batch`` (manifests),
 ``cli`` (``python -m imageedit_r1.pipeline``), ``demo`` (the offline demo). Importing this
 package loads no torch: models load when an agent or the editor is first used.
@@ -23,8 +24,8 @@ from imageedit_r1.pipeline.core import (
     AgentUnavailableError,
     ImageEditR1,
     is_unavailable,
-    join_sub_requests,
 )
+from imageedit_r1.pipeline.plan import Plan, PlanError, join_sub_requests
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, write_trace
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "EditorConfig",
     "ImageEditR1",
     "PipelineConfig",
+    "Plan",
+    "PlanError",
     "is_unavailable",
     "join_sub_requests",
     "load_pipeline_config",

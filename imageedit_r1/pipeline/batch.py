@@ -64,10 +64,15 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
 
     items = read_manifest(manifest)
     if dry_run:
+        failed = 0
         for item in items:
-            plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode"))
+            try:
+                plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode")).trace()
+            except (EditFailed, ImageLoadError, ValueError) as exc:
+                failed += 1
+                plan = {**(getattr(exc, "trace", None) or {}), "status": "failed", "error": str(exc)}
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
-        return 0
+        return 1 if failed else 0
     out_dir.mkdir(parents=True, exist_ok=True)
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
     counts = {"ok": 0, "failed": 0, "skipped": 0}

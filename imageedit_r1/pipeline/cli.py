@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from imageedit_r1.pipeline.outputs import print_summary, save_image, trace_path_for
+from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.pipeline.outputs import print_plan, print_summary, save_image, trace_path_for
 
 EPILOG = """\
 examples:
@@ -22,8 +23,8 @@ examples:
   python -m imageedit_r1.pipeline --config examples/configs/nano_banana.yaml \\
       --manifest examples/manifest.jsonl --out-dir runs/nano
 
-  # show the plan (decomposition, sub-requests, editor instructions) without editing
-  python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run
+  # show the plan (decomposition, sub-requests, editor instructions) without editing; --json: the full plan
+  python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run [--json]
 
   # any config key can be overridden as key=value
   python -m imageedit_r1.pipeline --image photo.jpg --request "..." --out out.png \\
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"its backend ({', '.join(BACKENDS)}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
     )
     setup.add_argument("--seed", type=int, help="base seed (multi-turn step i uses seed + i)")
-    setup.add_argument("--dry-run", action="store_true", help="run the decomposition and sequencing agents only")
+    setup.add_argument("--dry-run", action="store_true",
+                       help="run the decomposition and sequencing agents only and print a short plan summary")
+    setup.add_argument("--json", action="store_true", help="with --dry-run: print the full plan as JSON instead")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")
     return parser
 
@@ -85,14 +88,43 @@ def _overrides_from_flags(args) -> list[str]:
         overrides.append(f"editor.name={args.editor}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    if args.decomposer:
-        backend, sep, model = args.decomposer.partition(":")
-        if sep and backend in BACKENDS:
-            overrides.append(f"decomposer.backend={backend}")
-        else:
-            model = args.decomposer
-        overrides.append(f"decomposer.model={json.dumps(model)}")
     return overrides
+
+
+def _split_decomposer(spec: str) -> tuple[str | None, str]:
+    backend, sep, model = spec.partition(":")
+    if sep and backend in BACKENDS:
+        return backend, model
+    return None, spec
+
+
+def load_cli_config(args):
+    """The config file, then ``--decomposer``, then the other flags and ``key=value`` overrides.
+
+    ``--decomposer BACKEND:MODEL`` that switches to another backend drops the file's
+    ``decomposer.options``, ``base_url`` and ``api_key_env``: they belong to the other backend.
+    Overrides on the command line still apply after it.
+    """
+    from dataclasses import replace
+
+    from imageedit_r1.config import apply_overrides
+    from imageedit_r1.pipeline.config import load_pipeline_config
+
+    overrides = [*_overrides_from_flags(args), *args.overrides]
+    if not args.decomposer:
+        return load_pipeline_config(args.config, overrides)
+    config = load_pipeline_config(args.config)
+    backend, model = _split_decomposer(args.decomposer)
+    agent = config.decomposer
+    if backend is not None and backend != agent.backend:
+        dropped = [name for name, value in (("options", agent.options), ("base_url", agent.base_url),
+                                              ("api_key_env", agent.api_key_env)) if value]
+        if dropped:
+            print(f"note: --decomposer switches the backend from {agent.backend} to {backend}; the config's "
+                  f"decomposer {', '.join(dropped)} (for {agent.backend}) are not used", file=sys.stderr)
+        agent = replace(agent, backend=backend, options={}, base_url=None, api_key_env=None)
+    config.decomposer = replace(agent, model=model)
+    return apply_overrides(config, overrides).validate()
 
 
 def _check_args(parser, args) -> None:
@@ -122,23 +154,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"overrides must look like key=value, got: {bad}")
 
     from imageedit_r1.agents.editors import EditorUnavailableError
-    from imageedit_r1.images import ImageLoadError
-    from imageedit_r1.pipeline.batch import ManifestError, run_batch
-    from imageedit_r1.pipeline.config import load_pipeline_config
+    from imageedit_r1.images import ImageLoadError, load_image
+    from imageedit_r1.pipeline.batch import ManifestError, read_manifest, run_batch
     from imageedit_r1.pipeline.core import ImageEditR1, is_unavailable
+    from imageedit_r1.pipeline.preflight import check_pipeline
 
     try:
         if args.demo:
             from imageedit_r1.pipeline.demo import run_demo
 
-            return run_demo(args, [*args.overrides, *_overrides_from_flags(args)])
-        config = load_pipeline_config(args.config, [*args.overrides, *_overrides_from_flags(args)])
+            return run_demo(args, [*_overrides_from_flags(args), *args.overrides])
+        config = load_cli_config(args)
+        # The inputs first (a typo in a manifest, an unreadable image), then the setup.
+        if args.manifest:
+            read_manifest(Path(args.manifest))
+        else:
+            load_image(args.image, max_pixels=config.max_image_pixels)
+        # Names, options, API keys and weights, before any model loads (the editor only when it will run).
+        check_pipeline(config, editor=not args.dry_run)
         pipeline = ImageEditR1(config=config)
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run)
-        return run_single(pipeline, args.image, args.request, args.out, args.dry_run)
+        return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
+    except KeyboardInterrupt:
+        return interrupted()
     except (FileNotFoundError, ValueError, ImageLoadError, ManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     except EditorUnavailableError as exc:
         print(f"error: the editor cannot run here: {exc}", file=sys.stderr)
@@ -150,11 +191,21 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def run_single(pipeline, image: str, request: str, out: str | None, dry_run: bool) -> int:
+def run_single(pipeline, image: str, request: str, out: str | None, dry_run: bool, as_json: bool = False) -> int:
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
 
     if dry_run:
-        print(json.dumps(pipeline.plan(image, request), indent=2, ensure_ascii=False, default=str))
+        try:
+            plan = pipeline.plan(image, request).trace()
+        except EditFailed as exc:
+            if as_json:
+                print(json.dumps(exc.trace, indent=2, ensure_ascii=False, default=str))
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if as_json:
+            print(json.dumps(plan, indent=2, ensure_ascii=False, default=str))
+        else:
+            print_plan(plan, image)
         return 0
     try:
         result = pipeline(image, request)

@@ -65,6 +65,21 @@ class PipelineConfig:
         return self
 
 
+def backend_options(agent: AgentConfig) -> dict[str, Any]:
+    """The keyword arguments ``imageedit_r1.backends.build_backend(agent.backend, ...)`` gets."""
+    from imageedit_r1.retry import RetryPolicy
+
+    kwargs: dict[str, Any] = {"model": agent.model, **agent.options}
+    if agent.backend in API_BACKENDS:
+        kwargs["timeout"] = agent.timeout
+        kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
+        if agent.base_url:
+            kwargs["base_url"] = agent.base_url
+        if agent.api_key_env:
+            kwargs["api_key_env"] = agent.api_key_env
+    return kwargs
+
+
 def load_pipeline_config(path: str | os.PathLike | None = None, overrides=()) -> PipelineConfig:
     from imageedit_r1.config import load_config
 

@@ -4,6 +4,13 @@
     result = pipe(image, "Change the color of her coat and possibly hair to scarlet or copper red")
     result.image.save("out.png"); result.save_trace("out.trace.json")
 
+    plan = pipe.plan(image, request)              # the agents only: a typed, editable Plan
+    plan.edit_sub_request(1, "Recolor her hair to copper red")
+    result = pipe.execute(image, plan, seed=0)    # the editor on the (changed) plan
+    result.trace["plan"]                          # {"changed": True, "changes": [...], ...}
+
+``__call__`` is ``plan`` then ``execute``.
+
 Modes (the paper's names): ``single-turn`` (default) sends all sub-requests to the editor in one
 call; ``multi-turn`` applies them one call at a time, each on the previous output; ``original``
 is the baseline: the editor alone on the raw request. Every run returns a trace (request,
@@ -20,6 +27,7 @@ The command line lives in ``imageedit_r1.pipeline.cli`` (``python -m imageedit_r
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -32,23 +40,18 @@ from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.images import image_sha256, load_image
 from imageedit_r1.pipeline.config import (
-    API_BACKENDS,
     MODES,
     AgentConfig,
     PipelineConfig,
+    backend_options,
     load_pipeline_config,
 )
+from imageedit_r1.pipeline.plan import Plan, PlanError
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
 from imageedit_r1.refusals import refusal_record
 from imageedit_r1.request_text import clean_request
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def join_sub_requests(sub_requests: list[str]) -> str:
-    """One instruction holding every sub-request, in order, as sentences (single-turn editing)."""
-    sentences = [s.strip().rstrip(".;, ") for s in sub_requests if s and s.strip()]
-    return " ".join(f"{sentence}." for sentence in sentences)
 
 
 def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
@@ -124,20 +127,11 @@ class ImageEditR1:
 
     def _backend(self, role: str, agent: AgentConfig):
         from imageedit_r1.backends import build_backend
-        from imageedit_r1.retry import RetryPolicy
 
         key = json.dumps(asdict(agent), sort_keys=True, default=str)
         if key not in self._backends:
-            kwargs: dict[str, Any] = {"model": agent.model, **agent.options}
-            if agent.backend in API_BACKENDS:
-                kwargs["timeout"] = agent.timeout
-                kwargs["retry"] = RetryPolicy(attempts=agent.retry_attempts)
-                if agent.base_url:
-                    kwargs["base_url"] = agent.base_url
-                if agent.api_key_env:
-                    kwargs["api_key_env"] = agent.api_key_env
             try:
-                self._backends[key] = build_backend(agent.backend, **kwargs)
+                self._backends[key] = build_backend(agent.backend, **backend_options(agent))
             except Exception as exc:
                 raise AgentUnavailableError(
                     f"the {role} agent cannot start ({agent.backend} backend, model {agent.model!r}): {exc}"
@@ -183,15 +177,17 @@ class ImageEditR1:
 
     def model_ids(self, mode: str) -> dict[str, str | None]:
         seq_agent = self.config.sequencer or self.config.decomposer
-        editor_id = getattr(self._editor, "model_id", None) if self._editor is not None else None
-        if editor_id is None and self._editor is None:
-            editor_id = self.config.editor.options.get("model_id") or self.config.editor.options.get("model")
         agentic = mode != "original"
         return {
             "decomposer": _agent_model_id(self._decomposer, self.config.decomposer) if agentic else None,
             "sequencer": _agent_model_id(self._sequencer, seq_agent) if agentic else None,
-            "editor": editor_id,
+            "editor": self._editor_model_id(),
         }
+
+    def _editor_model_id(self) -> str | None:
+        if self._editor is not None:
+            return getattr(self._editor, "model_id", None)
+        return self.config.editor.options.get("model_id") or self.config.editor.options.get("model")
 
     # ------------------------------------------------------------------ running
 
@@ -208,7 +204,7 @@ class ImageEditR1:
             tokens={},
             sub_requests=[],
             instructions=[],
-            editor={"name": self.config.editor.name} if self._editor is None else _describe(self._editor),
+            editor={"name": self.config.editor.name},  # described once built, in execute
             models={},
             seeds=[],
             seconds={},
@@ -241,16 +237,21 @@ class ImageEditR1:
         if not is_unusable_answer(exc):
             raise self._fail(trace, f"{what} failed: {exc}") from exc
         trace["raw_outputs"][stage] = _raw_outputs(exc)
+        if getattr(exc, "prompt_tokens", None) is not None:
+            trace["tokens"][stage] = _tokens(exc)
         if policy == "error":
             raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)[:500]})
+        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)})
         return policy
 
     def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:
         """Run the decomposition agent; on an unusable answer apply the configured fallback."""
         try:
+            # Loading weights (or a client) is timed apart from the agent's work.
+            with trace.stage("load_agents"):
+                decomposer = self.decomposer
             with trace.stage("decompose"):
-                result = _call_decomposer(self.decomposer, image, request)
+                result = _call_decomposer(decomposer, image, request)
         except Exception as exc:
             if self._stage_fallback(trace, "decompose", exc, self.config.on_decompose_failure) == "original":
                 return None
@@ -265,8 +266,10 @@ class ImageEditR1:
 
     def _sequence(self, image, request: str, decomposition: Decomposition, trace: Trace) -> list[str]:
         try:
+            with trace.stage("load_agents"):
+                sequencer = self.sequencer
             with trace.stage("sequence"):
-                result = _call_sequencer(self.sequencer, image, decomposition, request)
+                result = _call_sequencer(sequencer, image, decomposition, request)
         except Exception as exc:
             if self._stage_fallback(trace, "sequence", exc, self.config.on_sequence_failure) == "original":
                 return [request]
@@ -284,15 +287,26 @@ class ImageEditR1:
             _note_dropped(trace, decomposition, sub_requests)
         return sub_requests
 
-    def plan(self, image, request: str, *, mode: str | None = None) -> dict[str, Any]:
-        """Run the decomposition and sequencing agents only; return the trace of what would be edited."""
+    def plan(self, image, request: str, *, mode: str | None = None) -> Plan:
+        """Run the decomposition and sequencing agents only (the editor is not built) and return
+        their ``Plan``: decomposition, ordered sub-requests, mode and editor instruction(s).
+
+        Change it if you like, then ``execute(image, plan)``. Raises ``ValueError`` for an empty
+        request or an unknown mode, ``ImageLoadError`` for an unreadable image, ``EditFailed``
+        when an agent fails under the ``error`` policy, ``AgentUnavailableError`` when one cannot
+        start.
+        """
         image, request, mode = self._inputs(image, request, mode)
+        return self._plan(image, request, mode)
+
+    def _plan(self, image, request: str, mode: str) -> Plan:
         trace = self._new_trace(image, request, mode)
         with trace.stage("total"):
-            trace["instructions"] = self._instructions(image, request, mode, trace)
+            decomposition, sub_requests = self._propose(image, request, mode, trace)
         trace["models"] = self.model_ids(mode)
-        trace["status"] = "planned"
-        return dict(trace)
+        record = {key: value for key, value in trace.items() if key not in _PLAN_FIELDS}
+        return Plan(request=request, mode=mode, decomposition=decomposition, sub_requests=sub_requests,
+                    record=record)
 
     def _inputs(self, image, request: str, mode: str | None):
         mode = mode or self.config.mode
@@ -303,12 +317,13 @@ class ImageEditR1:
         # Forum tags ("[Paid $10]") are not part of the request, for any agent.
         return load_image(image, max_pixels=self.config.max_image_pixels), clean_request(request), mode
 
-    def _instructions(self, image, request: str, mode: str, trace: Trace) -> list[str]:
+    def _propose(self, image, request: str, mode: str, trace: Trace) -> tuple[Decomposition | None, list[str]]:
+        """The agents' decomposition and sub-requests (``None, []`` when the raw request is edited)."""
         if mode == "original":
-            return [request]
+            return None, []
         decomposition = self._decompose(image, request, trace)
         if decomposition is None:  # the "original" fallback
-            return [request]
+            return None, []
         sub_requests = self._sequence(image, request, decomposition, trace)
         if not sub_requests:
             trace["errors"].append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
@@ -317,45 +332,89 @@ class ImageEditR1:
             trace["fallbacks"].append({"stage": "sequence", "used": "original", "reason": "no sub-requests"})
             sub_requests = [request]
         trace["sub_requests"] = sub_requests
-        if mode == "single-turn":
-            return [join_sub_requests(sub_requests)]
-        return sub_requests
+        return decomposition, sub_requests
 
-    def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
-        image, request, mode = self._inputs(image, request, mode)
-        trace = self._new_trace(image, request, mode)
+    def execute(self, image, plan: Plan | dict, *, seed: int | None = None, on_step=None) -> EditResult:
+        """Run the editor on ``plan`` (as the agents proposed it, or changed) and return the result.
+
+        ``plan`` is a ``Plan`` or its ``to_dict()``; ``seed`` is the base seed (multi-turn step i
+        uses ``seed + i``; default: the config's, else a fresh one, recorded either way). The
+        trace holds the plan's agent record and ``trace["plan"]``: whether the plan was changed,
+        by whom and how (see ``Plan.change_record``). Raises ``PlanError`` for a malformed plan,
+        ``ImageLoadError`` for an unreadable image, ``EditFailed`` (with the trace) when editing
+        fails, ``EditorUnavailableError`` when the editor cannot start. ``on_step(step, total,
+        instruction)``, if given, is called before each editor call (0-based step), for progress.
+        """
+        plan = Plan.from_dict(plan) if isinstance(plan, dict) else plan
+        if not isinstance(plan, Plan):
+            raise PlanError(f"execute() takes a Plan or its to_dict(), got {type(plan).__name__}")
+        plan.validate()
+        image = load_image(image, max_pixels=self.config.max_image_pixels)
+        return self._execute(image, plan, seed, on_step)
+
+    def _execute(self, image, plan: Plan, seed: int | None, on_step=None) -> EditResult:
+        trace = self._new_trace(image, plan.request, plan.mode)
+        planned_on = plan.record.get("input") or {}
+        for key, value in copy.deepcopy(plan.record).items():
+            if key not in _PLAN_FIELDS and key != "input":
+                trace[key] = value
+        trace["decomposition"] = plan.to_dict()["decomposition"]
+        trace["sub_requests"] = list(plan.sub_requests)
+        trace["instructions"] = instructions = plan.instructions
+        trace["plan"] = {**plan.change_record(),
+                         "image_matches": planned_on.get("sha256") in (None, trace["input"]["sha256"])}
+        planned_seconds = float(trace["seconds"].get("total", 0.0))
+        trace["seconds"].pop("total", None)
         base_seed = seed if seed is not None else self.config.seed
         if base_seed is None:
             base_seed = secrets.randbelow(2**31)
         run_start = time.perf_counter()
+
+        def finish() -> None:
+            trace["seconds"]["total"] = round(planned_seconds + time.perf_counter() - run_start, 4)
+            # The agents' ids come from the planning record (none for a hand-written plan).
+            models = dict(trace.get("models") or {"decomposer": None, "sequencer": None})
+            trace["models"] = {**models, "editor": self._editor_model_id()}
+
         try:
-            instructions = self._instructions(image, request, mode, trace)
-            trace["instructions"] = instructions
             editor = self.editor
             trace["editor"] = _describe(editor)
             if hasattr(editor, "load"):
                 with trace.stage("load_editor"):
                     editor.load()
-            current = image
             with trace.stage("edit"):
-                for step, instruction in enumerate(instructions):
-                    step_seed = base_seed + step
-                    trace["seeds"].append(step_seed)
-                    current = editor.edit(current, instruction, seed=step_seed)
-        except EditFailed:
-            raise
+                current = self._edit(editor, image, instructions, base_seed, trace, on_step)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             trace["errors"].append(_error_record("edit", exc))
-            trace["models"] = self.model_ids(mode)
-            trace["seconds"]["total"] = round(time.perf_counter() - run_start, 4)
+            finish()
             raise self._fail(trace, f"editing failed: {exc}") from exc
-        trace["seconds"]["total"] = round(time.perf_counter() - run_start, 4)
-        trace["models"] = self.model_ids(mode)
+        finish()
         trace["output"] = _image_info(current)
         trace["status"] = "ok"
         return EditResult(image=current, trace=dict(trace))
+
+    def _edit(self, editor, image, instructions: list[str], base_seed: int, trace: Trace, on_step=None):
+        """The edit step: each instruction on the previous output, step i with seed base + i."""
+        current = image
+        for step, instruction in enumerate(instructions):
+            if on_step is not None:
+                on_step(step, len(instructions), instruction)
+            step_seed = base_seed + step
+            trace["seeds"].append(step_seed)
+            current = editor.edit(current, instruction, seed=step_seed)
+        return current
+
+    def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
+        """Plan and execute in one go: ``execute(image, plan(image, request), seed=seed)``."""
+        image, request, mode = self._inputs(image, request, mode)
+        return self._execute(image, self._plan(image, request, mode), seed)
+
+
+# The trace fields a Plan holds itself; its ``record`` keeps the rest of the planning trace.
+_PLAN_FIELDS = frozenset({"request", "mode", "status", "decomposition", "sub_requests", "instructions",
+                          "editor", "seeds", "output"})
 
 
 # ----------------------------------------------------------------------------- agent adapters

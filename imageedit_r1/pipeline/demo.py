@@ -90,7 +90,7 @@ def run_demo(args, overrides: list[str]) -> int:
         if args.dry_run:
             import json
 
-            print(json.dumps(pipeline.plan(image, request), indent=2, default=str))
+            print(json.dumps(pipeline.plan(image, request).trace(), indent=2, default=str))
             return 0
         result = pipeline(image, request)
         result.trace["demo"] = {

@@ -135,7 +135,9 @@ class FakeServer:
         latency: float = 0.0,
         hang_seconds: float = 10.0,
         raise_handler_errors: bool = True,
+        port: int = 0,
     ) -> None:
+        self.port = int(port)  # 0: a free port chosen at start
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._faults = faults
         self._fault_offset = 0
@@ -193,7 +195,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread = threading.Thread(

@@ -267,10 +267,13 @@ def _write_tiny_qwen_image_edit(out_dir: Path) -> None:
 
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
-    qwen_dir = build_tiny_qwen25vl(out_dir.parent / f"{out_dir.name}-qwen25vl")
+    # The text encoder is built inside the output folder and removed once loaded: the pipeline
+    # saves its own copy under text_encoder/, and a builder writes nowhere but where it is told.
+    qwen_dir = build_tiny_qwen25vl(out_dir / ".build-text-encoder")
     text_encoder = Qwen2_5_VLForConditionalGeneration.from_pretrained(qwen_dir)
     tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
     processor = AutoProcessor.from_pretrained(qwen_dir)
+    shutil.rmtree(qwen_dir, ignore_errors=True)
     z_dim = 4
     _seeded(4)
     transformer = QwenImageTransformer2DModel(

@@ -76,10 +76,18 @@ def run_preflight(args: argparse.Namespace) -> int:
             report = preflight.check_trl(trainer_args, check_devices=check_devices, **launch)
         return _finish_preflight(args, cmd, report)
     overrides = _overrides_from_command(args.trainer, cmd)
+    from imageedit_r1.train.data_files import trainer_problem
+
+    wrong_trainer = trainer_problem(args.trainer)
+    if wrong_trainer and args.trainer == "verl":  # verl's own config cannot even be composed
+        print(f"error: {wrong_trainer}", file=sys.stderr)
+        return 2
     try:
         if args.trainer == "easyr1":
             config = preflight.load_easyr1_config(overrides)
             report = preflight.check_easyr1(config, check_devices=check_devices)
+            if wrong_trainer:
+                report.fail(wrong_trainer)
         else:
             # verl prints its progress to stdout; keep stdout for the resolved command only.
             with contextlib.redirect_stdout(sys.stderr):
@@ -100,7 +108,7 @@ def _finish_preflight(args: argparse.Namespace, cmd: Sequence[str], report) -> i
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for note in report.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
     if args.dry_run:
         print(f"# {args.trainer} launch checked (dry run; GPUs not checked). Resolved command:")
         print(_format_command(cmd, flags=args.trainer == "trl"))

@@ -190,6 +190,19 @@ def check_data_files(report: Report, name: str, value: Any, *, required: bool) -
         )
 
 
+def check_data_columns(report: Report, trainer: str, data: dict, columns: list[str], batch_key: str,
+                       batch_size: int | None) -> None:
+    """The other trainer's export is rejected by its columns; too few rows for one batch is a warning."""
+    from imageedit_r1.train.data_files import data_file_problems
+
+    for key in ("train_files", "val_files"):
+        paths = [p for p in _as_list(data.get(key)) if os.path.exists(p)]
+        problems, warnings = data_file_problems(trainer, f"data.{key}", paths, columns, batch_key,
+                                                batch_size if key == "train_files" else None)
+        report.problems.extend(problems)
+        report.notes.extend(f"warning: {w}" for w in warnings)
+
+
 def check_model_path(report: Report, name: str, value: Any) -> None:
     if not value:
         report.fail(f"{name} is not set")
@@ -297,6 +310,9 @@ def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool 
     if check_files:
         check_data_files(report, "data.train_files", _get(config, "data.train_files"), required=True)
         check_data_files(report, "data.val_files", _get(config, "data.val_files"), required=False)
+        columns = [_get(config, "data.prompt_key", "problem"), _get(config, "data.answer_key", "answer"),
+                   _get(config, "data.image_key", "images")]
+        check_data_columns(report, "easyr1", config.get("data", {}), columns, "data.rollout_batch_size", rollout_bs)
         check_model_path(report, "worker.actor.model.model_path", _get(config, "worker.actor.model.model_path"))
         prompt = _get(config, "data.format_prompt")
         if prompt and not os.path.isfile(prompt):
@@ -348,7 +364,27 @@ def compose_verl_config(overrides: Sequence[str]):
         with initialize_config_module(config_module="verl.trainer.config", version_base=None):
             return compose(config_name="ppo_trainer", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise PreflightError([f"verl rejected the overrides: {exc}"]) from exc
+        unknown = re.search(r"Could not override '([^']+)'", str(exc))
+        if unknown:
+            raise PreflightError([_unknown_verl_key(unknown.group(1))]) from exc
+        raise PreflightError([f"verl rejected the overrides: {' '.join(str(exc).split())}"]) from exc
+
+
+def _unknown_verl_key(key: str) -> str:
+    """One line for a key verl's config does not define, with the key probably meant."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from imageedit_r1.config import did_you_mean
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        defaults = OmegaConf.to_container(compose(config_name="ppo_trainer"), resolve=False)
+    known = list(flatten(defaults))
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    siblings = [k for k in known if k.rsplit(".", 1)[0] == parent] or known
+    hint = did_you_mean(key, siblings)
+    return (f"unknown verl config key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            + f"; to add a key verl does not define, write +{key}=...")
 
 
 def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> Report:
@@ -404,6 +440,9 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
     if check_files:
         check_data_files(report, "data.train_files", _plain(config.data.train_files), required=True)
         check_data_files(report, "data.val_files", _plain(config.data.val_files), required=False)
+        data = {"train_files": _plain(config.data.train_files), "val_files": _plain(config.data.val_files)}
+        columns = [config.data.prompt_key, config.data.get("image_key", "images"), "reward_model"]
+        check_data_columns(report, "verl", data, columns, "data.train_batch_size", config.data.train_batch_size)
         check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
     check_gpus(report, gpus, nnodes, check_devices=check_devices)
     return report

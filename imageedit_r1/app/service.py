@@ -1,0 +1,265 @@
+"""The app's work, with no web code: plan, execute, choose the editor, word errors for the page.
+
+``EditService`` wraps ``ImageEditR1``: ``plan`` runs the decomposition and sequencing agents,
+``execute`` runs the chosen editor on a (possibly changed) plan and writes the edited image and
+its trace to the app's output folder for download. Every failure becomes an ``AppError`` whose
+message is safe to show in a page: no stack trace, and no secret. Secrets are the values of
+environment variables whose names say key, token, secret or password, and the app's login
+passwords; ``redact`` replaces them in messages and traces alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from imageedit_r1.app.uploads import UploadLimits, UploadRefused, read_upload
+from imageedit_r1.pipeline.config import MODES, EditorConfig, PipelineConfig
+from imageedit_r1.pipeline.plan import MAX_TEXT_CHARS, Plan, PlanError
+
+logger = logging.getLogger(__name__)
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+MAX_SEED = 2**31 - 1
+MAX_STEPS = 200
+MAX_PLAN_BYTES = 4 * 2**20  # a plan with its agents' record is a few kB; this bounds what a client may send
+
+
+class AppError(ValueError):
+    """A failure worded for the page; ``trace`` holds a failed run's (redacted) trace, if any."""
+
+    def __init__(self, message: str, trace: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+def secret_values(extra: list[str] = ()) -> list[str]:
+    """Values that must never reach a page or a downloaded file (longest first)."""
+    values = [value for name, value in os.environ.items() if SECRET_NAME.search(name) and len(value) >= 6]
+    values += [value for value in extra if value and len(value) >= 4]
+    return sorted(set(values), key=len, reverse=True)
+
+
+def redact(value: Any, secrets_: list[str]) -> Any:
+    """``value`` (str, or dicts/lists of them) with every secret replaced by ``[redacted]``."""
+    if isinstance(value, str):
+        for secret in secrets_:
+            value = value.replace(secret, "[redacted]")
+        return value
+    if isinstance(value, dict):
+        return {redact(key, secrets_): redact(item, secrets_) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(item, secrets_) for item in value]
+    return value
+
+
+@dataclass
+class AppSettings:
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    upload_roots: list[str] = field(default_factory=list)  # where the web framework stores uploads
+    output_dir: str | None = None  # edited images and traces for download (default: a temp folder)
+    auth_passwords: list[str] = field(default_factory=list)
+    demo: bool = False
+
+
+@dataclass
+class Outcome:
+    """One finished edit: the images, the redacted trace, and the files written for download."""
+
+    before: Any
+    after: Any
+    trace: dict[str, Any]
+    image_path: Path
+    trace_path: Path
+
+
+class EditService:
+    """Plans and edits for the app; one editor is kept loaded at a time (GPU memory)."""
+
+    def __init__(self, settings: AppSettings, *, planner=None, editor=None) -> None:
+        """``planner`` (an ``ImageEditR1``) and ``editor`` (for the configured editor name) may be
+        given ready-made; by default both are built from ``settings.config`` on first use."""
+        from imageedit_r1.pipeline.core import ImageEditR1
+
+        self.settings = settings
+        self.config = settings.config
+        self.planner = planner or ImageEditR1(config=self.config)
+        self._editor_name = self.config.editor.name if editor is not None else None
+        self._editor = editor
+        self._lock = threading.Lock()
+        self._first_plan = True
+        self.output_dir = Path(settings.output_dir or tempfile.mkdtemp(prefix="imageedit-r1-app-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ choices shown in the page
+
+    def editor_names(self) -> list[str]:
+        from imageedit_r1.agents.editors import EDITORS
+
+        configured = self.config.editor.name
+        return [configured, *[name for name in EDITORS if name != configured]]
+
+    def default_steps(self, editor_name: str | None = None) -> int | None:
+        """The editor's denoising steps (config, else the editor's default); None for hosted editors."""
+        from imageedit_r1.agents.editors import editor_class
+
+        name = editor_name or self.config.editor.name
+        if name == self.config.editor.name and self.config.editor.options.get("num_inference_steps"):
+            return int(self.config.editor.options["num_inference_steps"])
+        try:
+            return getattr(editor_class(name), "default_steps", None)
+        except (ValueError, ImportError):
+            return None
+
+    # ------------------------------------------------------------------ the work
+
+    def secrets(self) -> list[str]:
+        return secret_values(self.settings.auth_passwords)
+
+    def load_upload(self, value):
+        return read_upload(value, self.settings.limits, self.settings.upload_roots)
+
+    def plan(self, upload, request: str, mode: str | None = None, progress=None) -> tuple[Any, Plan]:
+        """The agents' plan for an uploaded image; returns (image, plan). Raises ``AppError``."""
+        image = self._guard(lambda: self.load_upload(upload))
+        request = self._check_request(request)
+        mode = self._check_mode(mode)
+        if progress:
+            progress(0.05, "planning: decomposition and sequencing agents"
+                     + (" (the first run loads the model)" if self._first_plan else ""))
+        with self._lock:
+            plan = self._guard(lambda: self.planner.plan(image, request, mode=mode))
+        self._first_plan = False
+        plan.record = redact(plan.record, self.secrets())
+        return image, plan
+
+    def execute(self, upload, plan: Plan | dict, *, editor: str | None = None, seed: int | None = None,
+                steps: int | None = None, progress=None) -> Outcome:
+        """Run ``editor`` on ``plan``; write the image and trace for download. Raises ``AppError``."""
+        from imageedit_r1.pipeline.core import ImageEditR1
+
+        image = self._guard(lambda: self.load_upload(upload))
+        if isinstance(plan, dict) and len(json.dumps(plan, default=str)) > MAX_PLAN_BYTES:
+            raise AppError(f"the plan is over {MAX_PLAN_BYTES // 2**20} MiB of JSON; send the one /plan returned")
+        plan = self._guard(lambda: (Plan.from_dict(plan) if isinstance(plan, dict) else plan).validate())
+        seed = self._check_int(seed, "seed", 0, MAX_SEED)
+        steps = self._check_int(steps, "steps", 1, MAX_STEPS)
+        name = editor or self.config.editor.name
+        if name not in self.editor_names():
+            raise AppError(f"unknown editor {name!r}; choose one of: {', '.join(self.editor_names())}")
+        if seed is None:
+            seed = secrets.randbelow(MAX_SEED)
+
+        def on_step(step: int, total: int, instruction: str) -> None:
+            if progress:
+                progress(0.2 + 0.8 * step / total, f"editing {step + 1}/{total}: {instruction[:80]}")
+
+        with self._lock:
+            if progress:
+                progress(0.05, f"loading the {name} editor" if self._editor_name != name else f"editing with {name}")
+            built = self._guard(lambda: self._editor_for(name))
+            if steps is not None and hasattr(built, "num_inference_steps"):
+                built.num_inference_steps = steps
+            config = replace(self.config, editor=self._editor_config(name))
+            runner = ImageEditR1(editor=built, config=config)
+            result = self._guard(lambda: runner.execute(image, plan, seed=seed, on_step=on_step))
+        trace = redact(result.trace, self.secrets())
+        stem = f"edit-{trace['output']['sha256'][:12]}-seed{seed}"
+        image_path, trace_path = self.output_dir / f"{stem}.png", self.output_dir / f"{stem}.trace.json"
+        result.image.save(image_path, format="PNG")
+        trace_path.write_text(json.dumps(trace, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        return Outcome(before=image, after=result.image, trace=trace, image_path=image_path, trace_path=trace_path)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _editor_config(self, name: str) -> EditorConfig:
+        if name == self.config.editor.name:
+            return copy.deepcopy(self.config.editor)
+        return EditorConfig(name=name, options={})
+
+    def _editor_for(self, name: str):
+        """The editor ``name``, built on first use; switching editors drops the previous one."""
+        if self._editor_name != name:
+            from imageedit_r1.agents.editors import build_editor
+
+            self._editor, self._editor_name = None, None
+            _free_accelerator_memory()
+            options = dict(self._editor_config(name).options)
+            self._editor, self._editor_name = build_editor(name, **options), name
+        return self._editor
+
+    @staticmethod
+    def _check_request(request) -> str:
+        if not isinstance(request, str) or not request.strip():
+            raise AppError("the edit request is empty: type what to change in the image")
+        if len(request) > MAX_TEXT_CHARS:
+            raise AppError(f"the edit request is {len(request)} characters long; the limit is {MAX_TEXT_CHARS}")
+        return request.strip()
+
+    def _check_mode(self, mode) -> str:
+        mode = mode or self.config.mode
+        if mode not in MODES:
+            raise AppError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        return mode
+
+    @staticmethod
+    def _check_int(value, what: str, low: int, high: int) -> int | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            number = int(value)
+        if number is None:
+            raise AppError(f"{what} must be a whole number, got {value!r}")
+        if not low <= number <= high:
+            raise AppError(f"{what} must be between {low} and {high}, got {number}")
+        return number
+
+    def _guard(self, work):
+        """Run ``work``; turn any failure into an ``AppError`` worded for the page (redacted)."""
+        from imageedit_r1.agents.editors import EditorUnavailableError
+        from imageedit_r1.pipeline.core import AgentUnavailableError
+        from imageedit_r1.pipeline.trace import EditFailed
+
+        hidden = self.secrets()
+        try:
+            return work()
+        except AppError:
+            raise
+        except (UploadRefused, PlanError) as exc:
+            raise AppError(redact(str(exc), hidden)) from None
+        except EditFailed as exc:
+            raise AppError(redact(str(exc), hidden), trace=redact(exc.trace, hidden)) from None
+        except EditorUnavailableError as exc:
+            raise AppError(redact(f"the editor cannot run here: {exc}", hidden)) from None
+        except (AgentUnavailableError, ImportError) as exc:
+            raise AppError(redact(f"cannot run here: {exc}", hidden)) from None
+        except ValueError as exc:
+            raise AppError(redact(str(exc), hidden)) from None
+        except Exception as exc:  # an unforeseen failure: the log gets the stack, the page a sentence
+            logger.exception("unexpected failure in the app")
+            raise AppError(redact(f"unexpected error ({type(exc).__name__}): {exc}", hidden)) from None
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,247 @@
+"""The Gradio page: image and request in, the plan shown and editable, the edit out.
+
+Layout: the input (upload or a sample drawn in code), the request and the run settings on the
+left; the plan on the right (the decomposition's actions, subjects and goals, then one field per
+sub-request with buttons to move it up or down or remove it, and one to add a sub-request);
+below, before and after side by side, the attempts so far, the downloads and the trace.
+
+Two API endpoints serve ``gradio_client`` (docs/app.md): ``/plan`` (image, request, mode → the
+plan as a dict) and ``/execute`` (image, plan, editor, seed, steps → edited image, trace). The
+page's own buttons call private endpoints. Agent and editor calls share one concurrency group
+(``gpu``) of size one, so two users never run models on one accelerator at once; the rest wait in
+Gradio's queue, whose length the app bounds.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from imageedit_r1.app.service import AppError, EditService
+from imageedit_r1.pipeline.config import MODES
+from imageedit_r1.pipeline.plan import Plan
+from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
+
+MAX_ROWS = 12  # sub-request fields on the page (the sequencing agent writes far fewer)
+MAX_HISTORY = 12
+SAMPLE_SIZE = (768, 512)
+GPU = "gpu"  # the concurrency group every model call joins
+
+DEMO_NOTE = ("**Offline demo:** tiny random-weight models built on this machine. The agents' answers "
+             "are gibberish (the fallbacks take over, as the plan says) and the edited image is noise.")
+
+
+def _upload_path(payload) -> str | None:
+    """The stored upload's path from the image component's raw payload.
+
+    The app's events skip Gradio's preprocessing (``preprocess=False``): Gradio's image
+    preprocessing opens the file before any handler runs and words a corrupt file or a bomb as a
+    generic error. Gradio still refuses, before this, any path that was not uploaded; the app
+    then reads the file itself, within bounds (``imageedit_r1.app.uploads``).
+    """
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return payload
+
+
+def _cell(text: str) -> str:
+    """Model text inside a Markdown table cell: no pipes, no line breaks, no HTML."""
+    return html.escape(" ".join(str(text).split())).replace("|", "\\|")
+
+
+def _decomposition_markdown(plan: Plan) -> str:
+    lines = ["### Plan"]
+    if plan.decomposition is None:
+        lines.append("No decomposition: the editor receives the request as it is "
+                     f"(mode `{plan.mode}`).")
+    else:
+        d = plan.decomposition
+        cells = [", ".join(_cell(item) for item in items) or "—" for items in (d.actions, d.subjects, d.goals)]
+        lines += ["| Actions | Subjects | Goals |", "|---|---|---|", f"| {' | '.join(cells)} |"]
+    for fallback in plan.record.get("fallbacks", []):
+        lines.append(f"\n*Note: the {fallback['stage']} stage used the `{fallback['used']}` fallback "
+                     f"({_cell(str(fallback.get('reason', ''))[:160])}).*")
+    lines.append("\nEdit, add, remove or reorder the sub-requests below, then press **Edit**.")
+    return "\n".join(lines)
+
+
+def _row_updates(texts: list[str], count: int) -> list[Any]:
+    """Values for every field, then visibility for every row."""
+    texts = list(texts[:count]) + [""] * (MAX_ROWS - min(count, len(texts)))
+    return [*[gr.Textbox(value=text) for text in texts[:MAX_ROWS]],
+            *[gr.Row(visible=i < count) for i in range(MAX_ROWS)]]
+
+
+def _page_error(exc: Exception) -> gr.Error:
+    # Gradio renders an error's message as HTML: escape it, it may quote the user's own text.
+    return gr.Error(html.escape(str(exc), quote=False), duration=None, print_exception=False)
+
+
+def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: bool = False) -> gr.Blocks:
+    editors = service.editor_names()
+    default_steps = service.default_steps()
+
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        plan_state = gr.State(None)  # the current plan, as Plan.to_dict()
+        count_state = gr.State(0)  # how many sub-request fields are in use
+        history_state = gr.State([])  # [(image path, caption)] of this session's attempts
+
+        gr.Markdown(f"# {title}\nDecompose an edit request, check and correct the plan, then edit.")
+        if demo_mode:
+            gr.Markdown(DEMO_NOTE, elem_id="demo-note")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image_in = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                    elem_id="input-image", height=320)
+                sample = gr.Dropdown(choices=list(SAMPLE_REQUESTS), value=None, label="…or a sample image",
+                                     elem_id="sample")
+                request = gr.Textbox(label="Edit request", lines=3, max_length=2000, elem_id="request",
+                                     placeholder="e.g. Change the color of her coat to scarlet and blur the background")
+                with gr.Row():
+                    mode = gr.Dropdown(choices=list(MODES), value=service.config.mode, label="Mode", elem_id="mode")
+                    editor = gr.Dropdown(choices=editors, value=editors[0], label="Editor", elem_id="editor")
+                with gr.Row():
+                    seed = gr.Number(value=service.config.seed if service.config.seed is not None else 0,
+                                     precision=0, minimum=0, label="Seed", elem_id="seed")
+                    steps = gr.Slider(1, 100, value=default_steps or 28, step=1, label="Steps (diffusion editors)",
+                                      elem_id="steps")
+                plan_btn = gr.Button("Plan", elem_id="plan-button")
+            with gr.Column(scale=1):
+                plan_md = gr.Markdown("### Plan\nPress **Plan** to see how the request is decomposed.",
+                                      elem_id="plan")
+                rows, fields, ups, downs, removes = [], [], [], [], []
+                for i in range(MAX_ROWS):
+                    with gr.Row(visible=False, equal_height=True) as row:
+                        fields.append(gr.Textbox(label=f"Sub-request {i + 1}", scale=8, max_length=2000,
+                                                 elem_id=f"sub-request-{i}"))
+                        ups.append(gr.Button("↑", size="sm", scale=0, min_width=40, elem_id=f"up-{i}"))
+                        downs.append(gr.Button("↓", size="sm", scale=0, min_width=40, elem_id=f"down-{i}"))
+                        removes.append(gr.Button("✕", size="sm", scale=0, min_width=40, elem_id=f"remove-{i}"))
+                    rows.append(row)
+                add_btn = gr.Button("+ Add a sub-request", size="sm", elem_id="add-button")
+                edit_btn = gr.Button("Edit", variant="primary", elem_id="edit-button")
+        status = gr.Markdown(elem_id="status")
+        with gr.Row():
+            before = gr.Image(label="Before", interactive=False, type="pil", format="png", elem_id="before")
+            after = gr.Image(label="After", interactive=False, type="pil", format="png", elem_id="after")
+        history = gr.Gallery(label="Attempts", columns=6, fit_columns=False, object_fit="contain", height="auto",
+                             preview=False, interactive=False, elem_id="history")
+        with gr.Row():
+            image_file = gr.File(label="Download the edited image", interactive=False, elem_id="download-image")
+            trace_file = gr.File(label="Download the trace", interactive=False, elem_id="download-trace")
+        with gr.Accordion("Trace", open=False):
+            trace_json = gr.JSON(label="Trace", elem_id="trace")
+
+        # API-only components: the plan in and out, the edited image out.
+        api_plan_out = gr.JSON(visible=False)
+        api_plan_in = gr.JSON(visible=False)
+        api_image_out = gr.Image(visible=False, type="pil", format="png")
+        api_trace_out = gr.JSON(visible=False)
+        api_plan_btn = gr.Button(visible=False)
+        api_execute_btn = gr.Button(visible=False)
+        row_outputs = [*fields, *rows]
+
+        # ------------------------------------------------------------------ handlers
+
+        def pick_sample(name):
+            if not name:
+                return gr.Image(), gr.Textbox()
+            return sample_image(name, SAMPLE_SIZE), SAMPLE_REQUESTS[name]
+
+        def ui_plan(upload, text, mode_value, progress=gr.Progress()):
+            try:
+                _, plan = service.plan(_upload_path(upload), text, mode_value, progress=progress)
+            except AppError as exc:
+                raise _page_error(exc) from None
+            subs = plan.sub_requests
+            shown = subs[:MAX_ROWS]
+            note = f"Plan ready: {len(subs)} sub-request(s), mode `{plan.mode}`."
+            if len(subs) > MAX_ROWS:
+                note += f" Only the first {MAX_ROWS} fit on this page; the rest are dropped if you edit."
+            return [plan.to_dict(), len(shown), _decomposition_markdown(plan), note, *_row_updates(shown, len(shown))]
+
+        def move(i, delta):
+            def handler(count, *texts):
+                texts = list(texts)
+                j = i + delta
+                if 0 <= j < count:
+                    texts[i], texts[j] = texts[j], texts[i]
+                return _row_updates(texts, count)
+            return handler
+
+        def remove(i):
+            def handler(count, *texts):
+                texts = list(texts[:count])
+                if i < count:
+                    texts.pop(i)
+                return [count - 1 if i < count else count, *_row_updates(texts, len(texts))]
+            return handler
+
+        def add(count, *texts):
+            if count >= MAX_ROWS:
+                raise gr.Error(f"at most {MAX_ROWS} sub-requests fit on this page", print_exception=False)
+            texts = list(texts[:count]) + [""]
+            return [count + 1, *_row_updates(texts, count + 1)]
+
+        def ui_execute(upload, plan_dict, count, *rest, progress=gr.Progress(track_tqdm=True)):
+            texts, (mode_value, editor_name, seed_value, steps_value, attempts) = rest[:MAX_ROWS], rest[MAX_ROWS:]
+            try:
+                if not plan_dict:
+                    raise AppError("press Plan first: the editor runs on the plan you see")
+                plan = Plan.from_dict(plan_dict)
+                if plan.mode != "original" or count:
+                    plan.set_sub_requests([text or "" for text in texts[:count]])
+                plan.set_mode(mode_value)
+                outcome = service.execute(_upload_path(upload), plan, editor=editor_name, seed=seed_value, steps=steps_value,
+                                          progress=progress)
+            except AppError as exc:
+                raise _page_error(exc) from None
+            except ValueError as exc:  # a PlanError from the fields: an empty or overlong sub-request
+                hint = ": fill it in, or remove it with ✕" if str(exc).endswith("is empty") else ""
+                raise _page_error(f"{exc}{hint}") from None
+            trace = outcome.trace
+            changed = "changed plan" if trace["plan"]["changed"] else "agents' plan"
+            caption = f"#{len(attempts) + 1} · {trace['editor'].get('name')} · seed {trace['seeds'][0]} · {changed}"
+            attempts = [*attempts, (str(outcome.image_path), caption)][-MAX_HISTORY:]
+            seconds = trace["seconds"].get("total", 0.0)
+            note = f"Edited in {seconds:.1f} s ({changed}, {len(trace['instructions'])} editor call(s))."
+            return [outcome.before, outcome.after, attempts, attempts, str(outcome.image_path),
+                    str(outcome.trace_path), trace, note]
+
+        def api_plan(upload, text, mode_value, progress=gr.Progress()):
+            try:
+                return service.plan(_upload_path(upload), text, mode_value, progress=progress)[1].to_dict()
+            except AppError as exc:
+                raise _page_error(exc) from None
+
+        def api_execute(upload, plan_dict, editor_name, seed_value, steps_value, progress=gr.Progress(track_tqdm=True)):
+            try:
+                outcome = service.execute(_upload_path(upload), plan_dict, editor=editor_name, seed=seed_value, steps=steps_value,
+                                          progress=progress)
+            except AppError as exc:
+                raise _page_error(exc) from None
+            return outcome.after, outcome.trace
+
+        # ------------------------------------------------------------------ wiring
+
+        private = {"api_visibility": "private"}
+        sample.change(pick_sample, [sample], [image_in, request], **private, concurrency_limit=None)
+        plan_btn.click(ui_plan, [image_in, request, mode], [plan_state, count_state, plan_md, status, *row_outputs],
+                       concurrency_id=GPU, concurrency_limit=1, preprocess=False, **private)
+        for i in range(MAX_ROWS):
+            ups[i].click(move(i, -1), [count_state, *fields], row_outputs, concurrency_limit=None, **private)
+            downs[i].click(move(i, +1), [count_state, *fields], row_outputs, concurrency_limit=None, **private)
+            removes[i].click(remove(i), [count_state, *fields], [count_state, *row_outputs],
+                             concurrency_limit=None, **private)
+        add_btn.click(add, [count_state, *fields], [count_state, *row_outputs], concurrency_limit=None, **private)
+        edit_btn.click(ui_execute,
+                       [image_in, plan_state, count_state, *fields, mode, editor, seed, steps, history_state],
+                       [before, after, history, history_state, image_file, trace_file, trace_json, status],
+                       concurrency_id=GPU, concurrency_limit=1, preprocess=False, **private)
+        api_plan_btn.click(api_plan, [image_in, request, mode], [api_plan_out], api_name="plan",
+                           concurrency_id=GPU, concurrency_limit=1, preprocess=False)
+        api_execute_btn.click(api_execute, [image_in, api_plan_in, editor, seed, steps], [api_image_out, api_trace_out],
+                              api_name="execute", concurrency_id=GPU, concurrency_limit=1, preprocess=False)
+    return app

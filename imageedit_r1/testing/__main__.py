@@ -1,0 +1,170 @@
+"""``python -m imageedit_r1.testing``: offline stand-ins a user can start, no weights or keys needed.
+
+    python -m imageedit_r1.testing build --out tiny            # tiny random-weight models
+    python -m imageedit_r1.testing serve --api openai --port 8765 --replies replies.json
+    python -m imageedit_r1.testing config --models tiny --port 8765 > offline.yaml
+    python -m imageedit_r1.pipeline --config offline.yaml --image photo.jpg --request "..." --out out.png
+
+The models have random weights (their output is noise) and the server answers from a script:
+together they exercise every stage of the pipeline, eval and data tools with the real libraries
+and the real SDK clients, on a CPU, offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+MODELS = {
+    "qwen25vl": ("tiny-qwen25vl", "a tiny Qwen2.5-VL (decomposition / sequencing agents, teacher)"),
+    "flux-kontext": ("tiny-flux-kontext", "a tiny FluxKontextPipeline (editor flux-kontext)"),
+    "qwen-image-edit": ("tiny-qwen-image-edit", "a tiny QwenImageEditPipeline (editor qwen-image-edit)"),
+}
+APIS = ("openai", "gemini")
+EXAMPLE_REPLIES = [
+    '<think>The coat is the subject.</think><action>["Recoloring"]</action><subjects>["coat"]</subjects>'
+    '<goals>["scarlet"]</goals>',
+    '{"sub_requests": ["Recolor the coat to scarlet"]}',
+]
+
+
+def cmd_build(args) -> int:
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext, build_tiny_qwen_image_edit
+    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
+
+    builders = {"qwen25vl": build_tiny_qwen25vl, "flux-kontext": build_tiny_flux_kontext,
+                "qwen-image-edit": build_tiny_qwen_image_edit}
+    out = Path(args.out)
+    for name in args.models:
+        folder, what = MODELS[name]
+        started = time.perf_counter()
+        path = builders[name](out / folder)
+        print(f"{name}: {what} -> {path} ({time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+def read_replies(path: str) -> list[str]:
+    """A JSON list of replies (strings, or objects printed as JSON), served in order; the last repeats."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc}); write a JSON list of reply strings") from None
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{path}: write a non-empty JSON list of replies")
+    return [item if isinstance(item, str) else json.dumps(item) for item in data]
+
+
+def cmd_serve(args) -> int:
+    from imageedit_r1.testing.fake_servers import (
+        FakeServer,
+        add_gemini_route,
+        add_openai_chat_route,
+        scripted,
+    )
+
+    replies = read_replies(args.replies) if args.replies else EXAMPLE_REPLIES
+    server = FakeServer(port=args.port, raise_handler_errors=False)
+    if args.api == "openai":
+        add_openai_chat_route(server, scripted(*replies), model=args.model)
+    else:
+        add_gemini_route(server, scripted(*replies), model=args.model)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    base = f"{server.url}/v1" if args.api == "openai" else server.url
+    print(f"fake {args.api} server on {base} (model {args.model!r}, {len(replies)} scripted replies; "
+          "the last repeats). Ctrl-C stops it.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print(f"stopped after {len(server.requests)} request(s)", file=sys.stderr)
+        return 0
+    finally:
+        server.stop()
+
+
+def offline_config(models: Path, port: int, api: str = "openai", model: str = "fake-model") -> str:
+    """A pipeline YAML: agents on the fake server, the editor a tiny local FLUX.1-Kontext pipeline."""
+    agent = {"backend": api, "model": model, "base_url": f"http://127.0.0.1:{port}" + ("/v1" if api == "openai" else ""),
+             "retry_attempts": 1, "timeout": 30}
+    if api == "gemini":
+        agent["api_key_env"] = "FAKE_GEMINI_KEY"
+    config = {
+        "mode": "single-turn",
+        "seed": 0,
+        "decomposer": agent,
+        "editor": {"name": "flux-kontext", "options": {
+            "model_id": str((models / MODELS["flux-kontext"][0]).resolve()), "local_files_only": True,
+            "device": "cpu", "dtype": "float32", "max_area": 64 * 64, "min_area": 0, "num_inference_steps": 2,
+            "max_sequence_length": 64}},
+        "on_decompose_failure": "keywords",
+        "on_sequence_failure": "template",
+    }
+    from omegaconf import OmegaConf
+
+    header = ("# Offline stand-ins from `python -m imageedit_r1.testing`: the agents ask the fake "
+              f"{api} server on port {port}\n# (start it with `python -m imageedit_r1.testing serve --api {api} "
+              f"--port {port}`), the editor is a tiny random FLUX.1-Kontext\n# pipeline: its output is noise."
+              + ("\n# The Gemini client needs a key: export FAKE_GEMINI_KEY=anything" if api == "gemini" else ""))
+    return header + "\n" + OmegaConf.to_yaml(OmegaConf.create(config))
+
+
+def cmd_config(args) -> int:
+    models = Path(args.models)
+    flux = models / MODELS["flux-kontext"][0]
+    if not flux.is_dir():
+        print(f"error: no tiny editor in {flux}: run `python -m imageedit_r1.testing build --out {models}` first",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(offline_config(models, args.port, args.api, args.model))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m imageedit_r1.testing", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build tiny random-weight models into a folder (nothing written elsewhere)")
+    build.add_argument("--out", required=True, help="folder for the models (one sub-folder each)")
+    build.add_argument("--models", type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+                       default=["qwen25vl", "flux-kontext"],
+                       help=f"comma-separated, from {', '.join(MODELS)} (default: qwen25vl,flux-kontext)")
+    build.set_defaults(func=cmd_build)
+    serve = sub.add_parser("serve", help="a loopback fake OpenAI-compatible or Gemini server with scripted replies")
+    serve.add_argument("--api", choices=APIS, default="openai")
+    serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
+    serve.add_argument("--replies", help="JSON list of replies, in order, the last repeating "
+                                         "(default: one decomposition and one sequencing answer)")
+    serve.add_argument("--model", default="fake-model", help="the model name the server reports")
+    serve.set_defaults(func=cmd_serve)
+    config = sub.add_parser("config", help="print a pipeline YAML that uses the tiny editor and the fake server")
+    config.add_argument("--models", required=True, help="the folder given to `build --out`")
+    config.add_argument("--port", type=int, default=8765)
+    config.add_argument("--api", choices=APIS, default="openai")
+    config.add_argument("--model", default="fake-model")
+    config.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "build":
+        unknown = [m for m in args.models if m not in MODELS]
+        if unknown:
+            print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODELS)}", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

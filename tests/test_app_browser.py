@@ -1,0 +1,336 @@
+"""The app served for real on the tiny random-weight models: gradio_client calls /plan then
+/execute; a headless Chromium (Playwright driving Debian's chromium) uploads, plans, changes a
+sub-request, edits, and checks the page; refusals arrive as clear messages; the bind is loopback."""
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+gradio = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+pytestmark = [pytest.mark.slow]
+
+MAX_BYTES = 400_000
+MAX_MEGAPIXELS = 2.0
+RED, BLUE = (220, 30, 30), (30, 40, 220)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_tone(size):
+    """Left half red, right half blue: easy to find in a screenshot."""
+    image = Image.new("RGB", size, RED)
+    image.paste(BLUE, (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
+@contextlib.contextmanager
+def scripted_app(tmp_path, editor, queue_size=4, auth=None):
+    """The app served with scripted agents and ``editor`` (no models): yields its URL."""
+    from gradio.utils import get_upload_folder
+
+    from imageedit_r1.app.server import launch
+    from imageedit_r1.app.service import AppSettings, EditService
+    from imageedit_r1.app.ui import build_app
+    from imageedit_r1.app.uploads import UploadLimits
+    from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
+    from tests.test_pipeline import DECOMPOSITION, SUBS, ScriptedDecomposer, ScriptedSequencer
+
+    config = PipelineConfig()
+    planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
+                          config=config)
+    settings = AppSettings(config=config, limits=UploadLimits(), upload_roots=[get_upload_folder()],
+                           output_dir=str(tmp_path / "out"), auth_passwords=[password for _, password in auth or []])
+    app = build_app(EditService(settings, planner=planner, editor=editor))
+    port = free_port()
+    launch(app, host="127.0.0.1", port=port, share=False, auth=auth, limits=settings.limits, queue_size=queue_size,
+           prevent_thread_lock=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from imageedit_r1.app.__main__ import build_parser
+    from imageedit_r1.app.server import build_settings, launch
+    from imageedit_r1.app.service import EditService
+    from imageedit_r1.app.ui import build_app
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # the app's own --host default must win over this
+    monkey.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(["--demo", "--port", str(free_port()), "--max-upload-mb", str(MAX_BYTES / 2**20),
+                                      "--max-megapixels", str(MAX_MEGAPIXELS), "--queue-size", "4",
+                                      "--output-dir", str(tmp_path_factory.mktemp("app-out"))])
+    settings = build_settings(args, [])
+    app = build_app(EditService(settings), title="ImageEdit-R1 (offline demo)", demo_mode=True)
+    launch(app, host=args.host, port=args.port, share=args.share, auth=None, limits=settings.limits,
+           queue_size=args.queue_size, prevent_thread_lock=True)
+    yield SimpleNamespace(app=app, url=f"http://127.0.0.1:{args.port}/", port=args.port, args=args)
+    app.close()
+    monkey.undo()
+
+
+def test_the_server_binds_loopback_with_a_bounded_queue_and_no_share_link(served):
+    assert served.app.server_name == "127.0.0.1" and served.app.share is False
+    assert served.app.local_url.startswith("http://127.0.0.1:")
+    assert served.app._queue.max_size == 4
+    with socket.socket() as sock:  # nothing answers on another interface address of this machine
+        sock.settimeout(2)
+        other = socket.gethostbyname(socket.gethostname())
+        if not other.startswith("127."):
+            assert sock.connect_ex((other, served.port)) != 0
+
+
+def test_gradio_client_plans_then_executes_a_changed_plan(served, tmp_path):
+    from gradio_client import Client, handle_file
+
+    path = tmp_path / "in.png"
+    two_tone((200, 150)).save(path)
+    client = Client(served.url, verbose=False)
+    assert {"/plan", "/execute"} <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    plan = client.predict(handle_file(str(path)), "Change the color of the car to blue and remove the sign",
+                          "multi-turn", api_name="/plan")
+    assert plan["mode"] == "multi-turn" and plan["sub_requests"] and plan["decomposition"]["actions"]
+    plan["sub_requests"][0] = "Recolor the car to a deep navy blue"
+    edited, trace = client.predict(handle_file(str(path)), plan, "flux-kontext", 7, 2, api_name="/execute")
+    assert Image.open(edited).size == (200, 150)
+    assert trace["status"] == "ok" and trace["sub_requests"][0] == "Recolor the car to a deep navy blue"
+    assert trace["plan"]["changed"] is True and trace["seeds"][0] == 7
+    assert trace["editor"]["num_inference_steps"] == 2
+
+
+def _client_error(served, *args, api_name="/plan"):
+    from gradio_client import Client
+
+    with pytest.raises(Exception) as info:  # noqa: PT011 - gradio_client's AppError carries the page's message
+        Client(served.url, verbose=False).predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+def test_oversized_bomb_corrupt_and_empty_inputs_are_refused_clearly(served, tmp_path):
+    from gradio_client import handle_file
+
+    big = tmp_path / "big.png"
+    Image.effect_noise((700, 500), 100).convert("RGB").save(big)
+    assert big.stat().st_size > MAX_BYTES
+    message = _client_error(served, handle_file(str(big)), "x", "single-turn")
+    assert f"exceeds the maximum file size of {MAX_BYTES} bytes" in message, message
+    # A client that skips that check is refused by the server before the file is stored.
+    response = httpx.post(f"{served.url}gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")},
+                          timeout=30)
+    assert response.status_code == 413 and f"maximum allowed size of {MAX_BYTES} bytes" in response.text
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12_000, 12_000)).save(bomb, optimize=True)
+    assert "144.0 megapixels; this app accepts at most 2 megapixels" in \
+        _client_error(served, handle_file(str(bomb)), "x", "single-turn")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x07" * 300)
+    assert "not a readable image" in _client_error(served, handle_file(str(corrupt)), "x", "single-turn")
+    assert "no image" in _client_error(served, None, "x", "single-turn")
+    good = tmp_path / "ok.png"
+    two_tone((64, 48)).save(good)
+    assert "request is empty" in _client_error(served, handle_file(str(good)), "   ", "single-turn")
+
+
+def _raw_call(served, endpoint: str, data: list) -> str:
+    """Call an endpoint over plain HTTP, as a hand-written client would; return the event stream."""
+    base = f"{served.url}gradio_api/call/{endpoint}"
+    event_id = httpx.post(base, json={"data": data}, timeout=30).json()["event_id"]
+    return httpx.get(f"{base}/{event_id}", timeout=120).text
+
+
+@pytest.mark.parametrize("payload", [
+    {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+    {"path": "../../../../etc/passwd", "meta": {"_type": "gradio.FileData"}},
+    {"path": "/proc/self/environ", "orig_name": "x.png", "meta": {"_type": "gradio.FileData"}},
+])
+def test_a_server_path_chosen_by_the_caller_is_refused_with_a_message(served, payload):
+    stream = _raw_call(served, "plan", [payload, "Recolor the car", "single-turn"])
+    assert "event: error" in stream
+    error = json.loads(stream.split("event: error", 1)[1].split("data:", 1)[1].strip().splitlines()[0])["error"]
+    assert error and "not uploaded by a user" in error
+    assert "root:" not in stream  # nothing of the file came back
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_upload_plan_change_a_sub_request_edit_and_download_the_trace(served, tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    size = (240, 160)
+    path = tmp_path / "photo.png"
+    two_tone(size).save(path)
+    changed = "Recolor the coat to a deep emerald green"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(served.url)
+            page.locator("#input-image input[type=file]").set_input_files(str(path))
+            expect(page.locator("#input-image img")).to_be_visible(timeout=30_000)
+            page.locator("#request textarea").fill("Change the color of her coat and possibly hair to scarlet")
+            page.locator("#plan-button").click()
+            first = page.locator("#sub-request-0 textarea")
+            expect(first).to_be_visible(timeout=120_000)
+            expect(page.locator("#plan")).to_contain_text("Actions")
+            proposed = first.input_value()
+            assert proposed.strip()
+            first.fill(changed)
+            # add, reorder and remove work on the fields themselves, before any edit
+            page.locator("#add-button").click()
+            second = page.locator("#sub-request-1 textarea")
+            expect(second).to_be_visible()
+            second.fill("Add a small red scarf")
+            page.locator("#up-1").click()
+            expect(first).to_have_value("Add a small red scarf")
+            expect(second).to_have_value(changed)
+            page.locator("#remove-0").click()
+            expect(first).to_have_value(changed)
+            expect(second).to_be_hidden()
+            page.locator("#edit-button").click()
+            after = page.locator("#after img")
+            expect(after).to_be_visible(timeout=180_000)
+            natural = after.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            assert tuple(natural) == size
+            expect(page.locator("#status")).to_contain_text("changed plan")
+            expect(page.locator("#history img")).to_have_count(1)
+            link = page.locator("#download-trace a").first
+            trace = json.loads(page.request.get(link.get_attribute("href")).text())
+            assert trace["sub_requests"][0] == changed and trace["plan"]["changed"] is True
+            assert trace["plan"]["changes"][0]["before"] == proposed.strip()
+            image_link = page.locator("#download-image a").first
+            downloaded = tmp_path / "edited.png"
+            downloaded.write_bytes(page.request.get(image_link.get_attribute("href")).body())
+            assert Image.open(downloaded).size == size
+            screenshot = tmp_path / "app.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            page.locator("#before").screenshot(path=str(tmp_path / "before.png"))
+        finally:
+            browser.close()
+    if os.environ.get("IMAGEEDIT_R1_KEEP_SCREENSHOTS"):  # to look at the page by eye
+        shutil.copytree(tmp_path, os.environ["IMAGEEDIT_R1_KEEP_SCREENSHOTS"], dirs_exist_ok=True)
+    before = Image.open(tmp_path / "before.png").convert("RGB")
+    counts = {name: sum(1 for p in before.getdata() if all(abs(a - b) < 30 for a, b in zip(p, colour, strict=True)))
+              for name, colour in (("red", RED), ("blue", BLUE))}
+    # The uploaded image is drawn in the Before panel: large red and blue blocks, about equal.
+    assert counts["red"] > 3000 and counts["blue"] > 3000 and 0.7 < counts["red"] / counts["blue"] < 1.4
+    full = Image.open(screenshot)
+    assert full.width == 1400 and full.height >= 900
+
+
+class SlowEditor:
+    """A real Editor that takes a while and records how many edits ran at once."""
+
+    name, model_id = "slow", "test/slow"
+
+    def __init__(self, seconds=1.5):
+        import threading
+
+        self.seconds, self.active, self.most, self.calls = seconds, 0, 0, 0
+        self._guard = threading.Lock()
+
+    def edit(self, image, instruction, *, seed=None):
+        import time
+
+        with self._guard:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.calls += 1
+        time.sleep(self.seconds)
+        with self._guard:
+            self.active -= 1
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def test_concurrent_users_wait_in_a_bounded_queue_and_never_share_the_model(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    editor = SlowEditor()
+    with scripted_app(tmp_path, editor, queue_size=2) as url:
+        path = tmp_path / "in.png"
+        two_tone((64, 40)).save(path)
+        plan = Client(url, verbose=False).predict(handle_file(str(path)), "Recolor it", "single-turn", api_name="/plan")
+
+        def execute(seed):
+            try:
+                result = Client(url, verbose=False).predict(handle_file(str(path)), plan, "flux-kontext", seed, None,
+                                                            api_name="/execute")
+                return "ok", result
+            except Exception as exc:  # noqa: BLE001 - the refusal's message is what is checked
+                return "refused", str(exc)
+
+        with ThreadPoolExecutor(6) as pool:
+            outcomes = list(pool.map(execute, range(6)))
+    done = [result for status, result in outcomes if status == "ok"]
+    refused = [message for status, message in outcomes if status == "refused"]
+    assert editor.most == 1  # never two edits on the model at once
+    assert 1 <= len(done) <= 3 and len(done) == editor.calls  # one running + at most queue_size waiting
+    assert refused and all("queue is full" in message.lower() for message in refused), refused
+    assert all(Image.open(image).size == (64, 40) for image, _ in done)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_a_sample_image_fills_the_input_and_the_request(tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    from imageedit_r1.app.ui import SAMPLE_SIZE
+    from imageedit_r1.sample_images import SAMPLE_REQUESTS
+    from tests.test_pipeline import SUBS, InvertingEditor
+
+    with scripted_app(tmp_path, InvertingEditor()) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(url)
+            page.locator("#sample input").click()
+            page.get_by_role("option", name="portrait").click()
+            expect(page.locator("#request textarea")).to_have_value(SAMPLE_REQUESTS["portrait"], timeout=20_000)
+            page.locator("#plan-button").click()
+            expect(page.locator("#sub-request-1 textarea")).to_have_value(SUBS[1], timeout=30_000)
+            page.locator("#edit-button").click()
+            after = page.locator("#after img")
+            expect(after).to_be_visible(timeout=30_000)
+            assert tuple(after.evaluate("img => [img.naturalWidth, img.naturalHeight]")) == SAMPLE_SIZE
+        finally:
+            browser.close()
+
+
+def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    from imageedit_r1.app.__main__ import read_auth
+    from tests.test_pipeline import InvertingEditor
+
+    monkeypatch.setenv("IMAGEEDIT_R1_APP_AUTH", "alice:correct-horse-battery")
+    auth = read_auth(None)
+    with scripted_app(tmp_path, InvertingEditor(), auth=auth) as url:
+        assert httpx.get(f"{url}config", timeout=10).status_code in (401, 403)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - gradio_client refuses to connect without the login
+            Client(url, verbose=False)
+        path = tmp_path / "in.png"
+        two_tone((32, 24)).save(path)
+        client = Client(url, auth=auth[0], verbose=False)
+        plan = client.predict(handle_file(str(path)), "Recolor it", "multi-turn", api_name="/plan")
+        _, trace = client.predict(handle_file(str(path)), plan, "flux-kontext", 1, None, api_name="/execute")
+    assert trace["status"] == "ok" and "correct-horse-battery" not in json.dumps(trace)

@@ -177,19 +177,17 @@ def export_checkpoint(
     target = Path(out).resolve()
     if target.exists() and any(target.iterdir()):
         raise ExportError(f"output folder {target} exists and is not empty; choose a new one")
-    if trainer == "trl":
+    if trainer == "trl":  # already a Hugging Face folder: copied, or its LoRA adapter merged
         export_trl_checkpoint(local, target, base_model=base_model)
-        if check:
-            print(check_model_folder(target, device=device).summary())
-        return target
-    check_checkpoint_layout(trainer, local)
-    cmd = merger_command(trainer, local, target, easyr1_dir=easyr1_dir, python=python)
-    _run(cmd)
-    if trainer == "easyr1":
-        merged = local / "huggingface"
-        if not any(merged.glob("*.safetensors")):
-            raise ExportError(f"the EasyR1 merger wrote no weights to {merged}")
-        shutil.copytree(merged, target, dirs_exist_ok=True)
+    else:
+        check_checkpoint_layout(trainer, local)
+        cmd = merger_command(trainer, local, target, easyr1_dir=easyr1_dir, python=python)
+        _run(cmd)
+        if trainer == "easyr1":
+            merged = local / "huggingface"
+            if not any(merged.glob("*.safetensors")):
+                raise ExportError(f"the EasyR1 merger wrote no weights to {merged}")
+            shutil.copytree(merged, target, dirs_exist_ok=True)
     if check:
         print(check_model_folder(target, device=device).summary())
     return target

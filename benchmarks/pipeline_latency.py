@@ -153,12 +153,15 @@ def build_real_agent(dtype, device="cuda", smoke=False):
     """Qwen2.5-VL-7B at its real shapes with random weights, and the tiny model's processor."""
     from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
     processor = AutoProcessor.from_pretrained(build_tiny_qwen25vl())
-    # The released checkpoint's pixel bounds, so the image becomes as many vision tokens as in real use.
-    processor.image_processor.min_pixels, processor.image_processor.max_pixels = 3136, 12845056
-    processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": 12845056}
+    # The image budget the agent is trained and served with, so the image becomes as many vision
+    # tokens as in real use (the backends fit every image to it).
+    processor.image_processor.min_pixels = DEFAULT_BUDGET.min_pixels
+    processor.image_processor.max_pixels = DEFAULT_BUDGET.max_pixels
+    processor.image_processor.size = {"shortest_edge": DEFAULT_BUDGET.min_pixels, "longest_edge": DEFAULT_BUDGET.max_pixels}
     token = processor.tokenizer.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
         text_config=_cfg(QWEN25VL_7B_TEXT, "text", smoke), vision_config=_cfg(QWEN25VL_7B_VISION, "vision", smoke),

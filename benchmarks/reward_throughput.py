@@ -68,6 +68,9 @@ DEGENERATE = {
     "long <think>": lambda n: GOOD.replace("coat first", "word " * (n // 5)),
     "long list": lambda n: GOOD.replace('["coat"]', "[" + ",".join(['"coat"'] * (n // 7)) + "]"),
     "whitespace inside a '<'": lambda n: "<" + " \t" * (n // 2) + "/think>",
+    "flood of '<' after a tag": lambda n: "<action>" + "<" * n,
+    # One character that NFKC expands to four words (U+FDFA): the text normalised is ~18x longer.
+    "ligature flood in a list": lambda n: "<think>x</think><subjects>" + "\ufdfa" * n + "</subjects>",
 }
 
 

@@ -228,36 +228,57 @@ def resolve(spec: Any, model: str | os.PathLike | None = None) -> ImageBudget | 
     raise ImageBudgetError(f"image_budget must be 'auto', 'off' or {{min_pixels, max_pixels}}, got {spec!r}")
 
 
-PROCESSOR_CONFIG = "preprocessor_config.json"
+# Where a model folder keeps its image processor's settings: the flat file of the released Qwen
+# checkpoints, and the combined file transformers 5 writes (image processor under "image_processor").
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+PROCESSOR_CONFIG = "processor_config.json"
+
+
+def _image_processor_configs(model_dir: str | os.PathLike) -> list[tuple[Path, dict, dict]]:
+    """(file, whole JSON, the image processor's dict inside it) for each processor file in the folder."""
+    found = []
+    for name in (PREPROCESSOR_CONFIG, PROCESSOR_CONFIG):
+        path = Path(model_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        section = config.get("image_processor") if name == PROCESSOR_CONFIG else config
+        if isinstance(section, dict):
+            found.append((path, config, section))
+    return found
 
 
 def read_budget(model_dir: str | os.PathLike) -> ImageBudget | None:
     """The budget ``write_budget`` recorded in a model folder, or None (no folder, none recorded)."""
-    path = Path(model_dir) / PROCESSOR_CONFIG
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    recorded = config.get(CONFIG_KEY) if isinstance(config, dict) else None
-    return ImageBudget.from_mapping(recorded) if isinstance(recorded, Mapping) else None
+    for _, _, section in _image_processor_configs(model_dir):
+        recorded = section.get(CONFIG_KEY)
+        if isinstance(recorded, Mapping):
+            return ImageBudget.from_mapping(recorded)
+    return None
 
 
-def write_budget(model_dir: str | os.PathLike, budget: ImageBudget = DEFAULT_BUDGET) -> Path:
-    """Set a model folder's image processor bounds to ``budget`` and record it.
+def write_budget(model_dir: str | os.PathLike, budget: ImageBudget = DEFAULT_BUDGET) -> list[Path]:
+    """Set a model folder's image processor bounds to ``budget`` and record it; the files changed.
 
-    Writes ``min_pixels`` / ``max_pixels`` and ``size`` (``shortest_edge`` / ``longest_edge``,
-    the transformers 5 names for the same bounds) into ``preprocessor_config.json``, so that any
-    loader of the folder (transformers, vLLM) resizes to the trained budget, plus ``CONFIG_KEY``
-    for this project's backends. Raises FileNotFoundError when the folder has no processor config.
+    In each processor file present (``preprocessor_config.json``, and ``processor_config.json``'s
+    ``image_processor``) writes ``min_pixels`` / ``max_pixels`` and ``size`` (``shortest_edge`` /
+    ``longest_edge``, the transformers 5 names for the same bounds), so that any loader of the
+    folder (transformers, vLLM) resizes to the trained budget, plus ``CONFIG_KEY`` for this
+    project's backends. Raises FileNotFoundError when the folder has no image processor config.
     """
-    path = Path(model_dir) / PROCESSOR_CONFIG
-    config = json.loads(path.read_text(encoding="utf-8"))
-    config["min_pixels"], config["max_pixels"] = budget.min_pixels, budget.max_pixels
-    config["size"] = {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}
-    config[CONFIG_KEY] = budget.as_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    configs = _image_processor_configs(model_dir)
+    if not configs:
+        raise FileNotFoundError(f"{model_dir}: no {PREPROCESSOR_CONFIG} or {PROCESSOR_CONFIG} with an image processor")
+    for path, config, section in configs:
+        section["min_pixels"], section["max_pixels"] = budget.min_pixels, budget.max_pixels
+        section["size"] = {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}
+        section[CONFIG_KEY] = budget.as_dict()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return [path for path, _, _ in configs]

@@ -50,8 +50,27 @@ def embedded_json(text: str, *, nested: bool = False) -> Iterator[Any]:
         except json.JSONDecodeError:
             position = start + 1
             continue
+        except RecursionError:  # nested deeper than the stack: no value, and none inside it either
+            position = _past_brackets(text, start)
+            continue
         yield value
         position = start + 1 if nested else end
+
+
+def _past_brackets(text: str, start: int) -> int:
+    """The index after the bracket that closes the one at ``start`` (the end of ``text`` if none),
+    counting brackets only: skipping a degenerate region in one linear pass instead of retrying
+    the decoder at each of its brackets."""
+    depth = 0
+    for index in range(start, len(text)):
+        char = text[index]
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return len(text)
 
 
 # ----------------------------------------------------------------------------- lenient literals
@@ -77,14 +96,14 @@ def lenient_literal(text: str) -> Any:
     value: Any = None
     try:
         value = json.loads(body)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nesting deeper than the stack: no literal here
         try:
             value = ast.literal_eval(body)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             relaxed = _BARE_KEY.sub(lambda m: f'{m.group(1)}"{m.group(2).strip()}":', _TRAILING_COMMA.sub(r"\1", body))
             try:
                 value = json.loads(relaxed)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 return None
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         return lenient_literal(value)
@@ -96,6 +115,12 @@ def lenient_literal(text: str) -> Any:
 def bracketed_spans(text: str) -> Iterator[str]:
     """Every balanced ``{...}`` / ``[...]`` span of ``text`` (outer and nested, in order of their
     opening), skipping brackets inside single- or double-quoted strings."""
+    for start, end in bracketed_span_bounds(text):
+        yield text[start:end]
+
+
+def bracketed_span_bounds(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each span ``bracketed_spans`` yields, in the same order."""
     openers: list[int] = []
     quote: str | None = None
     spans: list[tuple[int, int]] = []
@@ -120,8 +145,7 @@ def bracketed_spans(text: str) -> Iterator[str]:
             if (text[start], char) in (("{", "}"), ("[", "]")):
                 spans.append((start, index + 1))
         index += 1
-    for start, end in sorted(spans):
-        yield text[start:end]
+    return sorted(spans)
 
 
 def lenient_literals(text: str) -> Iterator[Any]:

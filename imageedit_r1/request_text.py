@@ -20,15 +20,27 @@ import re
 _WORDS = (
     r"paid|unpaid|free|specific|creative|serious|request|requests|tip|tips|tipping|will\s+tip|tipped|nsfw|"
     r"urgent|asap|solved|fun|help|quick|easy|simple|no\s+ai|ai\s+ok|ai\s+allowed|ai\s+welcome|ai|"
-    r"photoshop|repost|psr|fixed\s+price|budget|reward|bounty|usd|eur|gbp|dollars?|bucks"
+    r"photoshop|repost|psr|fixed\s+price|budget|reward|bounty"
 )
-_MONEY = r"[$€£]\s*\d+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?\s*(?:[$€£]|usd|eur|gbp|dollars?|bucks)"
-_AMOUNT = rf"{_MONEY}|\d+(?:[.,]\d{{1,2}})?"
+_CURRENCY = r"usd|eur|gbp|dollars?|bucks"
+_NUMBER = r"\d+(?:[.,]\d{1,2})?"
+# A sum of money: "$10", "$ 10", "10$", "10 USD", "10usd" open a tag; after the opener an amount
+# is "$10", "10$" or "10usd", and a currency word after a space is an item of its own.
+_MONEY = rf"[$€£]\s*{_NUMBER}|{_NUMBER}\s*(?:[$€£]|{_CURRENCY})"
+_AMOUNT = rf"[$€£]\s*{_NUMBER}|{_NUMBER}(?:[$€£]|{_CURRENCY})?"
+# Every item ends where a word ends, and items are joined by a separator that cannot be read
+# two ways: so a text splits into items in one way only, and a tag that fails to close costs
+# time linear in its length ("[paid paid paid ... x" once took seconds per word added).
+_END = r"(?!\w)"
+_SEP = r"(?:\s*[-–—:/|,+&]\s*|\s+)"
 # A tag opens with a tag word or a sum of money: "(2)" alone is a reference to a photo, kept.
-_CONTENT = rf"(?:{_WORDS}|{_MONEY})(?:\s*[-–—:/|,+&]?\s*(?:{_WORDS}|{_AMOUNT}))*"
+_CONTENT = rf"(?:(?:{_WORDS}|{_CURRENCY}|{_MONEY}){_END})(?:{_SEP}(?:(?:{_WORDS}|{_CURRENCY}|{_AMOUNT}){_END}))*"
 _TAG = rf"(?:\[\s*{_CONTENT}\s*\]|\(\s*{_CONTENT}\s*\)|\{{\s*{_CONTENT}\s*\}})"
-_LEADING_TAGS = re.compile(rf"^\s*(?:{_TAG}\s*[-–—:|]?\s*)+", re.IGNORECASE)
-_TRAILING_TAGS = re.compile(rf"(?:\s*[-–—:|]?\s*{_TAG})+\s*$", re.IGNORECASE)
+_TAG_SEP = r"\s*(?:[-–—:|]\s*)?"
+_LEADING_TAGS = re.compile(rf"^\s*(?:{_TAG}{_TAG_SEP})+", re.IGNORECASE)
+# One tag at a time (``strip_forum_tags`` repeats): a search for a chain of tags before the end
+# would rescan the chain from each of its tags when the text goes on after it.
+_TRAILING_TAGS = re.compile(rf"{_TAG_SEP}{_TAG}\s*$", re.IGNORECASE)
 # A closing sentence made only of tag words: "... a sunny day? Will tip!", "... the glare. Paid $5."
 _TRAILING_SENTENCE = re.compile(rf"(?<=[.!?])\s+{_CONTENT}\s*[.!]*\s*$", re.IGNORECASE)
 # A bare label only with a separator after it: "Paid $10 - remove ...", "Specific: ...";

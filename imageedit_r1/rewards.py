@@ -293,8 +293,11 @@ def resolve_weights(weights: Mapping[str, float] | None = None) -> dict[str, flo
             raise ValueError(f"unknown reward weight {', '.join(hints)}: the weights are {', '.join(COMPONENTS)}")
         for name, value in weights.items():
             merged[name] = _weight_value(name, value)
-    if sum(merged.values()) <= 0:
+    total = sum(merged.values())
+    if total <= 0:
         raise ValueError(f"reward weights are all zero ({merged}): give at least one component a positive weight")
+    if not math.isfinite(total):  # finite weights whose sum overflows make every overall NaN, then 0
+        raise ValueError(f"reward weights {merged} overflow when summed: they are relative, use values such as 0.25")
     return merged
 
 
@@ -316,14 +319,15 @@ _DEFAULT_RESOLVED = resolve_weights(None)
 
 
 @lru_cache(maxsize=64)
-def _resolved(items: tuple[tuple[str, float], ...]) -> dict[str, float]:
+def _resolved(items: tuple[tuple[str, str, float], ...]) -> dict[str, float]:
     # Batch callers pass the same weights for thousands of responses: validate them once.
-    return resolve_weights(dict(items))
+    return resolve_weights({name: value for name, _, value in items})
 
 
 def _weights_once(weights: Mapping[str, float]) -> dict[str, float]:
     try:
-        key = tuple(sorted(weights.items()))
+        # Each value's type is part of the key: False == 0 and hash alike, but only 0 is a weight.
+        key = tuple(sorted((name, type(value).__name__, value) for name, value in weights.items()))
         hash(key)
     except TypeError:  # an unhashable or unsortable value: validate directly, for its clear error
         return resolve_weights(weights)

@@ -37,3 +37,13 @@ require_package() {
     fi
   done
 }
+
+# The image budget (imageedit_r1/image_budget.py; IMAGE_MIN_PIXELS / IMAGE_MAX_PIXELS override it) and
+# the max_prompt_length derived from it: sets MIN_PIXELS, MAX_PIXELS, MAX_IMAGE_TOKENS, MAX_PROMPT_LENGTH.
+load_image_budget() {
+  local args=() values
+  if [ -n "${IMAGE_MIN_PIXELS:-}" ]; then args+=(--min-pixels "$IMAGE_MIN_PIXELS"); fi
+  if [ -n "${IMAGE_MAX_PIXELS:-}" ]; then args+=(--max-pixels "$IMAGE_MAX_PIXELS"); fi
+  values=$("$PYTHON" -m imageedit_r1.train budget --shell ${args[@]+"${args[@]}"}) || exit 2
+  eval "$values"
+}

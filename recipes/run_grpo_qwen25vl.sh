@@ -16,6 +16,8 @@
 #   PROJECT_NAME [imageedit_r1]   EXPERIMENT_NAME [qwen2_5_vl_7b_decompose_grpo]
 #   CHECKPOINT_DIR      [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]   (experiment_log.jsonl goes here too)
 #   CONFIG              [recipes/configs/grpo_qwen25vl.yaml]
+#   IMAGE_MIN_PIXELS / IMAGE_MAX_PIXELS  [262144 / 1003520]  the image budget (export with the same one);
+#                       data.max_prompt_length is derived from it and the prompt
 #   PYTHON              [python3]   SKIP_GPU_CHECK=1 skips the visible-GPU count check
 # Extra key=value arguments are passed to EasyR1 last, so they override everything above.
 set -euo pipefail
@@ -58,6 +60,9 @@ if [ -z "$N_GPUS_PER_NODE" ]; then
   exit 2
 fi
 
+require_package
+load_image_budget
+
 CMD=(
   "$PYTHON" -m verl.trainer.main
   config="$CONFIG"
@@ -65,6 +70,9 @@ CMD=(
   data.val_files="$VAL_FILES"
   data.rollout_batch_size="$ROLLOUT_BATCH_SIZE"
   data.format_prompt="$ROOT/imageedit_r1/prompts/decompose.jinja"
+  data.min_pixels="$MIN_PIXELS"
+  data.max_pixels="$MAX_PIXELS"
+  data.max_prompt_length="$MAX_PROMPT_LENGTH"
   worker.actor.model.model_path="$MODEL_PATH"
   worker.actor.global_batch_size="$GLOBAL_BATCH_SIZE"
   worker.actor.optim.lr="$LR"
@@ -85,7 +93,6 @@ if [ -n "$IMAGE_DIR" ]; then
 fi
 CMD+=(${EXTRA[@]+"${EXTRA[@]}"})
 
-require_package
 CHECK=("$PYTHON" -m imageedit_r1.train preflight easyr1)
 if [ "$DRY_RUN" = 1 ]; then CHECK+=(--dry-run); fi
 if [ "${SKIP_GPU_CHECK:-0}" = 1 ]; then CHECK+=(--no-gpu-check); fi

@@ -15,6 +15,8 @@
 #   PROJECT_NAME [imageedit_r1]   EXPERIMENT_NAME [qwen2_5_vl_7b_decompose_grpo_verl]
 #   CHECKPOINT_DIR      [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]
 #   LOG_DIR             [$CHECKPOINT_DIR/logs]  metrics JSONL (file logger) and per-step rollout dumps
+#   IMAGE_MIN_PIXELS / IMAGE_MAX_PIXELS  [262144 / 1003520]  the image budget the data was exported with
+#                       (verl reads it from each image dict); data.max_prompt_length is derived from it
 #   PYTHON              [python3]   SKIP_GPU_CHECK=1 skips the visible-GPU count check
 # Extra key=value arguments are hydra overrides passed to verl last (prefix new keys with +).
 set -euo pipefail
@@ -59,6 +61,9 @@ fi
 # verl's file logger writes here (one JSON line per step); `python -m imageedit_r1.train curves` reads it.
 export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$LOG_DIR/metrics.jsonl}
 
+require_package
+load_image_budget
+
 CMD=(
   "$PYTHON" -m verl.trainer.main_ppo
   algorithm.adv_estimator=grpo
@@ -66,7 +71,7 @@ CMD=(
   data.train_files="$TRAIN_FILES"
   data.val_files="$VAL_FILES"
   data.train_batch_size="$ROLLOUT_BATCH_SIZE"
-  data.max_prompt_length=2048
+  data.max_prompt_length="$MAX_PROMPT_LENGTH"
   data.max_response_length=512
   data.filter_overlong_prompts=true
   data.truncation=error
@@ -114,7 +119,6 @@ CMD=(
 )
 CMD+=(${EXTRA[@]+"${EXTRA[@]}"})
 
-require_package
 CHECK=("$PYTHON" -m imageedit_r1.train preflight verl)
 if [ "$DRY_RUN" = 1 ]; then CHECK+=(--dry-run); fi
 if [ "${SKIP_GPU_CHECK:-0}" = 1 ]; then CHECK+=(--no-gpu-check); fi

@@ -19,6 +19,7 @@ from imageedit_r1.testing.fake_servers import (  # noqa: E402
     ScriptedReply,
     error_response,
     fake_openai_server,
+    openai_images,
     openai_message_parts,
 )
 
@@ -203,3 +204,36 @@ def test_retry_policy_from_a_config_dict():
         with pytest.raises(RetriesExhausted):
             backend.chat([ChatMessage("user", "hi")])
     assert len(server.requests) == 2
+
+
+def test_image_budget_resizes_in_the_client_with_qwens_arithmetic():
+    """A vLLM server then sees the token count the agent was trained on, whatever its own bounds."""
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    photo = Image.new("RGB", (4032, 3024), (30, 120, 200))
+    banner = Image.new("RGB", (4600, 20), (200, 30, 30))  # Qwen's processor would refuse it as is
+    with fake_openai_server(lambda body: "done") as server:
+        backend_for(server, image_budget="auto").chat([ChatMessage("user", ["Edit.", photo, banner])])
+        backend_for(server).chat([ChatMessage("user", ["Edit.", photo])])  # default: sent as is
+    fitted, padded = openai_images(server.requests[0].json)
+    assert fitted.size == DEFAULT_BUDGET.resized_size(4032, 3024) == (1148, 840)
+    assert padded.size == DEFAULT_BUDGET.fit(4600, 20).size and max(padded.size) / min(padded.size) < 200
+    (as_is,) = openai_images(server.requests[1].json)
+    assert as_is.size == (4032, 3024)
+    with pytest.raises(BackendError, match="above max_pixels"):
+        backend_for(server, image_budget={"min_pixels": 2_000_000, "max_pixels": 1_000_000})
+
+
+def test_pipeline_gives_a_served_decomposer_the_image_budget():
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+    from imageedit_r1.pipeline import ImageEditR1
+    from imageedit_r1.pipeline.config import AgentConfig
+
+    pipeline = ImageEditR1()
+    served = pipeline._backend("decomposition", AgentConfig(backend="openai", model="imageedit-r1",
+                                                           base_url="http://127.0.0.1:9/v1"))
+    assert served.image_budget == DEFAULT_BUDGET
+    hosted = pipeline._backend("decomposition", AgentConfig(backend="openai", model="gpt-4o",
+                                                           base_url="http://127.0.0.1:9/v1",
+                                                           options={"image_budget": "off"}))
+    assert hosted.image_budget is None

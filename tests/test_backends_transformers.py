@@ -73,3 +73,39 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(BackendError, match="cannot load a vision-language model"):
         TransformersBackend(str(tmp_path / "no-such-model"), device="cpu")
 
+
+
+def _image_tokens(backend, image) -> int:
+    inputs = backend.prepare_inputs([ChatMessage("user", [image, "Edit."])])
+    return int((inputs["input_ids"] == backend._network.config.image_token_id).sum())
+
+
+def test_image_budget_comes_from_the_checkpoint_else_the_default(tmp_path):
+    import json
+    import shutil
+
+    from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget
+    from imageedit_r1.testing.tiny_qwen import MAX_PIXELS, MIN_PIXELS
+
+    tiny = build_tiny_qwen25vl()
+    recorded = TransformersBackend(str(tiny), device="cpu")  # the tiny checkpoint records a small budget
+    assert recorded.image_budget == ImageBudget(MIN_PIXELS, MAX_PIXELS)
+    photo = Image.new("RGB", (4032, 3024), (30, 120, 200))
+    assert _image_tokens(recorded, photo) == ImageBudget(MIN_PIXELS, MAX_PIXELS).image_tokens(4032, 3024) == 12
+
+    plain = tmp_path / "plain"  # a checkpoint that records none (the released model): the project's default
+    shutil.copytree(tiny, plain)
+    config = json.loads((plain / "processor_config.json").read_text())
+    config["image_processor"].pop("imageedit_r1_image_budget")
+    (plain / "processor_config.json").write_text(json.dumps(config))
+    default = TransformersBackend(str(plain), device="cpu")
+    assert default.image_budget == DEFAULT_BUDGET
+    assert _image_tokens(default, Image.new("RGB", (400, 300))) == 352
+
+    # A banner the processor refuses on its own (aspect ratio 230) is padded into the budget.
+    banner = Image.new("RGB", (4600, 20), (200, 30, 30))
+    assert _image_tokens(recorded, banner) == ImageBudget(MIN_PIXELS, MAX_PIXELS).image_tokens(4600, 20)
+    off = TransformersBackend(str(plain), device="cpu", image_budget="off")
+    assert off.image_budget is None
+    with pytest.raises(ValueError, match="aspect ratio"):
+        _image_tokens(off, banner)

@@ -87,6 +87,16 @@ def test_max_rows_caps_the_pool(tmp_path):
     assert subset.pool == 4 and set(subset.ids) <= first_rows
 
 
+def test_a_psr_post_whose_rows_show_different_images_is_reported_by_the_draw(tmp_path):
+    write_psr(tmp_path, ["rgb", "rgb", "rgb"], pairings=3, multi_image={1})
+    loader = PSRLoader(tmp_path)
+    subset = draw_subset(loader, "psr", None, progress=False)
+    assert sorted(subset.ids) == ["psr/p000", "psr/p001", "psr/p002"]
+    assert [item[0] for item in subset.conflicting_rows] == ["psr/p001"]
+    assert read_subset(subset.write(tmp_path / "subsets")).conflicting_rows == subset.conflicting_rows
+    assert "psr/p001" in loader.issues.summary()  # what the CLI prints
+
+
 def test_a_repeated_idx_is_reported_and_the_draw_goes_on(tmp_path):
     write_ultraedit(tmp_path, ["rgb"] * 8, shards=2, idx=[1, 2, 3, 2, 4, 5, 6, 3])
     subset = draw_subset(UltraEditLoader(tmp_path, "FreeForm_0"), "ultraedit", None, progress=False)

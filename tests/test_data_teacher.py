@@ -243,6 +243,7 @@ def test_validate_label_rules():
         (json.dumps({**GOOD, "subjects": "coat"}), "array of strings"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "actions"}), "'actions' must be"),
         (json.dumps({**GOOD, "subjects": ["x" * 400]}), "longer than"),
+        ('{"actions": ' + "[" * 5000, "not JSON"),  # a degenerate answer: once a RecursionError
     ]:
         with pytest.raises(InvalidLabel, match=reason):
             validate_label(bad)

@@ -10,20 +10,17 @@ tokenize into image tokens. EasyR1 (not installable beside verl): the file is re
 
 from __future__ import annotations
 
-import io
 import json
-import math
-import os
 
-import jinja2
 import pytest
 
 from imageedit_r1.data import ManifestLoader
 from imageedit_r1.data.export import ExportItem, write_items
 from imageedit_r1.decomposition import Decomposition
-from imageedit_r1.prompts import template_path
+from imageedit_r1.image_budget import DEFAULT_BUDGET
 from imageedit_r1.rewards import score
 from tests.data_fixtures import write_manifest
+from tests.easyr1_intake import row_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +29,7 @@ TRUTHS = [
     Decomposition(["Removal", "Background Change"], ["person on the left", "background"], ["empty street", "beach"]),
     Decomposition(["Tone Adjustment"], ["photo"], ["brighter, warmer colors"]),
 ]
-EASYR1_MIN_PIXELS, EASYR1_MAX_PIXELS = 262_144, 4_194_304
+EASYR1_MIN_PIXELS, EASYR1_MAX_PIXELS = 262_144, 4_194_304  # EasyR1's defaults
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +90,7 @@ def test_verl_rlhf_dataset_loads_our_parquet_and_yields_image_tokens(exported, t
         sample, truth = by_id[row["extra_info"]["id"]]
         messages = row["raw_prompt"]
         images = [part for part in messages[0]["content"] if part["type"] == "image"]
-        assert len(images) == 1 and images[0]["image"].size == sample.image.size
+        assert len(images) == 1 and images[0]["image"].size == DEFAULT_BUDGET.fit(*sample.image.size).size
         # What verl's agent loop does next: vision info, chat template, processor.
         vision_images, _, _ = RLHFDataset._process_multi_modal_info(messages, dataset.image_patch_size, config)
         prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -103,25 +100,6 @@ def test_verl_rlhf_dataset_loads_our_parquet_and_yields_image_tokens(exported, t
         assert sample.request in prompt and "<image>" not in prompt
         assert row["reward_model"]["ground_truth"] == truth.to_json()
         assert score(_answer(truth), row["reward_model"]["ground_truth"])["overall"] == pytest.approx(1.0)
-
-
-def _easyr1_process_image(image, image_dir=None):
-    """EasyR1's image intake, from its documented behaviour: path/dict/bytes/PIL, min/max pixels, RGB."""
-    from PIL import Image
-
-    if isinstance(image, str):
-        image = Image.open(os.path.join(image_dir, image) if image_dir else image)
-    elif isinstance(image, dict):
-        image = Image.open(io.BytesIO(image["bytes"]))
-    elif isinstance(image, bytes):
-        image = Image.open(io.BytesIO(image))
-    image.load()
-    for limit, grow in ((EASYR1_MAX_PIXELS, False), (EASYR1_MIN_PIXELS, True)):
-        area = image.width * image.height
-        if (area > limit and not grow) or (area < limit and grow):
-            factor = math.sqrt(limit / area)
-            image = image.resize((int(image.width * factor), int(image.height * factor)))
-    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 @pytest.mark.parametrize("kind", ["parquet", "jsonl"])
@@ -134,21 +112,12 @@ def test_easyr1_dataset_contract(exported, tiny_qwen, kind):
     path = folder / f"train.{kind}"
     dataset = datasets.load_dataset("json" if kind == "jsonl" else "parquet", data_files=str(path), split="train")
     assert {"problem", "answer", "images"} <= set(dataset.column_names)
-    format_prompt = jinja2.Template(template_path("decompose").read_text(encoding="utf-8").strip())
     by_request = {s.request: (s, t) for s, t in zip(samples, TRUTHS, strict=True)}
     for example in dataset:
-        prompt_str = format_prompt.render(content=example["problem"])
-        content = []
-        for i, piece in enumerate(prompt_str.split("<image>")):
-            if i:
-                content.append({"type": "image"})
-            if piece:
-                content.append({"type": "text", "text": piece})
+        inputs, content = row_inputs(processor, example, min_pixels=EASYR1_MIN_PIXELS, max_pixels=EASYR1_MAX_PIXELS,
+                                     image_dir=str(folder) if kind == "jsonl" else None)
         slots = sum(part["type"] == "image" for part in content)
         assert slots == len(example["images"]) == 1
-        images = [_easyr1_process_image(im, str(folder) if kind == "jsonl" else None) for im in example["images"]]
-        prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-        inputs = processor(images, [prompt], add_special_tokens=False, return_tensors="pt")
         expected = int(inputs["image_grid_thw"].prod()) // processor.image_processor.merge_size**2
         assert _image_token_count(processor, inputs["input_ids"][0]) == expected > 0
 
@@ -160,7 +129,7 @@ def test_easyr1_dataset_contract(exported, tiny_qwen, kind):
             from PIL import Image
 
             stored = Image.open(folder / stored)
-        assert stored.size == sample.image.size and stored.mode == "RGB"
+        assert stored.size == DEFAULT_BUDGET.fit(*sample.image.size).size and stored.mode == "RGB"
         ground_truth = example["answer"]  # what reaches compute_score
         assert json.loads(ground_truth) == truth.to_dict()
         assert score(_answer(truth), ground_truth)["overall"] == pytest.approx(1.0)

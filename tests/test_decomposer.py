@@ -111,6 +111,13 @@ def test_second_failure_is_a_clear_error_carrying_the_raw_outputs(structured):
     assert len(server.requests) == 2  # bounded: one repair, never more
 
 
+def test_brackets_nested_past_the_stack_are_an_unreadable_answer_not_a_crash():
+    deep = "[" * 5000  # a degenerate answer, in both the first reply and the JSON repair
+    with fake_openai_server(scripted(deep, '{"a":' * 3000)) as server:
+        with pytest.raises(DecompositionError, match="no readable decomposition after one"):
+            Decomposer(backend_for(server, structured_output=True)).run(IMAGE, REQUEST)
+
+
 def test_an_answer_without_actions_counts_as_unreadable():
     empty = '<think>?</think><action>[]</action><subjects>["car"]</subjects><goals>[]</goals>'
     with fake_openai_server(scripted(empty, CLEAN)) as server:

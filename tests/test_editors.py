@@ -168,3 +168,43 @@ def test_tiny_qwen_image_edit_keeps_the_input_size_and_runs_true_cfg(qwen_edit_d
         del pipe.encode_prompt
     assert out.size == (67, 45)
     assert prompts == ["Recoloring coat to scarlet", " "]  # the negative prompt is encoded: CFG ran
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["qwen-image-edit", "qwen-image-edit-plus"])
+def test_tiny_qwen_image_edit_makes_candidates_in_one_batched_call(qwen_edit_dir, name):
+    import numpy as np
+
+    steps = []
+    editor = build_editor(name, model_id=str(qwen_edit_dir), local_files_only=True, device="cpu", dtype="float32",
+                          min_area=0, max_area=64 * 48, num_inference_steps=2,
+                          call_kwargs={"callback_on_step_end": lambda pipe, i, t, kw: (steps.append(i), kw)[1]})
+    assert editor.can_batch
+    image = gradient(67, 45)
+    batch = editor.edit_batch(image, "Recoloring coat to scarlet", seeds=[0, 1000])
+    assert len(steps) == 2  # one pipeline call of two steps made both candidates
+    singles = [editor.edit(image, "Recoloring coat to scarlet", seed=seed) for seed in (0, 1000)]
+    assert [im.size for im in batch] == [(67, 45)] * 2
+    for batched, single in zip(batch, singles, strict=True):
+        assert np.abs(np.asarray(batched, dtype=int) - np.asarray(single, dtype=int)).max() <= 2
+    assert np.abs(np.asarray(batch[0], dtype=int) - np.asarray(batch[1], dtype=int)).mean() > 1  # two seeds differ
+
+
+def test_an_editor_without_batching_makes_candidates_one_call_each_and_checks_its_inputs():
+    from imageedit_r1.agents.editors import BaseEditor
+
+    class Recording(BaseEditor):
+        name, model_id = "rec", "rec"
+        seeds = []
+
+        def _edit(self, image, instruction, *, seed):
+            self.seeds.append(seed)
+            return image.resize((image.width * 2, image.height * 2))  # the model's own size
+
+    editor = Recording()
+    out = editor.edit_batch(Image.new("RGBA", (30, 20)), "  make it red ", seeds=[5, 6, 7])
+    assert editor.seeds == [5, 6, 7] and [im.size for im in out] == [(30, 20)] * 3 and out[0].mode == "RGB"
+    with pytest.raises(ValueError, match="empty"):
+        editor.edit_batch(Image.new("RGB", (4, 4)), " ", seeds=[1])
+    with pytest.raises(ValueError, match="at least one seed"):
+        editor.edit_batch(Image.new("RGB", (4, 4)), "x", seeds=[])

@@ -129,6 +129,31 @@ def test_invalid_replies_are_errors_not_zero(reply, message):
         parse_judgment(reply)
 
 
+# Degenerate replies of an open judge cut at max_tokens: floods of nested brackets took seconds
+# (every nested span was compiled as a Python literal). A score inside the flood is still read.
+DEGENERATE = [
+    "{[" * 2000 + "]}" * 2000,
+    '{"a":' * 1000 + "1" + "}" * 1000,
+    "[" + "[1]," * 2000 + "]",
+]
+
+
+@pytest.mark.parametrize("reply", DEGENERATE, ids=range(len(DEGENERATE)))
+def test_bracket_floods_are_read_in_bounded_time(reply):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(JudgmentParseError, match="no scores found"):
+        parse_judgment(reply)
+    assert time.perf_counter() - start < 1.0  # generous: each takes well under 100 ms
+
+
+def test_scores_nested_in_a_bracket_flood_are_still_read():
+    scores = '{"fulfillment": 4, "quality": 3, "preservation": 2}'
+    reply = "[" * 300 + scores + "]" * 300
+    assert (parse_judgment(reply).fulfillment, parse_judgment(reply).preservation) == (4, 2)
+
+
 REFUSALS = [
     "I'm sorry, but I can't help with evaluating this image.",
     "I cannot assess images of real people.",

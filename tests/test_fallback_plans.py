@@ -34,7 +34,29 @@ CLEANED = [
     ("[A-0] make it brighter", "[A-0] make it brighter"),
     ("  Remove   the\nlamp  ", "Remove the lamp"),
     ("[Paid]", "[Paid]"),  # nothing but a tag: left for the caller's empty-request check to see
+    ("[Paid - 10 USD] Remove the car", "Remove the car"),
+    ("[Paid 10usd] [Specific] Remove the car [Free] (will tip)", "Remove the car"),
 ]
+
+# Tags that never close, long runs of tag words or amounts, many tags before more text: each
+# once took time exponential (or quadratic) in its length.
+SLOW_BEFORE = [
+    "[paid " + "paid " * 40 + "x",
+    "fix it (" + "free " * 40,
+    "[paid " + "1" * 40 + "!",
+    "x [paid " + "10 usd " * 40 + "x",
+    "x " + "[paid] " * 3000 + "x",
+    "Remove the car. " + "tip " * 40 + "x",
+]
+
+
+@pytest.mark.parametrize("posted", SLOW_BEFORE, ids=range(len(SLOW_BEFORE)))
+def test_forum_tag_stripping_takes_time_linear_in_the_request(posted):
+    import time
+
+    start = time.perf_counter()
+    assert clean_request(posted) == " ".join(posted.split())  # no complete tag to strip: kept whole
+    assert time.perf_counter() - start < 1.0  # generous: each takes well under 50 ms
 
 
 @pytest.mark.parametrize("posted, request_text", CLEANED)

@@ -92,15 +92,24 @@ def test_max_prompt_length_covers_the_largest_image_and_request():
     assert length >= 1_280 + 1_100 + image_budget.MAX_REQUEST_BYTES + image_budget.CHAT_TEMPLATE_TOKENS
 
 
-def test_budget_travels_in_a_processor_config(tmp_path):
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 12845056}))
+@pytest.mark.parametrize("layout", ["preprocessor_config", "processor_config"])
+def test_budget_travels_in_a_processor_config(tmp_path, layout):
+    bounds = {"min_pixels": 3136, "max_pixels": 12845056}
+    if layout == "preprocessor_config":  # the released Qwen checkpoints
+        (tmp_path / "preprocessor_config.json").write_text(json.dumps(bounds))
+    else:  # transformers 5's combined file
+        (tmp_path / "processor_config.json").write_text(json.dumps({"image_processor": bounds, "processor_class": "x"}))
     assert image_budget.read_budget(tmp_path) is None
     assert image_budget.resolve("auto", tmp_path) == DEFAULT_BUDGET
     budget = ImageBudget(200_704, 802_816)
-    image_budget.write_budget(tmp_path, budget)
-    config = json.loads((tmp_path / "preprocessor_config.json").read_text())
-    assert config["size"] == {"shortest_edge": 200_704, "longest_edge": 802_816}
+    (written,) = image_budget.write_budget(tmp_path, budget)
+    config = json.loads(written.read_text())
+    section = config if layout == "preprocessor_config" else config["image_processor"]
+    assert section["size"] == {"shortest_edge": 200_704, "longest_edge": 802_816}
+    assert (section["min_pixels"], section["max_pixels"]) == (200_704, 802_816)
     assert image_budget.read_budget(tmp_path) == budget
     assert image_budget.resolve(None, tmp_path) == budget
     assert image_budget.resolve("off", tmp_path) is None
     assert image_budget.resolve({"max_pixels": 500_000}) == ImageBudget(max_pixels=500_000)
+    with pytest.raises(FileNotFoundError):
+        image_budget.write_budget(tmp_path / "nowhere")

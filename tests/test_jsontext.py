@@ -53,3 +53,10 @@ def test_lenient_literals_in_prose_with_apostrophes_and_brackets_in_strings():
     text = "Don't panic: {'note': \"a [draft] isn't final\", 'n': {'m': 2}} and [1, 2]."
     assert list(lenient_literals(text)) == [{"note": "a [draft] isn't final", "n": {"m": 2}}, {"m": 2}, [1, 2]]
     assert list(bracketed_spans("a } b { c")) == []
+
+
+def test_values_nested_past_the_stack_are_no_values_and_the_scan_goes_on():
+    deep = "[" * 5000 + "]" * 5000
+    assert list(embedded_json(f"{deep} then {{\"a\": 1}}")) == [{"a": 1}]
+    assert lenient_literal('{"a":' * 3000) is None
+    assert all(isinstance(v, list) for v in lenient_literals("[" * 1500 + "]" * 1500))  # no RecursionError

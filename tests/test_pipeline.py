@@ -225,6 +225,6 @@ def test_every_example_config_loads_and_its_editor_builds(path):
     config = load_pipeline_config(path)
     editor = build_editor(config.editor.name, **config.editor.options)  # constructs only: no weights loaded
     assert editor.model_id
-    for agent in (config.decomposer, config.sequencer):
+    for agent in (config.decomposer, config.sequencer, config.verify and config.verify.judge):
         if agent is not None:
             assert agent.backend in available_backends()

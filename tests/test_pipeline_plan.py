@@ -194,7 +194,7 @@ def test_the_cli_dry_run_prints_the_planning_trace(tmp_path, capsys):
 
     path = tmp_path / "in.png"
     image().save(path)
-    assert run_single(make(), str(path), REQUEST, None, True) == 0
+    assert run_single(make(), str(path), REQUEST, None, True, as_json=True) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["status"] == "planned" and printed["sub_requests"] == SUBS
     assert printed["instructions"] == [join_sub_requests(SUBS)] and printed["plan"]["changed"] is False

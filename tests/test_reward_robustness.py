@@ -119,7 +119,19 @@ BAD_WEIGHTS = [
     ({"format": 0, "action": 0, "subject": 0, "goal": 0}, "all zero"),
     ({"goal": "heavy"}, "not a number"),
     ({"goal": True}, "not a bool"),
+    ({"format": 1e308, "action": 1e308}, "overflow"),
 ]
+
+
+def test_a_bool_weight_is_rejected_after_the_equal_number_was_accepted():
+    # False == 0 and both hash alike: validating weights once per distinct value must still
+    # tell them apart, whatever was scored before.
+    assert score(PERFECT, TRUTH, {"goal": 0})["overall"] == 1.0
+    with pytest.raises(ValueError, match="not a bool"):
+        score(PERFECT, TRUTH, {"goal": False})
+    assert score(PERFECT, TRUTH, {"goal": 1})["overall"] == 1.0
+    with pytest.raises(ValueError, match="not a bool"):
+        score(PERFECT, TRUTH, {"goal": True})
 
 
 @pytest.mark.parametrize(("weights", "message"), BAD_WEIGHTS)

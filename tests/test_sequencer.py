@@ -95,6 +95,9 @@ def test_two_invalid_answers_fail_clearly_unless_the_fallback_is_on():
         ("nothing here", "no JSON array"),
         (json.dumps(["s"] * 9), "more than the limit of 8"),
         (json.dumps(["x" * 301]), "longer than 300"),
+        # Brackets nested past Python's stack (a degenerate answer): once a RecursionError.
+        ("[" * 5000, "no JSON array"),
+        ('{"a":' * 3000, "no JSON array"),
     ],
 )
 def test_validation_rejects_bad_lists(text, message):

@@ -91,6 +91,17 @@ def test_verl_checkpoint_exports_through_verls_merger(tiny, tmp_path):
     merged = AutoModelForImageTextToText.from_pretrained(out).state_dict()
     key = next(k for k in original if k.endswith("q_proj.weight"))
     torch.testing.assert_close(merged[key].float(), original[key].to(torch.bfloat16).float())
+    # The exported agent carries the image budget it was trained with: its processor resizes to it.
+    from transformers import AutoProcessor
+
+    from imageedit_r1.image_budget import DEFAULT_BUDGET, read_budget
+
+    assert read_budget(out) == DEFAULT_BUDGET
+    processor = AutoProcessor.from_pretrained(out)
+    from PIL import Image
+
+    grid = processor.image_processor(images=[Image.new("RGB", (4032, 3024))], return_tensors="pt")["image_grid_thw"]
+    assert int(grid.prod()) // 4 == DEFAULT_BUDGET.image_tokens(4032, 3024) == 1_230
     with pytest.raises(export.ExportError, match="not empty"):
         export.export_checkpoint("verl", tmp_path / "global_step_2" / "actor", out)
 

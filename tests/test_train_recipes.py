@@ -21,7 +21,8 @@ EASYR1_YAML = ROOT / "recipes" / "configs" / "grpo_qwen25vl.yaml"
 
 EASYR1_COLUMNS = {"problem": "<image>Change the coat to red", "answer": "{}", "images": ["a.png"]}
 VERL_COLUMNS = {"data_source": "imageedit", "prompt": [{"role": "user", "content": "<image>x"}],
-                "images": [{"image": "a.png"}], "ability": "decompose", "reward_model": {"ground_truth": "{}"},
+                "images": [{"bytes": b"", "path": "a.png", "min_pixels": 262_144, "max_pixels": 1_003_520}],
+                "ability": "decompose", "reward_model": {"ground_truth": "{}"},
                 "extra_info": {"id": "a"}}
 
 
@@ -147,6 +148,13 @@ def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path, easyr1
     assert options["worker.reward.reward_function"] == f"{ROOT}/reward_fns/imageedit_r1.py:compute_score"
     assert options["data.format_prompt"] == f"{ROOT}/imageedit_r1/prompts/decompose.jinja"
     assert command[-1] == "trainer.val_freq=10"  # pass-through overrides come last
+    # The image budget and the prompt length come from the one budget module.
+    from imageedit_r1.data.export import max_prompt_length
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    assert options["data.min_pixels"] == str(DEFAULT_BUDGET.min_pixels)
+    assert options["data.max_pixels"] == str(DEFAULT_BUDGET.max_pixels)
+    assert options["data.max_prompt_length"] == str(max_prompt_length(DEFAULT_BUDGET))
     # What EasyR1 would receive is a valid EasyR1 config.
     config = preflight.load_easyr1_config(command[3:])
     assert preflight.check_easyr1(config, check_devices=False).problems == []
@@ -325,3 +333,79 @@ def test_an_unknown_verl_key_is_one_line_naming_the_key_meant():
     assert caught.value.problems == [
         "unknown verl config key 'data.train_batch_sise' (did you mean 'data.train_batch_size'?); to add a key "
         "verl does not define, write +data.train_batch_sise=..."]
+
+
+# ---------------------------------------------------------------- image budget
+
+
+def _exported(tmp_path, fmt, budget, max_prompt_bound, images_struct=None):
+    """A training file beside an export manifest, as `python -m imageedit_r1.data export` leaves them."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "rl"
+    (out / fmt).mkdir(parents=True)
+    image = images_struct or pa.struct([("bytes", pa.binary()), ("path", pa.string()),
+                                        ("min_pixels", pa.int64()), ("max_pixels", pa.int64())])
+    pq.write_table(pa.table({"images": pa.array([], type=pa.list_(image))}), out / fmt / "train.parquet")
+    manifest = {"image_budget": budget, "max_prompt_bound": max_prompt_bound}
+    (out / "export_manifest.json").write_text(json.dumps(manifest))
+    return str(out / fmt / "train.parquet")
+
+
+def _budget_problems(trainer, train_file, max_prompt_length, config_budget=None):
+    from imageedit_r1.train.budget_check import check_image_budget
+
+    report = preflight.Report()
+    check_image_budget(report, trainer, train_files=[train_file], max_prompt_length=max_prompt_length,
+                       config_budget=config_budget)
+    return report.problems
+
+
+def test_preflight_refuses_a_max_prompt_length_that_would_drop_rows(tmp_path):
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    train = _exported(tmp_path, "verl", DEFAULT_BUDGET.as_dict(), 1_900)
+    # verl's own recipe used to set 2048 with no budget: a 1920x1080 photo (2,691 tokens) was dropped.
+    assert _budget_problems("verl", train, 2048) == []  # these rows fit
+    (problem,) = _budget_problems("verl", train, 1_536)
+    assert "data.max_prompt_length=1536 is below 1900" in problem and "drop" in problem
+    # No manifest: the budget's worst case decides.
+    lone = tmp_path / "lone.parquet"
+    lone.write_bytes(b"PAR1")
+    (problem,) = _budget_problems("easyr1", str(lone), 2048, DEFAULT_BUDGET)
+    assert "below 3584" in problem
+
+
+def test_preflight_refuses_a_trainer_budget_other_than_the_exported_one(tmp_path):
+    from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget
+
+    train = _exported(tmp_path, "easyr1", DEFAULT_BUDGET.as_dict(), 1_900)
+    easyr1_defaults = ImageBudget(262_144, 4_194_304)  # what EasyR1 uses when the recipe's keys are missing
+    problems = _budget_problems("easyr1", train, 8192, easyr1_defaults)
+    assert any("exported for 262,144..1,003,520" in p and "resize" in p for p in problems), problems
+    assert _budget_problems("easyr1", train, 8192, DEFAULT_BUDGET) == []
+
+
+def test_preflight_refuses_verl_data_without_per_image_budget(tmp_path):
+    import pyarrow as pa
+
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    old = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # a plain datasets.Image column
+    train = _exported(tmp_path, "verl", DEFAULT_BUDGET.as_dict(), 1_900, images_struct=old)
+    (problem,) = _budget_problems("verl", train, 4096)
+    assert "no min_pixels/max_pixels" in problem and "re-export" in problem
+
+
+def test_budget_command_prints_what_the_recipes_use(capsys):
+    from imageedit_r1.train.__main__ import main
+
+    assert main(["budget", "--shell"]) == 0
+    values = dict(line.split("=") for line in capsys.readouterr().out.split())
+    assert values == {"MIN_PIXELS": "262144", "MAX_PIXELS": "1003520", "MAX_IMAGE_TOKENS": "1280",
+                      "MAX_PROMPT_LENGTH": "3584"}
+    assert main(["budget", "--min-pixels", "5000000"]) == 2
+    assert "above max_pixels" in capsys.readouterr().err

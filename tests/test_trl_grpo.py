@@ -90,7 +90,8 @@ def test_recipe_trains_logs_four_rewards_and_exports_a_checkpoint_the_pipeline_l
     assert (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "model.safetensors").exists()
     exported = tmp_path / "exported"
     assert train_main(["export-checkpoint", "--trainer", "trl", "--local-dir", str(checkpoint),
-                       "--out", str(exported), "--device", "cpu"]) == 0
+                       "--out", str(exported), "--device", "cpu",
+                       "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS)]) == 0
     assert (exported / "model.safetensors").is_file() and not (exported / "optimizer.pt").exists()
     assert not list(exported.glob("adapter_*"))
 

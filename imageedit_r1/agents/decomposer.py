@@ -103,6 +103,8 @@ def _from_json(text: str) -> Decomposition:
         data = json.loads(unfence(text))
     except json.JSONDecodeError as exc:
         raise DecompositionParseError(f"not valid JSON: {exc}", text) from exc
+    except RecursionError:
+        raise DecompositionParseError("not valid JSON: brackets nested too deep", text) from None
     try:
         return Decomposition.from_dict(data)
     except ValueError as exc:

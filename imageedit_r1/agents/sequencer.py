@@ -76,7 +76,7 @@ def parse_sub_requests(text: str, *, max_steps: int = 8, max_chars: int = 300) -
     value: Any
     try:
         value = json.loads(body)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: brackets nested past the stack
         # Prose around the JSON: take the first array written in it, else the first object.
         values = list(embedded_json(body))
         value = next((v for v in values if isinstance(v, list)), None)

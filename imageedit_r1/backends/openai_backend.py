@@ -24,6 +24,7 @@ from imageedit_r1.backends.base import (
     validate_messages,
 )
 from imageedit_r1.backends.sdk_errors import classify_openai_error
+from imageedit_r1.images import fit_to_budget
 from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
 
 logger = logging.getLogger("imageedit_r1.backends.openai")
@@ -43,8 +44,14 @@ class OpenAIBackend:
         structured_output: bool = True,
         image_detail: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        image_budget: Any = "off",
     ) -> None:
         """``base_url`` set means an OpenAI-compatible server: a key is then optional.
+
+        ``image_budget``: for a server running the Qwen decomposer (vLLM), ``"auto"`` or
+        ``{"min_pixels": …, "max_pixels": …}`` resizes every image here with Qwen's smart-resize
+        arithmetic (``imageedit_r1.image_budget``), so any server sees the trained token count;
+        ``"off"`` (default) sends images as they are.
 
         ``structured_output=False`` for a server that lacks ``response_format`` json_schema:
         the schema is then left to the caller's prompt and validation.
@@ -60,6 +67,12 @@ class OpenAIBackend:
         self.supports_json_schema = structured_output
         self.image_detail = image_detail
         self.extra_body = dict(extra_body or {})
+        from imageedit_r1.image_budget import ImageBudgetError, resolve
+
+        try:
+            self.image_budget = resolve(image_budget, model)
+        except ImageBudgetError as exc:
+            raise BackendError(f"openai backend ({model}): {exc}") from exc
         # A self-hosted server usually needs no key; the SDK still wants a non-empty string.
         key = api_key_from_env(api_key_env, required=base_url is None, service=f"openai backend ({model})")
         self._secrets = [key]
@@ -80,7 +93,7 @@ class OpenAIBackend:
                 if isinstance(part, str):
                     parts.append({"type": "text", "text": part})
                 else:
-                    image_url: dict[str, Any] = {"url": image_data_url(part)}
+                    image_url: dict[str, Any] = {"url": image_data_url(fit_to_budget(part, self.image_budget))}
                     if self.image_detail:
                         image_url["detail"] = self.image_detail
                     parts.append({"type": "image_url", "image_url": image_url})

@@ -5,6 +5,11 @@ names the same checkpoint, device and dtype. Everything the processor returns is
 ``generate`` — Qwen2.5-VL needs ``mm_token_type_ids`` to build its 3-D mRoPE positions, and
 without it the model silently sees different positions than in training.
 
+Images are fitted to the image budget (``imageedit_r1.image_budget``) before the processor sees
+them, and the processor is loaded with the same bounds: by default the budget recorded in the
+checkpoint by ``train export-checkpoint``, else the project's default, so the agent gets the image
+tokens it was trained on whatever bounds the checkpoint's own processor config had.
+
 Structured output is best effort: the schema is described in the prompt, and callers validate
 the answer (``supports_json_schema`` is False).
 """
@@ -96,12 +101,28 @@ class TransformersBackend:
         attn_implementation: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        image_budget: Any = "auto",
     ) -> None:
-        """``model``: a local folder or a hub id; ``min_pixels``/``max_pixels`` bound the image resolution."""
+        """``model``: a local folder or a hub id.
+
+        ``image_budget``: ``"auto"`` (the budget recorded in the checkpoint, else the default),
+        ``{"min_pixels": …, "max_pixels": …}``, or ``"off"`` (the processor's own bounds).
+        ``min_pixels`` / ``max_pixels`` are a shorthand for an explicit budget.
+        """
+        from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError, resolve
+
         self.model = str(model)
+        try:
+            if min_pixels is not None or max_pixels is not None:
+                budget = ImageBudget(min_pixels or DEFAULT_BUDGET.min_pixels, max_pixels or DEFAULT_BUDGET.max_pixels)
+            else:
+                budget = resolve(image_budget, self.model)
+        except ImageBudgetError as exc:
+            raise BackendError(f"transformers {self.model}: {exc}") from exc
+        self.image_budget = budget
         self._processor, self._network, self._lock = load_model(
             self.model, device=device, dtype=dtype, attn_implementation=attn_implementation,
-            min_pixels=min_pixels, max_pixels=max_pixels,
+            min_pixels=budget.min_pixels if budget else None, max_pixels=budget.max_pixels if budget else None,
         )
 
     def __repr__(self) -> str:
@@ -115,14 +136,26 @@ class TransformersBackend:
                 if isinstance(part, str):
                     content.append({"type": "text", "text": part})
                 else:
-                    from imageedit_r1.images import to_rgb
+                    from imageedit_r1.images import fit_to_budget, to_rgb
 
                     content.append({"type": "image"})
-                    images.append(to_rgb(part))
+                    images.append(fit_to_budget(to_rgb(part), self.image_budget))
             chat.append({"role": message.role, "content": content})
         if json_schema is not None:
             chat[-1]["content"].append({"type": "text", "text": "\n\n" + schema_instruction(json_schema)})
         return chat, images
+
+    def prepare_inputs(self, messages: list[ChatMessage], *, json_schema: dict[str, Any] | None = None):
+        """The processor's model inputs for ``messages`` (input_ids with the image tokens, pixel_values, …)."""
+        validate_messages(messages)
+        chat, images = self._template_messages(messages, json_schema)
+        processor = self._processor
+        prompt = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        inputs = processor(text=[prompt], images=images or None, return_tensors="pt")
+        inputs = inputs.to(self._network.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._network.dtype)
+        return inputs
 
     def chat(
         self,
@@ -136,14 +169,8 @@ class TransformersBackend:
     ) -> ChatResponse:
         import torch
 
-        validate_messages(messages)
-        chat, images = self._template_messages(messages, json_schema)
+        inputs = self.prepare_inputs(messages, json_schema=json_schema)
         processor = self._processor
-        prompt = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        inputs = processor(text=[prompt], images=images or None, return_tensors="pt")
-        inputs = inputs.to(self._network.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self._network.dtype)
         tokenizer = processor.tokenizer
         generate_kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id}
         if temperature is None or temperature <= 0:

@@ -20,6 +20,7 @@ from imageedit_r1.backends.base import (
     image_data_url,
     validate_messages,
 )
+from imageedit_r1.images import fit_to_budget
 
 logger = logging.getLogger("imageedit_r1.backends.vllm")
 
@@ -69,9 +70,20 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         max_images: int = 4,
         engine_kwargs: dict[str, Any] | None = None,
+        image_budget: Any = "auto",
     ) -> None:
-        """``engine_kwargs`` pass straight to ``vllm.LLM`` (e.g. ``enforce_eager``, ``mm_processor_kwargs``)."""
+        """``engine_kwargs`` pass straight to ``vllm.LLM`` (e.g. ``enforce_eager``, ``mm_processor_kwargs``).
+
+        ``image_budget``: images are fitted to it before the engine sees them; ``"auto"`` is the
+        budget recorded in the checkpoint, else the default (``imageedit_r1.image_budget``).
+        """
+        from imageedit_r1.image_budget import ImageBudgetError, resolve
+
         self.model = str(model)
+        try:
+            self.image_budget = resolve(image_budget, self.model)
+        except ImageBudgetError as exc:
+            raise BackendError(f"vllm {self.model}: {exc}") from exc
         options: dict[str, Any] = {
             "dtype": dtype,
             "max_model_len": max_model_len,
@@ -85,8 +97,7 @@ class VLLMBackend:
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r})"
 
-    @staticmethod
-    def _encode(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    def _encode(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
         encoded = []
         for message in messages:
             if isinstance(message.content, str):
@@ -95,7 +106,7 @@ class VLLMBackend:
             parts = [
                 {"type": "text", "text": part}
                 if isinstance(part, str)
-                else {"type": "image_url", "image_url": {"url": image_data_url(part)}}
+                else {"type": "image_url", "image_url": {"url": image_data_url(fit_to_budget(part, self.image_budget))}}
                 for part in message.parts()
             ]
             encoded.append({"role": message.role, "content": parts})

@@ -10,11 +10,14 @@ File ``subsets/<benchmark>.json``::
 
     {"benchmark": "realedit", "source": "realedit@test", "seed": 0, "size": 1000,
      "pool": 9337, "ids": [...], "image_sha256": {"<id>": "<hash of the decoded pixels>"},
-     "skipped": [["<id>", "<reason>"], ...], "duplicates": {"<id>": [<row>, <row>, ...]}}
+     "skipped": [["<id>", "<reason>"], ...], "duplicates": {"<id>": [<row>, <row>, ...]},
+     "conflicting_rows": [["<id>", "<reason>"], ...]}
 
 The first pass reads the id column alone. An id that two rows share (the loader keeps the first
 row) is listed in ``duplicates`` with its rows, and the draw goes on: a repeated id never stops
-a draw, of this source or of the next.
+a draw, of this source or of the next. The second pass reads the chosen requests' images: a
+chosen PSR post whose rows show different source images is listed in ``conflicting_rows`` (its
+first row is the one evaluated).
 
 ``read_subset`` also accepts a bare JSON list of ids.
 """
@@ -53,6 +56,7 @@ class Subset:
     pool: int = 0
     skipped: list[list[str]] = field(default_factory=list)
     duplicates: dict[str, list[int]] = field(default_factory=dict)
+    conflicting_rows: list[list[str]] = field(default_factory=list)
 
     def write(self, folder: str | os.PathLike) -> Path:
         path = Path(folder) / f"{self.benchmark}.json"
@@ -122,6 +126,11 @@ def draw_subset(
     chosen = sorted(hashes, key=order.__getitem__)
     if size is not None:
         chosen = chosen[:size]
+    kept = set(chosen)
+    conflicts = [list(item) for item in chosen_loader.issues.conflicts if item[0] in kept]
+    # Found by the image pass only (the id pass reads no image): told to the caller's loader too.
+    loader.issues.conflicts.extend(item for item in chosen_loader.issues.conflicts
+                                   if item[0] in kept and item not in loader.issues.conflicts)
     return Subset(
         benchmark=benchmark,
         ids=chosen,
@@ -132,6 +141,7 @@ def draw_subset(
         pool=pool,
         skipped=[list(item) for item in chosen_loader.report.skipped],
         duplicates=duplicates,
+        conflicting_rows=conflicts,
     )
 
 

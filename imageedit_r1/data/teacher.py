@@ -167,6 +167,8 @@ def validate_label(text: str) -> ValidatedLabel:
         data = json.loads(unfence(text or ""))
     except json.JSONDecodeError as exc:
         raise InvalidLabel(f"not JSON ({exc.msg} at char {exc.pos})") from exc
+    except RecursionError:
+        raise InvalidLabel("not JSON (brackets nested too deep)") from None
     if not isinstance(data, dict):
         raise InvalidLabel(f"expected a JSON object, got {type(data).__name__}")
     for name in ("actions", "subjects", "goals"):

@@ -79,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.out_dir = args.out_dir
     runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.no_progress)
     _setup_logging(Path(config.out_dir), runner.redactor)
+    for warning in runner.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     rows = runner.estimate()
     print("Pending work and estimated cost (prices from the config):")
     print(runner.format_estimate(rows))

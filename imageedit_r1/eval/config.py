@@ -16,10 +16,12 @@ from typing import Any
 
 from imageedit_r1.jsonl import content_key
 from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig
+from imageedit_r1.scale.config import RayConfig, executor_problems
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
-METHOD_KINDS = ("original", "pipeline", "precomputed", "identity", "callable")
+METHOD_KINDS = ("original", "pipeline", "pipeline-verify", "precomputed", "identity", "callable")
+PIPELINE_KINDS = ("pipeline", "pipeline-verify")  # ImageEdit-R1; "pipeline-verify" with the verify stage
 JUDGE_BACKENDS = ("openai", "gemini", "openai-compatible")
 
 
@@ -40,7 +42,8 @@ class BenchmarkConfig:
 
 @dataclass
 class MethodConfig(PipelineConfig):
-    """A row of Table 1. Kinds "original" and "pipeline" run ``imageedit_r1.pipeline.ImageEditR1``
+    """A row of Table 1. Kinds "original", "pipeline" and "pipeline-verify" (the pipeline with its
+    ``verify`` stage, which that kind requires) run ``imageedit_r1.pipeline.ImageEditR1``
     and take every key of ``PipelineConfig`` (the one definition: mode, seed, decomposer, sequencer,
     editor, on_decompose_failure, on_sequence_failure, max_image_pixels, ...).
 
@@ -67,6 +70,8 @@ class MethodConfig(PipelineConfig):
             self.decomposer = AgentConfig(**self.decomposer)
         if isinstance(self.sequencer, dict):
             self.sequencer = AgentConfig(**self.sequencer) if self.sequencer else None
+        if isinstance(self.verify, dict):
+            self.verify = _verify_config(self.verify)
 
     def pipeline_config(self) -> PipelineConfig:
         """This method's ``PipelineConfig`` (mode "original" for kind "original")."""
@@ -78,11 +83,13 @@ class MethodConfig(PipelineConfig):
     def identity(self) -> dict[str, Any]:
         """The settings that determine the edited pixels (pipeline settings: those off their defaults)."""
         ident: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
-        if self.kind in ("original", "pipeline"):
+        if self.kind in ("original", *PIPELINE_KINDS):
             defaults = dataclasses.asdict(PipelineConfig())
             defaults["sequencer"] = dataclasses.asdict(AgentConfig())  # a sequencer set to the defaults
             ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
             ident["pipeline"].pop("seed", None)
+            for key in ("executor", "ray"):  # where an edit runs never changes its pixels
+                ident["pipeline"].pop(key, None)
             if self.kind == "original":  # the agents do not run: their settings change nothing
                 for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
                     ident["pipeline"].pop(key, None)
@@ -94,6 +101,38 @@ class MethodConfig(PipelineConfig):
 
     def config_hash(self) -> str:
         return content_key("method", self.identity())[:16]
+
+
+def _verify_config(values: dict[str, Any]):
+    """A ``VerifyConfig`` from a dict (nested judge and prices too); unknown keys are errors."""
+    from omegaconf import OmegaConf
+
+    from imageedit_r1.pipeline.config import VerifyConfig
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VerifyConfig), OmegaConf.create(values)))
+
+
+def _same_model(a: str, b: str) -> bool:
+    """One model under two names: equal, or an alias and its dated snapshot (gpt-4o, gpt-4o-2024-08-06)."""
+    a, b = (name.strip().lower().removeprefix("models/") for name in (a, b))
+    return bool(a and b) and (a == b or a.startswith(b + "-2") or b.startswith(a + "-2"))
+
+
+def verifier_judge_overlaps(config: EvalConfig) -> list[str]:
+    """Warnings for methods whose verifier is also an evaluation judge: a judge prefers the edits it
+    picked itself, so that judge's column overstates the method."""
+    warnings = []
+    for method in config.methods:
+        if method.kind != "pipeline-verify" or method.verify is None:
+            continue
+        model = method.verify.judge.model
+        for judge in config.judges:
+            if _same_model(model, judge.model):
+                warnings.append(
+                    f"method {method.name!r} verifies with {model}, which is also the judge {judge.name!r} "
+                    f"({judge.model}): a judge prefers the edits it picked itself, so {judge.name!r} scores "
+                    f"for {method.name!r} are biased upward; use another verifier, or read the other judges")
+    return warnings
 
 
 def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +195,9 @@ class EvalConfig:
     trained_decomposer: str = ""
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    # "local": edits in this process; "ray": one editor replica per GPU of a Ray cluster (docs/evaluation.md).
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -178,9 +220,14 @@ class EvalConfig:
                 problems.append(f"method {method.name!r}: kind 'precomputed' needs images_dir")
             if method.kind == "callable" and (not method.target or ":" not in method.target):
                 problems.append(f"method {method.name!r}: kind 'callable' needs target 'module:function'")
+            if method.kind == "pipeline-verify" and method.verify is None:
+                problems.append(f"method {method.name!r}: kind 'pipeline-verify' needs a 'verify' section "
+                                "(imageedit_r1.pipeline.VerifyConfig keys; {} for the defaults)")
+            elif method.kind != "pipeline-verify" and method.verify is not None:
+                problems.append(f"method {method.name!r}: 'verify' settings need kind 'pipeline-verify'")
             if method.mode not in ("single-turn", "multi-turn"):
                 problems.append(f"method {method.name!r}: mode must be 'single-turn' or 'multi-turn'")
-            elif method.kind in ("original", "pipeline"):
+            elif method.kind in ("original", *PIPELINE_KINDS):
                 try:
                     method.pipeline_config().validate()
                 except ValueError as exc:
@@ -194,6 +241,7 @@ class EvalConfig:
                 problems.append(f"judge {judge.name!r}: an openai-compatible judge needs base_url")
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
+        problems += executor_problems(self.executor, self.ray)
         if problems:
             raise ValueError("invalid evaluation config:\n  - " + "\n  - ".join(problems))
 

@@ -12,10 +12,11 @@ failure, never as a score of 0.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imageedit_r1.jsontext import fenced_blocks, lenient_literal, lenient_literals
+from imageedit_r1.jsontext import bracketed_span_bounds, fenced_blocks, lenient_literal
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 from imageedit_r1.refusals import DECLINED, Refusal
 
@@ -120,6 +121,12 @@ _REFUSAL_RE = re.compile(
 # "(0–4 points)" / "(0-3)" rubric ranges echoed by a judge would otherwise read as a score.
 _RANGE_RE = re.compile(r"\(\s*\d+\s*(?:–|-|—|to)\s*\d+\s*(?:points?|pts)?\s*\)", re.IGNORECASE)
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
+
+
+def looks_like_refusal(text: str) -> bool:
+    """True when a reply reads as a model declining to evaluate ("I'm sorry, I can't ...")."""
+    return bool(_REFUSAL_RE.search(text or ""))
+
 _DENOMINATOR_RE = re.compile(r"\s*(?:/|out of|of)\s*(\d+)", re.IGNORECASE)
 # A second number right after a score ("3-4", "3 or 4", "3 to 4"): a range, not a score.
 _ALTERNATIVE_RE = re.compile(r"\s*(?:-|–|—|to|or)\s*\d", re.IGNORECASE)
@@ -129,6 +136,8 @@ _LONE_THINK_END_RE = re.compile(r"^.*?(?:</think>|\[/THINK\])", re.IGNORECASE | 
 _UNCLOSED_THINK_RE = re.compile(r"(?:<think>|\[THINK\]).*\Z", re.IGNORECASE | re.DOTALL)
 _WRAPPER_RE = re.compile(r"<\|begin_of_box\|>(.*?)<\|end_of_box\|>|<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _NAME_KEYS = ("criterion", "name", "aspect", "category", "metric", "dimension")
+# A word that every label of a criterion (CRITERIA's aliases) contains.
+_NAMES_A_CRITERION = re.compile(r"ful+fil|instruction|quality|preservation", re.IGNORECASE)
 _SCORE_KEYS = ("score", "points", "value", "rating")
 
 
@@ -261,8 +270,16 @@ def _literals(text: str) -> list[tuple[str, Any]]:
         value = lenient_literal(block)
         if value is not None:
             values.append(("fenced_json", value))
-    # Nested values too: a judge may wrap its scores in an object of its own.
-    values += [("embedded_json", value) for value in lenient_literals(text)]
+    # Nested values too: a judge may wrap its scores in an object of its own. A literal can only
+    # be read as scores (or be rejected as partial ones) if it names a criterion: reading the
+    # others would cost time quadratic in a flood of nested brackets, for nothing.
+    # Where the criterion words are is found once; a span names one when a word lies within it.
+    words = [(match.start(), match.end()) for match in _NAMES_A_CRITERION.finditer(text)]
+    starts = [start for start, _ in words]
+    for start, end in bracketed_span_bounds(text):
+        first = bisect_left(starts, start)
+        if first < len(words) and words[first][1] <= end and (value := lenient_literal(text[start:end])) is not None:
+            values.append(("embedded_json", value))
     return values
 
 
@@ -336,7 +353,7 @@ def parse_judgment(text: str | None) -> Scores:
     scores = _scores_from_text(stripped, raw)
     if scores is not None:
         return scores
-    if _REFUSAL_RE.search(stripped):
+    if looks_like_refusal(stripped):
         raise JudgeRefusal(f"judge refused: {stripped[:200]}", raw=raw)
     raise JudgmentParseError(f"no scores found in reply: {stripped[:200]!r}", raw=raw)
 
@@ -356,7 +373,8 @@ class Judgment:
     calls: int = 1
 
 
-def _fit(image, max_side: int | None):
+def fit_within(image, max_side: int | None):
+    """``image`` scaled down (bicubic) so its longer side is at most ``max_side`` pixels; None: as is."""
     if not max_side or max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
@@ -397,7 +415,7 @@ class Judge:
         from imageedit_r1.backends import ChatMessage
 
         message = ChatMessage(role="user", content=[
-            judge_prompt(edit_request), _fit(original, self.max_image_side), _fit(edited, self.max_image_side)])
+            judge_prompt(edit_request), fit_within(original, self.max_image_side), fit_within(edited, self.max_image_side)])
         prompt_tokens = completion_tokens = 0
         last_error: JudgmentParseError | None = None
         for attempt in range(1, self.invalid_reply_attempts + 1):

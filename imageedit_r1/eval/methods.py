@@ -3,7 +3,10 @@
 Kinds:
 - ``original``: the edit model alone, given the user's request as is (the paper's "Original").
 - ``pipeline``: ImageEdit-R1 (decompose → sequence → edit) with the configured decomposer;
-  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1". Both kinds run through
+  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1".
+- ``pipeline-verify``: ``pipeline`` with the verify stage (``verify``: ``VerifyConfig`` keys): a
+  verifier scores each edit, the loop refines within a budget and keeps the best; beside
+  ``pipeline`` in Table 1 it shows what verification adds. These kinds run through
   ``imageedit_r1.pipeline.ImageEditR1`` (modes "original", "single-turn", "multi-turn"), so the
   edit records carry its trace (decomposition, sub-requests, model ids, seeds, timings).
 - ``precomputed``: edited images made elsewhere (a closed model's outputs), read from a folder.
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.eval.benchmark_samples import safe_name
-from imageedit_r1.eval.config import MethodConfig
+from imageedit_r1.eval.config import PIPELINE_KINDS, MethodConfig
 from imageedit_r1.images import load_image
 
 
@@ -29,6 +32,7 @@ from imageedit_r1.images import load_image
 class EditOutput:
     image: Any  # PIL image
     trace: dict[str, Any] = field(default_factory=dict)
+    worker: dict[str, Any] | None = None  # where it was made (replica, node, GPU, seconds) when not here
 
 
 EditFn = Callable[[Any, Any], EditOutput]  # (sample, original PIL image) -> EditOutput
@@ -96,6 +100,6 @@ def build_edit_fn(method: MethodConfig) -> EditFn:
     if method.kind == "callable":
         fn = _import_target(method.target or "")
         return lambda sample, image: _as_output(fn(image, sample.request, seed=method.seed, sample=sample))
-    if method.kind in ("original", "pipeline"):
+    if method.kind == "original" or method.kind in PIPELINE_KINDS:
         return _pipeline(method)
     raise ValueError(f"unknown method kind {method.kind!r}")

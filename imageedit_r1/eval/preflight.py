@@ -17,7 +17,7 @@ _DEFAULT_KEYS = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GO
 
 def method_problems(method: MethodConfig) -> list[str]:
     """What would stop ``method`` from editing (pipeline and original kinds): see ``pipeline.preflight``."""
-    if method.kind not in ("original", "pipeline"):
+    if method.kind not in ("original", "pipeline", "pipeline-verify"):
         return []
     from imageedit_r1.eval.methods import pipeline_config
     from imageedit_r1.pipeline.preflight import pipeline_problems

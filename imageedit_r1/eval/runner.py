@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.eval.benchmark_samples import load_benchmark, safe_name
-from imageedit_r1.eval.config import EvalConfig, JudgeConfig, MethodConfig
+from imageedit_r1.eval.config import (
+    PIPELINE_KINDS,
+    EvalConfig,
+    JudgeConfig,
+    MethodConfig,
+    PriceConfig,
+    verifier_judge_overlaps,
+)
 from imageedit_r1.eval.costs import cost_usd, image_tokens, price_for, text_tokens
 from imageedit_r1.eval.judge import Judge, JudgeError, judge_prompt, judge_prompt_sha256
 from imageedit_r1.eval.methods import EditFn, build_edit_fn
@@ -135,6 +142,8 @@ def classify_failure(exc: BaseException) -> tuple[str, bool]:
     """
     from imageedit_r1.retry import RetriesExhausted
 
+    if getattr(exc, "failure_kind", None):  # errors that know their kind (a lost Ray replica)
+        return exc.failure_kind, bool(getattr(exc, "retryable", True))
     if find_refusal(exc) is not None:
         return "refusal", False
     if isinstance(exc, JudgeError):
@@ -265,11 +274,18 @@ class EvalRunner:
         self.config = config
         self.out = Path(config.out_dir)
         self.edit_fn_factory = edit_fn_factory
+        if config.executor == "ray":  # GPU methods run on Ray replicas; this runner stays the only writer
+            from imageedit_r1.scale.eval_edits import ray_edit_fn_factory
+
+            self.edit_fn_factory = ray_edit_fn_factory(config, edit_fn_factory)
         self.judge_factory = judge_factory
         self.sample_loader = sample_loader
         self.retry_failed = retry_failed
         self.progress = progress
         self.redactor = Redactor([judge.api_key_env for judge in config.judges if judge.api_key_env])
+        self.warnings = verifier_judge_overlaps(config)
+        for warning in self.warnings:
+            log.warning(warning)
         self.prompt_sha256 = judge_prompt_sha256()
         self._samples: dict[str, list[Any]] | None = None
         self._lock = threading.Lock()
@@ -335,6 +351,7 @@ class EvalRunner:
                         for m in self.config.methods],
             "judges": [{"name": j.name, "backend": j.backend, "model": j.model, "settings": judge_settings(j)}
                        for j in self.config.judges],
+            "warnings": self.warnings,
         }
         self.out.mkdir(parents=True, exist_ok=True)
         tmp = self.out / f".{RUN_FILE}.tmp"
@@ -347,16 +364,25 @@ class EvalRunner:
         items = self.items()
         rows: list[EstimateRow] = []
         pending_edits: list[Item] = []
+        verify_rows: list[EstimateRow] = []
         for method in self.config.methods:
             todo = [item for item in items if item.method is method and self.edit_needed(item)]
             pending_edits += todo
-            calls = len(todo) * (2 if method.mode == "multi-turn" and method.kind == "pipeline" else 1)
+            steps = 2 if method.mode == "multi-turn" and method.kind in PIPELINE_KINDS else 1
+            calls = len(todo) * steps
+            what = f"edit   {method.name}"
+            if method.kind == "pipeline-verify":
+                verify = method.verify
+                calls *= verify.attempts * verify.candidates  # at most: every attempt runs
+                what += f" (<= {verify.attempts}x{verify.candidates} each)"
+                verify_rows.append(self._verify_estimate(method, verify, todo))
             cost: float | None = 0.0
-            if method.kind in ("original", "pipeline"):
+            if method.kind == "original" or method.kind in PIPELINE_KINDS:
                 price = price_for(self.config.prices, method.editor.options.get("model"), method.editor.name)
                 cost = cost_usd(price, images=calls) if price else 0.0
-            rows.append(EstimateRow(f"edit   {method.name}", calls if method.kind in ("original", "pipeline")
+            rows.append(EstimateRow(what, calls if method.kind == "original" or method.kind in PIPELINE_KINDS
                                     else 0, cost_usd=cost))
+        rows += verify_rows
         side = self.config.estimate.image_side
         pending_set = {id(item) for item in pending_edits}
         for judge in self.config.judges:
@@ -377,6 +403,31 @@ class EvalRunner:
             rows.append(EstimateRow(f"judge  {judge.name} ({judge.model})", calls, prompt, completion,
                                     cost_usd(price, prompt, completion) if price else None))
         return rows
+
+    def _verify_estimate(self, method: MethodConfig, verify, todo: list[Item]) -> EstimateRow:
+        """The verifier's calls for a method's pending edits, at most: one per candidate of every
+        attempt (capped by ``max_calls``, which also counts the first edit), plus their tokens."""
+        from imageedit_r1.pipeline.verifier import verification_prompt
+
+        per_item = verify.attempts * verify.candidates
+        if verify.max_calls is not None:
+            per_item = max(1, min(per_item, verify.max_calls - 1))
+        provider = "gemini" if verify.judge.backend == "gemini" else "openai"
+        calls = prompt = 0
+        for item in todo:
+            width, height = self._original_size(item, self.config.estimate.image_side)
+            scale = min(1.0, verify.max_image_side / max(width, height))
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+            # The sub-requests are not known before planning: the request stands in for them.
+            text = verification_prompt(verify.rubric, item.sample.request, [item.sample.request])
+            calls += per_item
+            prompt += per_item * (text_tokens(text) + 2 * image_tokens(provider, width, height))
+        completion = calls * self.config.estimate.completion_tokens
+        price = price_for(self.config.prices, verify.judge.model)
+        if price is None and (verify.prices.input_per_mtok or verify.prices.output_per_mtok):
+            price = PriceConfig(verify.prices.input_per_mtok, verify.prices.output_per_mtok)
+        return EstimateRow(f"verify {method.name} ({verify.judge.model}, at most)", calls, prompt, completion,
+                           cost_usd(price, prompt, completion) if price else None)
 
     def _original_size(self, item: Item, default: int) -> tuple[int, int]:
         """The original's size when it is on disk already (header only), else ``default`` square."""
@@ -423,6 +474,8 @@ class EvalRunner:
             record.update(status="ok", original_path=str(original_path.relative_to(self.out)),
                           edited_path=str(edited_path.relative_to(self.out)), edited_sha256=image_sha256(edited),
                           trace=output.trace)
+            if output.worker:
+                record["worker"] = output.worker
             outcome, kind = "done", None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
             if is_unavailable(exc):
@@ -433,6 +486,8 @@ class EvalRunner:
                 record["refusal"] = refusal_record(exc)
             if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
                 record["trace"] = exc.trace
+            if isinstance(getattr(exc, "worker", None), dict):  # the Ray replica it failed on
+                record["worker"] = exc.worker
             outcome = "failed"
             log.warning("edit failed: %s %s %s: %s", item.method.name, item.benchmark, item.sample_id, exc)
         record.update(seconds=round(time.monotonic() - started, 3), finished_at=_now())
@@ -458,12 +513,16 @@ class EvalRunner:
                 summary.setup_errors.append(message)
                 log.error("cannot set up %s", message)
                 continue
-            pool = ThreadPoolExecutor(max_workers=self.config.edit_concurrency)
+            # An edit function spread over replicas says how many items it takes at once.
+            pool = ThreadPoolExecutor(max_workers=getattr(edit_fn, "concurrency", None) or self.config.edit_concurrency)
             wait = True
             try:
                 futures = [pool.submit(self._edit_one, item, edit_fn, summary) for item in todo]
-                for future in self._progress(as_completed(futures), len(futures), f"edit {method.name}"):
+                bar = self._progress(as_completed(futures), len(futures), f"edit {method.name}")
+                for future in bar:
                     future.result()
+                    if hasattr(bar, "set_postfix"):  # tqdm: done, rate and ETA, plus failures
+                        bar.set_postfix(failed=summary.edits["failed"], refresh=False)
             except MethodUnavailable as exc:  # stop this method; its remaining items stay pending
                 message = self.redactor.text(f"method {method.name}: {exc}")
                 summary.setup_errors.append(message)
@@ -473,6 +532,8 @@ class EvalRunner:
                 raise
             finally:
                 pool.shutdown(wait=wait, cancel_futures=True)
+                if hasattr(edit_fn, "close"):  # Ray replicas hand their GPUs back now
+                    edit_fn.close()
             del edit_fn  # free the method's models before loading the next
 
     # -- stage 2: judgments

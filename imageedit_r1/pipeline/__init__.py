@@ -7,7 +7,9 @@
 Modules: ``config`` (the one configuration schema), ``core`` (``ImageEditR1``), ``plan``
 (``Plan``: what the agents propose, editable before ``execute``), ``trace``
 (traces, results, failures), ``outputs`` (image and trace files), ``batch`` (manifests),
-``cli`` (``python -m imageedit_r1.pipeline``), ``demo`` (the offline demo). Importing this
+``cli`` (``python -m imageedit_r1.pipeline``), ``demo`` (the offline demo), ``verifier`` and
+``verify`` (the optional verify stage: score each edit, refine within a budget, keep the best;
+``config.verify``). Importing this
 package loads no torch: models load when an agent or the editor is first used.
 """
 
@@ -18,6 +20,8 @@ from imageedit_r1.pipeline.config import (
     AgentConfig,
     EditorConfig,
     PipelineConfig,
+    VerifyConfig,
+    VerifyPrices,
     load_pipeline_config,
 )
 from imageedit_r1.pipeline.core import (
@@ -41,6 +45,8 @@ __all__ = [
     "PipelineConfig",
     "Plan",
     "PlanError",
+    "VerifyConfig",
+    "VerifyPrices",
     "is_unavailable",
     "join_sub_requests",
     "load_pipeline_config",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,7 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
 
     from imageedit_r1.images import ImageLoadError
     from imageedit_r1.jsonl import JsonlStore
-    from imageedit_r1.pipeline.core import is_unavailable
-    from imageedit_r1.pipeline.trace import EditFailed, write_trace
+    from imageedit_r1.pipeline.trace import EditFailed
 
     items = read_manifest(manifest)
     if dry_run:
@@ -75,45 +76,83 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
         return 1 if failed else 0
     out_dir.mkdir(parents=True, exist_ok=True)
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    progress = tqdm(items, desc="editing", unit="image", dynamic_ncols=True)
-    for item in progress:
-        item_id = item["id"]
-        if is_finished(out_dir, item_id):
-            counts["skipped"] += 1
+    todo = [item for item in items if not is_finished(out_dir, item["id"])]
+    counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(todo)}
+    editor = pipeline
+    if todo and pipeline.config.executor == "ray":  # the same loop; edits run on Ray replicas
+        from imageedit_r1.scale.batch import RemotePipeline
+
+        editor = RemotePipeline(pipeline.config)
+    progress = tqdm(total=len(todo), desc="editing", unit="image", dynamic_ncols=True)
+    progress.set_postfix(counts)
+    lock = threading.Lock()
+
+    def one(item: dict[str, Any]) -> None:
+        outcome = _edit_item(editor, item, out_dir, results)
+        with lock:
+            counts[outcome] += 1
+            progress.update()
             progress.set_postfix(counts)
-            continue
-        image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"
-        record = {"request": item["request"], "image": item["image"]}
-        try:
-            result = pipeline(item["image"], item["request"], mode=item.get("mode"), seed=item.get("seed"))
-        except (EditFailed, ImageLoadError, ValueError) as exc:
-            trace = getattr(exc, "trace", None) or {
-                "request": item["request"], "status": "failed",
-                "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
-            }
-            write_trace(trace_path, trace)
-            status = "refused" if trace.get("status") == "refused" else "failed"
-            results.put(item_id, {**record, "status": status, "error": str(exc), "trace": trace_path.name,
-                                  **({"refusal": trace["refusal"]} if status == "refused" else {})})
-            counts["failed"] += 1
-        except Exception as exc:
-            if is_unavailable(exc):
-                progress.close()
-                raise
-            # An unexpected error in one item is recorded; the batch goes on.
-            write_trace(trace_path, {"request": item["request"], "status": "failed",
-                                     "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
-            results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            counts["failed"] += 1
+
+    try:
+        concurrency = getattr(editor, "concurrency", 1)
+        if concurrency <= 1:
+            for item in todo:
+                one(item)
         else:
-            save_image(result.image, image_path)
-            write_trace(trace_path, result.trace)
-            results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
-                                  "seconds": result.trace["seconds"]})
-            counts["ok"] += 1
-        progress.set_postfix(counts)
-    progress.close()
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                futures = [pool.submit(one, item) for item in todo]
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        progress.close()
+        if editor is not pipeline:
+            editor.close()
     print(f"{counts['ok']} edited, {counts['skipped']} already done, {counts['failed']} failed; "
           f"results in {out_dir / 'results.jsonl'}")
     return 1 if counts["failed"] else 0
+
+
+def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
+    """Edit one manifest item and write its image, trace and result record; "ok" or "failed".
+
+    Errors that every item would hit (missing weights, keys, packages) propagate and stop the batch.
+    """
+    from imageedit_r1.images import ImageLoadError
+    from imageedit_r1.pipeline.core import is_unavailable
+    from imageedit_r1.pipeline.trace import EditFailed, write_trace
+
+    item_id = item["id"]
+    image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"
+    record = {"request": item["request"], "image": item["image"]}
+    try:
+        result = pipeline(item["image"], item["request"], mode=item.get("mode"), seed=item.get("seed"))
+    except (EditFailed, ImageLoadError, ValueError) as exc:
+        trace = getattr(exc, "trace", None) or {
+            "request": item["request"], "status": "failed",
+            "errors": [{"stage": "input", "type": type(exc).__name__, "message": str(exc)}],
+        }
+        write_trace(trace_path, trace)
+        status = "refused" if trace.get("status") == "refused" else "failed"
+        worker = {"worker": exc.worker} if isinstance(getattr(exc, "worker", None), dict) else {}
+        results.put(item_id, {**record, "status": status, "error": str(exc), "trace": trace_path.name,
+                              **({"refusal": trace["refusal"]} if status == "refused" else {}), **worker})
+        return "failed"
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise
+        # An unexpected error in one item is recorded; the batch goes on.
+        write_trace(trace_path, {"request": item["request"], "status": "failed",
+                                 "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
+        results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        return "failed"
+    save_image(result.image, image_path)
+    write_trace(trace_path, result.trace)
+    extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}
+    results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
+                          "seconds": result.trace["seconds"], **extra})
+    return "ok"

@@ -23,8 +23,16 @@ examples:
   python -m imageedit_r1.pipeline --config examples/configs/nano_banana.yaml \\
       --manifest examples/manifest.jsonl --out-dir runs/nano
 
+  # the same batch on every GPU of this machine, or of the Ray cluster at $RAY_ADDRESS (one editor per GPU)
+  python -m imageedit_r1.pipeline --config examples/configs/flux_kontext.yaml \\
+      --manifest examples/manifest.jsonl --out-dir runs/flux executor=ray
+
   # show the plan (decomposition, sub-requests, editor instructions) without editing; --json: the full plan
   python -m imageedit_r1.pipeline --image photo.jpg --request "..." --dry-run [--json]
+
+  # verify each edit with a judge VLM; up to 3 attempts, keep the best (see docs/pipeline.md)
+  python -m imageedit_r1.pipeline --config examples/configs/flux_kontext.yaml --image photo.jpg \
+      --request "..." --out out.png --verify openai:gpt-4o-2024-08-06 verify.max_cost_usd=0.05
 
   # any config key can be overridden as key=value
   python -m imageedit_r1.pipeline --image photo.jpg --request "..." --out out.png \\
@@ -73,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"its backend ({', '.join(BACKENDS)}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
     )
     setup.add_argument("--seed", type=int, help="base seed (multi-turn step i uses seed + i)")
+    setup.add_argument(
+        "--verify",
+        metavar="[BACKEND:]MODEL",
+        help="turn on the verify stage with this judge VLM (e.g. openai:gpt-4o-2024-08-06, gemini:gemini-2.5-flash, "
+        "or a served model with verify.judge.base_url=...): score each edit, retry below verify.threshold "
+        "within the budget (verify.attempts, verify.max_calls, verify.max_seconds, verify.max_cost_usd), keep the best",
+    )
     setup.add_argument("--dry-run", action="store_true",
                        help="run the decomposition and sequencing agents only and print a short plan summary")
     setup.add_argument("--json", action="store_true", help="with --dry-run: print the full plan as JSON instead")
@@ -88,6 +103,11 @@ def _overrides_from_flags(args) -> list[str]:
         overrides.append(f"editor.name={args.editor}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
+    if args.verify:  # the judge of the verify stage: [BACKEND:]MODEL, like --decomposer
+        backend, model = _split_decomposer(args.verify)
+        if backend is not None:
+            overrides.append(f"verify.judge.backend={backend}")
+        overrides.append(f"verify.judge.model={json.dumps(model)}")
     return overrides
 
 

@@ -32,7 +32,7 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from imageedit_r1 import __version__
@@ -97,12 +97,14 @@ class ImageEditR1:
         decomposer=None,
         sequencer=None,
         *,
+        verifier=None,
         config: PipelineConfig | None = None,
     ) -> None:
         self.config = (config or PipelineConfig()).validate()
         self._editor = editor
         self._decomposer = decomposer
         self._sequencer = sequencer
+        self._verifier = verifier
         self._backends: dict[str, Any] = {}
 
     @classmethod
@@ -174,6 +176,32 @@ class ImageEditR1:
                 **options,
             )
         return self._sequencer
+
+    @property
+    def verifier(self):
+        """The verify stage's judge (``config.verify``), built on first use; None when verify is off."""
+        if self.config.verify is None:
+            return None
+        if self._verifier is None:
+            from imageedit_r1.pipeline.verifier import Verifier
+
+            verify = self.config.verify
+            judge = verify.judge
+            if judge.backend == "openai" and judge.base_url:
+                # A judge sees the images as they are (scaled to max_image_side), not resized to
+                # the decomposer's trained image budget, unless its options say otherwise.
+                judge = replace(judge, options={"image_budget": "off", **judge.options})
+            self._verifier = Verifier(
+                self._backend("verification", judge), rubric=verify.rubric, structured=verify.structured,
+                max_tokens=verify.judge.max_tokens, max_image_side=verify.max_image_side,
+                invalid_reply_attempts=verify.invalid_reply_attempts)
+        return self._verifier
+
+    def _verified_edit(self, image, plan: Plan, base_seed: int, trace: Trace):
+        """The edit step with the verify stage around it (``imageedit_r1.pipeline.verify``)."""
+        from imageedit_r1.pipeline.verify import RefineLoop
+
+        return RefineLoop(self.config.verify, self.verifier, self.editor).run(image, plan, base_seed, trace)
 
     def model_ids(self, mode: str) -> dict[str, str | None]:
         seq_agent = self.config.sequencer or self.config.decomposer
@@ -353,6 +381,7 @@ class ImageEditR1:
         return self._execute(image, plan, seed, on_step)
 
     def _execute(self, image, plan: Plan, seed: int | None, on_step=None) -> EditResult:
+        self._check_verifier()
         trace = self._new_trace(image, plan.request, plan.mode)
         planned_on = plan.record.get("input") or {}
         for key, value in copy.deepcopy(plan.record).items():
@@ -375,6 +404,8 @@ class ImageEditR1:
             # The agents' ids come from the planning record (none for a hand-written plan).
             models = dict(trace.get("models") or {"decomposer": None, "sequencer": None})
             trace["models"] = {**models, "editor": self._editor_model_id()}
+            if self.config.verify is not None:
+                trace["models"]["verifier"] = _agent_model_id(self._verifier, self.config.verify.judge)
 
         try:
             editor = self.editor
@@ -382,8 +413,11 @@ class ImageEditR1:
             if hasattr(editor, "load"):
                 with trace.stage("load_editor"):
                     editor.load()
-            with trace.stage("edit"):
-                current = self._edit(editor, image, instructions, base_seed, trace, on_step)
+            if self.config.verify is None:
+                with trace.stage("edit"):
+                    current = self._edit(editor, image, instructions, base_seed, trace, on_step)
+            else:
+                current = self._verified_edit(image, plan, base_seed, trace)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
@@ -409,7 +443,13 @@ class ImageEditR1:
     def __call__(self, image, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
         """Plan and execute in one go: ``execute(image, plan(image, request), seed=seed)``."""
         image, request, mode = self._inputs(image, request, mode)
+        self._check_verifier()
         return self._execute(image, self._plan(image, request, mode), seed)
+
+    def _check_verifier(self) -> None:
+        """A verifier that cannot start (key, package, weights) stops the run before any work."""
+        if self.config.verify is not None:
+            self.verifier  # noqa: B018 - built for its errors
 
 
 # The trace fields a Plan holds itself; its ``record`` keeps the rest of the planning trace.

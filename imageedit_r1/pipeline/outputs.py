@@ -26,6 +26,14 @@ def print_summary(trace: dict[str, Any], out) -> None:
         print("sub-requests:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(trace["sub_requests"])))
     for fallback in trace.get("fallbacks", []):  # the reason whole: it is what a user acts on
         print(f"fallback: the {fallback['stage']} stage used '{fallback['used']}' ({fallback['reason']})")
+    verify = trace.get("verify")
+    if verify:
+        scores = ", ".join(
+            f"{a['attempt']}.{c['candidate']}: " + (f"{c['score']:g}" if c.get("score") is not None else c["status"])
+            for a in verify["attempts"] for c in a["candidates"])
+        result = verify["result"] or {}
+        print(f"verify: {scores or 'no edit'} (threshold {verify['threshold']:g}); kept attempt "
+              f"{result.get('attempt')} candidate {result.get('candidate')}; stopped: {verify['stop_detail']}")
     seconds = ", ".join(f"{k} {v:.2f}s" for k, v in trace.get("seconds", {}).items())
     print(f"seconds: {seconds}")
     tokens = format_tokens(trace)

@@ -18,6 +18,9 @@ class EditFailed(RuntimeError):
         super().__init__(message)
         self.trace = trace
 
+    def __reduce__(self):  # travels whole between processes (a Ray replica to the driver)
+        return (type(self), (str(self), self.trace))
+
 
 @dataclass
 class EditResult:

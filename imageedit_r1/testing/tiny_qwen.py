@@ -22,8 +22,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+from imageedit_r1.image_budget import ImageBudget, write_budget
+
 # Bump when the build changes so a reused folder from an older build is rebuilt.
-BUILD_VERSION = "tiny-qwen25vl-v1"
+BUILD_VERSION = "tiny-qwen25vl-v2"  # v2: records its image budget
 _STAMP = "tiny_qwen_build.json"
 
 SPECIAL_TOKENS = (
@@ -235,6 +237,9 @@ def build_tiny_qwen25vl(out_dir: str | Path | None = None, *, seed: int = 0) -> 
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / _STAMP).unlink(missing_ok=True)
             tokenizer = _save_tokenizer_and_processor(out_dir)
+            # Like an exported agent, the tiny checkpoint carries its image budget: a small one,
+            # so the backends' default ("auto": the recorded budget) keeps the vision tower cheap.
+            write_budget(out_dir, ImageBudget(MIN_PIXELS, MAX_PIXELS))
             _save_model(out_dir, tokenizer, seed)
             # Written last: a build killed halfway is never mistaken for a complete one.
             (out_dir / _STAMP).write_text(json.dumps({"version": BUILD_VERSION, "seed": seed}))

@@ -3,6 +3,7 @@
   preflight {easyr1,verl,trl} [--dry-run] -- CMD...   check a trainer command line before launching it
   curves LOG [LOG...] --out curves.png            plot reward components over training steps
   export-checkpoint --trainer T --local-dir D --out O   merge a checkpoint to a Hugging Face folder
+  budget [--min-pixels N] [--max-pixels N] [--shell]    the image budget and the max_prompt_length it needs
 """
 
 from __future__ import annotations
@@ -131,8 +132,14 @@ def run_curves(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from imageedit_r1.image_budget import ImageBudget, ImageBudgetError
     from imageedit_r1.train import export
 
+    try:
+        budget = ImageBudget(args.min_pixels, args.max_pixels)
+    except ImageBudgetError as exc:
+        print(f"error: image budget: {exc}", file=sys.stderr)
+        return 2
     try:
         folder = export.export_checkpoint(
             args.trainer,
@@ -143,11 +150,38 @@ def run_export(args: argparse.Namespace) -> int:
             check=not args.no_check,
             device=args.device,
             base_model=args.base_model,
+            image_budget=budget,
         )
     except export.ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"exported {folder}")
+    return 0
+
+
+def run_budget(args: argparse.Namespace) -> int:
+    from imageedit_r1.data.export import max_prompt_length
+    from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError
+
+    try:
+        budget = ImageBudget(
+            DEFAULT_BUDGET.min_pixels if args.min_pixels is None else args.min_pixels,
+            DEFAULT_BUDGET.max_pixels if args.max_pixels is None else args.max_pixels,
+        )
+    except ImageBudgetError as exc:
+        print(f"error: image budget: {exc}", file=sys.stderr)
+        return 2
+    values = {
+        "MIN_PIXELS": budget.min_pixels,
+        "MAX_PIXELS": budget.max_pixels,
+        "MAX_IMAGE_TOKENS": budget.max_image_tokens,
+        "MAX_PROMPT_LENGTH": max_prompt_length(budget),
+    }
+    if args.shell:
+        print("\n".join(f"{key}={value}" for key, value in values.items()))
+    else:
+        print(f"image budget: {budget}")
+        print(f"max_prompt_length: {values['MAX_PROMPT_LENGTH']} (largest image + the decomposition prompt + a request)")
     return 0
 
 
@@ -221,7 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--python", default=sys.executable, help="interpreter that has the trainer installed")
     exp.add_argument("--device", default="auto", help="device for the load check: auto, cpu, cuda")
     exp.add_argument("--no-check", action="store_true", help="skip the load check")
+    from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+    exp.add_argument("--min-pixels", type=int, default=DEFAULT_BUDGET.min_pixels,
+                     help="image budget the agent was trained with, written into the processor config "
+                     f"(default {DEFAULT_BUDGET.min_pixels})")
+    exp.add_argument("--max-pixels", type=int, default=DEFAULT_BUDGET.max_pixels,
+                     help=f"(default {DEFAULT_BUDGET.max_pixels})")
     exp.set_defaults(func=run_export)
+
+    bud = sub.add_parser(
+        "budget",
+        help="print the image budget and the max_prompt_length it needs (the recipes read this)",
+        description="The image budget (min/max pixels; default the EasyR1 recipe's, from imageedit_r1/image_budget.py) "
+        "and the trainers' max_prompt_length derived from it: the largest image's tokens, the decomposition prompt "
+        "and room for a request. The recipes pass these to the trainer; export with the same budget.",
+    )
+    bud.add_argument("--min-pixels", type=int, default=None)
+    bud.add_argument("--max-pixels", type=int, default=None)
+    bud.add_argument("--shell", action="store_true", help="print NAME=value lines for a shell to eval")
+    bud.set_defaults(func=run_budget)
 
     chk = sub.add_parser("check-model", help="check that a Hugging Face folder loads and runs (no merge)")
     chk.add_argument("folder")

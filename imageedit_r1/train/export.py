@@ -9,8 +9,10 @@ TRL checkpoints (``<output_dir>/checkpoint-N`` or the output folder itself) are 
 folders: full fine-tuning writes the weights, which are copied without the optimizer and trainer
 state; LoRA (``--use_peft``) writes an adapter, which peft merges into its base model
 (``adapter_config.json``'s ``base_model_name_or_path``, or ``base_model``).
-Then the folder is checked the way the pipeline will use it: config, processor, every weight
-present, and one forward pass on an image and a request.
+Then the image budget the agent was trained with is written into the folder's processor config
+(``imageedit_r1.image_budget.write_budget``), so the exported agent carries it to every loader, and
+the folder is checked the way the pipeline will use it: config, processor, every weight present,
+and one forward pass on an image and a request.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, write_budget
 
 
 class ExportError(RuntimeError):
@@ -171,8 +175,10 @@ def export_checkpoint(
     check: bool = True,
     device: str = "auto",
     base_model: str | None = None,
+    image_budget: ImageBudget = DEFAULT_BUDGET,
 ) -> Path:
-    """Merge (EasyR1, verl) or copy / LoRA-merge (TRL) a checkpoint into ``out`` and check it loads."""
+    """Merge (EasyR1, verl) or copy / LoRA-merge (TRL) a checkpoint into ``out``, record ``image_budget``
+    in its processor config, and check it loads."""
     local = Path(local_dir).resolve()
     target = Path(out).resolve()
     if target.exists() and any(target.iterdir()):
@@ -188,6 +194,11 @@ def export_checkpoint(
             if not any(merged.glob("*.safetensors")):
                 raise ExportError(f"the EasyR1 merger wrote no weights to {merged}")
             shutil.copytree(merged, target, dirs_exist_ok=True)
+    try:
+        written = write_budget(target, image_budget)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ExportError(f"{target}: cannot record the image budget: {exc} (the merger saved no processor?)") from exc
+    print(f"image budget {image_budget} written to {', '.join(p.name for p in written)}")
     if check:
         print(check_model_folder(target, device=device).summary())
     return target

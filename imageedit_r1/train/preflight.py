@@ -317,6 +317,7 @@ def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool 
         prompt = _get(config, "data.format_prompt")
         if prompt and not os.path.isfile(prompt):
             report.fail(f"data.format_prompt: template not found: {prompt}")
+        _check_easyr1_budget(report, config)
         reward = _get(config, "worker.reward.reward_function")
         if not reward:
             report.fail("worker.reward.reward_function is not set")
@@ -444,8 +445,30 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
         columns = [config.data.prompt_key, config.data.get("image_key", "images"), "reward_model"]
         check_data_columns(report, "verl", data, columns, "data.train_batch_size", config.data.train_batch_size)
         check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
+        from imageedit_r1.train.budget_check import check_image_budget
+
+        check_image_budget(
+            report, "verl", train_files=_as_list(_plain(config.data.train_files)),
+            max_prompt_length=config.data.max_prompt_length,
+        )
     check_gpus(report, gpus, nnodes, check_devices=check_devices)
     return report
+
+
+def _check_easyr1_budget(report: Report, config: dict) -> None:
+    """EasyR1 resizes to data.min_pixels/max_pixels (its defaults: 262,144 and 4,194,304)."""
+    from imageedit_r1.image_budget import ImageBudget, ImageBudgetError
+    from imageedit_r1.train.budget_check import check_image_budget
+
+    try:
+        budget = ImageBudget(_get(config, "data.min_pixels", 262_144), _get(config, "data.max_pixels", 4_194_304))
+    except ImageBudgetError as exc:
+        report.fail(f"data.min_pixels/data.max_pixels: {exc}")
+        return
+    check_image_budget(
+        report, "easyr1", train_files=_as_list(_get(config, "data.train_files")),
+        max_prompt_length=_get(config, "data.max_prompt_length", 512), config_budget=budget,
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,7 @@ ratios), so each editor maps the input onto a size its model accepts and maps th
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -46,6 +46,8 @@ class BaseEditor:
 
     name: str = ""
     model_id: str = ""
+    # True when ``edit_batch`` makes its candidates in one model call (diffusers pipelines).
+    can_batch: ClassVar[bool] = False
 
     def edit(self, image: Image.Image, instruction: str, *, seed: int | None = None) -> Image.Image:
         if not isinstance(instruction, str) or not instruction.strip():
@@ -53,6 +55,22 @@ class BaseEditor:
         source = to_rgb(image)
         edited = self._edit(source, instruction.strip(), seed=seed)
         return restore_size(to_rgb(edited), source.size)
+
+    def edit_batch(self, image: Image.Image, instruction: str, *, seeds: list[int]) -> list[Image.Image]:
+        """One edit of ``image`` per seed, each the input's size, in seed order. Editors with
+        ``can_batch`` make them in one model call; the others call the model once per seed."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("the edit instruction is empty")
+        if not seeds:
+            raise ValueError("edit_batch needs at least one seed")
+        source = to_rgb(image)
+        edited = self._edit_batch(source, instruction.strip(), seeds=[int(seed) for seed in seeds])
+        if len(edited) != len(seeds):
+            raise RuntimeError(f"{self.name}: {len(edited)} images for {len(seeds)} seeds")
+        return [restore_size(to_rgb(item), source.size) for item in edited]
+
+    def _edit_batch(self, image: Image.Image, instruction: str, *, seeds: list[int]) -> list[Image.Image]:
+        return [self._edit(image, instruction, seed=seed) for seed in seeds]
 
     def edit_steps(
         self, image: Image.Image, instructions: list[str], *, seed: int | None = None

@@ -162,7 +162,7 @@ class DiffusersEditor(BaseEditor):
     def _multiple(self, pipe) -> int:
         return int(pipe.vae_scale_factor) * 2
 
-    def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
+    def _prepared_call(self, image: Image.Image, instruction: str) -> tuple[Any, dict[str, Any]]:
         pipe = self.load()
         width, height = working_size(
             *image.size, max_area=self.max_area, min_area=self.min_area, multiple=self._multiple(pipe)
@@ -171,9 +171,22 @@ class DiffusersEditor(BaseEditor):
         kwargs = self._call_kwargs(pipe, condition, instruction, width, height)
         kwargs.update(self.call_kwargs)
         accepted = inspect.signature(pipe.__call__).parameters
-        kwargs = {name: value for name, value in kwargs.items() if name in accepted}
+        return pipe, {name: value for name, value in kwargs.items() if name in accepted}
+
+    def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
+        pipe, kwargs = self._prepared_call(image, instruction)
         output = pipe(generator=self._generator(pipe, seed), **kwargs)
         return output.images[0]
+
+    can_batch = True
+
+    def _edit_batch(self, image: Image.Image, instruction: str, *, seeds: list[int]) -> list[Image.Image]:
+        # One pipeline call: num_images_per_prompt candidates, one generator each, so candidate i
+        # draws the noise a single edit with seeds[i] would (diffusers' list-of-generators contract).
+        pipe, kwargs = self._prepared_call(image, instruction)
+        kwargs["num_images_per_prompt"] = len(seeds)
+        output = pipe(generator=[self._generator(pipe, seed) for seed in seeds], **kwargs)
+        return list(output.images)
 
     def _call_kwargs(self, pipe, image: Image.Image, instruction: str, width: int, height: int) -> dict[str, Any]:
         raise NotImplementedError

@@ -144,8 +144,10 @@ def test_trl_lora_checkpoint_is_merged_into_its_base(tiny, tmp_path, capsys):
     assert not torch.allclose(expected, base_logits, atol=1e-3)
 
     out = tmp_path / "merged"
+    from imageedit_r1.testing.tiny_qwen import MAX_PIXELS, MIN_PIXELS
+
     assert main(["export-checkpoint", "--trainer", "trl", "--local-dir", str(checkpoint), "--out", str(out),
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS)]) == 0
     assert "merging the LoRA adapter" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir() if "adapter" in p.name or p.suffix == ".pt") == []
     merged = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).eval()

@@ -20,13 +20,22 @@ parse_recipe_args() {
 # Ray actors may not share this shell's working directory: hand them absolute local paths.
 absolute() { if [ -e "$1" ]; then echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; else echo "$1"; fi; }
 
-# The checks and the trainer run in $PYTHON: it needs this package and its dependencies.
+# The checks and the trainer run in $PYTHON: it needs this package and its dependencies
+# (plus any module named as an argument, e.g. `require_package trl accelerate`).
 require_package() {
   if ! "$PYTHON" -c "import imageedit_r1.train.preflight, omegaconf" 2>/dev/null; then
     echo "error: $PYTHON cannot import imageedit_r1 and its dependencies: run 'pip install -e $ROOT' in the" \
       "training environment, or set PYTHON to that environment's interpreter" >&2
     exit 2
   fi
+  local module
+  for module in "$@"; do
+    if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" 2>/dev/null; then
+      echo "error: $PYTHON cannot import $module: install it (e.g. pip install -e '$ROOT[trl]')," \
+        "or set PYTHON to the training environment's interpreter" >&2
+      exit 2
+    fi
+  done
 }
 
 # The image budget (imageedit_r1/image_budget.py; IMAGE_MIN_PIXELS / IMAGE_MAX_PIXELS override it) and

@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy", "gradio")
+HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy", "gradio",
+         "trl")
 
 
 @pytest.mark.parametrize(
@@ -15,6 +16,8 @@ HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai",
         "import imageedit_r1.app",
         "import imageedit_r1.integrations.verl",
         "import imageedit_r1.integrations.easyr1",
+        "import imageedit_r1.integrations.trl",
+        "import imageedit_r1.train.trl_grpo",
         "import runpy; runpy.run_path('reward_fns/imageedit_r1.py')",
     ],
 )

@@ -123,3 +123,46 @@ def test_unreadable_logs_fail_clearly(tmp_path, capsys):
     assert main(["curves", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x.png")]) == 2
     assert "log not found" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def _trl_record(step: int, prefix: str = "") -> dict:
+    """One log_history entry as TRL's GRPOTrainer.log writes it (train keys bare, eval keys prefixed)."""
+    components = {name: min(1.0, 0.1 * step + 0.05 * i) for i, name in enumerate(curves.COMPONENTS[1:])}
+    record = {f"{prefix}rewards/{name}/mean": value for name, value in components.items()}
+    record.update({f"{prefix}rewards/{name}/std": 0.1 for name in components})
+    record.update({f"{prefix}reward": sum(components.values()) / 4, f"{prefix}reward_std": 0.2, f"{prefix}kl": 0.01,
+                   f"{prefix}completions/mean_length": 90.0, "epoch": step / 10, "step": step})
+    if not prefix:
+        record.update({"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-6})
+    return record
+
+
+def test_trl_trainer_state_metrics_file_and_output_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    history = [_trl_record(step) for step in (1, 2, 3, 4)] + [_trl_record(4, "eval_")]
+    history.append({"train_runtime": 100.0, "train_loss": 0.01, "epoch": 0.4, "step": 4})  # the end-of-train record
+    for step in (2, 4):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        state = {"global_step": step, "log_history": [r for r in history if r["step"] <= step]}
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state, indent=2))
+
+    series = curves.load_metrics([out])  # the newest checkpoint's state
+    assert list(series) == ["overall", "format", "action", "subject", "goal", "val/overall", "val/format",
+                            "val/action", "val/subject", "val/goal"]
+    assert series["overall"].steps == [1, 2, 3, 4] and series["val/goal"].steps == [4]
+    assert series["format"].points[3] == pytest.approx(0.3)
+    assert series["overall"].points[4] == pytest.approx(history[3]["reward"])
+    assert curves.load_metrics([out / "checkpoint-2" / "trainer_state.json"])["overall"].steps == [1, 2]
+
+    # The launcher's metrics file (one JSON line per log) wins over checkpoints when the folder has one.
+    with open(out / "metrics.jsonl", "w") as handle:
+        for record in history[:3]:
+            handle.write(json.dumps(record) + "\n")
+    assert curves.load_metrics([out])["overall"].steps == [1, 2, 3]
+    assert main(["curves", str(out), "--out", str(tmp_path / "c.png")]) == 0
+    assert "goal: 3 points" in capsys.readouterr().out
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "trainer_state.json").write_text('{"global_step": 3}')
+    with pytest.raises(curves.MetricLogError, match="no log_history"):
+        curves.load_metrics([tmp_path / "bad"])

@@ -104,3 +104,70 @@ def test_verl_checkpoint_exports_through_verls_merger(tiny, tmp_path):
     assert int(grid.prod()) // 4 == DEFAULT_BUDGET.image_tokens(4032, 3024) == 1_230
     with pytest.raises(export.ExportError, match="not empty"):
         export.export_checkpoint("verl", tmp_path / "global_step_2" / "actor", out)
+
+
+# ---------------------------------------------------------------- TRL
+
+
+def _logits(model, processor):
+    from PIL import Image
+
+    from imageedit_r1.prompts import render_prompt
+
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": render_prompt(
+        "decompose", content="Make the sky a sunset.")}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[Image.new("RGB", (96, 64), (30, 90, 200))], return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+@pytest.mark.slow
+def test_trl_lora_checkpoint_is_merged_into_its_base(tiny, tmp_path, capsys):
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny)
+    base = AutoModelForImageTextToText.from_pretrained(tiny, dtype=torch.float32).eval()
+    base_logits = _logits(base, processor)
+    # An adapter that changes the model (LoRA B is zero at init; random here), saved as TRL saves one.
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                             init_lora_weights=False, task_type="CAUSAL_LM")
+    torch.manual_seed(0)
+    tuned = peft.get_peft_model(base, config).eval()
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    tuned.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin"):
+        (checkpoint / name).write_bytes(b"{}")
+    expected = _logits(tuned, processor)
+    assert not torch.allclose(expected, base_logits, atol=1e-3)
+
+    out = tmp_path / "merged"
+    from imageedit_r1.testing.tiny_qwen import MAX_PIXELS, MIN_PIXELS
+
+    assert main(["export-checkpoint", "--trainer", "trl", "--local-dir", str(checkpoint), "--out", str(out),
+                 "--device", "cpu", "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS)]) == 0
+    assert "merging the LoRA adapter" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if "adapter" in p.name or p.suffix == ".pt") == []
+    merged = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).eval()
+    assert torch.allclose(_logits(merged, AutoProcessor.from_pretrained(out)), expected, atol=1e-4)
+
+    # The output folder of a run is not a checkpoint; a wrong base model is named.
+    with pytest.raises(export.ExportError, match="pass one of its checkpoint-N folders"):
+        export.export_checkpoint("trl", tmp_path / "run", tmp_path / "o1")
+    with pytest.raises(export.ExportError, match="cannot load the base model"):
+        export.export_checkpoint("trl", checkpoint, tmp_path / "o2", base_model=str(tmp_path / "nowhere"))
+
+
+@pytest.mark.slow
+def test_trl_full_checkpoint_is_copied_without_training_state(tiny, tmp_path):
+    checkpoint = tmp_path / "checkpoint-5"
+    shutil.copytree(tiny, checkpoint)
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin"):
+        (checkpoint / name).write_bytes(b"{}")
+    folder = export.export_checkpoint("trl", checkpoint, tmp_path / "out", device="cpu")
+    names = {p.name for p in folder.iterdir()}
+    assert "model.safetensors" in names and "config.json" in names
+    assert not names & {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin"}
+    assert (folder / "model.safetensors").read_bytes() == (tiny / "model.safetensors").read_bytes()

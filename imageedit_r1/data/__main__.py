@@ -292,17 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="write EasyR1 and verl training files from labelled samples",
+        help="write EasyR1, verl and TRL training files from labelled samples",
         description="Export every sample of the sources that has a successful label, as EasyR1 files "
-        "(problem/answer/images) and verl parquet (data_source/prompt/images/ability/reward_model/extra_info), "
+        "(problem/answer/images), verl parquet (data_source/prompt/images/ability/reward_model/extra_info) "
+        "and, with --format trl, TRL GRPOTrainer parquet (conversational prompt with the image/images/ground_truth), "
         "split train/val by a seeded hash of the id. Refuses when any sample is in an eval subset by id or by "
         "image hash.",
     )
     _add_source_options(export)
     export.add_argument("--labels", action="append", required=True, help="labels JSONL file(s) from `label`")
-    export.add_argument("--out", required=True, help="output folder: <out>/easyr1/, <out>/verl/, export_manifest.json")
-    export.add_argument("--format", action="append", choices=["easyr1", "verl"], help="formats (default: both)")
-    export.add_argument("--file-format", default="parquet", choices=["parquet", "jsonl"], help="EasyR1 file type")
+    export.add_argument("--out", required=True, help="output folder: <out>/<format>/, export_manifest.json")
+    export.add_argument("--format", action="append", choices=["easyr1", "verl", "trl"],
+                        help="formats, repeatable (default: easyr1 and verl)")
+    export.add_argument("--file-format", default="parquet", choices=["parquet", "jsonl"], help="EasyR1 file type (verl and TRL: parquet)")
     export.add_argument("--seed", type=int, default=0, help="train/val split seed (default 0)")
     export.add_argument("--val-fraction", type=float, default=0.05, help="share of samples in val (default 0.05)")
     from imageedit_r1.image_budget import DEFAULT_BUDGET

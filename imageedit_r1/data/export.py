@@ -1,4 +1,4 @@
-"""Write labelled samples as EasyR1 and upstream-verl training files, streaming, with a seeded split.
+"""Write labelled samples as EasyR1, upstream-verl and TRL training files, streaming, with a seeded split.
 
 EasyR1 (``<out>/easyr1/{train,val}.parquet`` or ``.jsonl``): ``problem`` = ``"<image>" + request``
 (EasyR1 renders ``data.format_prompt`` = ``prompts/decompose.jinja`` around it with
@@ -11,14 +11,19 @@ verl (``<out>/verl/{train,val}.parquet``): ``data_source`` = ``imageedit_r1/<sou
 ``images``, ``ability``, ``reward_model`` = ``{"style": "rule", "ground_truth": …}``,
 ``extra_info`` = ``{index, id, source, request, image_sha256, split}``.
 
+TRL (``<out>/trl/{train,val}.parquet``, the vision-language format of ``GRPOTrainer``): ``prompt`` =
+one conversational user turn whose content blocks are the rendered decomposition prompt split at
+its image slot (text, ``{"type": "image"}``, text), ``images`` = one image, ``ground_truth`` (the
+reward functions of ``imageedit_r1.integrations.trl`` read it), ``data_source`` and ``id``.
+
 Every image is written at exactly the size the image budget gives it (``imageedit_r1.image_budget``:
 padded first when its aspect ratio is beyond what Qwen's processor accepts, then resized with Qwen's
-``smart_resize`` arithmetic), so neither trainer resizes it again and each row costs the image tokens
+``smart_resize`` arithmetic), so no trainer resizes it again and each row costs the image tokens
 the agent will see at inference. verl's image dicts also carry ``min_pixels`` / ``max_pixels``, which
 verl hands to ``qwen_vl_utils.fetch_image``. A row whose prompt could not fit the derived
 ``max_prompt_length`` is refused here, counted by reason, instead of dropped silently by the trainer.
 
-Both trainers see the same prompt text. The split is a hash of (seed, id): stable when data is
+All three trainers see the same prompt text with the image in the same place. The split is a hash of (seed, id): stable when data is
 added, and it needs no pass over the data first. Rows are written in row groups with
 ``pyarrow.parquet.ParquetWriter``, so memory stays flat however many rows are exported. Files are
 written under a temporary name and renamed when the export completes: a failed or refused export
@@ -47,7 +52,9 @@ from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetEr
 from imageedit_r1.images import SkipReport, fit_to_budget, to_png_bytes
 from imageedit_r1.prompts import render_prompt
 
-FORMATS = ("easyr1", "verl")
+FORMATS = ("easyr1", "verl", "trl")
+# Formats read only from parquet (their images are embedded).
+PARQUET_ONLY = ("verl", "trl")
 IMAGE_TOKEN = "<image>"
 ABILITY = "image_edit_decomposition"
 PROMPT_NAME = "decompose"
@@ -73,6 +80,23 @@ def prompt_text_bytes(request: str) -> int:
 def max_prompt_length(budget: ImageBudget = DEFAULT_BUDGET) -> int:
     """The trainers' ``max_prompt_length`` for ``budget``: the largest image, this prompt and a request."""
     return budget.max_prompt_length(prompt_text_bytes(""))
+
+
+def decomposition_prompt_parts(request: str) -> tuple[str, str]:
+    """The decomposition prompt as (text before the image, text after it), for structured chat content."""
+    before, _, after = decomposition_prompt(request).partition(IMAGE_TOKEN)
+    return before, after
+
+
+def trl_prompt(request: str) -> list[dict[str, Any]]:
+    """TRL's conversational vision prompt: one user turn, the image block where the other trainers put it.
+
+    TRL fills each ``{"type": "image"}`` block that has no ``image`` key with the row's ``images``
+    in order; ``text`` is None on image blocks because parquet stores one block type for both.
+    """
+    before, after = decomposition_prompt_parts(request)
+    blocks = [{"type": "text", "text": before}, {"type": "image", "text": None}, {"type": "text", "text": after}]
+    return [{"role": "user", "content": [b for b in blocks if b["type"] == "image" or b["text"]]}]
 
 
 def split_of(item_id: str, seed: int, val_fraction: float) -> str:
@@ -120,6 +144,24 @@ def verl_features():
             },
         }
     )
+
+
+def trl_features():
+    import datasets
+
+    string = datasets.Value("string")
+    return datasets.Features(
+        {
+            "prompt": datasets.List({"role": string, "content": datasets.List({"type": string, "text": string})}),
+            "images": datasets.List(datasets.Image()),
+            "ground_truth": string,
+            "data_source": string,
+            "id": string,
+        }
+    )
+
+
+_FEATURES = {"easyr1": easyr1_features, "verl": verl_features, "trl": trl_features}
 
 
 # ----------------------------------------------------------------------------- writers
@@ -240,8 +282,9 @@ class Exporter:
             raise ValueError(f"unknown export formats {bad}; choose from {list(FORMATS)}")
         if file_format not in ("parquet", "jsonl"):
             raise ValueError(f"file_format must be 'parquet' or 'jsonl', got {file_format!r}")
-        if file_format == "jsonl" and "verl" in self.formats:
-            raise ValueError("verl reads parquet: export verl with file_format='parquet'")
+        parquet_only = [f for f in self.formats if f in PARQUET_ONLY]
+        if file_format == "jsonl" and parquet_only:
+            raise ValueError(f"{' and '.join(parquet_only)} reads parquet: export with file_format='parquet'")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.file_format, self.seed, self.val_fraction = file_format, seed, val_fraction
@@ -258,8 +301,7 @@ class Exporter:
             if self.file_format == "jsonl":
                 self.writers[key] = JsonlRowWriter(path)
             else:
-                features = easyr1_features() if fmt == "easyr1" else verl_features()
-                self.writers[key] = ParquetRowWriter(path, features, max_rows=self.row_group_rows)
+                self.writers[key] = ParquetRowWriter(path, _FEATURES[fmt](), max_rows=self.row_group_rows)
         return self.writers[key]
 
     def _image_ref(self, fmt: str, png: bytes, digest: str) -> Any:
@@ -302,6 +344,14 @@ class Exporter:
             image = self._image_ref(fmt, png, digest)
             if fmt == "easyr1":
                 row = {"problem": easyr1_problem(sample.request), "answer": item.ground_truth, "images": [image]}
+            elif fmt == "trl":
+                row = {
+                    "prompt": trl_prompt(sample.request),
+                    "images": [image],
+                    "ground_truth": item.ground_truth,
+                    "data_source": f"imageedit_r1/{sample.source}",
+                    "id": sample.id,
+                }
             else:
                 row = {
                     "data_source": f"imageedit_r1/{sample.source}",

@@ -1,6 +1,6 @@
 """``python -m imageedit_r1.train``: pre-flight checks, reward curves, checkpoint export.
 
-  preflight {easyr1,verl} [--dry-run] -- CMD...   check a trainer command line before launching it
+  preflight {easyr1,verl,trl} [--dry-run] -- CMD...   check a trainer command line before launching it
   curves LOG [LOG...] --out curves.png            plot reward components over training steps
   export-checkpoint --trainer T --local-dir D --out O   merge a checkpoint to a Hugging Face folder
   budget [--min-pixels N] [--max-pixels N] [--shell]    the image budget and the max_prompt_length it needs
@@ -14,17 +14,27 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-_TRAINER_MODULES = {"easyr1": "verl.trainer.main", "verl": "verl.trainer.main_ppo"}
+_TRAINER_MODULES = {
+    "easyr1": "verl.trainer.main",
+    "verl": "verl.trainer.main_ppo",
+    "trl": "imageedit_r1.train.trl_grpo",
+}
 
 
-def _format_command(cmd: Sequence[str]) -> str:
-    """One argument per line, shell-quoted, so a long launch reads (and pastes) cleanly."""
+def _format_command(cmd: Sequence[str], *, flags: bool = False) -> str:
+    """One argument (``flags``: one ``--flag value…``) per line, shell-quoted, so a long launch reads
+    (and pastes) cleanly."""
     try:
         split = list(cmd).index("-m") + 2
     except ValueError:
         split = 1
     head = shlex.join(cmd[:split])
-    tail = [shlex.quote(arg) for arg in cmd[split:]]
+    tail: list[str] = []
+    for arg in cmd[split:]:
+        if flags and tail and not arg.startswith("-"):
+            tail[-1] += " " + shlex.quote(arg)
+        else:
+            tail.append(shlex.quote(arg))
     return " \\\n    ".join([head, *tail])
 
 
@@ -39,14 +49,34 @@ def _overrides_from_command(trainer: str, cmd: Sequence[str]) -> list[str]:
     return args
 
 
+def _trl_launch(cmd: Sequence[str]) -> tuple[list[str], dict]:
+    """(trainer arguments, launch settings) of ``[accelerate launch …] -m imageedit_r1.train.trl_grpo ARGS``."""
+    module = _TRAINER_MODULES["trl"]
+    if module not in cmd:
+        raise SystemExit(f"error: the command does not run `-m {module}`: {shlex.join(cmd)}")
+    cut = list(cmd).index(module)
+    launcher = argparse.ArgumentParser(add_help=False)
+    launcher.add_argument("--num_processes", type=int, default=1)
+    launcher.add_argument("--num_machines", type=int, default=1)
+    launcher.add_argument("--cpu", action="store_true")
+    known, _ = launcher.parse_known_args(list(cmd[:cut]))
+    return list(cmd[cut + 1 :]), {"num_processes": known.num_processes, "num_machines": known.num_machines,
+                                  "use_cpu": known.cpu}
+
+
 def run_preflight(args: argparse.Namespace) -> int:
     from imageedit_r1.train import preflight
 
     cmd = list(args.command)
     if not cmd:
         raise SystemExit("error: give the trainer command after `--`")
-    overrides = _overrides_from_command(args.trainer, cmd)
     check_devices = not (args.dry_run or args.no_gpu_check)
+    if args.trainer == "trl":
+        trainer_args, launch = _trl_launch(cmd)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the resolved command only
+            report = preflight.check_trl(trainer_args, check_devices=check_devices, **launch)
+        return _finish_preflight(args, cmd, report)
+    overrides = _overrides_from_command(args.trainer, cmd)
     from imageedit_r1.train.data_files import trainer_problem
 
     wrong_trainer = trainer_problem(args.trainer)
@@ -64,6 +94,16 @@ def run_preflight(args: argparse.Namespace) -> int:
             with contextlib.redirect_stdout(sys.stderr):
                 config = preflight.compose_verl_config(overrides)
                 report = preflight.check_verl(config, check_devices=check_devices)
+    except preflight.PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _finish_preflight(args, cmd, report)
+
+
+def _finish_preflight(args: argparse.Namespace, cmd: Sequence[str], report) -> int:
+    from imageedit_r1.train import preflight
+
+    try:
         report.raise_if_failed()
     except preflight.PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -72,7 +112,7 @@ def run_preflight(args: argparse.Namespace) -> int:
         print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
     if args.dry_run:
         print(f"# {args.trainer} launch checked (dry run; GPUs not checked). Resolved command:")
-        print(_format_command(cmd))
+        print(_format_command(cmd, flags=args.trainer == "trl"))
     return 0
 
 
@@ -109,6 +149,7 @@ def run_export(args: argparse.Namespace) -> int:
             python=args.python,
             check=not args.no_check,
             device=args.device,
+            base_model=args.base_model,
             image_budget=budget,
         )
     except export.ExportError as exc:
@@ -157,24 +198,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a trainer command line (keys, batch arithmetic, files, GPUs) before launching it",
         description="Checks the overrides of a trainer command against the trainer's config and constraints. "
         "EasyR1: keys against the key list read from its source, batch divisibility, rollout.n > 1. "
-        "verl: composes verl's own hydra config and runs its validate_config. Both: data files, "
-        "model path, reward file, and (unless --dry-run/--no-gpu-check) the visible GPU count.",
+        "verl: composes verl's own hydra config and runs its validate_config. TRL: parses the flags with "
+        "TRL's own parser and GRPOConfig checks, generation-batch arithmetic for accelerate's process count, "
+        "reward weights, data columns. All: data files, model path, and (unless --dry-run/--no-gpu-check) "
+        "the visible GPU count.",
     )
     pre.add_argument("trainer", choices=sorted(_TRAINER_MODULES), help="which trainer the command runs")
     pre.add_argument("--dry-run", action="store_true", help="print the resolved command; skip the GPU check")
     pre.add_argument("--no-gpu-check", action="store_true", help="do not count visible GPUs")
     pre.set_defaults(func=run_preflight)
-    pre.epilog = "usage: preflight easyr1 [--dry-run] -- python3 -m verl.trainer.main config=... key=value ..."
+    pre.epilog = (
+        "usage: preflight easyr1 [--dry-run] -- python3 -m verl.trainer.main config=... key=value ...\n"
+        "       preflight trl [--dry-run] -- python3 -m accelerate.commands.launch [...] "
+        "-m imageedit_r1.train.trl_grpo --flag value ..."
+    )
 
     cur = sub.add_parser(
         "curves",
         help="plot reward components over training steps to a PNG",
         description="Reads EasyR1's file logger (experiment_log.jsonl), verl's file logger "
-        "(VERL_FILE_LOGGER_PATH JSONL), verl's console output (step:N - key:value lines) or verl's "
-        "rollout dumps (trainer.rollout_data_dir: <step>.jsonl), and plots overall, format, action, "
-        "subject and goal reward over steps.",
+        "(VERL_FILE_LOGGER_PATH JSONL), verl's console output (step:N - key:value lines), verl's "
+        "rollout dumps (trainer.rollout_data_dir: <step>.jsonl), or TRL's logs (trainer_state.json "
+        "log_history, or the metrics.jsonl of python -m imageedit_r1.train.trl_grpo; an output folder "
+        "works too), and plots overall, format, action, subject and goal reward over steps.",
     )
-    cur.add_argument("logs", nargs="+", help="log files or a rollout_data_dir / checkpoint directory")
+    cur.add_argument("logs", nargs="+", help="log files, or a rollout_data_dir / checkpoint / TRL output directory")
     cur.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")
     cur.add_argument("--title", default="Decomposition agent: training rewards")
     cur.add_argument("--smooth", type=int, default=1, help="moving-average window in steps (default: 1 = none)")
@@ -189,12 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
         "export-checkpoint",
         help="merge a trained FSDP checkpoint into a Hugging Face folder and check that it loads",
         description="Runs the trainer's own merger (EasyR1: scripts/model_merger.py; verl: python -m "
-        "verl.model_merger merge --backend fsdp), copies the result to --out and checks it: config, "
+        "verl.model_merger merge --backend fsdp; TRL: copies full weights without the optimizer state, or "
+        "merges a LoRA adapter into its base with peft), writes the result to --out and checks it: config, "
         "processor, weights, and one forward pass on an image and a request.",
     )
-    exp.add_argument("--trainer", choices=["easyr1", "verl"], required=True)
-    exp.add_argument("--local-dir", required=True, help="the checkpoint's actor folder: .../global_step_N/actor")
+    exp.add_argument("--trainer", choices=["easyr1", "verl", "trl"], required=True)
+    exp.add_argument(
+        "--local-dir", required=True,
+        help="EasyR1/verl: the checkpoint's actor folder, .../global_step_N/actor; TRL: .../checkpoint-N or the output folder",
+    )
     exp.add_argument("--out", required=True, help="target Hugging Face folder")
+    exp.add_argument(
+        "--base-model", default=None,
+        help="TRL LoRA: the base model to merge into (default: the adapter's base_model_name_or_path)",
+    )
     exp.add_argument("--easyr1-dir", default=None, help="EasyR1 source checkout (default: $EASYR1_DIR)")
     exp.add_argument("--python", default=sys.executable, help="interpreter that has the trainer installed")
     exp.add_argument("--device", default="auto", help="device for the load check: auto, cpu, cuda")

@@ -11,6 +11,11 @@ Formats read (detected per file):
   record per response (``output``, ``gts``, ``score``, ``step``). verl 0.9's default trainer does
   not log reward components during training, so the components are recomputed from ``output`` and
   ``gts`` with this project's reward (pure and deterministic, hence the same numbers the trainer saw).
+- TRL (``GRPOTrainer``): the trainer state, ``<output_dir>/checkpoint-N/trainer_state.json``, whose
+  ``log_history`` holds one dict per logging step (``reward``, ``rewards/<component>/mean``, and
+  ``eval_``-prefixed ones at evaluation), or the same metrics as JSONL lines
+  (``<output_dir>/metrics.jsonl``, written by ``python -m imageedit_r1.train.trl_grpo``). Given the
+  output folder, its ``metrics.jsonl`` is read, else the newest checkpoint's trainer state.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ COMPONENTS = ("overall", "format", "action", "subject", "goal")
 _COLORS = {"overall": "black", "format": "tab:gray", "action": "tab:blue", "subject": "tab:green", "goal": "tab:red"}
 _CONSOLE_STEP = re.compile(r"(?:^|\s)step:(\d+) - (.*)$")
 _VERL_VAL = re.compile(r"^val-(?:core|aux)/([^/]+)/([^/]+)/mean@(\d+)$")
+_TRL_COMPONENT = re.compile(r"^(eval_)?rewards/([^/]+)/mean$")
+TRL_STATE = "trainer_state.json"
+TRL_METRICS = "metrics.jsonl"
 
 
 class MetricLogError(ValueError):
@@ -106,6 +114,12 @@ def _metric_name(key: str) -> str | None:
     if key.startswith("gdpo/") and key.endswith("/mean"):  # verl GDPO logs components itself
         name = key.split("/")[1]
         return name if name in COMPONENTS else None
+    if key in ("reward", "eval_reward"):  # TRL: the weighted sum, normalised by our launcher = overall
+        return "val/overall" if key.startswith("eval_") else "overall"
+    match = _TRL_COMPONENT.match(key)
+    if match:
+        name = match.group(2)
+        return None if name not in COMPONENTS else (f"val/{name}" if match.group(1) else name)
     match = _VERL_VAL.match(key)
     if match:
         name = match.group(2)
@@ -180,6 +194,34 @@ def _read_rollout_dir(path: Path, collector: _Collector, *, rescore: bool) -> No
                     collector.add("overall", step, result["overall"])
 
 
+def _read_trainer_state(path: Path, collector: _Collector) -> None:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MetricLogError(f"{path}: not a readable trainer state ({exc})") from exc
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        raise MetricLogError(f"{path}: no log_history list (is this a Hugging Face / TRL trainer_state.json?)")
+    for record in history:
+        if isinstance(record, dict) and "step" in record:
+            _add_metrics(collector, int(record["step"]), ((k, v) for k, v in record.items() if k != "step"))
+
+
+def _log_in_folder(folder: Path) -> Path:
+    """The log a folder holds: EasyR1's experiment_log.jsonl, TRL's metrics.jsonl, else the newest
+    TRL trainer state; the folder itself when none (verl rollout dumps)."""
+    for name in ("experiment_log.jsonl", TRL_METRICS):
+        if (folder / name).is_file():
+            return folder / name
+    if (folder / TRL_STATE).is_file():
+        return folder / TRL_STATE
+    checkpoints = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    for checkpoint in sorted(checkpoints, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if (checkpoint / TRL_STATE).is_file():
+            return checkpoint / TRL_STATE
+    return folder
+
+
 def load_metrics(paths: Sequence[str | os.PathLike], *, rescore: bool = True) -> dict[str, Series]:
     """Reward series from one or more logs; series from later logs override earlier ones per step."""
     merged: dict[str, Series] = {}
@@ -187,13 +229,13 @@ def load_metrics(paths: Sequence[str | os.PathLike], *, rescore: bool = True) ->
         path = Path(raw)
         collector = _Collector()
         if path.is_dir():
-            easyr1_log = path / "experiment_log.jsonl"
-            if easyr1_log.is_file():
-                _read_metric_jsonl(easyr1_log, collector)
-            else:
-                _read_rollout_dir(path, collector, rescore=rescore)
+            path = _log_in_folder(path)
+        if path.is_dir():
+            _read_rollout_dir(path, collector, rescore=rescore)
         elif not path.is_file():
             raise MetricLogError(f"log not found: {path}")
+        elif path.suffix == ".json":
+            _read_trainer_state(path, collector)
         elif _looks_like_jsonl(path):
             _read_metric_jsonl(path, collector)
         elif not _read_console(path, collector):
@@ -206,8 +248,8 @@ def load_metrics(paths: Sequence[str | os.PathLike], *, rescore: bool = True) ->
         raise MetricLogError(
             "no reward metrics found in "
             + ", ".join(map(str, paths))
-            + " (expected reward/<component>, critic/score/mean, val-*/<source>/<component>/mean@k "
-            "or rollout dumps)"
+            + " (expected reward/<component>, critic/score/mean, val-*/<source>/<component>/mean@k, "
+            "rollout dumps, or TRL's reward and rewards/<component>/mean)"
         )
     return dict(sorted(merged.items(), key=lambda kv: _order(kv[0])))
 

@@ -5,6 +5,10 @@ versions), so this module runs their merger as a subprocess:
 - EasyR1: ``python scripts/model_merger.py --local_dir …/global_step_N/actor`` (writes
   ``…/actor/huggingface``; the script lives in the EasyR1 checkout, not in the installed package);
 - verl: ``python -m verl.model_merger merge --backend fsdp --local_dir … --target_dir …``.
+TRL checkpoints (``<output_dir>/checkpoint-N`` or the output folder itself) are already Hugging Face
+folders: full fine-tuning writes the weights, which are copied without the optimizer and trainer
+state; LoRA (``--use_peft``) writes an adapter, which peft merges into its base model
+(``adapter_config.json``'s ``base_model_name_or_path``, or ``base_model``).
 Then the image budget the agent was trained with is written into the folder's processor config
 (``imageedit_r1.image_budget.write_budget``), so the exported agent carries it to every loader, and
 the folder is checked the way the pipeline will use it: config, processor, every weight present,
@@ -90,6 +94,77 @@ def _run(cmd: list[str]) -> None:
         raise ExportError(f"the merger failed (exit {proc.returncode}):\n{tail}")
 
 
+# What a TRL / transformers Trainer checkpoint holds besides the model: never part of an export.
+_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
+_PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
+def _has_processor(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in _PROCESSOR_FILES)
+
+
+def export_trl_checkpoint(local_dir: str | os.PathLike, out: str | os.PathLike, *, base_model: str | None = None) -> Path:
+    """A TRL checkpoint (full weights or a LoRA adapter) as a Hugging Face folder at ``out``.
+
+    Raises ``ExportError`` when the folder is neither, the base model of an adapter cannot be
+    loaded, or no processor is found (the checkpoint's, else the base model's).
+    """
+    local, target = Path(local_dir).resolve(), Path(out).resolve()
+    if not local.is_dir():
+        raise ExportError(f"checkpoint folder not found: {local}")
+    adapter = local / "adapter_config.json"
+    if adapter.is_file():
+        _merge_lora(local, target, base_model)
+    elif (local / "config.json").is_file() and any(local.glob("*.safetensors")):
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted(local.iterdir()):
+            if path.is_file() and path.name not in _TRAINING_STATE and not path.name.startswith("rng_state"):
+                shutil.copy2(path, target / path.name)
+        if not _has_processor(target):
+            if not base_model:
+                raise ExportError(f"{local} holds no processor: pass --base-model to take it from the base model")
+            _save_processor(base_model, target)
+    else:
+        hint = " (pass one of its checkpoint-N folders)" if any(local.glob("checkpoint-*")) else ""
+        raise ExportError(f"{local} holds neither model weights (config.json + *.safetensors) nor a LoRA adapter{hint}")
+    return target
+
+
+def _save_processor(source: str | os.PathLike, target: Path) -> None:
+    from transformers import AutoProcessor
+
+    try:
+        AutoProcessor.from_pretrained(source).save_pretrained(target)
+    except Exception as exc:  # transformers raises several types for a missing or broken processor
+        raise ExportError(f"cannot load the processor from {source}: {exc}") from exc
+
+
+def _merge_lora(local: Path, target: Path, base_model: str | None) -> None:
+    import json
+
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ExportError("merging a LoRA checkpoint needs peft: pip install 'imageedit-r1[trl]'") from exc
+    from transformers import AutoModelForImageTextToText
+
+    base = base_model or json.loads((local / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ExportError(f"{local}/adapter_config.json names no base model: pass --base-model")
+    print(f"merging the LoRA adapter {local} into {base}", flush=True)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
+    except Exception as exc:
+        raise ExportError(f"cannot load the base model {base} of the adapter: {exc} (pass --base-model)") from exc
+    try:
+        merged = PeftModel.from_pretrained(model, local).merge_and_unload()
+    except Exception as exc:  # peft: shape or module mismatches between adapter and base
+        raise ExportError(f"the adapter in {local} does not fit the base model {base}: {exc}") from exc
+    target.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(target)
+    _save_processor(local if _has_processor(local) else base, target)
+
+
 def export_checkpoint(
     trainer: str,
     local_dir: str | os.PathLike,
@@ -99,21 +174,26 @@ def export_checkpoint(
     python: str = sys.executable,
     check: bool = True,
     device: str = "auto",
+    base_model: str | None = None,
     image_budget: ImageBudget = DEFAULT_BUDGET,
 ) -> Path:
-    """Merge ``local_dir`` into ``out``, record ``image_budget`` in its processor config, check it loads."""
+    """Merge (EasyR1, verl) or copy / LoRA-merge (TRL) a checkpoint into ``out``, record ``image_budget``
+    in its processor config, and check it loads."""
     local = Path(local_dir).resolve()
     target = Path(out).resolve()
-    check_checkpoint_layout(trainer, local)
     if target.exists() and any(target.iterdir()):
         raise ExportError(f"output folder {target} exists and is not empty; choose a new one")
-    cmd = merger_command(trainer, local, target, easyr1_dir=easyr1_dir, python=python)
-    _run(cmd)
-    if trainer == "easyr1":
-        merged = local / "huggingface"
-        if not any(merged.glob("*.safetensors")):
-            raise ExportError(f"the EasyR1 merger wrote no weights to {merged}")
-        shutil.copytree(merged, target, dirs_exist_ok=True)
+    if trainer == "trl":  # already a Hugging Face folder: copied, or its LoRA adapter merged
+        export_trl_checkpoint(local, target, base_model=base_model)
+    else:
+        check_checkpoint_layout(trainer, local)
+        cmd = merger_command(trainer, local, target, easyr1_dir=easyr1_dir, python=python)
+        _run(cmd)
+        if trainer == "easyr1":
+            merged = local / "huggingface"
+            if not any(merged.glob("*.safetensors")):
+                raise ExportError(f"the EasyR1 merger wrote no weights to {merged}")
+            shutil.copytree(merged, target, dirs_exist_ok=True)
     try:
         written = write_budget(target, image_budget)
     except (FileNotFoundError, ValueError) as exc:

@@ -1,0 +1,200 @@
+"""GRPO on TRL: ``[accelerate launch …] python -m imageedit_r1.train.trl_grpo --train_files … [TRL flags]``.
+
+TRL's own ``GRPOTrainer`` does the sampling (``generate``, or vLLM with ``--use_vllm``), the
+group-relative advantages, the KL term (``--beta``), the update and the checkpoints. This entry
+point only wires in what is ours: the exported TRL parquet (``data export --format trl``), the
+processor with the training image budget, the four component rewards of
+``imageedit_r1.integrations.trl`` with the project's weights, and a metrics file.
+
+Arguments are TRL's: every ``GRPOConfig`` field (``--num_generations``, ``--learning_rate``,
+``--beta``, ``--reward_weights`` in format/action/subject/goal order, ``--use_vllm``, …), every
+``ModelConfig`` field (``--model_name_or_path``, ``--dtype``, ``--use_peft``, ``--lora_r``, …),
+``--config file.yaml`` for any of them, plus ``TrainingDataArguments`` below. ``--help`` lists all.
+
+Writes ``<output_dir>/checkpoint-N/`` (TRL's checkpoints; with ``--use_peft`` they hold the LoRA
+adapter), the final model in ``<output_dir>``, and ``<output_dir>/metrics.jsonl``: one JSON line
+per logging step, ``{"step": N, "reward": …, "rewards/format/mean": …, …}``, which
+``python -m imageedit_r1.train curves`` plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainingDataArguments:
+    """Our arguments beside TRL's."""
+
+    train_files: list[str] = field(
+        default_factory=list, metadata={"help": "TRL parquet file(s) from `python -m imageedit_r1.data export --format trl`"}
+    )
+    val_files: list[str] = field(
+        default_factory=list, metadata={"help": "held-out parquet file(s); evaluated when --eval_strategy is not 'no'"}
+    )
+    min_pixels: int = field(
+        default=DEFAULT_BUDGET.min_pixels, metadata={"help": "image budget: fewest pixels per image (as in the export)"}
+    )
+    max_pixels: int = field(
+        default=DEFAULT_BUDGET.max_pixels, metadata={"help": "image budget: most pixels per image (as in the export)"}
+    )
+
+    @property
+    def image_budget(self) -> ImageBudget:
+        """The budget these bounds define; ``ImageBudgetError`` (a ValueError) when they are unusable."""
+        return ImageBudget(self.min_pixels, self.max_pixels)
+    metrics_file: str | None = field(
+        default=None, metadata={"help": f"JSONL of the logged metrics (default: <output_dir>/{METRICS_FILE})"}
+    )
+
+
+def make_parser():
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    return TrlParser((TrainingDataArguments, GRPOConfig, ModelConfig), prog="python -m imageedit_r1.train.trl_grpo")
+
+
+def parse_args(argv: Sequence[str]):
+    """(data args, GRPOConfig, ModelConfig) from a command line; unknown flags are an error."""
+    return make_parser().parse_args_and_config(list(argv))
+
+
+def apply_project_settings(data_args: TrainingDataArguments, training_args, model_args) -> None:
+    """What the project fixes in TRL's arguments: reward weights, image budget checks, model loading."""
+    from imageedit_r1.integrations.trl import reward_weights
+
+    if not data_args.train_files:
+        raise ValueError("--train_files is required: the TRL parquet from `python -m imageedit_r1.data export --format trl`")
+    if not model_args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required")
+    data_args.image_budget  # noqa: B018 - validates the bounds before any model is loaded
+    training_args.reward_weights = reward_weights(training_args.reward_weights)
+    model_init_kwargs = {"dtype": model_args.dtype, "attn_implementation": model_args.attn_implementation,
+                         "revision": model_args.model_revision}
+    model_init_kwargs = {k: v for k, v in model_init_kwargs.items() if v is not None}
+    model_init_kwargs.update(training_args.model_init_kwargs or {})
+    training_args.model_init_kwargs = model_init_kwargs
+
+
+TRL_COLUMNS = ("prompt", "images", "ground_truth")
+
+
+def check_columns(files: Sequence[str]) -> list[str]:
+    """Problems with TRL parquet files: missing, unreadable, or lacking a column the run needs."""
+    problems = []
+    for path in files:
+        if not os.path.isfile(path):
+            problems.append(
+                f"train/val file not found: {path} (export it with `python -m imageedit_r1.data export --format trl`)"
+            )
+            continue
+        try:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        except Exception as exc:  # pyarrow raises several error types for a file that is not parquet
+            problems.append(f"{path}: not a readable parquet file ({exc})")
+            continue
+        missing = [c for c in TRL_COLUMNS if c not in names]
+        if missing:
+            problems.append(
+                f"{path}: no column(s) {missing} (columns: {names}); TRL needs the files of "
+                "`python -m imageedit_r1.data export --format trl`, not the EasyR1 or verl ones"
+            )
+    return problems
+
+
+def load_split(files: Sequence[str]):
+    """A ``datasets.Dataset`` over exported TRL parquet files; images decode lazily, row by row."""
+    import datasets
+
+    problems = check_columns(files)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+
+
+def load_processor(model_path: str, data_args: TrainingDataArguments):
+    """The model's processor with the training image budget; left padding, as GRPOTrainer needs.
+
+    TRL saves this processor with every checkpoint, so the budget travels with the trained model.
+    """
+    from transformers import AutoProcessor
+
+    budget = data_args.image_budget
+    return AutoProcessor.from_pretrained(
+        model_path, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels, padding_side="left"
+    )
+
+
+def metrics_callback(path: str | Path):
+    """A ``TrainerCallback`` appending each log (main process only) to a JSONL file, with its step."""
+    from transformers import TrainerCallback
+
+    target = Path(path)
+
+    class MetricsFile(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            record = {"step": state.global_step, **{k: v for k, v in logs.items() if _is_number(v)}}
+            with target.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    return MetricsFile()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def build_trainer(data_args: TrainingDataArguments, training_args, model_args, *, callbacks=(), **trainer_kwargs):
+    """TRL's ``GRPOTrainer`` with our data, processor, rewards and metrics file (not yet trained)."""
+    from trl import GRPOTrainer, get_peft_config
+
+    from imageedit_r1.integrations.trl import reward_funcs
+
+    apply_project_settings(data_args, training_args, model_args)
+    train_dataset = load_split(data_args.train_files)
+    eval_dataset = None
+    if data_args.val_files and training_args.eval_strategy != "no":
+        eval_dataset = load_split(data_args.val_files)
+    metrics_path = data_args.metrics_file or Path(training_args.output_dir) / METRICS_FILE
+    return GRPOTrainer(
+        model=model_args.model_name_or_path,
+        reward_funcs=reward_funcs(),
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=load_processor(model_args.model_name_or_path, data_args),
+        peft_config=get_peft_config(model_args),
+        callbacks=[metrics_callback(metrics_path), *callbacks],
+        **trainer_kwargs,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    data_args, training_args, model_args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        trainer = build_trainer(data_args, training_args, model_args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    trainer.accelerator.print(f"saved the trained model to {training_args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

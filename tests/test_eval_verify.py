@@ -192,3 +192,27 @@ judges: [{{name: GPT-4o, backend: openai, model: gpt-4o-2024-08-06}}]
     err = capsys.readouterr().err
     assert "judge 'GPT-4o': no API key: set the environment variable OPENAI_API_KEY" in err, err
     assert "zip()" not in err and not (tmp_path / "cli-run" / "edits.jsonl").exists()
+
+
+def test_the_verifier_judge_warning_is_printed_once_by_the_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = make_benchmark(tmp_path, "A", 1)
+    path = tmp_path / "eval.yaml"
+    path.write_text(f"""
+out_dir: {tmp_path / 'cli-run'}
+benchmarks: [{{name: A, source: manifest, manifest: {bench.manifest}}}]
+methods:
+  - {{name: v, kind: pipeline-verify, editor: flux-kontext, verify: {{judge: {{backend: openai, model: gpt-4o}}}}}}
+judges: [{{name: GPT-4o, backend: openai, model: gpt-4o-2024-08-06}}]
+""")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "imageedit_r1.eval", "run", "--config", str(path), "--estimate",
+                           "--no-progress"], capture_output=True, text=True, cwd=root, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("verifies with gpt-4o") == 1, done.stderr
+    assert done.stderr.startswith("warning: method 'v' verifies with gpt-4o")

@@ -283,9 +283,9 @@ class EvalRunner:
         self.retry_failed = retry_failed
         self.progress = progress
         self.redactor = Redactor([judge.api_key_env for judge in config.judges if judge.api_key_env])
+        # Shown by the caller (``eval run`` prints them before the estimate), logged by ``run``
+        # and kept in run.json: logging them here, before any handler is set, printed them twice.
         self.warnings = verifier_judge_overlaps(config)
-        for warning in self.warnings:
-            log.warning(warning)
         self.prompt_sha256 = judge_prompt_sha256()
         self._samples: dict[str, list[Any]] | None = None
         self._lock = threading.Lock()
@@ -628,6 +628,8 @@ class EvalRunner:
         if stage not in ("all", "edit", "judge"):
             raise ValueError("stage must be 'all', 'edit' or 'judge'")
         summary = Summary()
+        for warning in self.warnings:
+            log.info("warning: %s", warning)
         with exclusive_run_dir(self.out):
             self.write_manifest()
             if stage in ("all", "edit"):

@@ -22,3 +22,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def easyr1_layout(tmp_path_factory) -> str:
+    """A package laid out as EasyR1 installs (``verl.trainer.main``, no ``main_ppo``), first on the path.
+
+    The trainer detection reads module names only; this environment holds upstream verl.
+    """
+    root = tmp_path_factory.mktemp("easyr1-layout")
+    (root / "verl" / "trainer").mkdir(parents=True)
+    for name in ("verl/__init__.py", "verl/trainer/__init__.py", "verl/trainer/main.py"):
+        (root / name).write_text("")
+    return str(root)

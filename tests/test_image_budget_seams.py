@@ -99,11 +99,15 @@ def world(tmp_path_factory):
     return {"root": root, "base": base, "agent": agent, "rl": root / "rl", "originals": originals}
 
 
-def _dry_run(recipe: str, env: dict) -> list[str]:
-    """The trainer overrides a recipe resolves (its --dry-run output), after its own preflight passed."""
+def _dry_run(recipe: str, env: dict, easyr1: str | None = None) -> list[str]:
+    """The trainer overrides a recipe resolves (its --dry-run output), after its own preflight passed.
+    ``easyr1``: a package laid out as EasyR1 installs, put first on the path (this environment
+    holds upstream verl, and the EasyR1 recipe's preflight checks which trainer it would launch)."""
     import shlex
 
     full_env = {**os.environ, "PYTHON": sys.executable, "SKIP_GPU_CHECK": "1", **env}
+    if easyr1:
+        full_env["PYTHONPATH"] = os.pathsep.join([easyr1, full_env.get("PYTHONPATH", "")])
     result = subprocess.run(["bash", str(ROOT / "recipes" / recipe), "--dry-run"], capture_output=True, text=True,
                             env=full_env, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -193,7 +197,7 @@ def test_verl_rlhf_dataset_keeps_every_row_at_the_inference_token_count(world, i
     assert seen == set(world["originals"])
 
 
-def test_easyr1_intake_keeps_every_row_at_the_inference_token_count(world, inference_tokens):
+def test_easyr1_intake_keeps_every_row_at_the_inference_token_count(world, inference_tokens, easyr1_layout):
     import datasets
     from transformers import AutoProcessor
 
@@ -202,7 +206,8 @@ def test_easyr1_intake_keeps_every_row_at_the_inference_token_count(world, infer
 
     train = world["rl"] / "easyr1" / "train.parquet"
     overrides = _dry_run("run_grpo_qwen25vl.sh",
-                         {"TRAIN_FILES": str(train), "VAL_FILES": str(train), "MODEL_PATH": str(world["base"])})
+                         {"TRAIN_FILES": str(train), "VAL_FILES": str(train), "MODEL_PATH": str(world["base"])},
+                         easyr1=easyr1_layout)
     data = preflight.load_easyr1_config(overrides)["data"]
     assert data["filter_overlong_prompts"] is True
     processor = AutoProcessor.from_pretrained(world["base"])

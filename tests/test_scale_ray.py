@@ -81,9 +81,9 @@ def flux_method():
     from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
 
     flux = build_tiny_flux_kontext()
-    return MethodConfig(name="flux", kind="original", editor="flux-kontext", seed=3, editor_options={
+    return MethodConfig(name="flux", kind="original", seed=3, editor={"name": "flux-kontext", "options": {
         "model_id": str(flux), "local_files_only": True, "device": "cpu", "min_area": 0,
-        "num_inference_steps": 2, "max_sequence_length": 32})
+        "num_inference_steps": 2, "max_sequence_length": 32}})
 
 
 def test_four_replicas_make_the_same_bytes_as_one_and_say_where(cluster, flux_method, tmp_path):
@@ -217,7 +217,7 @@ def test_a_pipeline_batch_on_ray_writes_the_local_executors_bytes_and_resumes(cl
 
     from imageedit_r1.pipeline.cli import main
 
-    options = flux_method.editor_options
+    options = flux_method.editor.options
     args = ["--mode", "original", "--editor", "flux-kontext", "seed=3",
             *(f"editor.options.{key}={value}" for key, value in options.items())]
     images = tmp_path / "images"

@@ -47,19 +47,6 @@ def verl_files(tmp_path):
             write_rows(tmp_path / "verl_val.parquet", VERL_COLUMNS, 4))
 
 
-@pytest.fixture(scope="session")
-def easyr1_layout(tmp_path_factory) -> str:
-    """A package laid out as EasyR1 installs (``verl.trainer.main``, no ``main_ppo``), first on the path.
-
-    The trainer detection reads module names only; this environment holds upstream verl.
-    """
-    root = tmp_path_factory.mktemp("easyr1-layout")
-    (root / "verl" / "trainer").mkdir(parents=True)
-    for name in ("verl/__init__.py", "verl/trainer/__init__.py", "verl/trainer/main.py"):
-        (root / name).write_text("")
-    return str(root)
-
-
 def run_recipe(script: Path, *args: str, env: dict | None = None, cwd=None,
                easyr1: str | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}

@@ -363,8 +363,23 @@ _OPEN_RE = {tag: re.compile(rf"<{_WS}{tag}{_WS}>", re.IGNORECASE) for tag in _TA
 _ANY_TAG_RE = re.compile(rf"<{_WS}(/{_WS})?(think|actions?|subjects|goals){_WS}>", re.IGNORECASE)
 
 
-def _open_tag(text: str, lowered: str, name: str) -> re.Match | None:
-    return _OPEN_RE[name].search(text) if name in lowered else None
+# A tag holds its name, and at most this many characters ("<", whitespace, "/", whitespace) come
+# before the name. So a tag search may start just before the first occurrence of a name, found
+# with str.find on the lower-cased text: a flood of "<" with no name in it then costs one fast
+# scan instead of a regex match attempt per "<".
+_NAMES = ("think", "action", "subjects", "goals")  # "action" also finds "actions"
+_MAX_BEFORE_NAME = 34
+
+
+def _search_from_name(pattern: re.Pattern, text: str, lowered: str | None, pos: int = 0) -> re.Match | None:
+    if lowered is None:  # lower-casing changed the length: its indices are not the text's
+        return pattern.search(text, pos)
+    hits = [index for index in (lowered.find(name, pos) for name in _NAMES) if index >= 0]
+    return pattern.search(text, max(pos, min(hits) - _MAX_BEFORE_NAME)) if hits else None
+
+
+def _open_tag(text: str, lowered: str | None, name: str) -> re.Match | None:
+    return _search_from_name(_OPEN_RE[name], text, lowered)
 
 
 def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
@@ -375,7 +390,9 @@ def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
     bodies: dict[str, str | None] = dict.fromkeys(TAGS)
     if "<" not in text:
         return bodies
-    lowered = text.lower()  # a tag's name must occur for its pattern to: skip the search if not
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = None
     names = dict(zip(TAGS, TAGS, strict=True))
     if not _open_tag(text, lowered, ACTION) and _open_tag(text, lowered, "actions"):
         names[ACTION] = "actions"
@@ -385,7 +402,7 @@ def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
         opening = _open_tag(text, lowered, name)
         if opening is None:
             continue
-        following = _ANY_TAG_RE.search(text, opening.end())
+        following = _search_from_name(_ANY_TAG_RE, text, lowered, opening.end())
         closes = following is not None and following.group(1) is not None and following.group(2).lower() in (tag, name)
         if following is not None and not closes:
             repairs.append(f"{tag}: closed an unclosed tag")

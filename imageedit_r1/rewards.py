@@ -5,7 +5,7 @@ component in [0, 1]; the returned keys are always ``overall, format, action, sub
 
 Matching rules
 --------------
-Normalisation (subjects and goals): Unicode NFKC, lower case, hyphens / underscores / slashes
+Normalisation (subjects and goals) reads an item's first 256 characters: Unicode NFKC, lower case, hyphens / underscores / slashes
 become spaces, other punctuation is dropped, the articles "a", "an", "the" are dropped, and
 each word loses a simple plural ending ("berries" -> "berry", "boxes" -> "box", "coats" -> "coat";
 "glass", "bus" and words of three letters or fewer are kept). So "Copper-red" equals "copper red".
@@ -73,6 +73,10 @@ _FILLER = frozenset(
 _PLURAL_KEEP = ("ss", "us", "is", "ous")
 _EXACT_LIMIT = 10  # optimal assignment up to this many items on the smaller side
 _MAX_ITEMS = 64  # items beyond this still count against precision but are not matched
+# An item is read up to this many characters: no subject, goal or action label is longer, and a
+# degenerate one (a 6,000-character flood of a ligature that NFKC expands 18-fold) then costs a
+# bounded time and a bounded cache entry.
+_MAX_ITEM_CHARS = 256
 _NON_WORD = re.compile(r"[^\w\s]")
 
 
@@ -120,7 +124,7 @@ def _items(values: Iterable[str]) -> list[_Item]:
     seen: set[str] = set()
     out: list[_Item] = []
     for value in values:
-        item = _item(value) if isinstance(value, str) else None
+        item = _item(value[:_MAX_ITEM_CHARS]) if isinstance(value, str) else None
         if item is not None and item.key not in seen:
             seen.add(item.key)
             out.append(item)
@@ -207,7 +211,7 @@ def _set_f1(predicted: set[str], truth: set[str]) -> float:
 
 
 def _action_set(labels: Iterable[str]) -> set[str]:
-    return {label for label in (canonical_action(x) for x in labels if isinstance(x, str)) if label}
+    return {label for label in (canonical_action(x[:_MAX_ITEM_CHARS]) for x in labels if isinstance(x, str)) if label}
 
 
 # ----------------------------------------------------------------------------- public F1s

@@ -29,12 +29,18 @@ DEGENERATE = {
     "flood of '< /'": lambda n: "< /" * (n // 3),
     "comma flood": lambda n: "<think>x</think><action>" + "a," * (n // 2) + "</action>",
     "line flood": lambda n: "<think>x</think><subjects>" + "- coat\n" * (n // 7),
+    "flood of '<' after a tag": lambda n: "<think>x</think><goals>" + "<" * n,
+    "ligature flood in one item": lambda n: '<think>x</think><subjects>["' + "\ufdfa" * (n // 3) + '"]</subjects>',
 }
 
 
 def _cpu_seconds(text: str) -> float:
+    from imageedit_r1.rewards import _item, normalize
+
     best = math.inf
     for _ in range(3):
+        normalize.cache_clear()  # cold caches: a training step sees each rollout once
+        _item.cache_clear()
         start = time.process_time()
         score(text, TRUTH)
         best = min(best, time.process_time() - start)

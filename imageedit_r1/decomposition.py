@@ -371,15 +371,17 @@ _NAMES = ("think", "action", "subjects", "goals")  # "action" also finds "action
 _MAX_BEFORE_NAME = 34
 
 
-def _search_from_name(pattern: re.Pattern, text: str, lowered: str | None, pos: int = 0) -> re.Match | None:
+def _search_from_name(pattern: re.Pattern, text: str, lowered: str | None, pos: int = 0,
+                      names: tuple[str, ...] = _NAMES) -> re.Match | None:
+    """``pattern.search(text, pos)`` for a tag pattern naming one of ``names``, skipping ahead."""
     if lowered is None:  # lower-casing changed the length: its indices are not the text's
         return pattern.search(text, pos)
-    hits = [index for index in (lowered.find(name, pos) for name in _NAMES) if index >= 0]
+    hits = [index for index in (lowered.find(name, pos) for name in names) if index >= 0]
     return pattern.search(text, max(pos, min(hits) - _MAX_BEFORE_NAME)) if hits else None
 
 
 def _open_tag(text: str, lowered: str | None, name: str) -> re.Match | None:
-    return _search_from_name(_OPEN_RE[name], text, lowered)
+    return _search_from_name(_OPEN_RE[name], text, lowered, names=(name,))
 
 
 def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:

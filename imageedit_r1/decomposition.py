@@ -416,11 +416,15 @@ def _tag_bodies(text: str, repairs: list[str]) -> dict[str, str | None]:
     return bodies
 
 
-def _first_items(values, limit: int = MAX_LIST_ITEMS + 1) -> list[str]:
-    """Up to ``limit`` non-empty items, stripped; stops reading once it has them, so a flood of
-    thousands of items costs no more than ``limit`` of them (one over the cap is enough to tell
-    the reward that the list is degenerate)."""
-    return list(islice((item for item in (str(value).strip().strip("\"'").strip() for value in values) if item), limit))
+def _first_items(values, *, unquote: bool = False, limit: int = MAX_LIST_ITEMS + 1) -> list[str]:
+    """Up to ``limit`` non-empty items, stripped (and, for pieces split from free text, without
+    the quotes around them); stops reading once it has them, so a flood of thousands of items
+    costs no more than ``limit`` of them (one over the cap tells the reward the list is degenerate).
+    Items of a JSON or Python list keep their quote characters: they are the item's own."""
+    items = (str(value).strip() for value in values)
+    if unquote:
+        items = (item.strip("\"'").strip() for item in items)
+    return list(islice((item for item in items if item), limit))
 
 
 def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
@@ -456,7 +460,7 @@ def _tolerant_list(body: str, tag: str, repairs: list[str]) -> list[str]:
     else:
         items = body.split(",", MAX_LIST_ITEMS + 1) if "," in body else [body]
         repairs.append(f"{tag}: split a comma-separated list" if len(items) > 1 else f"{tag}: wrapped a bare item")
-    return _first_items(items)
+    return _first_items(items, unquote=True)
 
 
 def parse(text: str) -> ParseResult:

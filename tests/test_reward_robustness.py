@@ -190,3 +190,10 @@ def test_preflight_reports_bad_weights_for_both_recipes():
     preflight.check_reward_weights(report, "worker.reward.reward_function_kwargs", '{"goal": 0.5}')
     assert len(report.problems) == 2
     assert "must be finite" in report.problems[0] and "did you mean 'goal'" in report.problems[1]
+
+
+def test_quote_characters_inside_list_items_are_kept_and_split_pieces_lose_their_quotes():
+    listed = parse('<think>t</think><action>["Recoloring"]</action><subjects>["\'80s car"]</subjects><goals>[]</goals>')
+    assert listed.decomposition.subjects == ["'80s car"]  # a JSON item's own apostrophe stays
+    split = parse("<think>t</think><action>Recoloring</action><subjects>'coat', \"hair\"</subjects><goals></goals>")
+    assert split.decomposition.subjects == ["coat", "hair"]

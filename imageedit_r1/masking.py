@@ -84,7 +84,8 @@ def secret_values(extra: Iterable[str | None] = ()) -> list[str]:
     """Every value masked now (and the ``extra`` ones), longest first."""
     with _lock:
         variables, values = set(_variables), set(_values)
-    found = {value for name, value in os.environ.items()
+    # Stripped, as the backends read them: a key exported with a trailing newline is still found.
+    found = {value.strip() for name, value in os.environ.items()
              if (name in variables or is_secret_name(name)) and len(value.strip()) >= MIN_ENV_LENGTH}
     found |= values | {value for value in extra if value and len(value) >= MIN_VALUE_LENGTH}
     return sorted(found, key=len, reverse=True)

@@ -220,7 +220,9 @@ class RunBusy(RuntimeError):
     """Another run holds the output (``run_lock(..., if_busy="stop")``)."""
 
 
-_held: dict[str, list] = {}  # lock file -> [open handle, depth]: the lock is re-entrant in a process
+# (lock file, thread) -> [open handle, depth]: re-entrant in the thread that holds it; another
+# thread of the same process opens the file again and meets the lock like another process would.
+_held: dict[tuple[str, int], list] = {}
 _held_lock = threading.Lock()
 
 
@@ -256,8 +258,11 @@ class RunLock:
         self.say = say
         self.path = lock_file_for(self.target, single_file=single_file)
 
+    def _key(self) -> tuple[str, int]:
+        return str(self.path.resolve()), threading.get_ident()
+
     def acquire(self) -> None:
-        key = str(self.path.resolve())
+        key = self._key()
         with _held_lock:
             if key in _held:
                 _held[key][1] += 1
@@ -286,7 +291,7 @@ class RunLock:
             _held[key] = [handle, 1]
 
     def release(self) -> None:
-        key = str(self.path.resolve())
+        key = self._key()
         with _held_lock:
             entry = _held.get(key)
             if entry is None:
@@ -318,6 +323,6 @@ def run_lock(target: str | os.PathLike, *, single_file: bool = False, if_busy: s
     Take it before reading any cache of the run. When another process holds it, ``if_busy="wait"``
     (the default) says so in one line naming the holder's pid and waits for it to finish; the
     caller then reads what that run wrote and does only what is left. ``"stop"`` raises
-    ``RunBusy`` at once. Re-entrant within a process.
+    ``RunBusy`` at once. Re-entrant within the thread that holds it.
     """
     return RunLock(target, single_file=single_file, if_busy=if_busy, say=say)

@@ -10,7 +10,7 @@ from imageedit_r1.pipeline.config import PipelineConfig
 
 
 def test_keys_are_masked_by_value_in_nested_records(monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token_value")  # a provider's conventional variable
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_value\n")  # a provider's conventional variable, read from a file
     monkeypatch.setenv("MY_SERVICE_API_KEY", "named-like-a-key-1")  # the name says key
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # neither: an ordinary setting
     monkeypatch.setenv("PLAIN_SETTING", "just-a-setting-123")

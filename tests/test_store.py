@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 
@@ -94,18 +96,25 @@ def test_a_busy_output_stops_with_the_holders_pid_or_is_waited_for(tmp_path):
             run_lock(labels, single_file=True, if_busy="stop").acquire()
         with run_lock(tmp_path / "other.jsonl", single_file=True, if_busy="stop"):  # another file: free
             pass
-        waiter = run_lock(labels, single_file=True, say=said.append)
-        acquired = threading.Event()
-        thread = threading.Thread(target=lambda: (waiter.acquire(), acquired.set()))
+        acquired, done = threading.Event(), threading.Event()
+
+        def wait_then_hold():
+            with run_lock(labels, single_file=True, say=said.append):
+                acquired.set()
+                done.wait(10)
+
+        thread = threading.Thread(target=wait_then_hold)
         thread.start()
         time.sleep(0.5)
         assert not acquired.is_set()
-        assert said == [f"{labels} is in use by another run (pid {pid} on {__import__('socket').gethostname()}); "
-                        "waiting for it to finish, then resuming from what it wrote (Ctrl-C stops; --if-busy stop "
-                        "stops at once)"]
-    thread.join(timeout=10)
-    assert acquired.is_set()
-    with run_lock(labels, single_file=True, if_busy="stop"):  # re-entrant within the process that holds it
-        pass
-    waiter.release()
+        assert said == [f"{labels} is in use by another run (pid {pid} on {socket.gethostname()}); waiting for it "
+                        "to finish, then resuming from what it wrote (Ctrl-C stops; --if-busy stop stops at once)"]
+    assert acquired.wait(10)  # the holder ended: the waiting run goes on
+    # Another thread of this process meets the lock as another process would.
+    with pytest.raises(RunBusy, match=rf"pid {os.getpid()} on "):
+        run_lock(labels, single_file=True, if_busy="stop").acquire()
+    done.set()
+    thread.join(10)
+    with run_lock(labels, single_file=True, if_busy="stop"), run_lock(labels, single_file=True, if_busy="stop"):
+        pass  # re-entrant in the thread that holds it
     assert (tmp_path / ".labels.jsonl.lock").exists()

@@ -9,12 +9,19 @@ and never pays twice for a finished item. Failures are recorded with their kind 
 scored; transient ones (retries exhausted) are tried again by the next run, permanent ones
 (refusals, unreadable replies) only with ``retry_failed``. A refusal, by an editor or a judge, is
 recorded as ``error_kind: "refusal"`` with ``refusal: {"reason", "message"}``, the provider's code.
+What a record holds is ``records.py``; what ``--estimate`` counts is ``estimate.py``.
+
+One run at a time works in ``out_dir``: the folder's run lock is taken before the stores are read
+(``EvalRunner.locked``), so a second run waits for the first and then does only what it left (or
+stops, with ``if_busy="stop"``). Everything written goes through the secret policy
+(``imageedit_r1.masking``).
 
 Layout of ``out_dir``::
 
     run.json            methods / benchmarks / judges of the latest run (tables read this)
     edits.jsonl         edit records        results.jsonl     judgment records
     originals/<benchmark>/<sample>.png      edits/<method>-<hash>/<benchmark>/<sample>.png
+    run.log             the run's log          .lock             the run lock (holder's pid)
 """
 
 from __future__ import annotations

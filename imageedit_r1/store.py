@@ -276,13 +276,13 @@ class RunLock:
                 holder = _holder(handle)
                 if self.if_busy == "stop":
                     raise RunBusy(f"{self.target} is in use by another run ({holder}); wait for it to finish "
-                                  "(--if-busy wait) or write to another place") from None
+                                  "or write to another place") from None
                 self.say(f"{self.target} is in use by another run ({holder}); waiting for it to finish, then "
-                         "resuming from what it wrote (Ctrl-C stops; --if-busy stop stops at once)")
+                         "resuming from what it wrote (Ctrl-C stops waiting)")
                 fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
             handle.truncate()
-            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv[:8]}) + "\n")
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
             handle.flush()
         except BaseException:
             handle.close()

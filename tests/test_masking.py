@@ -22,9 +22,9 @@ def test_keys_are_masked_by_value_in_nested_records(monkeypatch):
 
 
 def test_an_endpoints_key_variable_is_masked_whatever_its_name(monkeypatch):
-    monkeypatch.setenv("LLM_SK", "value-of-an-oddly-named-key")
+    monkeypatch.setenv("GATEWAY_SK_FOR_THIS_TEST", "value-of-an-oddly-named-key")
     assert "value-of-an-oddly-named-key" not in secret_values()
-    register_config(PipelineConfig(decomposer={"backend": "openai", "model": "m", "api_key_env": "LLM_SK"}))
+    register_config(PipelineConfig(decomposer={"backend": "openai", "model": "m", "api_key_env": "GATEWAY_SK_FOR_THIS_TEST"}))
     assert mask("echo value-of-an-oddly-named-key") == f"echo {MASK}"
 
 

@@ -2,18 +2,23 @@
 
 Every config of the project (pipeline, evaluation, data labelling) loads through ``load_config``,
 so a typo in a key is caught the same way everywhere: one ``ConfigError`` line naming the key
-and the key that was probably meant (``unknown_key_message``).
+and the key that was probably meant (``unknown_key_message``). Every value a config reads through
+``${oc.env:NAME}``, and every ``api_key_env`` it names, is handed to the secret policy
+(``imageedit_r1.masking``) as it loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_ENV_REFERENCE = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class ConfigError(ValueError):
@@ -59,6 +64,15 @@ def config_error(exc: Exception, *, where: str = "") -> ConfigError:
     return ConfigError(f"{prefix}{f'{full_key!r}: ' if full_key else ''}{first_line}")
 
 
+def register_secrets(unresolved: Any, config: Any) -> None:
+    """Hand the secret policy what a config can reach: the variables it read through
+    ``${oc.env:NAME}`` (found in its unresolved form) and every ``api_key_env`` it names."""
+    from imageedit_r1.masking import register_config, register_variables
+
+    register_variables(_ENV_REFERENCE.findall(json.dumps(unresolved, default=str)))
+    register_config(config)
+
+
 def load_config(schema: type[T] | None, path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                 *, data: dict[str, Any] | None = None, where: str = "") -> Any:
     """Merge ``schema`` defaults ← YAML file (or the mapping ``data``) ← ``key=value`` overrides.
@@ -91,9 +105,9 @@ def load_config(schema: type[T] | None, path: str | os.PathLike | None = None, o
         if overrides:
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(*layers)
-        if schema is not None:
-            return OmegaConf.to_object(merged)
-        return OmegaConf.to_container(merged, resolve=True)
+        config = OmegaConf.to_object(merged) if schema is not None else OmegaConf.to_container(merged, resolve=True)
+        register_secrets(OmegaConf.to_container(merged, resolve=False), config)
+        return config
     except OmegaConfBaseException as exc:
         raise config_error(exc) from None
 
@@ -109,6 +123,9 @@ def apply_overrides(config: T, overrides: Sequence[str] = ()) -> T:
     if not overrides:
         return config
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides))))
+        merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise config_error(exc) from None
+    register_secrets(list(overrides), config)
+    return config

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +28,7 @@ from imageedit_r1.data.teacher import (
     validate_label,
 )
 from imageedit_r1.decomposition import Decomposition
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import read_jsonl
 from imageedit_r1.testing.fake_servers import (
     ScriptedReply,
     fake_gemini_server,
@@ -33,6 +37,8 @@ from imageedit_r1.testing.fake_servers import (
     openai_text,
 )
 from tests.data_fixtures import image_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GOOD = {"rationale": "a recolor", "actions": ["recolor"], "subjects": ["coat", "hair"], "goals": ["scarlet or copper red"]}
 
@@ -181,6 +187,27 @@ def test_a_run_killed_halfway_keeps_what_it_paid_for(tmp_path):
             ManifestLoader(manifest), progress=False
         )
         assert summary.cached == sent and summary.labelled == 6 - sent and len(server.requests) == 6
+
+
+@pytest.mark.slow
+def test_two_label_runs_on_one_labels_file_at_once_ask_once_per_sample(tmp_path):
+    manifest = _manifest(tmp_path, [f"make the coat {i} red" for i in range(6)])
+    labels = tmp_path / "labels.jsonl"
+    with fake_openai_server(_teacher_reply, latency=0.5) as server:
+        command = [sys.executable, "-m", "imageedit_r1.data", "-q", "label", "--source", f"manifest:{manifest}",
+                   "--out", str(labels), f"teacher.base_url={server.url}/v1", "teacher.base_delay=0.01",
+                   "concurrency=2"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert len(server.requests) == 6  # one teacher call per sample, not one per sample and run
+    waited = [(out, err) for out, err in outputs if "is in use by another run (pid" in err]
+    assert len(waited) == 1, outputs  # the second run said so, waited, then found every label cached
+    assert f"{labels} is in use by another run (pid" in waited[0][1]
+    assert "samples: 6 = 6 from cache + 0 labelled now + 0 failed" in waited[0][0]
+    assert len({r["key"] for r in read_jsonl(labels)}) == 6
 
 
 def test_concurrency_is_bounded_and_used(tmp_path):

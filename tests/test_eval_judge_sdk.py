@@ -8,7 +8,7 @@ from PIL import Image
 from imageedit_r1.eval.config import JudgeConfig
 from imageedit_r1.eval.judge import JUDGE_SCHEMA
 from imageedit_r1.eval.runner import EvalRunner, build_judge
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import read_jsonl
 from tests.eval_fixtures import config_for, expected_scores, judge_reply_json, make_benchmark
 
 pytest.importorskip("openai")

@@ -8,9 +8,10 @@ import pytest
 from imageedit_r1.eval.config import JudgeConfig, MethodConfig
 from imageedit_r1.eval.judge import JudgeRefusal
 from imageedit_r1.eval.runner import EvalRunner
-from imageedit_r1.jsonl import read_jsonl
 from imageedit_r1.retry import RetriesExhausted
+from imageedit_r1.store import RunBusy, read_jsonl
 from tests.eval_fixtures import ScriptedJudge, config_for, expected_scores, make_benchmark
+from tests.store_fixtures import lock_held_elsewhere
 
 
 def make_runner(config, judges, **kwargs):
@@ -164,12 +165,11 @@ def test_secrets_in_errors_are_redacted(small, tmp_path, monkeypatch):
     assert "[REDACTED]" in record["error"]
 
 
-def test_second_run_on_the_same_dir_is_refused(small, tmp_path):
-    from imageedit_r1.eval.runner import exclusive_run_dir
-
-    with exclusive_run_dir(tmp_path / "run"):
-        with pytest.raises(RuntimeError, match="another evaluation run"):
-            make_runner(small, {}).run()
+def test_a_second_run_on_the_same_dir_stops_when_asked_to(small, tmp_path):
+    with lock_held_elsewhere(tmp_path / "run") as pid:
+        with pytest.raises(RunBusy, match=rf"run is in use by another run \(pid {pid} on "):
+            make_runner(small, {}, if_busy="stop").run()
+    assert not (tmp_path / "run" / "edits.jsonl").exists()
 
 
 def test_config_errors_are_clear(tmp_path):

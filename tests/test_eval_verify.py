@@ -10,8 +10,8 @@ from imageedit_r1.eval import tables
 from imageedit_r1.eval.config import MethodConfig, verifier_judge_overlaps
 from imageedit_r1.eval.results import load_run
 from imageedit_r1.eval.runner import EvalRunner
-from imageedit_r1.jsonl import read_jsonl
 from imageedit_r1.pipeline.verify import SEED_STRIDE
+from imageedit_r1.store import read_jsonl
 from imageedit_r1.testing import fake_servers as fakes
 from tests.eval_fixtures import ScriptedJudge, config_for, make_benchmark
 from tests.test_eval_integration import ScriptedBackend

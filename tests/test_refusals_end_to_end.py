@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import read_jsonl
 from tests.eval_fixtures import make_benchmark
 
 pytest.importorskip("openai")

@@ -72,7 +72,8 @@ MissingWeights.__name__ = "EditorUnavailableError"  # what the driver recognises
 
 
 def test_errors_come_back_from_a_replica_with_their_kind_and_trace():
-    from imageedit_r1.eval.runner import classify_failure, is_unavailable
+    from imageedit_r1.eval.records import classify_failure
+    from imageedit_r1.eval.runner import is_unavailable
     from imageedit_r1.scale.replicas import RemoteError, ReplicaLostError, portable
 
     failed = portable(EditFailed("editing failed: boom", {"status": "failed", "seeds": [3]}))
@@ -143,7 +144,7 @@ def test_replicas_default_to_one_per_gpu_and_a_cluster_without_gpus_stops_the_ba
 
 def test_a_refusal_wrapped_in_a_pipeline_failure_is_still_a_refusal_after_the_trip_back():
     from imageedit_r1.agents.editors.base import EditRefusedError
-    from imageedit_r1.eval.runner import classify_failure
+    from imageedit_r1.eval.records import classify_failure
     from imageedit_r1.scale.replicas import portable_chain, rebuild_chain
 
     try:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
+from imageedit_r1.masking import register_variables
 from imageedit_r1.refusals import DECLINED, Refusal
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ def schema_instruction(json_schema: dict[str, Any]) -> str:
 def api_key_from_env(env_names: str | list[str] | tuple[str, ...] | None, *, required: bool, service: str) -> str | None:
     """The first set environment variable among ``env_names``; keys never come from config files."""
     names = [env_names] if isinstance(env_names, str) else list(env_names or [])
+    register_variables(names)  # whatever this key reaches (traces, records, logs), it is masked
     for name in names:
         value = os.environ.get(name, "").strip()
         if value:
@@ -151,12 +153,3 @@ def api_key_from_env(env_names: str | list[str] | tuple[str, ...] | None, *, req
         where = " or ".join(names) if names else "an environment variable"
         raise BackendError(f"{service}: no API key; set {where} in the environment")
     return None
-
-
-def redact(text: str, secrets: list[str | None]) -> str:
-    """``text`` with every secret replaced, for messages that may echo request details."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.store import IF_BUSY
 
 SOURCE_HELP = (
     "a source spec NAME[:LOCATION][@SPLIT][#REVISION]; NAME is psr, realedit, ultraedit or manifest; LOCATION is "
@@ -128,7 +129,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     if problems:
         raise ValueError("\n".join(problems))
     backend = build_teacher_backend(config.teacher)
-    labeller = TeacherLabeller(backend, args.out, config)
+    labeller = TeacherLabeller(backend, args.out, config, if_busy=args.if_busy)
     loaders = _loaders(args)
     skipped = SkipReport()
 
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--concurrency", type=int, default=None, help="parallel teacher calls (default 8)")
     label.add_argument("--retry-failed", action="store_true", help="ask again for samples whose answer was invalid or refused")
     label.add_argument("--strict", action="store_true", help="exit with status 1 when any sample failed")
+    label.add_argument("--if-busy", choices=IF_BUSY, default="wait",
+                       help="when another run is labelling into --out: wait for it, then ask only for what it "
+                            "left (default), or stop at once")
     label.add_argument("--print-config", action="store_true", help="print the resolved config (incl. the price table) and exit")
     label.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     label.set_defaults(func=cmd_label)
@@ -354,8 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
+    from imageedit_r1.masking import MaskingFilter
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:

@@ -51,6 +51,7 @@ from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
 from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError
 from imageedit_r1.images import SkipReport, fit_to_budget, to_png_bytes
 from imageedit_r1.prompts import render_prompt
+from imageedit_r1.store import AtomicFile, atomic_write_bytes, atomic_write_json
 
 FORMATS = ("easyr1", "verl", "trl")
 # Formats read only from parquet (their images are embedded).
@@ -174,10 +175,9 @@ class ParquetRowWriter:
         import pyarrow.parquet as pq
 
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.file = AtomicFile(path)
         self.schema = features.arrow_schema
-        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer = pq.ParquetWriter(self.file.tmp, self.schema)
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.buffer: list[dict[str, Any]] = []
         self.buffered_bytes = 0
@@ -200,11 +200,11 @@ class ParquetRowWriter:
     def commit(self) -> None:
         self.flush()
         self.writer.close()
-        os.replace(self.tmp, self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.abort()
 
 
 class JsonlRowWriter:
@@ -212,9 +212,8 @@ class JsonlRowWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.tmp.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.tmp, "w", encoding="utf-8")
+        self.file = AtomicFile(path)
+        self.handle = open(self.file.tmp, "w", encoding="utf-8")
         self.rows = 0
 
     def write(self, row: dict[str, Any], image_bytes: int = 0) -> None:
@@ -223,11 +222,11 @@ class JsonlRowWriter:
 
     def commit(self) -> None:
         self.handle.close()
-        os.replace(self.tmp, self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.abort()
 
 
 # ----------------------------------------------------------------------------- export
@@ -312,8 +311,7 @@ class Exporter:
         relative = f"images/{digest}.png"
         path = self.out_dir / fmt / relative
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(png)
+            atomic_write_bytes(path, png)
         return relative
 
     def _drop(self, reason: str, item_id: str) -> None:
@@ -499,8 +497,7 @@ def export_labelled(
         "conflicting_rows": report.issues.conflicts,
         "ids": report.stats.ids,
     }
-    path = Path(out_dir) / "export_manifest.json"
-    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = atomic_write_json(Path(out_dir) / "export_manifest.json", manifest, indent=1)
     report.manifest = str(path)
     return report
 

@@ -10,6 +10,8 @@ recorded as a failure.
 
 The labels file is the cache (``labels.py``): records are appended as they are made, keyed by
 content and teacher setup, so a re-run (or a run after a crash) asks only for what is missing.
+One run labels into a file at a time (its run lock, taken before the cache is read): a second
+run waits for it and then asks only for what it left, or stops.
 Failures that depend on the sample (invalid answer, refusal) are cached too and re-asked only
 with ``retry_failed``; service failures (retries exhausted, API errors) are re-asked on the next
 run. Concurrency is a bounded thread pool with a bounded queue; retries with backoff live in
@@ -24,15 +26,17 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import FAILED, OK, sample_key
 from imageedit_r1.decomposition import ACTIONS, Decomposition
 from imageedit_r1.images import SkipReport, shrink_to_pixels
-from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
 from imageedit_r1.jsontext import unfence
+from imageedit_r1.masking import mask, register_config
 from imageedit_r1.prompts import prompt_sha256, render_prompt
+from imageedit_r1.store import JsonlStore, content_key, read_jsonl, run_lock
 
 PROMPT_NAME = "teacher"
 # Bump when validation or the stored encoding changes: every sample is then labelled afresh.
@@ -240,15 +244,25 @@ class LabelSummary:
 
 
 class TeacherLabeller:
-    """Labels samples with a chat backend into a JSONL labels file that doubles as the cache."""
+    """Labels samples with a chat backend into a JSONL labels file that doubles as the cache.
 
-    def __init__(self, backend, labels_path, config: LabelConfig | None = None) -> None:
+    One run at a time labels into a file: ``run`` takes the file's run lock before it reads the
+    cache, so a second run on the same file waits and then asks only for what the first left
+    (``if_busy="wait"``), or stops (``"stop"``).
+    """
+
+    def __init__(self, backend, labels_path, config: LabelConfig | None = None, *, if_busy: str = "wait") -> None:
         self.backend = backend
         self.config = config or LabelConfig()
-        self.store = JsonlStore(labels_path, key_field="key")
-        # (key, id) pairs on disk: the same content may be labelled once and known under several ids.
-        self._ids_by_key = {(r.get("key"), r.get("id")) for r in read_jsonl(labels_path) if r.get("status") == OK}
+        self.labels_path = Path(labels_path)
+        self.run_lock = run_lock(self.labels_path, single_file=True, if_busy=if_busy)
         self.prompt_sha = prompt_sha256(PROMPT_NAME)
+        register_config(self.config)  # the teacher's key variable is masked in the records
+
+    def _read_cache(self) -> None:
+        self.store = JsonlStore(self.labels_path, key_field="key")
+        # (key, id) pairs on disk: the same content may be labelled once and known under several ids.
+        self._ids_by_key = {(r.get("key"), r.get("id")) for r in read_jsonl(self.labels_path) if r.get("status") == OK}
 
     def cache_key(self, sample: EditSample) -> str:
         teacher = self.config.teacher
@@ -349,6 +363,11 @@ class TeacherLabeller:
     # ------------------------------------------------------------------ a run
 
     def run(self, samples: Iterable[EditSample], *, progress: bool = True, total: int | None = None) -> LabelSummary:
+        with self.run_lock:  # before the cache is read: what another run is labelling now is not asked twice
+            self._read_cache()
+            return self._run(samples, progress=progress, total=total)
+
+    def _run(self, samples: Iterable[EditSample], *, progress: bool, total: int | None) -> LabelSummary:
         from tqdm.auto import tqdm
 
         config = self.config
@@ -362,7 +381,7 @@ class TeacherLabeller:
             nonlocal consecutive_failures
             key, sample = in_flight.pop(future)
             keys_in_flight.discard(key)
-            record = self.store.put(key, future.result())
+            record = self.store.put(key, mask(future.result()))
             if record["status"] == OK:
                 self._ids_by_key.add((key, record["id"]))
             summary.calls += record.get("calls", 0)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.jsonl import content_key
 from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig
 from imageedit_r1.scale.config import RayConfig, executor_problems
+from imageedit_r1.store import content_key
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 

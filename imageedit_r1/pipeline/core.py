@@ -39,6 +39,7 @@ from imageedit_r1 import __version__
 from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.images import image_sha256, load_image
+from imageedit_r1.masking import mask
 from imageedit_r1.pipeline.config import (
     MODES,
     AgentConfig,
@@ -332,7 +333,7 @@ class ImageEditR1:
         with trace.stage("total"):
             decomposition, sub_requests = self._propose(image, request, mode, trace)
         trace["models"] = self.model_ids(mode)
-        record = {key: value for key, value in trace.items() if key not in _PLAN_FIELDS}
+        record = mask({key: value for key, value in trace.items() if key not in _PLAN_FIELDS})
         return Plan(request=request, mode=mode, decomposition=decomposition, sub_requests=sub_requests,
                     record=record)
 

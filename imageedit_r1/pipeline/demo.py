@@ -66,9 +66,10 @@ def _quiet_loading_bars() -> None:
 
 def run_demo(args, overrides: list[str]) -> int:
     from imageedit_r1.pipeline.core import ImageEditR1
-    from imageedit_r1.pipeline.outputs import print_summary, save_image, trace_path_for
+    from imageedit_r1.pipeline.outputs import print_summary, trace_path_for
     from imageedit_r1.pipeline.trace import write_trace
     from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
+    from imageedit_r1.store import atomic_save_image
     from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
@@ -85,7 +86,7 @@ def run_demo(args, overrides: list[str]) -> int:
             image, request = args.image, args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
         else:
             image, request = sample_image(DEMO_SAMPLE, DEMO_SIZE), args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
-            save_image(image, out.with_name("input.png"))
+            atomic_save_image(image, out.with_name("input.png"))
         print(f"request: {request}", flush=True)
         if args.dry_run:
             import json
@@ -98,7 +99,7 @@ def run_demo(args, overrides: list[str]) -> int:
             "note": "tiny random-weight models built on the fly: the agents' outputs are not meaningful "
             "and the edited image is noise",
         }
-        save_image(result.image, out)
+        atomic_save_image(result.image, out)
         write_trace(trace_path_for(out), result.trace)
         print_summary(result.trace, out)
         if not args.image:

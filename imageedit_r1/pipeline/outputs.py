@@ -1,4 +1,4 @@
-"""Where a run's files go: the edited image (written atomically) and its trace beside it."""
+"""Where a run's files go and what the command line prints about them: the edited image, its trace beside it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from typing import Any
 def trace_path_for(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".trace.json")
-
-
-def save_image(image, path: Path) -> None:
-    """Write atomically: a killed run never leaves a half-written image that looks finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
-    os.replace(tmp, path)
 
 
 def print_summary(trace: dict[str, Any], out) -> None:

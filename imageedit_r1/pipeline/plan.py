@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imageedit_r1.decomposition import Decomposition
+from imageedit_r1.masking import mask
 from imageedit_r1.pipeline.config import MODES
 
 PLAN_FORMAT = 1
@@ -245,8 +246,9 @@ class Plan:
 
     def trace(self) -> dict[str, Any]:
         """The planning trace (status ``planned``): the agents' record with this plan's fields, as
-        ``--dry-run`` prints it; an executed run's trace has the same keys plus the editing ones."""
-        return {
+        ``--dry-run`` prints it; an executed run's trace has the same keys plus the editing ones.
+        Secrets are masked, as in every trace."""
+        return mask({
             **copy.deepcopy(self.record),
             "request": self.request,
             "mode": self.mode,
@@ -255,7 +257,7 @@ class Plan:
             "sub_requests": list(self.sub_requests),
             "instructions": self.instructions,
             "plan": self.change_record(),
-        }
+        })
 
     # ------------------------------------------------------------------ serialisation
 

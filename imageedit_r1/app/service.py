@@ -236,8 +236,8 @@ class EditService:
     def _guard(self, work):
         """Run ``work``; turn any failure into an ``AppError`` worded for the page (redacted)."""
         from imageedit_r1.agents.editors import EditorUnavailableError
-        from imageedit_r1.pipeline.core import AgentUnavailableError
         from imageedit_r1.pipeline.trace import EditFailed
+        from imageedit_r1.unavailable import is_unavailable
 
         hidden = self.secrets()
         try:
@@ -250,11 +250,12 @@ class EditService:
             raise AppError(redact(str(exc), hidden), trace=redact(exc.trace, hidden)) from None
         except EditorUnavailableError as exc:
             raise AppError(redact(f"the editor cannot run here: {exc}", hidden)) from None
-        except (AgentUnavailableError, ImportError) as exc:
-            raise AppError(redact(f"cannot run here: {exc}", hidden)) from None
-        except ValueError as exc:
-            raise AppError(redact(str(exc), hidden)) from None
-        except Exception as exc:  # an unforeseen failure: the log gets the stack, the page a sentence
+        except Exception as exc:
+            if is_unavailable(exc):  # a model, key or package this machine lacks
+                raise AppError(redact(f"cannot run here: {exc}", hidden)) from None
+            if isinstance(exc, ValueError):
+                raise AppError(redact(str(exc), hidden)) from None
+            # An unforeseen failure: the log gets the stack, the page a sentence.
             logger.exception("unexpected failure in the app")
             raise AppError(redact(f"unexpected error ({type(exc).__name__}): {exc}", hidden)) from None
 

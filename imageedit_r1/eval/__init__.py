@@ -1,20 +1,10 @@
 """Evaluation: LLM-as-judge scoring, the resumable benchmark runner, tables, alignment, report.
 
-``python -m imageedit_r1.eval --help`` lists the commands. Importing this package is light:
-plotting, numpy and the API clients load inside the commands that need them.
+``python -m imageedit_r1.eval --help`` lists the commands. The judge itself is an agent
+(``imageedit_r1.agents.judge``, configured by ``imageedit_r1.endpoints.JudgeConfig``). Importing
+this package is light: plotting, numpy and the API clients load inside the commands that need them.
 """
 
-from imageedit_r1.eval.config import EvalConfig, JudgeConfig, MethodConfig, load_eval_config
-from imageedit_r1.eval.judge import (
-    JUDGE_SCHEMA,
-    Judge,
-    JudgeError,
-    JudgeRefusal,
-    JudgmentParseError,
-    parse_judgment,
-)
+from imageedit_r1.eval.config import EvalConfig, MethodConfig, load_eval_config
 
-__all__ = [
-    "EvalConfig", "JudgeConfig", "MethodConfig", "load_eval_config",
-    "JUDGE_SCHEMA", "Judge", "JudgeError", "JudgeRefusal", "JudgmentParseError", "parse_judgment",
-]
+__all__ = ["EvalConfig", "MethodConfig", "load_eval_config"]

@@ -34,22 +34,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.agents.asking import ask_log_of
+from imageedit_r1.agents.judge import Judge, JudgeError, build_judge, judge_prompt, judge_prompt_sha256
+from imageedit_r1.costs import cost_usd, image_tokens, price_for, text_tokens
+from imageedit_r1.endpoints import JudgeConfig
 from imageedit_r1.eval.benchmark_samples import load_benchmark, safe_name
-from imageedit_r1.eval.config import (
-    PIPELINE_KINDS,
-    EvalConfig,
-    JudgeConfig,
-    MethodConfig,
-    PriceConfig,
-    verifier_judge_overlaps,
-)
-from imageedit_r1.eval.costs import cost_usd, image_tokens, price_for, text_tokens
-from imageedit_r1.eval.judge import Judge, JudgeError, judge_prompt, judge_prompt_sha256
+from imageedit_r1.eval.config import PIPELINE_KINDS, EvalConfig, MethodConfig, verifier_judge_overlaps
 from imageedit_r1.eval.methods import EditFn, build_edit_fn
 from imageedit_r1.eval.ratelimit import RateLimiter
+from imageedit_r1.executors import executor_entry
 from imageedit_r1.images import ImageLoadError, image_sha256, load_image
 from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
 from imageedit_r1.refusals import find_refusal, refusal_record
+from imageedit_r1.unavailable import is_unavailable
 
 log = logging.getLogger("imageedit_r1.eval")
 
@@ -94,43 +91,12 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-# ----------------------------------------------------------------------------- judges
-
-
-def judge_settings(cfg: JudgeConfig) -> dict[str, Any]:
-    provider = "gemini" if cfg.backend == "gemini" else "openai"
-    return {"provider": provider, "structured": cfg.structured, "temperature": 0.0,
-            "max_image_side": cfg.max_image_side, "max_tokens": cfg.max_tokens}
-
-
-def build_judge(cfg: JudgeConfig) -> Judge:
-    """A judge over the real SDK backend named by ``cfg.backend`` (clients are created here)."""
-    from imageedit_r1.backends import build_backend
-    from imageedit_r1.retry import RetryPolicy
-
-    settings = judge_settings(cfg)
-    options: dict[str, Any] = {
-        "model": cfg.model, "base_url": cfg.base_url, "timeout": cfg.timeout,
-        "retry": RetryPolicy(attempts=cfg.attempts, base_delay=cfg.retry_base_delay, max_delay=cfg.retry_max_delay)}
-    if cfg.api_key_env:
-        options["api_key_env"] = cfg.api_key_env  # else the backend's default variables
-    if settings["provider"] == "openai":
-        options["structured_output"] = cfg.structured
-    backend = build_backend(settings["provider"], **options)
-    return Judge(backend, name=cfg.name, model=cfg.model, provider=settings["provider"], structured=cfg.structured,
-                 max_tokens=cfg.max_tokens, max_image_side=cfg.max_image_side,
-                 invalid_reply_attempts=cfg.invalid_reply_attempts)
+# ----------------------------------------------------------------------------- failures
 
 
 class MethodUnavailable(RuntimeError):
-    """An error every item of a method would hit alike (missing weights, package or key)."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, ImportError):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"EditorUnavailableError", "BackendUnavailableError", "MissingAPIKeyError"})
+    """Stops a method: one of its items hit an error every item would hit alike
+    (``imageedit_r1.unavailable``: missing weights, package or key)."""
 
 
 def classify_failure(exc: BaseException) -> tuple[str, bool]:
@@ -274,10 +240,9 @@ class EvalRunner:
         self.config = config
         self.out = Path(config.out_dir)
         self.edit_fn_factory = edit_fn_factory
-        if config.executor == "ray":  # GPU methods run on Ray replicas; this runner stays the only writer
-            from imageedit_r1.scale.eval_edits import ray_edit_fn_factory
-
-            self.edit_fn_factory = ray_edit_fn_factory(config, edit_fn_factory)
+        remote = executor_entry(config.executor, "eval_edits")
+        if remote is not None:  # GPU methods run on Ray replicas; this runner stays the only writer
+            self.edit_fn_factory = remote(config, edit_fn_factory)
         self.judge_factory = judge_factory
         self.sample_loader = sample_loader
         self.retry_failed = retry_failed
@@ -309,7 +274,7 @@ class EvalRunner:
 
     def judgment_key(self, item: Item, judge: JudgeConfig) -> str:
         return content_key("judgment", item.benchmark, item.sample_id, item.method.config_hash(), judge.model,
-                           self.prompt_sha256, judge_settings(judge))
+                           self.prompt_sha256, judge.settings())
 
     def original_path(self, item: Item) -> Path:
         return self.out / "originals" / safe_name(item.benchmark) / f"{safe_name(item.sample_id)}.png"
@@ -349,7 +314,7 @@ class EvalRunner:
             "methods": [{"name": m.name, "label": m.label or m.name, "group": m.group, "baseline": m.baseline,
                          "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity()}
                         for m in self.config.methods],
-            "judges": [{"name": j.name, "backend": j.backend, "model": j.model, "settings": judge_settings(j)}
+            "judges": [{"name": j.name, "backend": j.backend, "model": j.model, "settings": j.settings()}
                        for j in self.config.judges],
             "warnings": self.warnings,
         }
@@ -383,21 +348,16 @@ class EvalRunner:
             rows.append(EstimateRow(what, calls if method.kind == "original" or method.kind in PIPELINE_KINDS
                                     else 0, cost_usd=cost))
         rows += verify_rows
-        side = self.config.estimate.image_side
         pending_set = {id(item) for item in pending_edits}
         for judge in self.config.judges:
-            provider = judge_settings(judge)["provider"]
             calls = prompt = 0
             for item in items:
                 record = self.edits.get(self.edit_key(item))
                 will_have_edit = id(item) in pending_set or (record or {}).get("status") == "ok"
                 if not will_have_edit or not self.judgment_needed(item, judge, None):
                     continue
-                width, height = self._original_size(item, side)
-                scale = min(1.0, judge.max_image_side / max(width, height))
-                width, height = max(1, round(width * scale)), max(1, round(height * scale))
                 calls += 1
-                prompt += text_tokens(judge_prompt(item.sample.request)) + 2 * image_tokens(provider, width, height)
+                prompt += self._judge_prompt_tokens(item, judge, judge_prompt(item.sample.request))
             completion = calls * self.config.estimate.completion_tokens
             price = price_for(self.config.prices, judge.model)
             rows.append(EstimateRow(f"judge  {judge.name} ({judge.model})", calls, prompt, completion,
@@ -407,27 +367,30 @@ class EvalRunner:
     def _verify_estimate(self, method: MethodConfig, verify, todo: list[Item]) -> EstimateRow:
         """The verifier's calls for a method's pending edits, at most: one per candidate of every
         attempt (capped by ``max_calls``, which also counts the first edit), plus their tokens."""
-        from imageedit_r1.pipeline.verifier import verification_prompt
+        from imageedit_r1.agents.verifier import verification_prompt
 
         per_item = verify.attempts * verify.candidates
         if verify.max_calls is not None:
             per_item = max(1, min(per_item, verify.max_calls - 1))
-        provider = "gemini" if verify.judge.backend == "gemini" else "openai"
         calls = prompt = 0
         for item in todo:
-            width, height = self._original_size(item, self.config.estimate.image_side)
-            scale = min(1.0, verify.max_image_side / max(width, height))
-            width, height = max(1, round(width * scale)), max(1, round(height * scale))
             # The sub-requests are not known before planning: the request stands in for them.
             text = verification_prompt(verify.rubric, item.sample.request, [item.sample.request])
             calls += per_item
-            prompt += per_item * (text_tokens(text) + 2 * image_tokens(provider, width, height))
+            prompt += per_item * self._judge_prompt_tokens(item, verify.judge, text)
         completion = calls * self.config.estimate.completion_tokens
         price = price_for(self.config.prices, verify.judge.model)
         if price is None and (verify.prices.input_per_mtok or verify.prices.output_per_mtok):
-            price = PriceConfig(verify.prices.input_per_mtok, verify.prices.output_per_mtok)
+            price = verify.prices
         return EstimateRow(f"verify {method.name} ({verify.judge.model}, at most)", calls, prompt, completion,
                            cost_usd(price, prompt, completion) if price else None)
+
+    def _judge_prompt_tokens(self, item: Item, judge: JudgeConfig, text: str) -> int:
+        """Prompt tokens of one judge ask about ``item``: ``text`` and both images at the judge's side."""
+        width, height = self._original_size(item, self.config.estimate.image_side)
+        scale = min(1.0, judge.max_image_side / max(width, height))
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        return text_tokens(text) + 2 * image_tokens(judge.provider, width, height)
 
     def _original_size(self, item: Item, default: int) -> tuple[int, int]:
         """The original's size when it is on disk already (header only), else ``default`` square."""
@@ -545,7 +508,7 @@ class EvalRunner:
             "benchmark": item.benchmark, "sample_id": item.sample_id, "method": item.method.name,
             "method_label": item.method.label or item.method.name, "method_group": item.method.group,
             "method_hash": item.method.config_hash(), "judge": cfg.name, "judge_backend": cfg.backend,
-            "judge_model": cfg.model, "prompt_sha256": self.prompt_sha256, "judge_settings": judge_settings(cfg),
+            "judge_model": cfg.model, "prompt_sha256": self.prompt_sha256, "judge_settings": cfg.settings(),
             "request": item.sample.request, "edited_sha256": edit_record.get("edited_sha256"),
         }
         prompt_tokens = completion_tokens = 0
@@ -563,7 +526,8 @@ class EvalRunner:
             outcome = "scored"
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record, never a score
             kind, retryable = classify_failure(exc)
-            prompt_tokens, completion_tokens = getattr(exc, "usage", (0, 0))
+            asked = ask_log_of(exc)
+            prompt_tokens, completion_tokens = (asked.prompt_tokens, asked.completion_tokens) if asked else (0, 0)
             record.update(status="failed", error_kind=kind, error=f"{type(exc).__name__}: {exc}", retryable=retryable,
                           raw=(getattr(exc, "raw", None) or "")[:RAW_REPLY_LIMIT] or None)
             if kind == "refusal":

@@ -69,6 +69,20 @@ class Answer(Generic[T]):
         return self.log.asks > 1
 
 
+class NoReadableAnswer(RuntimeError):
+    """Every ask got an answer that could not be read. Carries every answer (``raw_outputs``), why
+    each was not read (``errors``) and the tokens spent all the same, for the trace."""
+
+    def __init__(self, message: str, log: AskLog) -> None:
+        preview = log.replies[-1].text[:200] if log.replies else ""
+        super().__init__(f"{message}: {'; '.join(log.errors)}. Last answer starts: {preview!r}")
+        self.ask_log = log
+        self.raw_outputs = log.raw_outputs
+        self.errors = list(log.errors)
+        self.prompt_tokens = log.prompt_tokens
+        self.completion_tokens = log.completion_tokens
+
+
 def ask_log_of(exc: BaseException) -> AskLog | None:
     """The ``AskLog`` an error carries out of ``ask``, or None."""
     return getattr(exc, "ask_log", None)

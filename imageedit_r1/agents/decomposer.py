@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from imageedit_r1.agents.asking import Ask, AskLog, ask, ask_log_of
+from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
 from imageedit_r1.backends.base import ChatBackend, ChatMessage
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError, parse
 from imageedit_r1.jsontext import unfence
@@ -39,13 +39,8 @@ _FORMAT_EXAMPLE = (
 )
 
 
-class DecompositionError(RuntimeError):
+class DecompositionError(NoReadableAnswer):
     """No usable decomposition after the bounded repair; ``raw_outputs`` holds every model answer."""
-
-    def __init__(self, message: str, raw_outputs: list[str], errors: list[str]) -> None:
-        super().__init__(message)
-        self.raw_outputs = list(raw_outputs)
-        self.errors = list(errors)
 
 
 @dataclass
@@ -178,7 +173,8 @@ class Decomposer:
         except DecompositionParseError as exc:
             how = "repair is off" if reasks == 0 else f"after one {mode} repair" if reasks == 1 else \
                 f"after {reasks} {mode} repairs"
-            raise self._failure(ask_log_of(exc), how) from exc
+            raise DecompositionError(f"the decomposition agent ({self.backend.model}) gave no readable "
+                                     f"decomposition {how}", ask_log_of(exc)) from exc
         decomposition, repairs = answer.value
         if answer.reasked:
             repairs = ["re-asked under the decomposition JSON schema"] if mode == "schema" \
@@ -216,17 +212,4 @@ class Decomposer:
                 for r in log.replies
             ],
         )
-
-    def _failure(self, log: AskLog, how: str) -> DecompositionError:
-        preview = log.replies[-1].text[:200] if log.replies else ""
-        error = DecompositionError(
-            f"the decomposition agent ({self.backend.model}) gave no readable decomposition {how}: "
-            f"{'; '.join(log.errors)}. Last answer starts: {preview!r}",
-            log.raw_outputs,
-            log.errors,
-        )
-        # The tokens were spent all the same: the trace reports them.
-        error.prompt_tokens = log.prompt_tokens
-        error.completion_tokens = log.completion_tokens
-        return error
 

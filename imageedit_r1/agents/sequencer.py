@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imageedit_r1.agents.asking import Ask, AskLog, ask, ask_log_of
+from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
 from imageedit_r1.backends.base import ChatBackend, ChatMessage
 from imageedit_r1.decomposition import ACTIONS, Decomposition, canonical_action
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
@@ -24,13 +24,8 @@ from imageedit_r1.prompts import render_prompt
 from imageedit_r1.request_text import clean_request
 
 
-class SequencingError(RuntimeError):
+class SequencingError(NoReadableAnswer):
     """No valid list of sub-requests after the bounded repair; ``raw_outputs`` holds every answer."""
-
-    def __init__(self, message: str, raw_outputs: list[str], errors: list[str]) -> None:
-        super().__init__(message)
-        self.raw_outputs = list(raw_outputs)
-        self.errors = list(errors)
 
 
 class InvalidSubRequests(ValueError):
@@ -225,17 +220,8 @@ class Sequencer:
             steps = fallback_sub_requests(decomposition, max_steps=self.max_steps)
             repairs = ["re-asked with the validation error"] if self.reasks else []
             return self._result(steps, [*repairs, "used the deterministic fallback"], log, started, fallback_used=True)
-        error = SequencingError(
-            f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after "
-            f"{'one repair' if self.reasks == 1 else f'{self.reasks} repairs'}: "
-            f"{'; '.join(log.errors)}. Last answer starts: {log.replies[-1].text[:200]!r}",
-            log.raw_outputs,
-            log.errors,
-        )
-        # The tokens were spent all the same: the trace reports them.
-        error.prompt_tokens = log.prompt_tokens
-        error.completion_tokens = log.completion_tokens
-        raise error from unread
+        raise SequencingError(f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after "
+                              f"{'one repair' if self.reasks == 1 else f'{self.reasks} repairs'}", log) from unread
 
     @staticmethod
     def _result(steps, repairs, log: AskLog, started, *, fallback_used: bool) -> SequencerResult:

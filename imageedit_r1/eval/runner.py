@@ -94,11 +94,6 @@ class RedactingFilter(logging.Filter):
 # ----------------------------------------------------------------------------- failures
 
 
-class MethodUnavailable(RuntimeError):
-    """Stops a method: one of its items hit an error every item would hit alike
-    (``imageedit_r1.unavailable``: missing weights, package or key)."""
-
-
 def classify_failure(exc: BaseException) -> tuple[str, bool]:
     """(kind, retry on the next run?) for an exception raised while editing or judging.
 
@@ -441,8 +436,8 @@ class EvalRunner:
                 record["worker"] = output.worker
             outcome, kind = "done", None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
-            if is_unavailable(exc):
-                raise MethodUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            if is_unavailable(exc):  # every item would hit it: run_edits stops the method
+                raise
             kind, retryable = classify_failure(exc)
             record.update(status="failed", error_kind=kind, error=f"{type(exc).__name__}: {exc}", retryable=retryable)
             if kind == "refusal":
@@ -486,8 +481,11 @@ class EvalRunner:
                     future.result()
                     if hasattr(bar, "set_postfix"):  # tqdm: done, rate and ETA, plus failures
                         bar.set_postfix(failed=summary.edits["failed"], refresh=False)
-            except MethodUnavailable as exc:  # stop this method; its remaining items stay pending
-                message = self.redactor.text(f"method {method.name}: {exc}")
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                # Stop this method: its remaining items stay pending.
+                message = self.redactor.text(f"method {method.name}: {type(exc).__name__}: {exc}")
                 summary.setup_errors.append(message)
                 log.error("stopping %s", message)
             except KeyboardInterrupt:

@@ -98,8 +98,14 @@ def _renames(schema: type) -> tuple[dict[str, Rename], dict[str, dict[Any, Any]]
 def _field_schemas(schema: type) -> dict[str, tuple[str, type]]:
     """Fields of ``schema`` that hold dataclasses: name -> ("object" | "list" | "dict", that dataclass)."""
     out: dict[str, tuple[str, type]] = {}
+    if not dataclasses.is_dataclass(schema):
+        return out
     names = {f.name for f in dataclasses.fields(schema)}
-    for name, hint in typing.get_type_hints(schema).items():
+    try:
+        hints = typing.get_type_hints(schema)
+    except (NameError, TypeError):  # annotations that name what only a type checker sees
+        return out
+    for name, hint in hints.items():
         if name not in names:
             continue
         if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
@@ -119,21 +125,27 @@ def _dotted(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _put(data: dict[str, Any], path: list[str], value: Any, old: str) -> None:
-    """Set ``data[path[0]][path[1]]... = value``, copying the dicts on the way (the caller's stay as they were)."""
-    head, rest = path[0], path[1:]
-    if not rest:
-        if head in data:
-            raise ConfigError(f"both {old!r} and its new spelling {head!r} are set: keep {head!r}")
-        data[head] = value
-        return
-    inner = data.get(head)
-    if inner is None:
-        inner = {}
-    elif not isinstance(inner, dict):
-        raise ConfigError(f"{old!r} moves into {head!r}, which is not a mapping here")
-    data[head] = dict(inner)
-    _put(data[head], rest, value, old)
+def _put(data: dict[str, Any], new: str, value: Any, old: str) -> None:
+    """Set ``data`` at the dotted path ``new``, copying the dicts on the way (the caller's stay as they were)."""
+    *heads, leaf = new.split(".")
+    for head in heads:
+        inner = data.get(head)
+        if inner is not None and not isinstance(inner, dict):
+            raise ConfigError(f"{old!r} moves into {head!r}, which is not a mapping here")
+        data[head] = dict(inner or {})
+        data = data[head]
+    if leaf in data:
+        raise ConfigError(f"both {old!r} and its new spelling {new!r} are set: keep {new!r}")
+    data[leaf] = value
+
+
+def _converted(rename: Rename, value: Any, old: str) -> Any:
+    if rename.convert is None or _is_interpolation(value):
+        return value
+    try:
+        return rename.convert(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value for config key {old!r}: {value!r}") from None
 
 
 def _rename_data(schema: type, data: Any, path: str, found: list[str]) -> Any:
@@ -145,11 +157,8 @@ def _rename_data(schema: type, data: Any, path: str, found: list[str]) -> Any:
     for old, rename in keys.items():
         if old not in data:
             continue
-        value = data.pop(old)
-        if rename.convert is not None and not _is_interpolation(value):
-            value = rename.convert(value)
         try:
-            _put(data, rename.to.split("."), value, old)
+            _put(data, rename.to, _converted(rename, data.pop(old), old), old)
         except ConfigError as exc:
             raise ConfigError(f"{_dotted(path, old)}: {exc}") from None
         found.append(f"{_dotted(path, old)} -> {_dotted(path, rename.to)}")
@@ -204,7 +213,7 @@ def _rename_override(schema: type, item: str, found: list[str]) -> str:
             if rename.convert is not None and index == len(tokens) - 1 and not _is_interpolation(value):
                 import yaml
 
-                value = str(rename.convert(yaml.safe_load(value)))
+                value = str(_converted(rename, yaml.safe_load(value), key.strip()))
             found.append(f"{key.strip()} -> {new_key}")
             return _rename_override(schema, f"{new_key}={value}", found)
         if index == len(tokens) - 1:

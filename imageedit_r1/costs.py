@@ -45,7 +45,7 @@ def text_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))  # about four characters a token for English
 
 
-def _is_snapshot(model: str, name: str) -> bool:
+def is_snapshot(model: str, name: str) -> bool:
     """``model`` is ``name`` pinned to a dated or numbered snapshot: ``name-2024-08-06``, ``name-001``."""
     rest = model[len(name):]
     return model.startswith(name) and rest.startswith("-") and rest[1:2].isdigit()
@@ -59,7 +59,7 @@ def priced_as(prices: dict[str, Price], *models: str | None) -> str | None:
             continue
         if model in prices:
             return model
-        snapshots = [name for name in prices if _is_snapshot(model, name)]
+        snapshots = [name for name in prices if is_snapshot(model, name)]
         if snapshots:
             return max(snapshots, key=len)
     return None

@@ -109,6 +109,7 @@ class AgentConfig(EndpointConfig):
 class JudgeConfig(EndpointConfig):
     """A judge: the evaluation's (Table 2) or the verify stage's (``imageedit_r1.agents.judge``)."""
 
+    # An evaluation judge's model is best a dated snapshot: an alias can change under a running study.
     name: str = ""  # the column name in tables ("GPT-4o")
     structured: bool = True  # request JSON-schema output; off for servers that lack it
     max_image_side: int = 1024  # both images are scaled down to this before sending

@@ -118,5 +118,5 @@ def test_the_data_command_reads_old_overrides_and_says_so_once(capsys):
 def test_an_old_key_beside_its_new_spelling_is_a_clear_error(tmp_path):
     path = tmp_path / "both.yaml"
     path.write_text("teacher: {attempts: 2, retry: {attempts: 3}}\n")
-    with pytest.raises(ValueError, match="both 'attempts' and its new spelling"):
+    with pytest.raises(ValueError, match="both 'attempts' and its new spelling 'retry.attempts'"):
         load_config(LabelConfig, path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.costs import Price
+from imageedit_r1.costs import Price, is_snapshot
 from imageedit_r1.endpoints import AgentConfig, JudgeConfig
 from imageedit_r1.executors import RayConfig, executor_problems
 from imageedit_r1.jsonl import content_key
@@ -116,7 +116,7 @@ def _verify_config(values: dict[str, Any]) -> VerifyConfig:
 def _same_model(a: str, b: str) -> bool:
     """One model under two names: equal, or an alias and its dated snapshot (gpt-4o, gpt-4o-2024-08-06)."""
     a, b = (name.strip().lower().removeprefix("models/") for name in (a, b))
-    return bool(a and b) and (a == b or a.startswith(b + "-2") or b.startswith(a + "-2"))
+    return bool(a and b) and (a == b or is_snapshot(a, b) or is_snapshot(b, a))
 
 
 def verifier_judge_overlaps(config: EvalConfig) -> list[str]:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, JudgeConfig, MethodConfig
-from imageedit_r1.eval.judge import Judgment, parse_judgment
+from imageedit_r1.agents.judge import Judgment, parse_judgment
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, MethodConfig
 
 COLOURS = [(200, 40, 40), (40, 160, 60), (50, 70, 210), (220, 200, 40), (120, 50, 160), (30, 170, 170)]
 

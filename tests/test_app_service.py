@@ -254,7 +254,7 @@ def test_a_changed_plan_is_verified_with_one_verifier_for_every_edit(tmp_path, u
     """With a `verify` section the page's Edit runs the verify loop on the person's plan, and the
     verifier (a local VLM can be the decomposer's own model) is built once, not on every click."""
     import imageedit_r1.backends as backends
-    from imageedit_r1.pipeline import AgentConfig
+    from imageedit_r1.endpoints import JudgeConfig, RetryConfig
     from imageedit_r1.pipeline.config import VerifyConfig
     from imageedit_r1.testing import fake_servers as fakes
 
@@ -263,8 +263,8 @@ def test_a_changed_plan_is_verified_with_one_verifier_for_every_edit(tmp_path, u
     monkeypatch.setattr(backends, "build_backend", lambda *a, **k: built.append(a) or real_build(*a, **k))
     verdict = json.dumps({"reasoning": "ok", "fulfillment": 4, "quality": 3, "preservation": 3, "unmet": []})
     with fakes.fake_openai_server(fakes.scripted(verdict)) as server:
-        judge = AgentConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1", retry_attempts=1,
-                            timeout=5)
+        judge = JudgeConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1",
+                            retry=RetryConfig(attempts=1), timeout=5)
         svc = service(tmp_path, uploads, verify=VerifyConfig(judge=judge))
         path = save(Image.new("RGB", (64, 48), (200, 0, 0)), uploads / "in.png")
         _, plan = svc.plan(path, REQUEST)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from imageedit_r1.endpoints import AgentConfig
 from imageedit_r1.eval.config import EvalConfig, MethodConfig, load_eval_config
-from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig, load_pipeline_config
+from imageedit_r1.executors import RayConfig
+from imageedit_r1.pipeline.config import EditorConfig, PipelineConfig, load_pipeline_config
 from imageedit_r1.pipeline.trace import EditFailed
-from imageedit_r1.scale.config import RayConfig
+from imageedit_r1.unavailable import Unavailable, is_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,16 +66,12 @@ class Unpicklable(RuntimeError):
         self.trace = {"status": "failed", "errors": [{"stage": "edit"}]}
 
 
-class MissingWeights(Unpicklable):
-    pass
-
-
-MissingWeights.__name__ = "EditorUnavailableError"  # what the driver recognises by name
+class MissingWeights(Unpicklable, Unavailable):
+    """Cannot run here, and cannot travel back from the replica as itself."""
 
 
 def test_errors_come_back_from_a_replica_with_their_kind_and_trace():
     from imageedit_r1.eval.records import classify_failure
-    from imageedit_r1.eval.runner import is_unavailable
     from imageedit_r1.scale.replicas import RemoteError, ReplicaLostError, portable
 
     failed = portable(EditFailed("editing failed: boom", {"status": "failed", "seeds": [3]}))

@@ -212,8 +212,8 @@ class EditService:
     def _guard(self, work):
         """Run ``work``; turn any failure into an ``AppError`` worded for the page (masked)."""
         from imageedit_r1.agents.editors import EditorUnavailableError
-        from imageedit_r1.pipeline.core import AgentUnavailableError
         from imageedit_r1.pipeline.trace import EditFailed
+        from imageedit_r1.unavailable import is_unavailable
 
         try:
             return work()
@@ -225,11 +225,12 @@ class EditService:
             raise AppError(mask(str(exc)), trace=mask(exc.trace)) from None
         except EditorUnavailableError as exc:
             raise AppError(mask(f"the editor cannot run here: {exc}")) from None
-        except (AgentUnavailableError, ImportError) as exc:
-            raise AppError(mask(f"cannot run here: {exc}")) from None
-        except ValueError as exc:
-            raise AppError(mask(str(exc))) from None
-        except Exception as exc:  # an unforeseen failure: the log gets the stack, the page a sentence
+        except Exception as exc:
+            if is_unavailable(exc):  # a model, key or package this machine lacks
+                raise AppError(mask(f"cannot run here: {exc}")) from None
+            if isinstance(exc, ValueError):
+                raise AppError(mask(str(exc))) from None
+            # An unforeseen failure: the log gets the stack, the page a sentence.
             logger.exception("unexpected failure in the app")
             raise AppError(mask(f"unexpected error ({type(exc).__name__}): {exc}")) from None
 

@@ -4,7 +4,8 @@ Every backend (hosted API, OpenAI-compatible server, local transformers model, o
 engine) takes the same ``ChatMessage`` list and returns a ``ChatResponse``. Transient failures are
 retried inside the backend within its ``RetryPolicy`` and then surface as
 ``imageedit_r1.retry.RetriesExhausted``; permanent failures raise ``BackendError``; a refusal or
-safety block raises ``RefusalError`` (a ``BackendError``), never an empty answer.
+safety block raises ``RefusalError`` (a ``BackendError``), never an empty answer; a backend that
+cannot run here (a missing package, model or key) raises ``BackendUnavailableError``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
 from imageedit_r1.masking import register_variables
 from imageedit_r1.refusals import DECLINED, Refusal
+from imageedit_r1.unavailable import Unavailable
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -29,6 +31,10 @@ Part = Union[str, "Image.Image"]
 
 class BackendError(RuntimeError):
     """A permanent failure of a chat backend (bad request, bad credentials, unusable answer)."""
+
+
+class BackendUnavailableError(BackendError, Unavailable):
+    """The backend cannot run here: its package, its model weights or its API key is missing."""
 
 
 class RefusalError(BackendError, Refusal):
@@ -151,5 +157,5 @@ def api_key_from_env(env_names: str | list[str] | tuple[str, ...] | None, *, req
             return value
     if required:
         where = " or ".join(names) if names else "an environment variable"
-        raise BackendError(f"{service}: no API key; set {where} in the environment")
+        raise BackendUnavailableError(f"{service}: no API key; set {where} in the environment")
     return None

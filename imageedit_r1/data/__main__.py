@@ -115,7 +115,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from imageedit_r1.backends.checks import backend_problems
-    from imageedit_r1.data.teacher import TeacherLabeller, build_teacher_backend, teacher_backend_options
+    from imageedit_r1.data.teacher import TeacherLabeller
+    from imageedit_r1.endpoints import build_endpoint, endpoint_options
     from imageedit_r1.images import SkipReport
 
     config = _label_config(args)
@@ -125,10 +126,10 @@ def cmd_label(args: argparse.Namespace) -> int:
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")
     # Option names, the API key and the teacher's weights, before any sample is read.
-    problems = backend_problems(config.teacher.backend, teacher_backend_options(config.teacher), "teacher")
+    problems = backend_problems(config.teacher.backend, endpoint_options(config.teacher), "teacher")
     if problems:
         raise ValueError("\n".join(problems))
-    backend = build_teacher_backend(config.teacher)
+    backend = build_endpoint(config.teacher)
     labeller = TeacherLabeller(backend, args.out, config, if_busy=args.if_busy)
     loaders = _loaders(args)
     skipped = SkipReport()
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON output, validated and mapped onto the action taxonomy. Results are appended to --out, which is also "
         "the cache: a re-run sends requests only for what is missing. Settings are key=value overrides of the "
         "label config (see --print-config), e.g. teacher.model=gpt-4.1 teacher.backend=gemini "
-        "teacher.base_url=http://localhost:8000/v1 concurrency=16 prices.my-model.input=0.5. API keys come from "
+        "teacher.base_url=http://localhost:8000/v1 concurrency=16 prices.my-model.input_per_mtok=0.5. API keys come from "
         "the environment only (OPENAI_API_KEY, GEMINI_API_KEY or teacher.api_key_env).",
     )
     _add_source_options(label, required=False)

@@ -11,9 +11,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from imageedit_r1.eval.config import PIPELINE_KINDS, MethodConfig, PriceConfig
-from imageedit_r1.eval.costs import cost_usd, image_tokens, price_for, text_tokens
-from imageedit_r1.eval.judge import judge_prompt
+from imageedit_r1.agents.judge import judge_prompt
+from imageedit_r1.costs import cost_usd, image_tokens, price_for, text_tokens
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import PIPELINE_KINDS, MethodConfig
 
 
 @dataclass
@@ -50,19 +51,16 @@ def estimate_rows(runner: Any) -> list[EstimateRow]:
         rows.append(EstimateRow(what, calls if method.kind == "original" or method.kind in PIPELINE_KINDS
                                 else 0, cost_usd=cost))
     rows += verify_rows
-    side = config.estimate.image_side
     pending_set = {id(item) for item in pending_edits}
     for judge in config.judges:
-        provider = runner.judge_provider(judge)
         calls = prompt = 0
         for item in items:
             record = runner.edits.get(runner.edit_key(item))
             will_have_edit = id(item) in pending_set or (record or {}).get("status") == "ok"
             if not will_have_edit or not runner.judgment_needed(item, judge, None):
                 continue
-            width, height = _scaled(original_size(runner, item, side), judge.max_image_side)
             calls += 1
-            prompt += text_tokens(judge_prompt(item.sample.request)) + 2 * image_tokens(provider, width, height)
+            prompt += _judge_prompt_tokens(runner, item, judge, judge_prompt(item.sample.request))
         completion = calls * config.estimate.completion_tokens
         price = price_for(config.prices, judge.model)
         rows.append(EstimateRow(f"judge  {judge.name} ({judge.model})", calls, prompt, completion,
@@ -73,32 +71,32 @@ def estimate_rows(runner: Any) -> list[EstimateRow]:
 def _verify_row(runner: Any, method: MethodConfig, todo: list) -> EstimateRow:
     """The verifier's calls for a method's pending edits, at most: one per candidate of every
     attempt (capped by ``max_calls``, which also counts the first edit), plus their tokens."""
-    from imageedit_r1.pipeline.verifier import verification_prompt
+    from imageedit_r1.agents.verifier import verification_prompt
 
     config, verify = runner.config, method.verify
     per_item = verify.attempts * verify.candidates
     if verify.max_calls is not None:
         per_item = max(1, min(per_item, verify.max_calls - 1))
-    provider = "gemini" if verify.judge.backend == "gemini" else "openai"
     calls = prompt = 0
     for item in todo:
-        width, height = _scaled(original_size(runner, item, config.estimate.image_side), verify.max_image_side)
         # The sub-requests are not known before planning: the request stands in for them.
         text = verification_prompt(verify.rubric, item.sample.request, [item.sample.request])
         calls += per_item
-        prompt += per_item * (text_tokens(text) + 2 * image_tokens(provider, width, height))
+        prompt += per_item * _judge_prompt_tokens(runner, item, verify.judge, text)
     completion = calls * config.estimate.completion_tokens
     price = price_for(config.prices, verify.judge.model)
     if price is None and (verify.prices.input_per_mtok or verify.prices.output_per_mtok):
-        price = PriceConfig(verify.prices.input_per_mtok, verify.prices.output_per_mtok)
+        price = verify.prices
     return EstimateRow(f"verify {method.name} ({verify.judge.model}, at most)", calls, prompt, completion,
                        cost_usd(price, prompt, completion) if price else None)
 
 
-def _scaled(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    width, height = size
-    scale = min(1.0, max_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
+def _judge_prompt_tokens(runner: Any, item: Any, judge: JudgeConfig, text: str) -> int:
+    """Prompt tokens of one judge ask about ``item``: ``text`` and both images at the judge's side."""
+    width, height = original_size(runner, item, runner.config.estimate.image_side)
+    scale = min(1.0, judge.max_image_side / max(width, height))
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    return text_tokens(text) + 2 * image_tokens(judge.provider, width, height)
 
 
 def original_size(runner: Any, item: Any, default: int) -> tuple[int, int]:

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from imageedit_r1.eval.config import JudgeConfig, MethodConfig
-from imageedit_r1.eval.judge import JudgeError
+from imageedit_r1.agents.judge import JudgeError
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import MethodConfig
 from imageedit_r1.images import ImageLoadError
 from imageedit_r1.refusals import find_refusal, refusal_record
 

@@ -35,16 +35,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.agents.asking import ask_log_of
+from imageedit_r1.agents.judge import Judge, build_judge, judge_prompt_sha256
+from imageedit_r1.costs import cost_usd, price_for
+from imageedit_r1.endpoints import JudgeConfig
 from imageedit_r1.eval.benchmark_samples import load_benchmark, safe_name
-from imageedit_r1.eval.config import (
-    EvalConfig,
-    JudgeConfig,
-    MethodConfig,
-    verifier_judge_overlaps,
-)
-from imageedit_r1.eval.costs import cost_usd, price_for
+from imageedit_r1.eval.config import EvalConfig, MethodConfig, verifier_judge_overlaps
 from imageedit_r1.eval.estimate import EstimateRow, estimate_rows, format_estimate
-from imageedit_r1.eval.judge import Judge, judge_prompt_sha256
 from imageedit_r1.eval.methods import EditFn, build_edit_fn
 from imageedit_r1.eval.ratelimit import RateLimiter
 from imageedit_r1.eval.records import (
@@ -57,6 +54,7 @@ from imageedit_r1.eval.records import (
     now,
     scored_fields,
 )
+from imageedit_r1.executors import executor_entry
 from imageedit_r1.images import image_sha256, load_image
 from imageedit_r1.masking import mask, register_config
 from imageedit_r1.store import (
@@ -67,49 +65,11 @@ from imageedit_r1.store import (
     content_key,
     run_lock,
 )
+from imageedit_r1.unavailable import is_unavailable
 
 log = logging.getLogger("imageedit_r1.eval")
 
 EDITS_FILE, RESULTS_FILE, RUN_FILE = "edits.jsonl", "results.jsonl", "run.json"
-
-
-# ----------------------------------------------------------------------------- judges
-
-
-def judge_settings(cfg: JudgeConfig) -> dict[str, Any]:
-    provider = "gemini" if cfg.backend == "gemini" else "openai"
-    return {"provider": provider, "structured": cfg.structured, "temperature": 0.0,
-            "max_image_side": cfg.max_image_side, "max_tokens": cfg.max_tokens}
-
-
-def build_judge(cfg: JudgeConfig) -> Judge:
-    """A judge over the real SDK backend named by ``cfg.backend`` (clients are created here)."""
-    from imageedit_r1.backends import build_backend
-    from imageedit_r1.retry import RetryPolicy
-
-    settings = judge_settings(cfg)
-    options: dict[str, Any] = {
-        "model": cfg.model, "base_url": cfg.base_url, "timeout": cfg.timeout,
-        "retry": RetryPolicy(attempts=cfg.attempts, base_delay=cfg.retry_base_delay, max_delay=cfg.retry_max_delay)}
-    if cfg.api_key_env:
-        options["api_key_env"] = cfg.api_key_env  # else the backend's default variables
-    if settings["provider"] == "openai":
-        options["structured_output"] = cfg.structured
-    backend = build_backend(settings["provider"], **options)
-    return Judge(backend, name=cfg.name, model=cfg.model, provider=settings["provider"], structured=cfg.structured,
-                 max_tokens=cfg.max_tokens, max_image_side=cfg.max_image_side,
-                 invalid_reply_attempts=cfg.invalid_reply_attempts)
-
-
-class MethodUnavailable(RuntimeError):
-    """An error every item of a method would hit alike (missing weights, package or key)."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, ImportError):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"EditorUnavailableError", "BackendUnavailableError", "MissingAPIKeyError"})
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -128,10 +88,9 @@ class EvalRunner:
         self.config = config
         self.out = Path(config.out_dir)
         self.edit_fn_factory = edit_fn_factory
-        if config.executor == "ray":  # GPU methods run on Ray replicas; this runner stays the only writer
-            from imageedit_r1.scale.eval_edits import ray_edit_fn_factory
-
-            self.edit_fn_factory = ray_edit_fn_factory(config, edit_fn_factory)
+        remote = executor_entry(config.executor, "eval_edits")
+        if remote is not None:  # GPU methods run on Ray replicas; this runner stays the only writer
+            self.edit_fn_factory = remote(config, edit_fn_factory)
         self.judge_factory = judge_factory
         self.sample_loader = sample_loader
         self.retry_failed = retry_failed
@@ -197,7 +156,7 @@ class EvalRunner:
 
     def judgment_key(self, item: Item, judge: JudgeConfig) -> str:
         return content_key("judgment", item.benchmark, item.sample_id, item.method.config_hash(), judge.model,
-                           self.prompt_sha256, judge_settings(judge))
+                           self.prompt_sha256, judge.settings())
 
     def original_path(self, item: Item) -> Path:
         return self.out / "originals" / safe_name(item.benchmark) / f"{safe_name(item.sample_id)}.png"
@@ -237,16 +196,13 @@ class EvalRunner:
             "methods": [{"name": m.name, "label": m.label or m.name, "group": m.group, "baseline": m.baseline,
                          "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity()}
                         for m in self.config.methods],
-            "judges": [{"name": j.name, "backend": j.backend, "model": j.model, "settings": judge_settings(j)}
+            "judges": [{"name": j.name, "backend": j.backend, "model": j.model, "settings": j.settings()}
                        for j in self.config.judges],
             "warnings": self.warnings,
         }
         atomic_write_json(self.out / RUN_FILE, mask(manifest))
 
     # -- estimate
-
-    def judge_provider(self, judge: JudgeConfig) -> str:
-        return judge_settings(judge)["provider"]
 
     def estimate(self) -> list[EstimateRow]:
         """The pending work and its estimated cost (``imageedit_r1.eval.estimate``)."""
@@ -275,8 +231,8 @@ class EvalRunner:
                 record["worker"] = output.worker
             outcome, kind = "done", None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
-            if is_unavailable(exc):
-                raise MethodUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            if is_unavailable(exc):  # every item would hit it: run_edits stops the method
+                raise
             record.update(failure_fields(exc))
             kind = record["error_kind"]
             if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
@@ -318,8 +274,11 @@ class EvalRunner:
                     future.result()
                     if hasattr(bar, "set_postfix"):  # tqdm: done, rate and ETA, plus failures
                         bar.set_postfix(failed=summary.edits["failed"], refresh=False)
-            except MethodUnavailable as exc:  # stop this method; its remaining items stay pending
-                message = mask(f"method {method.name}: {exc}")
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                # Stop this method: its remaining items stay pending.
+                message = mask(f"method {method.name}: {type(exc).__name__}: {exc}")
                 summary.setup_errors.append(message)
                 log.error("stopping %s", message)
             except KeyboardInterrupt:
@@ -336,7 +295,7 @@ class EvalRunner:
     def _judge_one(self, item: Item, cfg: JudgeConfig, judge: Judge, limiter: RateLimiter,
                    edit: dict[str, Any], summary: Summary) -> None:
         started = time.monotonic()
-        record = judgment_record(item, cfg, judge_settings(cfg), self.prompt_sha256, edit.get("edited_sha256"))
+        record = judgment_record(item, cfg, cfg.settings(), self.prompt_sha256, edit.get("edited_sha256"))
         prompt_tokens = completion_tokens = 0
         try:
             original = load_image(self.out / edit["original_path"])
@@ -347,7 +306,8 @@ class EvalRunner:
             record.update(scored_fields(judgment))
             outcome = "scored"
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record, never a score
-            prompt_tokens, completion_tokens = getattr(exc, "usage", (0, 0))
+            asked = ask_log_of(exc)
+            prompt_tokens, completion_tokens = (asked.prompt_tokens, asked.completion_tokens) if asked else (0, 0)
             record.update(failure_fields(exc), raw=(getattr(exc, "raw", None) or "")[:RAW_REPLY_LIMIT] or None)
             outcome = "failed"
             log.warning("judgment failed: %s %s %s by %s: %s", item.method.name, item.benchmark, item.sample_id,

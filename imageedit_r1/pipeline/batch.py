@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.executors import executor_entry
 from imageedit_r1.store import atomic_save_image, run_lock
 
 
@@ -89,10 +90,9 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
     todo = [item for item in items if not is_finished(out_dir, item["id"])]
     counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(todo)}
     editor = pipeline
-    if todo and pipeline.config.executor == "ray":  # the same loop; edits run on Ray replicas
-        from imageedit_r1.scale.batch import RemotePipeline
-
-        editor = RemotePipeline(pipeline.config)
+    remote = executor_entry(pipeline.config.executor, "pipeline") if todo else None
+    if remote is not None:  # the same loop; edits run where the executor puts them (Ray replicas)
+        editor = remote(pipeline.config)
     progress = tqdm(total=len(todo), desc="editing", unit="image", dynamic_ncols=True)
     progress.set_postfix(counts)
     lock = threading.Lock()
@@ -133,8 +133,8 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
     Errors that every item would hit (missing weights, keys, packages) propagate and stop the batch.
     """
     from imageedit_r1.images import ImageLoadError
-    from imageedit_r1.pipeline.core import is_unavailable
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
+    from imageedit_r1.unavailable import is_unavailable
 
     item_id = item["id"]
     image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"

@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     from imageedit_r1.agents.editors import EditorUnavailableError
     from imageedit_r1.images import ImageLoadError, load_image
     from imageedit_r1.pipeline.batch import ManifestError, read_manifest, run_batch
-    from imageedit_r1.pipeline.core import ImageEditR1, is_unavailable
+    from imageedit_r1.pipeline.core import ImageEditR1
     from imageedit_r1.pipeline.preflight import check_pipeline
+    from imageedit_r1.unavailable import is_unavailable
 
     try:
         if args.demo:

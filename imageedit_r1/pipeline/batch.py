@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.executors import executor_entry
-from imageedit_r1.store import atomic_save_image, run_lock
+from imageedit_r1.store import run_lock
 
 
 class ManifestError(ValueError):
@@ -53,16 +53,20 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 
 def is_finished(out_dir: Path, item_id: str) -> bool:
+    """The item's trace says ``ok`` and the image it names (``output.file``; ``<id>.png`` in traces
+    that name none) is there."""
     trace_path = out_dir / f"{item_id}.trace.json"
-    if not (out_dir / f"{item_id}.png").exists() or not trace_path.exists():
-        return False
     try:
-        return json.loads(trace_path.read_text(encoding="utf-8")).get("status") == "ok"
+        trace = json.loads(trace_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
+    output = trace.get("output") if isinstance(trace, dict) else None
+    name = (output.get("file") if isinstance(output, dict) else None) or f"{item_id}.png"
+    return trace.get("status") == "ok" and (out_dir / Path(name).name).exists()
 
 
-def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait") -> int:
+def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait",
+              out_format: str = "png") -> int:
     from imageedit_r1.images import ImageLoadError
     from imageedit_r1.pipeline.trace import EditFailed
 
@@ -78,10 +82,10 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
-        return _run_locked(pipeline, items, out_dir)
+        return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."))
 
 
-def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
+def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str) -> int:
     from tqdm import tqdm
 
     from imageedit_r1.store import JsonlStore
@@ -98,7 +102,7 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
     lock = threading.Lock()
 
     def one(item: dict[str, Any]) -> None:
-        outcome = _edit_item(editor, item, out_dir, results)
+        outcome = _edit_item(editor, item, out_dir, results, suffix)
         with lock:
             counts[outcome] += 1
             progress.update()
@@ -127,17 +131,18 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
+def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: str = ".png") -> str:
     """Edit one manifest item and write its image, trace and result record; "ok" or "failed".
 
     Errors that every item would hit (missing weights, keys, packages) propagate and stop the batch.
     """
     from imageedit_r1.images import ImageLoadError
+    from imageedit_r1.pipeline.outputs import write_edit
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
     from imageedit_r1.unavailable import is_unavailable
 
     item_id = item["id"]
-    image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"
+    image_path, trace_path = out_dir / f"{item_id}{suffix}", out_dir / f"{item_id}.trace.json"
     record = {"request": item["request"], "image": item["image"]}
     try:
         result = pipeline(item["image"], item["request"], mode=item.get("mode"), seed=item.get("seed"))
@@ -160,8 +165,7 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
                                  "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
         results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         return "failed"
-    atomic_save_image(result.image, image_path)
-    write_trace(trace_path, result.trace)
+    image_path = write_edit(result.image, result.trace, image_path)
     extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}
     results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
                           "seconds": result.trace["seconds"], **extra})

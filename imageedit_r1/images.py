@@ -31,8 +31,6 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imageedit_r1.image_budget import ImageBudget
-
 logger = logging.getLogger(__name__)
 
 # 64 megapixels: larger than any benchmark image, small enough to stop a decompression bomb.
@@ -177,8 +175,10 @@ def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
         raise ImageLoadError(f"unreadable image: {exc}") from exc
 
 
-def fit_to_budget(image: Image.Image, budget: ImageBudget | None) -> Image.Image:
-    """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget``; None: unchanged.
+def fit_to_budget(image: Image.Image, budget: Any) -> Image.Image:
+    """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget`` (an
+    ``image_budget.ImageBudget``, not imported: that module writes through the store, whose image
+    writer uses this one); None: unchanged.
 
     An aspect ratio the processor refuses is padded first (black bars, content centred); then the
     image is resized (bicubic) to ``budget.fit(...).size``. Every stage that hands an image to the

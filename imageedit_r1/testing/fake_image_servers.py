@@ -206,7 +206,7 @@ def fake_gemini_image_server(
         result = edit_fn(image, prompt, request)
         if isinstance(result, FakeResponse):
             return result
-        usage = {"promptTokenCount": 10, "candidatesTokenCount": 10, "totalTokenCount": 20}
+        usage: dict[str, Any] = {"promptTokenCount": 10, "candidatesTokenCount": 10, "totalTokenCount": 20}
         if not isinstance(result, GeminiImageReply):
             result = GeminiImageReply(text="Here is the edited image.", image=result)
         if result.block_reason:
@@ -216,6 +216,8 @@ def fake_gemini_image_server(
             thinking if thinking is not None else is_thinking_image_model(model))
         draft = draft_of(result.image if result.image is not None else image) if thinks else None
         candidate = gemini_image_candidate(result, thinking=thinks, draft=draft)
+        if thinks:  # thinking is billed as output and reported apart from the answer
+            usage.update(thoughtsTokenCount=40, totalTokenCount=60)
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
 
     return server.add_route("POST", r"^/v1(?:beta|alpha)?/models/([^/:]+):generateContent$", handle)

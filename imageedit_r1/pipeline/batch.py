@@ -66,7 +66,10 @@ def is_finished(out_dir: Path, item_id: str) -> bool:
 
 
 def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait",
-              out_format: str = "png") -> int:
+              out_format: str = "png", retry_failed: bool = False) -> int:
+    """Edit a manifest into ``out_dir``; finished items are skipped, failed ones tried again, except
+    those whose failure is permanent (an item quarantined for killing its replicas) unless
+    ``retry_failed``."""
     from imageedit_r1.images import ImageLoadError
     from imageedit_r1.pipeline.trace import EditFailed
 
@@ -82,17 +85,19 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
-        return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."))
+        return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed)
 
 
-def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str) -> int:
+def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False) -> int:
     from tqdm import tqdm
 
     from imageedit_r1.store import JsonlStore
 
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
-    todo = [item for item in items if not is_finished(out_dir, item["id"])]
-    counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(todo)}
+    pending = [item for item in items if not is_finished(out_dir, item["id"])]
+    held = [] if retry_failed else [item for item in pending if (results.get(item["id"]) or {}).get("retryable") is False]
+    todo = [item for item in pending if item not in held]
+    counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(pending)}
     editor = pipeline
     remote = executor_entry(pipeline.config.executor, "pipeline") if todo else None
     if remote is not None:  # the same loop; edits run where the executor puts them (Ray replicas)
@@ -124,11 +129,17 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
                     raise
     finally:
         progress.close()
+        notes = editor.notes() if hasattr(editor, "notes") else []  # Ray: retired replicas, quarantined items
         if editor is not pipeline:
             editor.close()
     print(f"{counts['ok']} edited, {counts['skipped']} already done, {counts['failed']} failed; "
           f"results in {out_dir / 'results.jsonl'}")
-    return 1 if counts["failed"] else 0
+    if held:
+        print(f"{len(held)} quarantined earlier, not sent again ({', '.join(item['id'] for item in held[:10])}"
+              f"{', ...' if len(held) > 10 else ''}): --retry-failed sends them")
+    for note in notes:
+        print(f"replicas: {note}")
+    return 1 if counts["failed"] or held else 0
 
 
 def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: str = ".png") -> str:
@@ -160,10 +171,13 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: s
     except Exception as exc:
         if is_unavailable(exc):
             raise
-        # An unexpected error in one item is recorded; the batch goes on.
+        # An unexpected error in one item is recorded; the batch goes on. Errors that know their kind
+        # (an item quarantined for killing its replicas) say whether a re-run sends the item again.
         write_trace(trace_path, {"request": item["request"], "status": "failed",
                                  "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
-        results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        kind = {"error_kind": exc.failure_kind, "retryable": bool(getattr(exc, "retryable", True))} \
+            if getattr(exc, "failure_kind", None) else {}
+        results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}", **kind})
         return "failed"
     image_path = write_edit(result.image, result.trace, image_path)
     extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}

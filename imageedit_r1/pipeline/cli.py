@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--out-dir", help="output folder for --manifest")
     inputs.add_argument("--out-format", default="png", metavar="EXT",
                         help="with --manifest: the images' format by extension (png, jpg, webp, tif, ...; default png)")
+    inputs.add_argument("--retry-failed", action="store_true",
+                        help="with --manifest: also send again items quarantined for killing their Ray replicas")
     inputs.add_argument("--if-busy", choices=IF_BUSY, default="wait",
                         help="when another batch is writing to --out-dir: wait for it, then edit only what it left "
                              "(default), or stop at once")
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = ImageEditR1(config=config)
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run,
-                             if_busy=args.if_busy, out_format=args.out_format)
+                             if_busy=args.if_busy, out_format=args.out_format, retry_failed=args.retry_failed)
         return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()

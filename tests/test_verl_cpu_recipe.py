@@ -107,15 +107,12 @@ def _prompt_tokens(model_dir: Path, rows: list[dict]) -> list[int]:
     """Each row's prompt length in tokens, image tokens included, as verl's dataset builds it."""
     from transformers import AutoProcessor
 
-    from imageedit_r1.data.export import image_of
-    from imageedit_r1.testing.warm_start import chat_content
+    from imageedit_r1.testing.warm_start import row_prompt
 
     processor = AutoProcessor.from_pretrained(model_dir)
     lengths = []
     for row in rows:
-        messages = [{"role": m["role"], "content": chat_content(m["content"])} for m in row["prompt"]]
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        images = [image_of(ref).convert("RGB") for ref in row["images"]]
+        text, images = row_prompt(processor, row)
         lengths.append(len(processor(text=[text], images=images, return_tensors="pt")["input_ids"][0]))
     return lengths
 

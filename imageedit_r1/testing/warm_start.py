@@ -40,6 +40,14 @@ def chat_content(text: str) -> list[dict]:
     return blocks
 
 
+def row_prompt(processor, row: dict) -> tuple[str, list]:
+    """A verl export row as verl's dataset renders it: the chat-templated prompt (generation prompt
+    added) and its images."""
+    messages = [{"role": m["role"], "content": chat_content(m["content"])} for m in row["prompt"]]
+    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return prompt, [image_of(ref).convert("RGB") for ref in row["images"]]
+
+
 def warm_start(
     model_dir: str | os.PathLike,
     train_files: str | os.PathLike,
@@ -64,9 +72,7 @@ def warm_start(
     tokenizer = processor.tokenizer
     texts, images, prompt_lengths = [], [], []
     for row in rows:
-        messages = [{"role": m["role"], "content": chat_content(m["content"])} for m in row["prompt"]]
-        prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        row_images = [image_of(ref).convert("RGB") for ref in row["images"]]
+        prompt, row_images = row_prompt(processor, row)
         answer = Decomposition.from_dict(json.loads(row["reward_model"]["ground_truth"])).render()
         texts.append(prompt + answer + tokenizer.eos_token)
         images.append(row_images)

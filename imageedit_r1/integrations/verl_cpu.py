@@ -317,10 +317,11 @@ def no_onednn_prepack(module: ModuleType) -> None:
     record("intervention", "onednn-prepack", f"{module.__name__}._supports_onednn = False")
 
 
-INTERVENTIONS: dict[str, Callable[[ModuleType], None]] = {
-    "verl.utils.distributed": single_cpu_backend,
-    "verl.utils.fsdp_utils": unpinned_offload_policy,
-    "vllm._custom_ops": no_onednn_prepack,
+# name: (the module it patches, the patch)
+INTERVENTIONS: dict[str, tuple[str, Callable[[ModuleType], None]]] = {
+    "process-group": ("verl.utils.distributed", single_cpu_backend),
+    "offload-policy": ("verl.utils.fsdp_utils", unpinned_offload_policy),
+    "onednn-prepack": ("vllm._custom_ops", no_onednn_prepack),
 }
 
 
@@ -360,11 +361,11 @@ class _PatchingLoader(importlib.abc.Loader):
 
 def install_interventions() -> None:
     pending = {}
-    for name, patch in INTERVENTIONS.items():
-        if name in sys.modules:
-            patch(sys.modules[name])
+    for module, patch in INTERVENTIONS.values():
+        if module in sys.modules:
+            patch(sys.modules[module])
         else:
-            pending[name] = patch
+            pending[module] = patch
     if pending and not any(isinstance(finder, _PatchAfterImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _PatchAfterImport(pending))
 
@@ -401,10 +402,10 @@ def check() -> list[str]:
     """Problems with the platform in this environment (empty: ready); needs ``VERL_PLATFORM=cpu``."""
     if not enabled():
         return ["VERL_PLATFORM is not 'cpu': set it to select this platform"]
-    points = [ep for ep in importlib.metadata.entry_points(group="verl.plugins") if ep.value == MODULE]
-    if not points:
-        return [f"no 'verl.plugins' entry point names {MODULE} in this environment: reinstall this "
-                "package into it (pip install -e .) or " + SETUP_HINT]
+    points = importlib.metadata.entry_points(group="verl.plugins")
+    if not any(ep.name == ENTRY_POINT and ep.value == MODULE for ep in points):
+        return [f"the 'verl.plugins' entry point {ENTRY_POINT} = {MODULE} is not installed in this environment: "
+                "reinstall this package into it (pip install -e .) or " + SETUP_HINT]
     versions = version_problems(installed_versions())
     if versions:  # the plugin would refuse inside verl's import, where verl hides why
         return [versions_message(versions)]
@@ -413,21 +414,23 @@ def check() -> list[str]:
         from verl.plugin.platform import get_platform
 
         platform = get_platform()
-    except Exception as exc:  # noqa: BLE001 - reported, with what the plugin recorded
-        errors = [event["detail"] for event in _plugin_events() if event["event"] == "error"]
-        return errors or [f"verl cannot select the CPU platform: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - reported, with the plugin's own reason when it failed
+        if MODULE not in sys.modules:  # verl hid the plugin's exception: importing it again shows it
+            try:
+                importlib.import_module(MODULE)
+            except Exception as plugin_exc:  # noqa: BLE001
+                return [str(plugin_exc)]
+        return [f"verl cannot select the CPU platform: {exc}"]
     if platform.device_name != PLATFORM:
         return [f"verl selected the {platform.device_name!r} platform, not {PLATFORM!r}"]
     problems = []
-    for name in INTERVENTIONS:
+    for name, (module, _) in INTERVENTIONS.items():
         try:
-            importlib.import_module(name)
+            importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - every failed intervention is listed
             problems.append(f"{name}: {exc}")
     done = {event["name"] for event in _plugin_events() if event["event"] == "intervention"}
-    problems += [f"intervention {name!r} was not applied" for name in
-                 ("process-group", "offload-policy", "onednn-prepack") if name not in done]
-    return problems
+    return problems + [f"intervention {name!r} was not applied" for name in INTERVENTIONS if name not in done]
 
 
 def _plugin_events() -> list[dict[str, Any]]:

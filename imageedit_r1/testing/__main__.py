@@ -164,7 +164,8 @@ def cmd_config(args) -> int:
 def cmd_warm_start(args) -> int:
     from imageedit_r1.testing.warm_start import warm_start
 
-    result = warm_start(args.model, args.train_files, args.out, target_loss=args.target_loss, max_steps=args.max_steps)
+    options = {} if args.target_loss is None else {"target_loss": args.target_loss}
+    result = warm_start(args.model, args.train_files, args.out, max_steps=args.max_steps, **options)
     print(f"warm start: {result.steps} supervised step(s), answer loss {result.losses[0]} -> {result.losses[-1]}; "
           f"saved to {result.out_dir}")
     return 0
@@ -199,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--model", required=True, help="the tiny Qwen2.5-VL folder (from `build`)")
     warm.add_argument("--train-files", required=True, help="verl parquet from `python -m imageedit_r1.data export`")
     warm.add_argument("--out", required=True, help="folder for the trained copy")
-    warm.add_argument("--target-loss", type=float, default=0.6,
-                      help="stop at this answer loss (default 0.6: answers in format, not yet reliable)")
+    warm.add_argument("--target-loss", type=float, default=None,
+                      help="stop at this answer loss (default 0.1: answers mostly in format, not yet reliable)")
     warm.add_argument("--max-steps", type=int, default=200)
     warm.set_defaults(func=cmd_warm_start)
     return parser

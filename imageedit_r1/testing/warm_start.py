@@ -21,6 +21,10 @@ from pathlib import Path
 from imageedit_r1.data.export import IMAGE_TOKEN, image_of, iter_rows
 from imageedit_r1.decomposition import Decomposition
 
+# Measured on the tiny Qwen2.5-VL and the test's data: 24 answers sampled at temperature 1.0 then
+# scored 0, 0.25, 0.5 and 0.75 (3, 9, 9 and 3 of them); stopped at 0.6, 20 of 24 scored 0.
+TARGET_LOSS = 0.1
+
 
 @dataclass(frozen=True)
 class WarmStart:
@@ -53,7 +57,7 @@ def warm_start(
     train_files: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    target_loss: float = 0.6,
+    target_loss: float = TARGET_LOSS,
     max_steps: int = 200,
     lr: float = 2e-3,
     seed: int = 0,

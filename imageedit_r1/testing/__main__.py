@@ -4,6 +4,7 @@
     python -m imageedit_r1.testing serve --api openai --port 8765 --replies replies.json
     python -m imageedit_r1.testing config --models tiny --port 8765 > offline.yaml
     python -m imageedit_r1.pipeline --config offline.yaml --image photo.jpg --request "..." --out out.png
+    python -m imageedit_r1.testing warm-start --model tiny/tiny-qwen25vl --train-files rl/verl/train.parquet --out warm
 
 The models have random weights (their output is noise) and the server answers from a script:
 together they exercise every stage of the pipeline, eval and data tools with the real libraries
@@ -160,6 +161,16 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_warm_start(args) -> int:
+    from imageedit_r1.testing.warm_start import warm_start
+
+    options = {} if args.target_loss is None else {"target_loss": args.target_loss}
+    result = warm_start(args.model, args.train_files, args.out, max_steps=args.max_steps, **options)
+    print(f"warm start: {result.steps} supervised step(s), answer loss {result.losses[0]} -> {result.losses[-1]}; "
+          f"saved to {result.out_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imageedit_r1.testing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--api", choices=APIS, default="openai")
     config.add_argument("--model", default="fake-model")
     config.set_defaults(func=cmd_config)
+    warm = sub.add_parser("warm-start", help="a few supervised steps of a tiny Qwen2.5-VL on a verl export's answers, "
+                                             "so a GRPO smoke run has rewards that differ")
+    warm.add_argument("--model", required=True, help="the tiny Qwen2.5-VL folder (from `build`)")
+    warm.add_argument("--train-files", required=True, help="verl parquet from `python -m imageedit_r1.data export`")
+    warm.add_argument("--out", required=True, help="folder for the trained copy")
+    warm.add_argument("--target-loss", type=float, default=None,
+                      help="stop at this answer loss (default 0.1: answers mostly in format, not yet reliable)")
+    warm.add_argument("--max-steps", type=int, default=200)
+    warm.set_defaults(func=cmd_warm_start)
     return parser
 
 

@@ -73,7 +73,7 @@ def record(event: str, name: str, detail: str = "") -> None:
         logger.info("verl CPU platform: %s %s %s", event, name, detail)
     path = os.environ.get(RECORD_ENV)
     if path:
-        from imageedit_r1.jsonl import append_jsonl
+        from imageedit_r1.store import append_jsonl
 
         append_jsonl(path, entry)
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
-from imageedit_r1.decomposition import ACTIONS, Decomposition, canonical_action
+from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import render_prompt
 from imageedit_r1.request_text import clean_request
+from imageedit_r1.taxonomy import ACTIONS, canonical_action
 
 
 class SequencingError(RuntimeError):

@@ -59,6 +59,25 @@ def config_error(exc: Exception, *, where: str = "") -> ConfigError:
     return ConfigError(f"{prefix}{f'{full_key!r}: ' if full_key else ''}{first_line}")
 
 
+def _parse_overrides(overrides: Sequence[str]):
+    """The dotlist as omegaconf reads it; a value YAML cannot read (``key=[1,``) is one line too."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException:
+        raise
+    except Exception:  # yaml's scanner and parser errors on a value: name the override
+        for item in overrides:
+            try:
+                OmegaConf.from_dotlist([item])
+            except Exception as exc:
+                problem = "; ".join(str(exc).splitlines()[:2]) or type(exc).__name__
+                raise ConfigError(f"cannot parse the override {item!r}: {problem}") from None
+        raise
+
+
 def load_config(schema: type[T] | None, path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                 *, data: dict[str, Any] | None = None, where: str = "") -> Any:
     """Merge ``schema`` defaults ← YAML file (or the mapping ``data``) ← ``key=value`` overrides.
@@ -89,7 +108,7 @@ def load_config(schema: type[T] | None, path: str | os.PathLike | None = None, o
                 raise config_error(exc, where=where) from None
             layers = [merged]
         if overrides:
-            layers.append(OmegaConf.from_dotlist(list(overrides)))
+            layers.append(_parse_overrides(overrides))
         merged = OmegaConf.merge(*layers)
         if schema is not None:
             return OmegaConf.to_object(merged)
@@ -109,6 +128,38 @@ def apply_overrides(config: T, overrides: Sequence[str] = ()) -> T:
     if not overrides:
         return config
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides))))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config), _parse_overrides(overrides)))
     except OmegaConfBaseException as exc:
         raise config_error(exc) from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML file as a plain mapping, interpolations left as written, for a caller that reshapes
+    it before ``load_config(schema, data=...)`` checks it. Unreadable YAML is one ``ConfigError`` line."""
+    from omegaconf import OmegaConf
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # yaml's scanner and parser errors, omegaconf's own
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{os.fspath(path)}: cannot read the YAML: {first_line}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{os.fspath(path)}: a config file holds a mapping of keys, got a {type(data).__name__}")
+    return data
+
+
+def to_plain(value: Any) -> Any:
+    """An omegaconf node (as hydra composes one, e.g. verl's) as plain dicts and lists; anything else as is."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
+
+
+def to_yaml(config: Any) -> str:
+    """A loaded config (a dataclass or a mapping) as the YAML ``load_config`` reads back."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.structured(config) if dataclasses.is_dataclass(config) else OmegaConf.create(config)
+    return OmegaConf.to_yaml(node)

@@ -111,15 +111,15 @@ def _label_config(args: argparse.Namespace):
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from imageedit_r1.backends.checks import backend_problems
     from imageedit_r1.data.teacher import TeacherLabeller, build_teacher_backend, teacher_backend_options
     from imageedit_r1.images import SkipReport
 
     config = _label_config(args)
     if args.print_config:
-        print(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        from imageedit_r1.config import to_yaml
+
+        print(to_yaml(config))
         return 0
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")

@@ -105,11 +105,10 @@ class MethodConfig(PipelineConfig):
 
 def _verify_config(values: dict[str, Any]):
     """A ``VerifyConfig`` from a dict (nested judge and prices too); unknown keys are errors."""
-    from omegaconf import OmegaConf
-
+    from imageedit_r1.config import load_config
     from imageedit_r1.pipeline.config import VerifyConfig
 
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VerifyConfig), OmegaConf.create(values)))
+    return load_config(VerifyConfig, data=values, where="verify")
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -259,16 +258,12 @@ def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, 
     included: ``methods.flux-r1.on_decompose_failure=keywords``,
     ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
     """
-    from omegaconf import OmegaConf
-
-    from imageedit_r1.config import ConfigError, apply_overrides, did_you_mean, load_config
+    from imageedit_r1.config import ConfigError, apply_overrides, did_you_mean, load_config, read_config_file
 
     path = path or DEFAULT_CONFIG
-    if not Path(path).exists():
-        raise FileNotFoundError(f"config file not found: {path}")
     method_overrides = [item for item in overrides if item.startswith("methods.")]
     others = [item for item in overrides if not item.startswith("methods.")]
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw = read_config_file(path)
     raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
     config = load_config(EvalConfig, overrides=others, data=raw, where=str(path))
     by_name = {method.name: index for index, method in enumerate(config.methods)}

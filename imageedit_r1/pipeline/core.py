@@ -109,20 +109,14 @@ class ImageEditR1:
 
     @classmethod
     def from_config(cls, config: PipelineConfig | dict | str | os.PathLike | None = None, overrides=()) -> ImageEditR1:
+        """A pipeline from a ``PipelineConfig``, a mapping or a YAML path (default: the built-in
+        defaults), with ``key=value`` overrides; a typo in a key is one ``ConfigError`` line."""
+        from imageedit_r1.config import apply_overrides, load_config
+
         if isinstance(config, PipelineConfig):
-            if overrides:
-                from omegaconf import OmegaConf
-
-                merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides)))
-                config = OmegaConf.to_object(merged)
-            return cls(config=config.validate())
+            return cls(config=apply_overrides(config, list(overrides)).validate())
         if isinstance(config, dict):
-            from omegaconf import OmegaConf
-
-            merged = OmegaConf.merge(
-                OmegaConf.structured(PipelineConfig), OmegaConf.create(config), OmegaConf.from_dotlist(list(overrides))
-            )
-            return cls(config=OmegaConf.to_object(merged).validate())
+            return cls(config=load_config(PipelineConfig, overrides=list(overrides), data=config).validate())
         return cls(config=load_pipeline_config(config, overrides))
 
     # ------------------------------------------------------------------ agents, built on first use

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # every test is a real process of a command line
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 

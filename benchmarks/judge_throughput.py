@@ -20,8 +20,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, JudgeConfig, MethodConfig
-from imageedit_r1.eval.runner import EvalRunner, build_judge
+from imageedit_r1.agents.judge import build_judge
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, MethodConfig
+from imageedit_r1.eval.runner import EvalRunner
 
 REQUEST_RE = re.compile(r'\*\*Edit Request:\*\* "(.*)"')
 

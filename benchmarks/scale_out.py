@@ -28,7 +28,8 @@ from PIL import Image
 
 from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, MethodConfig
 from imageedit_r1.eval.methods import build_edit_fn
-from imageedit_r1.eval.runner import EvalRunner, Summary
+from imageedit_r1.eval.records import Summary
+from imageedit_r1.eval.runner import EvalRunner
 from imageedit_r1.testing import sleepy_editor
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.store import atomic_write_json
+
 PATCH_SIZE = 14  # pixels per side of a vision patch (Qwen2-VL / Qwen2.5-VL)
 MERGE_SIZE = 2  # patches merged per side into one image token
 FACTOR = PATCH_SIZE * MERGE_SIZE  # 28: every resized side is a multiple of this
@@ -278,7 +280,5 @@ def write_budget(model_dir: str | os.PathLike, budget: ImageBudget = DEFAULT_BUD
         section["min_pixels"], section["max_pixels"] = budget.min_pixels, budget.max_pixels
         section["size"] = {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}
         section[CONFIG_KEY] = budget.as_dict()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_json(path, config, sort_keys=True)
     return [path for path, _, _ in configs]

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
 from PIL import Image
 
-from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, JudgeConfig, MethodConfig
-from imageedit_r1.eval.judge import Judgment, parse_judgment
+from imageedit_r1.agents.judge import Judgment, parse_judgment
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import BenchmarkConfig, EvalConfig, MethodConfig
 
 COLOURS = [(200, 40, 40), (40, 160, 60), (50, 70, 210), (220, 200, 40), (120, 50, 160), (30, 170, 170)]
 
@@ -51,6 +53,11 @@ def failing_tint(image, request, *, seed=0, sample=None):
     if sample is not None and str(sample.id).endswith("-1"):
         raise RuntimeError("editor crashed on this sample")
     return tint(image, request, seed=seed, sample=sample)
+
+
+def served_key_in_error(image, request, *, seed=0, sample=None):
+    """An editor behind a server that quotes its key back in an error, as some servers do."""
+    raise RuntimeError(f"401 from the server: invalid API key {os.environ['VLLM_API_KEY']}")
 
 
 def expected_scores(request: str, method_seed: int = 0) -> tuple[int, int, int]:

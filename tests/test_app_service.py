@@ -9,7 +9,7 @@ from PIL import Image
 
 from imageedit_r1.agents.editors import EditRefusedError
 from imageedit_r1.app.__main__ import build_parser, is_loopback, read_auth
-from imageedit_r1.app.service import AppError, AppSettings, EditService, redact
+from imageedit_r1.app.service import AppError, AppSettings, EditService
 from imageedit_r1.app.uploads import UploadLimits, UploadRefused, read_upload
 from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
 from tests.test_pipeline import (
@@ -120,7 +120,7 @@ def test_page_errors_are_sentences_without_secrets(tmp_path, uploads, monkeypatc
     with pytest.raises(AppError) as info:
         svc.execute(path, plan, seed=0)
     message, trace = str(info.value), json.dumps(info.value.trace)
-    assert "editing failed: refused for key [redacted] and [redacted]" == message
+    assert "editing failed: refused for key [REDACTED] and [REDACTED]" == message
     assert "sk-live" not in trace and "hunter2" not in trace and "Traceback" not in message
     for bad, expected in [(dict(upload=path, request="  "), "request is empty"),
                           (dict(upload=path, request="x" * 3000), "limit is 2000"),
@@ -139,17 +139,40 @@ def test_page_errors_are_sentences_without_secrets(tmp_path, uploads, monkeypatc
         svc.execute(path, {**plan.to_dict(), "record": {"errors": ["x" * 5_000_000]}})
 
 
+def test_an_agent_key_echoed_by_its_server_reaches_no_page_plan_or_download(tmp_path, uploads, monkeypatch):
+    from imageedit_r1.pipeline.config import AgentConfig
+    from imageedit_r1.testing.__main__ import reply_in_kind
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+
+    key = "llm-test-SECRET-agent-key-4242"  # kept in a variable whose name says nothing of a key
+    monkeypatch.setenv("LLM_SK", key)
+
+    def echo_key(body):  # a server that quotes the caller's key back in its answers
+        return reply_in_kind(openai_text(body)).replace("scarlet", f"scarlet (key {key})")
+
+    with fake_openai_server(echo_key) as server:
+        agent = AgentConfig(backend="openai", model="served-r1", base_url=server.url + "/v1", api_key_env="LLM_SK")
+        config = PipelineConfig(mode="multi-turn", decomposer=agent)
+        editor = InvertingEditor()
+        svc = EditService(AppSettings(config=config, limits=LIMITS, upload_roots=[str(uploads)],
+                                      output_dir=str(tmp_path / "out")), editor=editor)
+        path = save(Image.new("RGB", (48, 32), (200, 0, 0)), uploads / "in.png")
+        _, plan = svc.plan(path, "make the coat scarlet")
+        outcome = svc.execute(path, plan.to_dict(), seed=1)
+        assert server.requests[0].headers["authorization"] == f"Bearer {key}"  # the key did travel
+    page = json.dumps(plan.to_dict()) + json.dumps(outcome.trace)
+    download = outcome.trace_path.read_text()
+    assert "scarlet (key [REDACTED])" in page and "[REDACTED]" in download
+    assert key not in page and key not in download
+    assert not any(key in instruction for _, instruction, _ in editor.calls)
+
+
 def test_an_editor_that_cannot_start_is_a_clear_error(tmp_path, uploads):
     svc = service(tmp_path, uploads)
     path = save(Image.new("RGB", (32, 32)), uploads / "in.png")
     _, plan = svc.plan(path, REQUEST)
     with pytest.raises(AppError, match="nano-banana|GEMINI|GOOGLE|key|cannot run"):
         svc.execute(path, plan, editor="nano-banana")
-
-
-def test_redact_walks_nested_values():
-    assert redact({"a": ["x-SECRET-y", {"b": "SECRET"}], "n": 3}, ["SECRET"]) == \
-        {"a": ["x-[redacted]-y", {"b": "[redacted]"}], "n": 3}
 
 
 def test_the_default_bind_is_loopback_and_no_share_link():
@@ -232,7 +255,7 @@ def test_a_changed_plan_is_verified_with_one_verifier_for_every_edit(tmp_path, u
     """With a `verify` section the page's Edit runs the verify loop on the person's plan, and the
     verifier (a local VLM can be the decomposer's own model) is built once, not on every click."""
     import imageedit_r1.backends as backends
-    from imageedit_r1.pipeline import AgentConfig
+    from imageedit_r1.endpoints import JudgeConfig, RetryConfig
     from imageedit_r1.pipeline.config import VerifyConfig
     from imageedit_r1.testing import fake_servers as fakes
 
@@ -241,8 +264,8 @@ def test_a_changed_plan_is_verified_with_one_verifier_for_every_edit(tmp_path, u
     monkeypatch.setattr(backends, "build_backend", lambda *a, **k: built.append(a) or real_build(*a, **k))
     verdict = json.dumps({"reasoning": "ok", "fulfillment": 4, "quality": 3, "preservation": 3, "unmet": []})
     with fakes.fake_openai_server(fakes.scripted(verdict)) as server:
-        judge = AgentConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1", retry_attempts=1,
-                            timeout=5)
+        judge = JudgeConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1",
+                            retry=RetryConfig(attempts=1), timeout=5)
         svc = service(tmp_path, uploads, verify=VerifyConfig(judge=judge))
         path = save(Image.new("RGB", (64, 48), (200, 0, 0)), uploads / "in.png")
         _, plan = svc.plan(path, REQUEST)

@@ -195,7 +195,7 @@ def test_decomposer_flag_switches_backend_over_a_config_written_for_another(phot
     code, out, err, _ = run_cli(
         "imageedit_r1.pipeline", "--config", config, "--image", photo, "--request", "make it red", "--dry-run",
         "--decomposer", "openai:served", f"decomposer.base_url=http://127.0.0.1:{closed_port()}/v1",
-        "decomposer.retry_attempts=1",
+        "decomposer.retry.attempts=1",
         "decomposer.timeout=2", env=offline_env)
     # dtype belongs to the transformers backend: it is dropped, with a note, and the run reaches the server.
     assert "the config's decomposer options (for transformers) are not used" in err
@@ -307,7 +307,7 @@ def test_data_label_against_a_dead_endpoint_exits_non_zero(tmp_path, offline_env
     manifest = write_manifest(tmp_path / "m", ["rgb", "rgb"])
     code, out, err, seconds = run_cli(
         "imageedit_r1.data", "-q", "label", "--source", f"manifest:{manifest}", "--out", tmp_path / "labels.jsonl",
-        f"teacher.base_url=http://127.0.0.1:{closed_port()}/v1", "teacher.attempts=1", env=offline_env)
+        f"teacher.base_url=http://127.0.0.1:{closed_port()}/v1", "teacher.retry.attempts=1", env=offline_env)
     assert code == 1, err
     assert "samples: 2 = 0 from cache + 0 labelled now + 2 failed" in out
     assert error_lines(err)[-1] == "error: no sample was labelled: all 2 failed (reasons above)"
@@ -365,7 +365,7 @@ def test_dry_run_prints_a_short_plan_and_json_the_full_one_with_whole_fallback_r
     with fake_openai_server(lambda _request: rambling) as server:
         args = ["--image", photo, "--request", "Change the coat to red and remove the lamp post", "--dry-run",
                 "--decomposer", "openai:fake-model", f"decomposer.base_url={server.url}/v1",
-                "decomposer.retry_attempts=1", "on_decompose_failure=keywords", "on_sequence_failure=template"]
+                "decomposer.retry.attempts=1", "on_decompose_failure=keywords", "on_sequence_failure=template"]
         code, out, err, _ = run_cli("imageedit_r1.pipeline", *args, env=offline_env)
         assert code == 0, err
         lines = out.splitlines()

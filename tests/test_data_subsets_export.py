@@ -20,7 +20,7 @@ from imageedit_r1.data.export import (
 from imageedit_r1.data.labels import LabelIndex, sample_key
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, draw_subset, read_subset, subset_ids
 from imageedit_r1.decomposition import Decomposition
-from imageedit_r1.jsonl import append_jsonl
+from imageedit_r1.store import append_jsonl
 from tests.data_fixtures import ultraedit_idx, write_manifest, write_psr, write_realedit, write_ultraedit
 
 GT = Decomposition(["Recoloring"], ["coat", "hair"], ["scarlet or copper red"]).to_json()

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from imageedit_r1.costs import Price, price_for, priced_as
 from imageedit_r1.data import ManifestLoader
 from imageedit_r1.data.__main__ import main
 from imageedit_r1.data.labels import LabelIndex
-from imageedit_r1.data.teacher import (
-    InvalidLabel,
-    LabelConfig,
-    PriceConfig,
-    TeacherConfig,
-    TeacherLabeller,
-    build_teacher_backend,
-    price_for,
-    validate_label,
-)
+from imageedit_r1.data.teacher import InvalidLabel, LabelConfig, TeacherLabeller, validate_label
 from imageedit_r1.decomposition import Decomposition
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.endpoints import RetryConfig, TeacherConfig, build_endpoint
+from imageedit_r1.store import read_jsonl
 from imageedit_r1.testing.fake_servers import (
     ScriptedReply,
     fake_gemini_server,
@@ -33,6 +30,8 @@ from imageedit_r1.testing.fake_servers import (
     openai_text,
 )
 from tests.data_fixtures import image_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GOOD = {"rationale": "a recolor", "actions": ["recolor"], "subjects": ["coat", "hair"], "goals": ["scarlet or copper red"]}
 
@@ -82,7 +81,8 @@ class _FaultsByRequest:
 
 def _config(server, **overrides) -> LabelConfig:
     teacher = TeacherConfig(
-        backend="openai", model="gpt-4o-mini", base_url=server.url + "/v1", base_delay=0.01, max_delay=0.05, timeout=10.0
+        backend="openai", model="gpt-4o-mini", base_url=server.url + "/v1", retry=RetryConfig(base_delay=0.01, max_delay=0.05),
+        timeout=10.0,
     )
     return LabelConfig(teacher=teacher, concurrency=4, **overrides)
 
@@ -98,7 +98,7 @@ def test_labelling_survives_faults_reports_failures_and_never_pays_twice(tmp_pat
     faults = _FaultsByRequest({"FLAKY": ["429", "500", "malformed", None]})
     labels = tmp_path / "labels.jsonl"
     with fake_openai_server(_teacher_reply, faults=faults) as server:
-        labeller = TeacherLabeller(build_teacher_backend(_config(server).teacher), labels, _config(server))
+        labeller = TeacherLabeller(build_endpoint(_config(server).teacher), labels, _config(server))
         summary = labeller.run(ManifestLoader(manifest), progress=False)
         first_run_requests = len(server.requests)
 
@@ -128,13 +128,13 @@ def test_labelling_survives_faults_reports_failures_and_never_pays_twice(tmp_pat
         assert "priced as gpt-4o-mini" in text
 
         # A second run over the same data sends nothing and still reports the two failures.
-        again = TeacherLabeller(build_teacher_backend(_config(server).teacher), labels, _config(server))
+        again = TeacherLabeller(build_endpoint(_config(server).teacher), labels, _config(server))
         summary2 = again.run(ManifestLoader(manifest), progress=False)
         assert len(server.requests) == first_run_requests
         assert summary2.cached == 10 and len(summary2.failures) == 2 and summary2.calls == 0
 
         # --retry-failed asks again for exactly the invalid and refused samples.
-        retry = TeacherLabeller(build_teacher_backend(_config(server).teacher), labels, _config(server, retry_failed=True))
+        retry = TeacherLabeller(build_endpoint(_config(server).teacher), labels, _config(server, retry_failed=True))
         retry.run(ManifestLoader(manifest), progress=False)
         assert len(server.requests) == first_run_requests + 2 + 1
 
@@ -147,14 +147,14 @@ def test_service_failures_are_bounded_and_retried_on_the_next_run(tmp_path):
     labels = tmp_path / "labels.jsonl"
     with fake_openai_server(_teacher_reply, faults=_FaultsByRequest({"DEAD": ["500"]})) as server:
         config = _config(server)
-        summary = TeacherLabeller(build_teacher_backend(config.teacher), labels, config).run(
+        summary = TeacherLabeller(build_endpoint(config.teacher), labels, config).run(
             ManifestLoader(manifest), progress=False
         )
         dead = [r for r in server.requests if "DEAD" in openai_text(r.json)]
-        assert len(dead) == config.teacher.attempts == 4  # bounded retries, then a recorded failure
+        assert len(dead) == config.teacher.retry.attempts == 4  # bounded retries, then a recorded failure
         assert [(i, k) for i, k, _ in summary.failures] == [("r0", "retries_exhausted")]
         server.set_faults(None)  # the service recovers
-        summary = TeacherLabeller(build_teacher_backend(config.teacher), labels, config).run(
+        summary = TeacherLabeller(build_endpoint(config.teacher), labels, config).run(
             ManifestLoader(manifest), progress=False
         )
         assert summary.labelled == 1 and summary.cached == 1 and not summary.failures
@@ -173,14 +173,35 @@ def test_a_run_killed_halfway_keeps_what_it_paid_for(tmp_path):
     with fake_openai_server(_teacher_reply) as server:
         config = _config(server)
         with pytest.raises(KeyboardInterrupt):
-            TeacherLabeller(build_teacher_backend(config.teacher), labels, config).run(dies_after_three(), progress=False)
+            TeacherLabeller(build_endpoint(config.teacher), labels, config).run(dies_after_three(), progress=False)
         # Calls already sent were waited for and recorded; queued ones were dropped, never sent.
         sent = len(server.requests)
         assert 1 <= sent <= 3 and len(list(read_jsonl(labels))) == sent
-        summary = TeacherLabeller(build_teacher_backend(config.teacher), labels, config).run(
+        summary = TeacherLabeller(build_endpoint(config.teacher), labels, config).run(
             ManifestLoader(manifest), progress=False
         )
         assert summary.cached == sent and summary.labelled == 6 - sent and len(server.requests) == 6
+
+
+@pytest.mark.slow
+def test_two_label_runs_on_one_labels_file_at_once_ask_once_per_sample(tmp_path):
+    manifest = _manifest(tmp_path, [f"make the coat {i} red" for i in range(6)])
+    labels = tmp_path / "labels.jsonl"
+    with fake_openai_server(_teacher_reply, latency=0.5) as server:
+        command = [sys.executable, "-m", "imageedit_r1.data", "-q", "label", "--source", f"manifest:{manifest}",
+                   "--out", str(labels), f"teacher.base_url={server.url}/v1", "teacher.base_delay=0.01",
+                   "concurrency=2"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert len(server.requests) == 6  # one teacher call per sample, not one per sample and run
+    waited = [(out, err) for out, err in outputs if "is in use by another run (pid" in err]
+    assert len(waited) == 1, outputs  # the second run said so, waited, then found every label cached
+    assert f"{labels} is in use by another run (pid" in waited[0][1]
+    assert "samples: 6 = 6 from cache + 0 labelled now + 0 failed" in waited[0][0]
+    assert len({r["key"] for r in read_jsonl(labels)}) == 6
 
 
 def test_concurrency_is_bounded_and_used(tmp_path):
@@ -199,7 +220,7 @@ def test_concurrency_is_bounded_and_used(tmp_path):
     with fake_openai_server(slow_reply) as server:
         config = _config(server)
         config.concurrency = 3
-        summary = TeacherLabeller(build_teacher_backend(config.teacher), tmp_path / "l.jsonl", config).run(
+        summary = TeacherLabeller(build_endpoint(config.teacher), tmp_path / "l.jsonl", config).run(
             ManifestLoader(manifest), progress=False
         )
     assert summary.labelled == 8 and state["peak"] == 3
@@ -209,9 +230,10 @@ def test_gemini_teacher_through_google_genai(tmp_path, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     manifest = _manifest(tmp_path, ["make the coat red"])
     with fake_gemini_server(lambda req: json.dumps(GOOD)) as server:
-        teacher = TeacherConfig(backend="gemini", model="gemini-2.5-flash", base_url=server.url, base_delay=0.01)
+        teacher = TeacherConfig(backend="gemini", model="gemini-2.5-flash", base_url=server.url,
+                                retry=RetryConfig(base_delay=0.01))
         config = LabelConfig(teacher=teacher, concurrency=1)
-        summary = TeacherLabeller(build_teacher_backend(teacher), tmp_path / "l.jsonl", config).run(
+        summary = TeacherLabeller(build_endpoint(teacher), tmp_path / "l.jsonl", config).run(
             ManifestLoader(manifest), progress=False
         )
         assert summary.labelled == 1 and summary.price_model == "gemini-2.5-flash"
@@ -222,8 +244,8 @@ def test_cli_label_prints_tokens_and_cost(tmp_path, capsys):
     manifest = _manifest(tmp_path, ["make the coat red", "make the sky blue"])
     with fake_openai_server(_teacher_reply) as server:
         argv = ["-q", "label", "--source", f"manifest:{manifest}", "--out", str(tmp_path / "l.jsonl"),
-                f"teacher.base_url={server.url}/v1", "teacher.model=my-vlm", "prices.my-vlm.input=1000000",
-                "prices.my-vlm.output=0", "teacher.base_delay=0.01"]
+                f"teacher.base_url={server.url}/v1", "teacher.model=my-vlm", "prices.my-vlm.input_per_mtok=1000000",
+                "prices.my-vlm.output_per_mtok=0", "teacher.retry.base_delay=0.01"]
         assert main(argv) == 0
         out = capsys.readouterr().out
         prompt_tokens = int(re.search(r"tokens: ([\d,]+) in", out).group(1).replace(",", ""))
@@ -249,11 +271,14 @@ def test_validate_label_rules():
             validate_label(bad)
 
 
-def test_price_lookup_prefers_exact_then_longest_prefix_then_zero():
-    prices = {"gpt-4o": PriceConfig(2.5, 10), "gpt-4o-mini": PriceConfig(0.15, 0.6)}
-    assert price_for("gpt-4o-mini-2024-07-18", prices) == ("gpt-4o-mini", prices["gpt-4o-mini"])
-    assert price_for("gpt-4o", prices)[0] == "gpt-4o"
-    assert price_for("llava-local", prices) == (None, PriceConfig(0.0, 0.0))
+def test_price_lookup_prefers_exact_then_the_longest_snapshot_prefix_then_none():
+    prices = {"gpt-4o": Price(2.5, 10), "gpt-4o-mini": Price(0.15, 0.6)}
+    assert priced_as(prices, "gpt-4o-mini-2024-07-18") == "gpt-4o-mini"
+    assert price_for(prices, "gpt-4o-mini-2024-07-18") is prices["gpt-4o-mini"]
+    assert priced_as(prices, "gpt-4o-2024-08-06") == "gpt-4o" and priced_as(prices, "gpt-4o") == "gpt-4o"
+    # Another model that shares a prefix is not a snapshot: unpriced rather than mispriced.
+    assert priced_as(prices, "gpt-4o-realtime") is None and price_for(prices, "llava-local") is None
+    assert priced_as(prices, None, "gpt-4o") == "gpt-4o"  # the first model with a price
 
 
 def test_large_images_are_shrunk_before_sending(tmp_path):
@@ -267,7 +292,7 @@ def test_large_images_are_shrunk_before_sending(tmp_path):
     with fake_openai_server(_teacher_reply) as server:
         config = _config(server)
         config.teacher.image_max_pixels = 10_000
-        TeacherLabeller(build_teacher_backend(config.teacher), tmp_path / "l.jsonl", config).run(
+        TeacherLabeller(build_endpoint(config.teacher), tmp_path / "l.jsonl", config).run(
             ManifestLoader(manifest), progress=False
         )
         (sent,) = openai_images(server.requests[0].json)

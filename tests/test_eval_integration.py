@@ -7,7 +7,7 @@ from PIL import Image
 
 from imageedit_r1.eval.config import BenchmarkConfig, MethodConfig
 from imageedit_r1.eval.runner import EvalRunner
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import read_jsonl
 from tests.eval_fixtures import ScriptedJudge, config_for, make_benchmark
 
 pytest.importorskip("imageedit_r1.pipeline", reason="needs the ImageEdit-R1 pipeline")

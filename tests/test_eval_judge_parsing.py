@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from imageedit_r1.eval.judge import (
+from imageedit_r1.agents.judge import (
     JUDGE_SCHEMA,
     JudgeRefusal,
     JudgmentParseError,
@@ -191,7 +191,7 @@ def test_schema_bounds_match_the_rubric():
 
 
 def test_importing_the_eval_package_is_light():
-    code = ("import sys, imageedit_r1.eval, imageedit_r1.eval.judge, imageedit_r1.eval.config\n"
+    code = ("import sys, imageedit_r1.eval, imageedit_r1.agents.judge, imageedit_r1.eval.config\n"
             "print(','.join(m for m in ('numpy', 'matplotlib', 'openai', 'google.genai', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -5,10 +5,10 @@ import re
 import pytest
 from PIL import Image
 
-from imageedit_r1.eval.config import JudgeConfig
-from imageedit_r1.eval.judge import JUDGE_SCHEMA
-from imageedit_r1.eval.runner import EvalRunner, build_judge
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.agents.judge import JUDGE_SCHEMA, build_judge
+from imageedit_r1.endpoints import JudgeConfig, RetryConfig
+from imageedit_r1.eval.runner import EvalRunner
+from imageedit_r1.store import read_jsonl
 from tests.eval_fixtures import config_for, expected_scores, judge_reply_json, make_benchmark
 
 pytest.importorskip("openai")
@@ -22,7 +22,7 @@ REQUEST_RE = re.compile(r'\*\*Edit Request:\*\* "(.*)"')
 def judge_config(server, backend="openai", **kwargs):
     base_url = server.url if backend == "gemini" else server.url + "/v1"
     options = dict(name=backend, backend=backend, model=f"{backend}-judge-2025-01-01", base_url=base_url,
-                   timeout=2.0, attempts=4, retry_base_delay=0.01, retry_max_delay=0.02)
+                   timeout=2.0, retry=RetryConfig(attempts=4, base_delay=0.01, max_delay=0.02))
     options.update(kwargs)
     return JudgeConfig(**options)
 
@@ -68,7 +68,7 @@ def test_gemini_judge_request_shape_and_scores():
 def test_free_text_reply_from_a_server_without_json_schema():
     reply = "Request Fulfillment: 3/4\nImage Quality: 2/3\nPreservation: 2/3\nThe coat is red."
     with fakes.fake_openai_server(lambda req: reply) as server:
-        judgment = build_judge(judge_config(server, "openai-compatible", structured=False, api_key_env="NO_SUCH_KEY"))(
+        judgment = build_judge(judge_config(server, "openai", structured=False, api_key_env="NO_SUCH_KEY"))(
             RED, GREEN, "make it green")
         body = server.requests[-1].json
     assert "response_format" not in body
@@ -80,7 +80,7 @@ def test_a_python_dict_reply_from_an_open_judge_is_read_with_one_call():
     reply = ("<think>The sky is red but the hat is missing.</think>\n"
              "{'reasoning': 'Sky done, hat missing.', 'fulfillment': 2, 'quality': 3, 'preservation': 3}")
     with fakes.fake_openai_server(lambda req: reply) as server:
-        judgment = build_judge(judge_config(server, "openai-compatible", structured=False, api_key_env="NO_SUCH_KEY"))(
+        judgment = build_judge(judge_config(server, "openai", structured=False, api_key_env="NO_SUCH_KEY"))(
             RED, GREEN, "make the sky red and add a hat")
     assert (judgment.scores.fulfillment, judgment.scores.quality, judgment.scores.preservation) == (2, 3, 3)
     assert judgment.calls == 1 and len(server.requests) == 1  # no paid re-ask
@@ -95,7 +95,7 @@ def test_a_gemini_judges_thought_summary_is_not_read_as_its_answer():
 
 
 def test_unreadable_reply_is_asked_again_once_then_fails():
-    from imageedit_r1.eval.judge import JudgmentParseError
+    from imageedit_r1.agents.judge import JudgmentParseError
 
     with fakes.fake_openai_server(lambda req: "Looks good to me.") as server:
         with pytest.raises(JudgmentParseError):

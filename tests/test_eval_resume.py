@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import read_jsonl
 from tests.eval_fixtures import judge_reply_json, make_benchmark
 
 pytest.importorskip("openai")
@@ -122,3 +122,62 @@ def test_api_keys_never_reach_files_or_logs(tmp_path):
     failed = [r for r in read_jsonl(tmp_path / "run" / "results.jsonl") if r["judge"] == "GPT"]
     assert all(r["status"] == "failed" and r["error_kind"] == "invalid_reply" for r in failed)
     assert "[REDACTED]" in failed[0]["raw"]
+
+
+def test_two_runs_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
+    bench = make_benchmark(tmp_path, "A", 3)
+    config = write_config(tmp_path, [bench], [{"name": "GPT", "backend": "openai", "model": "gpt-judge",
+                                               "base_url": "http://127.0.0.1:9/v1"}])
+    settings = json.loads(config.read_text())
+    settings["methods"][0]["target"] = "imageedit_r1.testing.sleepy_editor:edit"
+    config.write_text(json.dumps(settings))
+    calls = tmp_path / "editor-calls.jsonl"
+    env = env_with(IMAGEEDIT_R1_SLEEPY_SECONDS="0.8", IMAGEEDIT_R1_SLEEPY_LOG=str(calls))
+    runs = [subprocess.Popen(cli(config, "--stage", "edit"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    started = [r for r in read_jsonl(calls) if r["event"] == "start"]
+    assert len(started) == 3  # no edit redone: the second run read the cache after the first had finished
+    waited = [(out, err) for out, err in outputs if "is in use by another run (pid" in err]
+    assert len(waited) == 1, outputs
+    assert "edits:      cached 3" in waited[0][0]
+
+
+def test_every_key_the_run_reaches_is_masked_in_run_json_run_log_and_records(tmp_path):
+    from PIL import ImageOps
+
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+
+    hub_token, hub_access, vllm_key = "hf_test_SECRET_token_4242", "test-SECRET-access-4242", "vllm-test-SECRET-4242"
+    bench = make_benchmark(tmp_path, "A", 2)
+    with fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image)) as images:
+        # A gated proxy in front of the image API: its token read from the environment by the config.
+        options = {"base_url": images.url + "/v1", "retry": {"base_delay": 0.01},
+                   "extra_params": {"user": "${oc.env:HUB_ACCESS}", "extra_headers": {"X-Hub-Token": "${oc.env:HF_TOKEN}"}}}
+        config = tmp_path / "eval.yaml"
+        config.write_text(json.dumps({
+            "out_dir": str(tmp_path / "run"),
+            "benchmarks": [{"name": bench.name, "source": "manifest", "manifest": bench.manifest}],
+            "methods": [{"name": "gpt-image", "label": "Original", "group": "G", "kind": "original", "baseline": True,
+                         "editor": "openai-image", "editor_options": options},
+                        {"name": "served", "label": "Served", "group": "G", "kind": "callable",
+                         "target": "tests.eval_fixtures:served_key_in_error"}],
+            "judges": [{"name": "GPT", "backend": "openai", "model": "gpt-judge", "base_url": "http://127.0.0.1:9/v1"}],
+        }))
+        env = env_with(HF_TOKEN=hub_token, HUB_ACCESS=hub_access, VLLM_API_KEY=vllm_key, OPENAI_API_KEY="sk-test-images")
+        run = subprocess.run(cli(config, "--stage", "edit"), cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        # The values did travel, so a leak of them would be seen.
+        sent = images.requests[0]
+        assert sent.headers["x-hub-token"] == hub_token and sent.multipart()["user"][0].text == hub_access
+
+    files = {path.name: path.read_bytes().decode("utf-8", "replace") for path in (tmp_path / "run").rglob("*")
+             if path.is_file()}
+    assert {"run.json", "run.log", "edits.jsonl"} <= set(files)
+    for text in [run.stdout, run.stderr, *files.values()]:
+        assert hub_token not in text and hub_access not in text and vllm_key not in text
+    assert "[REDACTED]" in files["run.json"] and "invalid API key [REDACTED]" in files["run.log"]
+    failed = [r for r in read_jsonl(tmp_path / "run" / "edits.jsonl") if r["method"] == "served"]
+    assert len(failed) == 2 and all(r["error"].endswith("invalid API key [REDACTED]") for r in failed)

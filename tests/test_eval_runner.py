@@ -5,12 +5,14 @@ import os
 
 import pytest
 
-from imageedit_r1.eval.config import JudgeConfig, MethodConfig
-from imageedit_r1.eval.judge import JudgeRefusal
+from imageedit_r1.agents.judge import JudgeRefusal
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import MethodConfig
 from imageedit_r1.eval.runner import EvalRunner
-from imageedit_r1.jsonl import read_jsonl
 from imageedit_r1.retry import RetriesExhausted
+from imageedit_r1.store import RunBusy, read_jsonl
 from tests.eval_fixtures import ScriptedJudge, config_for, expected_scores, make_benchmark
+from tests.store_fixtures import lock_held_elsewhere
 
 
 def make_runner(config, judges, **kwargs):
@@ -124,9 +126,9 @@ def test_a_new_judge_only_judges(small, tmp_path):
 
 
 def test_estimate_counts_pending_calls_and_prices_them(small, tmp_path):
-    from imageedit_r1.eval.config import PriceConfig
+    from imageedit_r1.costs import Price
 
-    small.prices = {"judge-model-1": PriceConfig(input_per_mtok=1.0, output_per_mtok=2.0)}
+    small.prices = {"judge-model-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)}
     runner = make_runner(small, {})
     rows = {row.what.split()[1]: row for row in runner.estimate()}
     assert rows["J1"].calls == 10
@@ -164,20 +166,19 @@ def test_secrets_in_errors_are_redacted(small, tmp_path, monkeypatch):
     assert "[REDACTED]" in record["error"]
 
 
-def test_second_run_on_the_same_dir_is_refused(small, tmp_path):
-    from imageedit_r1.eval.runner import exclusive_run_dir
-
-    with exclusive_run_dir(tmp_path / "run"):
-        with pytest.raises(RuntimeError, match="another evaluation run"):
-            make_runner(small, {}).run()
+def test_a_second_run_on_the_same_dir_stops_when_asked_to(small, tmp_path):
+    with lock_held_elsewhere(tmp_path / "run") as pid:
+        with pytest.raises(RunBusy, match=rf"run is in use by another run \(pid {pid} on "):
+            make_runner(small, {}, if_busy="stop").run()
+    assert not (tmp_path / "run" / "edits.jsonl").exists()
 
 
 def test_config_errors_are_clear(tmp_path):
     bad = config_for(tmp_path, [make_benchmark(tmp_path, "A", 1)], judges=[
-        JudgeConfig(name="J", backend="openai-compatible", model="")])
-    with pytest.raises(ValueError, match="needs base_url") as info:
+        JudgeConfig(name="J", backend="vllm-server", model="", reasks=-1)])
+    with pytest.raises(ValueError, match="backend 'openai' with its base_url") as info:
         bad.validate()
-    assert "set 'model'" in str(info.value)
+    assert "set 'model'" in str(info.value) and "judge.reasks must be >= 0" in str(info.value)
 
 
 def missing_weights(image, request, *, seed=0, sample=None):

@@ -10,8 +10,8 @@ from imageedit_r1.eval import tables
 from imageedit_r1.eval.config import MethodConfig, verifier_judge_overlaps
 from imageedit_r1.eval.results import load_run
 from imageedit_r1.eval.runner import EvalRunner
-from imageedit_r1.jsonl import read_jsonl
 from imageedit_r1.pipeline.verify import SEED_STRIDE
+from imageedit_r1.store import read_jsonl
 from imageedit_r1.testing import fake_servers as fakes
 from tests.eval_fixtures import ScriptedJudge, config_for, make_benchmark
 from tests.test_eval_integration import ScriptedBackend
@@ -64,7 +64,7 @@ def registered(monkeypatch):
 
 def methods(server, **verify):
     agent = {"backend": "scripted", "model": "scripted-vlm"}
-    judge = {"backend": "openai", "model": "verifier-vlm", "base_url": server.url + "/v1", "retry_attempts": 1}
+    judge = {"backend": "openai", "model": "verifier-vlm", "base_url": server.url + "/v1", "retry": {"attempts": 1}}
     return [
         MethodConfig(name="orig", label="Original", group="Shade", kind="original", baseline=True, editor="seed-shade"),
         MethodConfig(name="r1", label="ImageEdit-R1", group="Shade", kind="pipeline", editor="seed-shade",
@@ -115,17 +115,17 @@ def test_the_estimate_counts_verifier_calls_and_tokens_before_any_work(tmp_path,
     assert verify.calls == 4 * 4 and edit.calls == 4 * 4  # 2 attempts x 2 candidates each (max_calls 7 allows 4)
     assert verify.prompt_tokens > verify.calls * 2 * 85  # two images a call
     assert verify.cost_usd is None  # no price for verifier-vlm in the config: shown as "no price"
-    from imageedit_r1.eval.config import PriceConfig
+    from imageedit_r1.costs import Price
 
-    config.prices = {"verifier-vlm": PriceConfig(1.0, 2.0)}
+    config.prices = {"verifier-vlm": Price(1.0, 2.0)}
     priced = next(r for r in EvalRunner(config, progress=False).estimate() if r.what.startswith("verify"))
     assert priced.cost_usd == pytest.approx((priced.prompt_tokens * 1.0 + priced.completion_tokens * 2.0) / 1e6)
     assert "verify r1-verify" in EvalRunner.format_estimate(list(rows.values()))
 
 
 def test_a_verifier_that_is_also_a_judge_is_warned_about(tmp_path, registered, capsys):
+    from imageedit_r1.endpoints import JudgeConfig
     from imageedit_r1.eval.__main__ import main
-    from imageedit_r1.eval.config import JudgeConfig
 
     bench = make_benchmark(tmp_path, "A", 1)
     method = MethodConfig(name="v", kind="pipeline-verify", editor="seed-shade",

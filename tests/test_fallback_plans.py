@@ -13,8 +13,8 @@ from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.agents.sequencer import dropped_operations, fallback_sub_requests
 from imageedit_r1.data import ManifestLoader
 from imageedit_r1.decomposition import Decomposition
+from imageedit_r1.endpoints import AgentConfig, RetryConfig
 from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
-from imageedit_r1.pipeline.config import AgentConfig
 from imageedit_r1.request_text import clean_request
 
 CLEANED = [
@@ -130,7 +130,7 @@ def useless_agent_server(monkeypatch):
 
 def agent(server):
     return AgentConfig(backend="openai", model="served-agent", base_url=server.url + "/v1", api_key_env="AGENT_KEY",
-                       retry_attempts=1, timeout=5)
+                       retry=RetryConfig(attempts=1), timeout=5)
 
 
 @pytest.mark.parametrize("mode", ["single-turn", "multi-turn"])

@@ -1,13 +1,18 @@
 """``python -m imageedit_r1.pipeline``: single images, batches that resume, failures recorded, clear exits."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from imageedit_r1.jsonl import read_jsonl
 from imageedit_r1.pipeline.cli import main
+from imageedit_r1.store import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,69 @@ def test_batch_records_a_failed_item_goes_on_and_resumes_without_redoing_work(tm
     assert (out_dir / "a.png").stat().st_mtime_ns == a_mtime
     records = {r["id"]: r for r in read_jsonl(out_dir / "results.jsonl")}
     assert records["broken"]["status"] == "ok" and Image.open(out_dir / "broken.png").size == (20, 20)
+
+
+@pytest.mark.slow
+def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+
+    for index in range(3):
+        Image.new("RGB", (32, 24), (60 * index, 90, 30)).save(tmp_path / f"{index}.png")
+    manifest = write_manifest(tmp_path, [{"id": f"item{i}", "image": f"{i}.png", "request": "make it red"}
+                                         for i in range(3)])
+    out_dir = tmp_path / "run"
+    with fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image), latency=0.7) as server:
+        command = [sys.executable, "-m", "imageedit_r1.pipeline", "--manifest", str(manifest), "--out-dir",
+                   str(out_dir), "--mode", "original", "--editor", "openai-image",
+                   f"editor.options.base_url={server.url}/v1"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-batch-key"}
+        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert len(server.requests) == 3  # each item edited (and paid for) once
+    waited = [(out, err) for out, err in outputs if "is in use by another run (pid" in err]
+    assert len(waited) == 1, outputs  # the second batch said so, waited, then found everything done
+    assert f"{out_dir} is in use by another run (pid" in waited[0][1]
+    assert "0 edited, 3 already done, 0 failed" in waited[0][0]
+    assert {r["id"] for r in read_jsonl(out_dir / "results.jsonl")} == {"item0", "item1", "item2"}
+
+
+def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsys):
+    from imageedit_r1.pipeline import AgentConfig, EditorConfig, ImageEditR1, PipelineConfig
+    from imageedit_r1.testing.__main__ import reply_in_kind
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+
+    key = "llm-test-SECRET-agent-key-4242"  # kept in a variable whose name says nothing of a key
+    monkeypatch.setenv("LLM_SK", key)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-images")
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
+    out = tmp_path / "out" / "edited.png"
+
+    def echo_key(body):  # a server that quotes the caller's key back in its answers
+        return reply_in_kind(openai_text(body)).replace("scarlet", f"scarlet (key {key})")
+
+    with fake_openai_server(echo_key) as agents, \
+            fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image)) as images:
+        flags = ["--image", str(tmp_path / "in.png"), "--request", "make the coat scarlet", "--mode", "multi-turn",
+                 "--decomposer", "openai:served-r1", "--editor", "openai-image"]
+        overrides = [f"decomposer.base_url={agents.url}/v1", "decomposer.api_key_env=LLM_SK",
+                     f"editor.options.base_url={images.url}/v1"]
+        assert main([*flags, "--out", str(out), *overrides]) == 0
+        assert main([*flags, "--dry-run", "--json", *overrides]) == 0
+        agent = AgentConfig(backend="openai", model="served-r1", base_url=agents.url + "/v1", api_key_env="LLM_SK")
+        pipeline = ImageEditR1(config=PipelineConfig(
+            mode="multi-turn", decomposer=agent, editor=EditorConfig("openai-image", {"base_url": images.url + "/v1"})))
+        returned = pipeline(str(tmp_path / "in.png"), "make the coat scarlet").trace
+        planned = pipeline.plan(str(tmp_path / "in.png"), "make the coat scarlet")
+        assert agents.requests[0].headers["authorization"] == f"Bearer {key}"  # the key did travel
+    printed = capsys.readouterr()
+    written = (tmp_path / "out" / "edited.trace.json").read_text()
+    for text in (written, printed.out, printed.err, json.dumps(returned), json.dumps(planned.record),
+                 json.dumps(planned.trace())):
+        assert key not in text
+    assert "scarlet (key [REDACTED])" in written and "scarlet (key [REDACTED])" in printed.out
 
 
 @pytest.mark.slow

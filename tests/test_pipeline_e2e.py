@@ -80,7 +80,7 @@ def test_tiny_qwen25vl_agents_then_tiny_qwen_image_edit(tiny_dirs, tmp_path, tin
 
 def openai_agents(server):
     return {"backend": "openai", "model": "served-agent", "base_url": server.url + "/v1",
-            "retry_attempts": 2, "timeout": 10}
+            "retry": {"attempts": 2}, "timeout": 10}
 
 
 @pytest.fixture

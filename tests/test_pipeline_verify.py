@@ -7,10 +7,12 @@ import pytest
 from PIL import Image
 
 from imageedit_r1.agents.editors import BaseEditor
-from imageedit_r1.eval.judge import judge_prompt
+from imageedit_r1.agents.judge import judge_prompt
+from imageedit_r1.costs import Price
+from imageedit_r1.endpoints import JudgeConfig, RetryConfig
 from imageedit_r1.images import image_sha256
-from imageedit_r1.pipeline import AgentConfig, ImageEditR1, PipelineConfig, load_pipeline_config
-from imageedit_r1.pipeline.config import VerifyConfig, VerifyPrices
+from imageedit_r1.pipeline import ImageEditR1, PipelineConfig, load_pipeline_config
+from imageedit_r1.pipeline.config import VerifyConfig
 from imageedit_r1.pipeline.plan import Plan
 from imageedit_r1.pipeline.verify import SEED_STRIDE, RefineLoop
 from imageedit_r1.testing import fake_servers as fakes
@@ -48,8 +50,8 @@ def checklist(*met, notes=None):
 
 
 def verify_config(server, **options):
-    judge = AgentConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1", retry_attempts=1,
-                        timeout=5)
+    judge = JudgeConfig(backend="openai", model="judge-vlm", base_url=server.url + "/v1",
+                        retry=RetryConfig(attempts=1), timeout=5)
     return VerifyConfig(judge=judge, **options)
 
 
@@ -247,9 +249,9 @@ class SlowEditor(SeedEditor):
 
 
 def run_loop(server, editor, clock=None, **options):
+    from imageedit_r1.agents.verifier import Verifier
     from imageedit_r1.backends import build_backend
     from imageedit_r1.pipeline.trace import Trace
-    from imageedit_r1.pipeline.verifier import Verifier
 
     config = verify_config(server, threshold=10, strategy="seed", **options)
     verifier = Verifier(build_backend("openai", model="judge-vlm", base_url=server.url + "/v1"))
@@ -287,7 +289,7 @@ def test_the_seconds_budget_stops_before_an_attempt_that_would_not_fit():
 
 
 def test_the_cost_budget_counts_editor_images_and_verifier_tokens():
-    prices = VerifyPrices(per_image=0.10, input_per_mtok=100.0, output_per_mtok=100.0)
+    prices = Price(per_image=0.10, input_per_mtok=100.0, output_per_mtok=100.0)
     with fakes.fake_openai_server(lambda body: table2(2)) as server:
         verify = run_loop(server, SeedEditor(), attempts=10, max_cost_usd=0.40, prices=prices)
     spent = verify["spent"]
@@ -353,8 +355,8 @@ def test_a_gemini_verifier_with_the_checklist_rubric():
     pytest.importorskip("google.genai")
     reply = "1. Recoloring coat to scarlet: met\n2. Recoloring hair to copper red: not met - still brown"
     with fakes.fake_gemini_server(fakes.scripted(reply)) as server:
-        judge = AgentConfig(backend="gemini", model="gemini-2.5-flash", base_url=server.url, api_key_env="FAKE_KEY",
-                            retry_attempts=1)
+        judge = JudgeConfig(backend="gemini", model="gemini-2.5-flash", base_url=server.url, api_key_env="FAKE_KEY",
+                            retry=RetryConfig(attempts=1))
         pipe = ImageEditR1(editor=SeedEditor(), decomposer=ScriptedDecomposer(DECOMPOSITION),
                            sequencer=ScriptedSequencer(SUBS),
                            config=PipelineConfig(seed=0, verify=VerifyConfig(judge=judge, rubric="checklist",
@@ -391,7 +393,7 @@ def test_a_verifier_that_cannot_start_stops_the_run_before_any_edit(monkeypatch)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     editor = SeedEditor()
     pipe = ImageEditR1(editor=editor, decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
-                       config=PipelineConfig(verify=VerifyConfig(judge=AgentConfig(backend="openai", model="gpt-4o"))))
+                       config=PipelineConfig(verify=VerifyConfig(judge=JudgeConfig(backend="openai", model="gpt-4o"))))
     with pytest.raises(AgentUnavailableError, match="verification agent cannot start.*OPENAI_API_KEY"):
         pipe(image(), REQUEST)
     assert editor.calls == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import read_jsonl
 from tests.eval_fixtures import make_benchmark
 
 pytest.importorskip("openai")
@@ -65,7 +65,7 @@ def test_blocked_edits_are_refusals_recorded_once_and_counted_apart(tmp_path):
              "editor": "openai-image", "editor_options": {"base_url": openai_images.url + "/v1", "retry": FAST}},
         ]
         judges = [{"name": "GPT", "backend": "openai", "model": "gpt-judge", "base_url": judge.url + "/v1",
-                   "timeout": 5.0, "retry_base_delay": 0.01}]
+                   "timeout": 5.0, "retry": {"base_delay": 0.01}}]
         config = write_config(tmp_path, bench, methods, judges)
 
         first = run_cli("run", "--config", config, "--no-progress")
@@ -114,9 +114,9 @@ def test_judge_refusals_carry_the_providers_reason_and_are_not_asked_again(tmp_p
         methods = [{"name": "tint", "label": "Tint", "group": "Tint", "kind": "callable", "baseline": True,
                     "target": "tests.eval_fixtures:tint"}]
         judges = [{"name": "Gemini", "backend": "gemini", "model": "gemini-judge", "base_url": gemini.url,
-                   "timeout": 5.0, "retry_base_delay": 0.01},
+                   "timeout": 5.0, "retry": {"base_delay": 0.01}},
                   {"name": "GPT", "backend": "openai", "model": "gpt-judge", "base_url": openai_judge.url + "/v1",
-                   "timeout": 5.0, "retry_base_delay": 0.01}]
+                   "timeout": 5.0, "retry": {"base_delay": 0.01}}]
         config = write_config(tmp_path, bench, methods, judges)
         first = run_cli("run", "--config", config, "--no-progress")
         assert first.returncode == 0, first.stderr[-3000:]

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from imageedit_r1.endpoints import AgentConfig
 from imageedit_r1.eval.config import EvalConfig, MethodConfig, load_eval_config
-from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig, load_pipeline_config
+from imageedit_r1.executors import RayConfig
+from imageedit_r1.pipeline.config import EditorConfig, PipelineConfig, load_pipeline_config
 from imageedit_r1.pipeline.trace import EditFailed
-from imageedit_r1.scale.config import RayConfig
+from imageedit_r1.unavailable import Unavailable, is_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,15 +66,12 @@ class Unpicklable(RuntimeError):
         self.trace = {"status": "failed", "errors": [{"stage": "edit"}]}
 
 
-class MissingWeights(Unpicklable):
-    pass
-
-
-MissingWeights.__name__ = "EditorUnavailableError"  # what the driver recognises by name
+class MissingWeights(Unpicklable, Unavailable):
+    """Cannot run here, and cannot travel back from the replica as itself."""
 
 
 def test_errors_come_back_from_a_replica_with_their_kind_and_trace():
-    from imageedit_r1.eval.runner import classify_failure, is_unavailable
+    from imageedit_r1.eval.records import classify_failure
     from imageedit_r1.scale.replicas import RemoteError, ReplicaLostError, portable
 
     failed = portable(EditFailed("editing failed: boom", {"status": "failed", "seeds": [3]}))
@@ -143,7 +142,7 @@ def test_replicas_default_to_one_per_gpu_and_a_cluster_without_gpus_stops_the_ba
 
 def test_a_refusal_wrapped_in_a_pipeline_failure_is_still_a_refusal_after_the_trip_back():
     from imageedit_r1.agents.editors.base import EditRefusedError
-    from imageedit_r1.eval.runner import classify_failure
+    from imageedit_r1.eval.records import classify_failure
     from imageedit_r1.scale.replicas import portable_chain, rebuild_chain
 
     try:

@@ -27,9 +27,10 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # a Ray instance and replica processes: tens of seconds on two cores
 
 from imageedit_r1.eval.config import EvalConfig, MethodConfig  # noqa: E402
-from imageedit_r1.eval.runner import EvalRunner, Summary  # noqa: E402
-from imageedit_r1.jsonl import read_jsonl  # noqa: E402
-from imageedit_r1.scale.config import RayConfig  # noqa: E402
+from imageedit_r1.eval.records import Summary  # noqa: E402
+from imageedit_r1.eval.runner import EvalRunner  # noqa: E402
+from imageedit_r1.executors import RayConfig  # noqa: E402
+from imageedit_r1.store import read_jsonl  # noqa: E402
 from imageedit_r1.testing import sleepy_editor  # noqa: E402
 from tests.eval_fixtures import make_benchmark  # noqa: E402
 

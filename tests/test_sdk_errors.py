@@ -84,7 +84,7 @@ def test_openai_status_errors(status, code, kind):
 def test_openai_safety_wording_is_a_refusal_and_keys_are_redacted():
     exc = _openai_status_error(400, None, f"Rejected by the safety system (key {KEY})")
     failure = _classify_openai(exc)
-    assert failure.kind == REFUSED and KEY not in failure.message and "***" in failure.detail
+    assert failure.kind == REFUSED and KEY not in failure.message and "[REDACTED]" in failure.detail
 
 
 def test_openai_transport_errors_are_transient():
@@ -149,7 +149,7 @@ def test_each_caller_gets_its_own_error_types():
 
 def test_a_refusal_is_found_however_it_was_wrapped_and_only_then():
     from imageedit_r1.agents.editors import EditRefusedError
-    from imageedit_r1.eval.runner import classify_failure
+    from imageedit_r1.eval.records import classify_failure
     from imageedit_r1.pipeline import EditFailed
     from imageedit_r1.refusals import find_refusal, refusal_record
     from imageedit_r1.retry import RetriesExhausted

@@ -128,14 +128,14 @@ def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offlin
 def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_judges_score(tmp_path):
     """Without --replies the server reads the prompt: a second pipeline run, a verifier, an eval judge
     and a teacher each get an answer of their own kind, which the project's own parsers read."""
+    from imageedit_r1.agents.judge import judge_prompt, parse_judgment
     from imageedit_r1.agents.sequencer import parse_sub_requests
-    from imageedit_r1.decomposition import parse_strict
-    from imageedit_r1.eval.judge import judge_prompt, parse_judgment
-    from imageedit_r1.pipeline.verifier import (
+    from imageedit_r1.agents.verifier import (
         parse_checklist_verdict,
         parse_table2_verdict,
         verification_prompt,
     )
+    from imageedit_r1.decomposition import parse_strict
     from imageedit_r1.prompts import render_prompt
 
     port = free_port()

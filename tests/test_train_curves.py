@@ -117,8 +117,8 @@ def test_unreadable_logs_fail_clearly(tmp_path, capsys):
     with pytest.raises(curves.MetricLogError, match="neither a JSONL metric log"):
         curves.load_metrics([empty])
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"step": 1, "reward": {"overall": 0.1}}\n{oops\n{"step": 2}\n')
-    with pytest.raises(curves.MetricLogError, match="broken.jsonl:2: not JSON"):
+    broken.write_text('{"step": 1, "reward": {"overall": 0.1}}\n{"reward": {"overall": 0.2}}\n')
+    with pytest.raises(curves.MetricLogError, match="broken.jsonl:2: a metric record without 'step'"):
         curves.load_metrics([broken])
     assert main(["curves", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x.png")]) == 2
     assert "log not found" in capsys.readouterr().err
@@ -166,3 +166,47 @@ def test_trl_trainer_state_metrics_file_and_output_folder(tmp_path, capsys):
     (tmp_path / "bad" / "trainer_state.json").write_text('{"global_step": 3}')
     with pytest.raises(curves.MetricLogError, match="no log_history"):
         curves.load_metrics([tmp_path / "bad"])
+
+
+def test_a_torn_metrics_line_costs_neither_the_next_record_nor_the_plot(tmp_path, capsys, caplog):
+    from transformers import TrainerControl, TrainerState
+
+    from imageedit_r1.train.trl_grpo import metrics_callback
+
+    out = tmp_path / "run"
+    metrics = out / "metrics.jsonl"
+
+    def train(steps):  # one trainer process: the launcher's metrics callback, as TRL calls it
+        callback, control = metrics_callback(metrics), TrainerControl()
+        state = TrainerState()
+        callback.on_train_begin(None, state, control)
+        for step in steps:
+            state.global_step = step
+            callback.on_log(None, state, control, logs=_trl_record(step))
+        callback.on_train_end(None, state, control)
+
+    train(range(1, 6))
+    with open(metrics, "a") as handle:  # killed in the middle of writing step 6
+        handle.write(json.dumps(_trl_record(6))[:40])
+    train(range(6, 9))  # resumed from the step-5 checkpoint
+
+    with caplog.at_level("WARNING", logger="imageedit_r1.store"):
+        assert main(["curves", str(out), "--out", str(tmp_path / "c.png")]) == 0
+    assert "overall: 8 points, steps 1..8" in capsys.readouterr().out  # the resumed step 6 is kept
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{metrics}: skipped 1 unreadable line (line 6); the other records are kept"]
+    assert curves.load_metrics([metrics])["goal"].points[6] == pytest.approx(_trl_record(6)["rewards/goal/mean"])
+
+
+def test_a_second_training_on_the_same_metrics_file_stops_at_its_start(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from imageedit_r1.store import RunBusy
+    from imageedit_r1.train.trl_grpo import metrics_callback
+    from tests.store_fixtures import lock_held_elsewhere
+
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with lock_held_elsewhere(metrics, single_file=True) as pid:
+        with pytest.raises(RunBusy, match=rf"metrics.jsonl is in use by another run \(pid {pid} on "):
+            metrics_callback(metrics).on_train_begin(None, TrainerState(), TrainerControl())
+    assert not metrics.exists()

@@ -1,4 +1,4 @@
-"""Shared plumbing: image intake, JSONL store, retries, config, prompts."""
+"""Shared plumbing: image intake, retries, config, prompts."""
 
 import io
 from dataclasses import dataclass, field
@@ -8,7 +8,6 @@ from PIL import Image
 
 from imageedit_r1.config import load_config
 from imageedit_r1.images import ImageLoadError, image_sha256, load_image, to_png_bytes
-from imageedit_r1.jsonl import JsonlStore, append_jsonl, content_key, read_jsonl
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 from imageedit_r1.retry import RetriesExhausted, RetryableError, RetryPolicy, call_with_retries
 
@@ -151,26 +150,6 @@ def test_corrupt_missing_and_oversized_images_are_clear_errors(tmp_path):
 def test_png_bytes_round_trip():
     image = Image.new("RGB", (3, 3), (1, 2, 3))
     assert load_image(to_png_bytes(image)).getpixel((1, 1)) == (1, 2, 3)
-
-
-def test_jsonl_survives_a_torn_last_line_and_last_write_wins(tmp_path):
-    path = tmp_path / "results.jsonl"
-    store = JsonlStore(path)
-    store.put("a", {"status": "failed"})
-    store.put("b", {"status": "ok"})
-    store.put("a", {"status": "ok", "score": 7})
-    with open(path, "a") as handle:
-        handle.write('{"key": "c", "status": "o')  # killed mid-write
-    reopened = JsonlStore(path)
-    assert len(reopened) == 2 and "c" not in reopened
-    assert reopened.get("a") == {"key": "a", "status": "ok", "score": 7}
-    append_jsonl(path, {"key": "d"})  # appending after a torn line still yields readable records
-    assert [r["key"] for r in read_jsonl(path)][-1] == "d"
-
-
-def test_content_key_is_order_independent_for_dicts():
-    assert content_key({"a": 1, "b": 2}, "x") == content_key({"b": 2, "a": 1}, "x")
-    assert content_key("x") != content_key("y")
 
 
 def test_retries_are_bounded_and_only_for_transient_errors():

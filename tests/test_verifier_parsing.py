@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from imageedit_r1.eval.judge import JudgeRefusal, JudgmentParseError, judge_prompt
-from imageedit_r1.pipeline.verifier import (
+from imageedit_r1.agents.judge import JudgeRefusal, JudgmentParseError, judge_prompt
+from imageedit_r1.agents.verifier import (
     parse_checklist_verdict,
     parse_table2_verdict,
     verification_prompt,

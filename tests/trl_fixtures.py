@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from imageedit_r1.data import ManifestLoader
 from imageedit_r1.data.labels import sample_key
 from imageedit_r1.decomposition import Decomposition
-from imageedit_r1.jsonl import append_jsonl
+from imageedit_r1.store import append_jsonl
 
 # (id, request, size, background, shape colour, ground truth): a 12 MP photo, a portrait, a panorama.
 SCENES = [

@@ -4,8 +4,9 @@ It asks with exactly the prompt the model was trained on (``prompts/decompose.ji
 ``"<image>" + request``, the image placed where EasyR1 puts it) and reads the answer with the
 tolerant parser of ``imageedit_r1.decomposition``.
 
-Repair policy, when the answer cannot be read or names no action:
-one bounded repair, then a ``DecompositionError`` that carries every raw output.
+Repair policy, when the answer cannot be read or names no action: ``reasks`` bounded repairs
+(one by default; asked through ``imageedit_r1.agents.asking``), then a ``DecompositionError``
+that carries every raw output.
 - ``"schema"``: ask again under a JSON schema (``{"actions", "subjects", "goals"}``) that the
   backend enforces while decoding (OpenAI / vLLM / Gemini structured output);
 - ``"reask"``: show the model its answer and the parse error and ask once more for the tagged format;
@@ -22,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
+from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
+from imageedit_r1.backends.base import ChatBackend, ChatMessage
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError, parse
 from imageedit_r1.jsontext import unfence
 from imageedit_r1.prompts import render_prompt
@@ -37,13 +39,8 @@ _FORMAT_EXAMPLE = (
 )
 
 
-class DecompositionError(RuntimeError):
+class DecompositionError(NoReadableAnswer):
     """No usable decomposition after the bounded repair; ``raw_outputs`` holds every model answer."""
-
-    def __init__(self, message: str, raw_outputs: list[str], errors: list[str]) -> None:
-        super().__init__(message)
-        self.raw_outputs = list(raw_outputs)
-        self.errors = list(errors)
 
 
 @dataclass
@@ -98,6 +95,20 @@ def _check_usable(decomposition: Decomposition) -> None:
         raise DecompositionParseError("the answer names no action", decomposition.render())
 
 
+def _from_tags(text: str) -> tuple[Decomposition, list[str]]:
+    """The tagged answer the model was trained to write, and what the tolerant parser mended."""
+    result = parse(text)
+    _check_usable(result.decomposition)
+    return result.decomposition, list(result.repairs)
+
+
+def _from_schema_json(text: str) -> tuple[Decomposition, list[str]]:
+    """A JSON answer asked for under the decomposition schema."""
+    decomposition = _from_json(text)
+    _check_usable(decomposition)
+    return decomposition, []
+
+
 def _from_json(text: str) -> Decomposition:
     try:
         data = json.loads(unfence(text))
@@ -122,11 +133,15 @@ class Decomposer:
         seed: int | None = None,
         schema_max_items: int | None = None,
         schema_max_chars: int | None = None,
+        reasks: int = 1,
     ) -> None:
         if repair not in REPAIR_MODES:
             raise ValueError(f"repair must be one of {REPAIR_MODES}, got {repair!r}")
+        if reasks < 0:
+            raise ValueError(f"reasks must be >= 0, got {reasks}")
         self.backend = backend
         self.repair = repair
+        self.reasks = reasks
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
@@ -149,92 +164,52 @@ class Decomposer:
         image = load_image(image)
         messages = decomposition_messages(image, clean_request(request))
         started = time.perf_counter()
-        replies: list[ChatResponse] = []
-        errors: list[str] = []
-
-        first = self._chat(messages, replies)
-        try:
-            result = parse(first.text)
-            _check_usable(result.decomposition)
-            return self._result(result.decomposition, list(result.repairs), replies, started)
-        except DecompositionParseError as exc:
-            errors.append(str(exc))
-
         mode = self.repair_mode()
-        if mode == "none":
-            raise self._failure(replies, errors, "repair is off")
-        if mode == "schema":
-            repair_messages = [
-                *messages[:-1],
-                ChatMessage(
-                    "user",
-                    [*messages[-1].parts(), "\n\nAnswer with a JSON object holding the three lists "
-                     '"actions", "subjects" and "goals".'],
-                ),
-            ]
-            reply = self._chat(repair_messages, replies, json_schema=self.schema)
-            try:
-                decomposition = _from_json(reply.text)
-                _check_usable(decomposition)
-                return self._result(decomposition, ["re-asked under the decomposition JSON schema"], replies, started)
-            except DecompositionParseError as exc:
-                errors.append(str(exc))
-        else:
-            repair_messages = [
-                *messages,
-                ChatMessage("assistant", first.text),
-                ChatMessage(
-                    "user",
-                    f"Your answer could not be read ({errors[-1]}). Answer again in exactly this form, "
-                    f"each list a JSON array of strings:\n{_FORMAT_EXAMPLE}",
-                ),
-            ]
-            reply = self._chat(repair_messages, replies)
-            try:
-                result = parse(reply.text)
-                _check_usable(result.decomposition)
-                repairs = ["re-asked with the parse error", *result.repairs]
-                return self._result(result.decomposition, repairs, replies, started)
-            except DecompositionParseError as exc:
-                errors.append(str(exc))
-        raise self._failure(replies, errors, f"after one {mode} repair")
+        reasks = 0 if mode == "none" else self.reasks
+        try:
+            answer = ask(self.backend, Ask(messages, _from_tags), reasks=reasks, unreadable=DecompositionParseError,
+                         reask=self._repair(mode), schema_name="decomposition", temperature=self.temperature,
+                         max_tokens=self.max_tokens, seed=self.seed)
+        except DecompositionParseError as exc:
+            how = "repair is off" if reasks == 0 else f"after one {mode} repair" if reasks == 1 else \
+                f"after {reasks} {mode} repairs"
+            raise DecompositionError(f"the decomposition agent ({self.backend.model}) gave no readable "
+                                     f"decomposition {how}", ask_log_of(exc)) from exc
+        decomposition, repairs = answer.value
+        if answer.reasked:
+            repairs = ["re-asked under the decomposition JSON schema"] if mode == "schema" \
+                else ["re-asked with the parse error", *repairs]
+        return self._result(decomposition, repairs, answer.log, started)
 
-    def _chat(self, messages: list[ChatMessage], replies: list[ChatResponse], json_schema=None) -> ChatResponse:
-        reply = self.backend.chat(
-            messages,
-            json_schema=json_schema,
-            schema_name="decomposition",
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-        )
-        replies.append(reply)
-        return reply
+    def _repair(self, mode: str):
+        """How a failed ask becomes the next: the same turn under the JSON schema ("schema"), or the
+        answer shown back with the parse error ("reask")."""
+        def schema_repair(previous: Ask, reply, error) -> Ask:
+            if previous.json_schema is not None:  # already under the schema: ask the same way again
+                return previous
+            turn = ChatMessage("user", [*previous.messages[-1].parts(), "\n\nAnswer with a JSON object holding "
+                                        'the three lists "actions", "subjects" and "goals".'])
+            return Ask([*previous.messages[:-1], turn], _from_schema_json, self.schema)
 
-    def _result(self, decomposition: Decomposition, repairs: list[str], replies, started) -> DecomposerResult:
+        def reask_repair(previous: Ask, reply, error) -> Ask:
+            return Ask([*previous.messages, ChatMessage("assistant", reply.text), ChatMessage(
+                "user", f"Your answer could not be read ({error}). Answer again in exactly this form, "
+                f"each list a JSON array of strings:\n{_FORMAT_EXAMPLE}")], _from_tags)
+
+        return schema_repair if mode == "schema" else reask_repair
+
+    def _result(self, decomposition: Decomposition, repairs: list[str], log: AskLog, started) -> DecomposerResult:
         return DecomposerResult(
             decomposition=decomposition.canonicalized(),
             repairs=repairs,
-            raw_outputs=[r.text for r in replies],
-            model=replies[-1].model,
+            raw_outputs=log.raw_outputs,
+            model=log.replies[-1].model,
             seconds=time.perf_counter() - started,
-            prompt_tokens=sum(r.prompt_tokens or 0 for r in replies),
-            completion_tokens=sum(r.completion_tokens or 0 for r in replies),
+            prompt_tokens=log.prompt_tokens,
+            completion_tokens=log.completion_tokens,
             usage=[
                 {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens, "seconds": r.seconds}
-                for r in replies
+                for r in log.replies
             ],
         )
 
-    def _failure(self, replies: list[ChatResponse], errors: list[str], how: str) -> DecompositionError:
-        preview = replies[-1].text[:200] if replies else ""
-        error = DecompositionError(
-            f"the decomposition agent ({self.backend.model}) gave no readable decomposition {how}: "
-            f"{'; '.join(errors)}. Last answer starts: {preview!r}",
-            [r.text for r in replies],
-            errors,
-        )
-        # The tokens were spent all the same: the trace reports them.
-        error.prompt_tokens = sum(r.prompt_tokens or 0 for r in replies)
-        error.completion_tokens = sum(r.completion_tokens or 0 for r in replies)
-        return error

@@ -3,7 +3,8 @@
 It asks with ``prompts/sequence.jinja``: under a JSON schema (``{"sub_requests": [...]}``) where
 the backend enforces schemas, else for a bare JSON array. The answer is validated (a non-empty
 list of non-empty strings, at most ``max_steps``, each at most ``max_chars`` long). An invalid
-answer gets one re-ask with the validation error; after that either a ``SequencingError``
+answer is asked again with the validation error (``reasks`` times, one by default, through
+``imageedit_r1.agents.asking``); after that either a ``SequencingError``
 carrying every raw output, or — only when ``fallback=True`` — the deterministic sub-requests of
 ``fallback_sub_requests`` built from the decomposition alone.
 """
@@ -15,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imageedit_r1.backends.base import ChatBackend, ChatMessage, ChatResponse
+from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
+from imageedit_r1.backends.base import ChatBackend, ChatMessage
 from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import render_prompt
@@ -23,13 +25,8 @@ from imageedit_r1.request_text import clean_request
 from imageedit_r1.taxonomy import ACTIONS, canonical_action
 
 
-class SequencingError(RuntimeError):
+class SequencingError(NoReadableAnswer):
     """No valid list of sub-requests after the bounded repair; ``raw_outputs`` holds every answer."""
-
-    def __init__(self, message: str, raw_outputs: list[str], errors: list[str]) -> None:
-        super().__init__(message)
-        self.raw_outputs = list(raw_outputs)
-        self.errors = list(errors)
 
 
 class InvalidSubRequests(ValueError):
@@ -159,9 +156,13 @@ class Sequencer:
         temperature: float = 0.0,
         max_tokens: int = 512,
         seed: int | None = None,
+        reasks: int = 1,
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
+        if reasks < 0:
+            raise ValueError(f"reasks must be >= 0, got {reasks}")
+        self.reasks = reasks
         self.backend = backend
         self.max_steps = max_steps
         self.max_chars = max_chars
@@ -197,62 +198,41 @@ class Sequencer:
             else None
         )
         started = time.perf_counter()
-        replies: list[ChatResponse] = []
-        errors: list[str] = []
+        answer_shape = 'a JSON object {"sub_requests": [...]}' if constrained else "a JSON array of strings"
 
-        for round_number in range(2):  # the answer, then one repair
-            if round_number == 1:
-                messages = [
-                    *messages,
-                    ChatMessage("assistant", replies[-1].text),
-                    ChatMessage(
-                        "user",
-                        f"That answer is not valid ({errors[-1]}). Answer again with only "
-                        + ('a JSON object {"sub_requests": [...]}' if constrained else "a JSON array of strings")
-                        + f", 1 to {self.max_steps} non-empty sub-requests.",
-                    ),
-                ]
-            reply = self.backend.chat(
-                messages,
-                json_schema=schema,
-                schema_name="sub_requests",
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-                seed=self.seed,
-            )
-            replies.append(reply)
-            try:
-                steps = parse_sub_requests(reply.text, max_steps=self.max_steps, max_chars=self.max_chars)
-            except InvalidSubRequests as exc:
-                errors.append(str(exc))
-                continue
-            repairs = ["re-asked with the validation error"] if round_number else []
-            return self._result(steps, repairs, replies, started, fallback_used=False)
+        def read(text: str) -> list[str]:
+            return parse_sub_requests(text, max_steps=self.max_steps, max_chars=self.max_chars)
 
+        def reask(previous: Ask, reply, error) -> Ask:
+            return Ask([*previous.messages, ChatMessage("assistant", reply.text), ChatMessage(
+                "user", f"That answer is not valid ({error}). Answer again with only {answer_shape}, "
+                f"1 to {self.max_steps} non-empty sub-requests.")], read, schema)
+
+        try:
+            answer = ask(self.backend, Ask(messages, read, schema), reasks=self.reasks, unreadable=InvalidSubRequests,
+                         reask=reask, schema_name="sub_requests", temperature=self.temperature,
+                         max_tokens=self.max_tokens, seed=self.seed)
+        except InvalidSubRequests as exc:
+            unread, log = exc, ask_log_of(exc)
+        else:
+            repairs = ["re-asked with the validation error"] if answer.reasked else []
+            return self._result(answer.value, repairs, answer.log, started, fallback_used=False)
         if self.fallback:
             steps = fallback_sub_requests(decomposition, max_steps=self.max_steps)
-            repairs = ["re-asked with the validation error", "used the deterministic fallback"]
-            return self._result(steps, repairs, replies, started, fallback_used=True)
-        error = SequencingError(
-            f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after one repair: "
-            f"{'; '.join(errors)}. Last answer starts: {replies[-1].text[:200]!r}",
-            [r.text for r in replies],
-            errors,
-        )
-        # The tokens were spent all the same: the trace reports them.
-        error.prompt_tokens = sum(r.prompt_tokens or 0 for r in replies)
-        error.completion_tokens = sum(r.completion_tokens or 0 for r in replies)
-        raise error
+            repairs = ["re-asked with the validation error"] if self.reasks else []
+            return self._result(steps, [*repairs, "used the deterministic fallback"], log, started, fallback_used=True)
+        raise SequencingError(f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after "
+                              f"{'one repair' if self.reasks == 1 else f'{self.reasks} repairs'}", log) from unread
 
     @staticmethod
-    def _result(steps, repairs, replies, started, *, fallback_used: bool) -> SequencerResult:
+    def _result(steps, repairs, log: AskLog, started, *, fallback_used: bool) -> SequencerResult:
         return SequencerResult(
             sub_requests=steps,
             repairs=repairs,
-            raw_outputs=[r.text for r in replies],
+            raw_outputs=log.raw_outputs,
             fallback_used=fallback_used,
-            model=replies[-1].model,
+            model=log.replies[-1].model,
             seconds=time.perf_counter() - started,
-            prompt_tokens=sum(r.prompt_tokens or 0 for r in replies),
-            completion_tokens=sum(r.completion_tokens or 0 for r in replies),
+            prompt_tokens=log.prompt_tokens,
+            completion_tokens=log.completion_tokens,
         )

@@ -3,9 +3,9 @@
 ``EditService`` wraps ``ImageEditR1``: ``plan`` runs the decomposition and sequencing agents,
 ``execute`` runs the chosen editor on a (possibly changed) plan and writes the edited image and
 its trace to the app's output folder for download. Every failure becomes an ``AppError`` whose
-message is safe to show in a page: no stack trace, and no secret. Secrets are the values of
-environment variables whose names say key, token, secret or password, and the app's login
-passwords; ``redact`` replaces them in messages and traces alike.
+message is safe to show in a page: no stack trace, and no secret. Messages, plans and traces go
+through the project's one secret policy (``imageedit_r1.masking``): every key the app's models can
+reach, by value, and the app's login passwords.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import re
 import secrets
 import tempfile
 import threading
@@ -23,43 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.app.uploads import UploadLimits, UploadRefused, read_upload
+from imageedit_r1.masking import mask, register_config, register_values
 from imageedit_r1.pipeline.config import MODES, EditorConfig, PipelineConfig
 from imageedit_r1.pipeline.plan import MAX_TEXT_CHARS, Plan, PlanError
+from imageedit_r1.store import atomic_save_image, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 MAX_SEED = 2**31 - 1
 MAX_STEPS = 200
 MAX_PLAN_BYTES = 4 * 2**20  # a plan with its agents' record is a few kB; this bounds what a client may send
 
 
 class AppError(ValueError):
-    """A failure worded for the page; ``trace`` holds a failed run's (redacted) trace, if any."""
+    """A failure worded for the page; ``trace`` holds a failed run's (masked) trace, if any."""
 
     def __init__(self, message: str, trace: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.trace = trace
-
-
-def secret_values(extra: list[str] = ()) -> list[str]:
-    """Values that must never reach a page or a downloaded file (longest first)."""
-    values = [value for name, value in os.environ.items() if SECRET_NAME.search(name) and len(value) >= 6]
-    values += [value for value in extra if value and len(value) >= 4]
-    return sorted(set(values), key=len, reverse=True)
-
-
-def redact(value: Any, secrets_: list[str]) -> Any:
-    """``value`` (str, or dicts/lists of them) with every secret replaced by ``[redacted]``."""
-    if isinstance(value, str):
-        for secret in secrets_:
-            value = value.replace(secret, "[redacted]")
-        return value
-    if isinstance(value, dict):
-        return {redact(key, secrets_): redact(item, secrets_) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item, secrets_) for item in value]
-    return value
 
 
 @dataclass
@@ -74,7 +53,7 @@ class AppSettings:
 
 @dataclass
 class Outcome:
-    """One finished edit: the images, the redacted trace, and the files written for download."""
+    """One finished edit: the images, the masked trace, and the files written for download."""
 
     before: Any
     after: Any
@@ -93,6 +72,8 @@ class EditService:
 
         self.settings = settings
         self.config = settings.config
+        register_config(self.config)
+        register_values(settings.auth_passwords)
         self.planner = planner or ImageEditR1(config=self.config)
         self._editor_name = self.config.editor.name if editor is not None else None
         self._editor = editor
@@ -123,9 +104,6 @@ class EditService:
 
     # ------------------------------------------------------------------ the work
 
-    def secrets(self) -> list[str]:
-        return secret_values(self.settings.auth_passwords)
-
     def load_upload(self, value):
         return read_upload(value, self.settings.limits, self.settings.upload_roots)
 
@@ -140,8 +118,7 @@ class EditService:
         with self._lock:
             plan = self._guard(lambda: self.planner.plan(image, request, mode=mode))
         self._first_plan = False
-        plan.record = redact(plan.record, self.secrets())
-        return image, plan
+        return image, Plan.from_dict(mask(plan.to_dict()))
 
     def execute(self, upload, plan: Plan | dict, *, editor: str | None = None, seed: int | None = None,
                 steps: int | None = None, progress=None) -> Outcome:
@@ -177,11 +154,10 @@ class EditService:
                         if config.verify is not None else None)
             runner = ImageEditR1(editor=built, verifier=verifier, config=config)
             result = self._guard(lambda: runner.execute(image, plan, seed=seed, on_step=on_step))
-        trace = redact(result.trace, self.secrets())
+        trace = mask(result.trace)
         stem = f"edit-{trace['output']['sha256'][:12]}-seed{seed}"
-        image_path, trace_path = self.output_dir / f"{stem}.png", self.output_dir / f"{stem}.trace.json"
-        result.image.save(image_path, format="PNG")
-        trace_path.write_text(json.dumps(trace, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        image_path = atomic_save_image(result.image, self.output_dir / f"{stem}.png", "PNG")
+        trace_path = atomic_write_json(self.output_dir / f"{stem}.trace.json", trace)
         return Outcome(before=image, after=result.image, trace=trace, image_path=image_path, trace_path=trace_path)
 
     # ------------------------------------------------------------------ helpers
@@ -234,29 +210,29 @@ class EditService:
         return number
 
     def _guard(self, work):
-        """Run ``work``; turn any failure into an ``AppError`` worded for the page (redacted)."""
+        """Run ``work``; turn any failure into an ``AppError`` worded for the page (masked)."""
         from imageedit_r1.agents.editors import EditorUnavailableError
-        from imageedit_r1.pipeline.core import AgentUnavailableError
         from imageedit_r1.pipeline.trace import EditFailed
+        from imageedit_r1.unavailable import is_unavailable
 
-        hidden = self.secrets()
         try:
             return work()
         except AppError:
             raise
         except (UploadRefused, PlanError) as exc:
-            raise AppError(redact(str(exc), hidden)) from None
+            raise AppError(mask(str(exc))) from None
         except EditFailed as exc:
-            raise AppError(redact(str(exc), hidden), trace=redact(exc.trace, hidden)) from None
+            raise AppError(mask(str(exc)), trace=mask(exc.trace)) from None
         except EditorUnavailableError as exc:
-            raise AppError(redact(f"the editor cannot run here: {exc}", hidden)) from None
-        except (AgentUnavailableError, ImportError) as exc:
-            raise AppError(redact(f"cannot run here: {exc}", hidden)) from None
-        except ValueError as exc:
-            raise AppError(redact(str(exc), hidden)) from None
-        except Exception as exc:  # an unforeseen failure: the log gets the stack, the page a sentence
+            raise AppError(mask(f"the editor cannot run here: {exc}")) from None
+        except Exception as exc:
+            if is_unavailable(exc):  # a model, key or package this machine lacks
+                raise AppError(mask(f"cannot run here: {exc}")) from None
+            if isinstance(exc, ValueError):
+                raise AppError(mask(str(exc))) from None
+            # An unforeseen failure: the log gets the stack, the page a sentence.
             logger.exception("unexpected failure in the app")
-            raise AppError(redact(f"unexpected error ({type(exc).__name__}): {exc}", hidden)) from None
+            raise AppError(mask(f"unexpected error ({type(exc).__name__}): {exc}")) from None
 
 
 def _free_accelerator_memory() -> None:

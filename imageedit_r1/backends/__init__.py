@@ -19,6 +19,7 @@ from typing import Any
 
 from imageedit_r1.backends.base import (
     BackendError,
+    BackendUnavailableError,
     ChatBackend,
     ChatMessage,
     ChatResponse,
@@ -73,6 +74,7 @@ def build_backend(name: str, **options: Any) -> ChatBackend:
 
 __all__ = [
     "BackendError",
+    "BackendUnavailableError",
     "ChatBackend",
     "ChatMessage",
     "ChatResponse",

@@ -4,7 +4,8 @@ Every backend (hosted API, OpenAI-compatible server, local transformers model, o
 engine) takes the same ``ChatMessage`` list and returns a ``ChatResponse``. Transient failures are
 retried inside the backend within its ``RetryPolicy`` and then surface as
 ``imageedit_r1.retry.RetriesExhausted``; permanent failures raise ``BackendError``; a refusal or
-safety block raises ``RefusalError`` (a ``BackendError``), never an empty answer.
+safety block raises ``RefusalError`` (a ``BackendError``), never an empty answer; a backend that
+cannot run here (a missing package, model or key) raises ``BackendUnavailableError``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
+from imageedit_r1.masking import register_variables
 from imageedit_r1.refusals import DECLINED, Refusal
+from imageedit_r1.unavailable import Unavailable
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -28,6 +31,10 @@ Part = Union[str, "Image.Image"]
 
 class BackendError(RuntimeError):
     """A permanent failure of a chat backend (bad request, bad credentials, unusable answer)."""
+
+
+class BackendUnavailableError(BackendError, Unavailable):
+    """The backend cannot run here: its package, its model weights or its API key is missing."""
 
 
 class RefusalError(BackendError, Refusal):
@@ -143,20 +150,12 @@ def schema_instruction(json_schema: dict[str, Any]) -> str:
 def api_key_from_env(env_names: str | list[str] | tuple[str, ...] | None, *, required: bool, service: str) -> str | None:
     """The first set environment variable among ``env_names``; keys never come from config files."""
     names = [env_names] if isinstance(env_names, str) else list(env_names or [])
+    register_variables(names)  # whatever this key reaches (traces, records, logs), it is masked
     for name in names:
         value = os.environ.get(name, "").strip()
         if value:
             return value
     if required:
         where = " or ".join(names) if names else "an environment variable"
-        raise BackendError(f"{service}: no API key; set {where} in the environment")
+        raise BackendUnavailableError(f"{service}: no API key; set {where} in the environment")
     return None
-
-
-def redact(text: str, secrets: list[str | None]) -> str:
-    """``text`` with every secret replaced, for messages that may echo request details."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-

@@ -16,6 +16,7 @@ from typing import Any
 
 from imageedit_r1.backends.base import (
     BackendError,
+    BackendUnavailableError,
     ChatMessage,
     ChatResponse,
     RefusalError,
@@ -77,7 +78,7 @@ class GeminiBackend:
             from google import genai
             from google.genai import types
         except ImportError as exc:
-            raise BackendError(
+            raise BackendUnavailableError(
                 "the gemini backend needs the 'google-genai' package: pip install 'imageedit-r1[api]'"
             ) from exc
         self.model = model

@@ -16,6 +16,7 @@ from typing import Any
 
 from imageedit_r1.backends.base import (
     BackendError,
+    BackendUnavailableError,
     ChatMessage,
     ChatResponse,
     RefusalError,
@@ -59,7 +60,7 @@ class OpenAIBackend:
         try:
             import openai
         except ImportError as exc:
-            raise BackendError("the openai backend needs the 'openai' package: pip install 'imageedit-r1[api]'") from exc
+            raise BackendUnavailableError("the openai backend needs the 'openai' package: pip install 'imageedit-r1[api]'") from exc
         self.model = model
         self.base_url = base_url
         self.retry = retry

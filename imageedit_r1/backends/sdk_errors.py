@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imageedit_r1.backends.base import redact
+from imageedit_r1.masking import mask_text
 from imageedit_r1.retry import RetryableError
 
 TRANSIENT = "transient"
@@ -150,7 +150,7 @@ def classify_openai_error(
     import openai
 
     def clean(error: BaseException) -> str:
-        return redact(str(error), secrets)[:_MAX_DETAIL]
+        return mask_text(str(error), secrets)[:_MAX_DETAIL]
 
     if isinstance(exc, openai.APITimeoutError):
         return SdkFailure(TRANSIENT, f"timed out after {timeout:g}s" if timeout else "timed out")
@@ -159,7 +159,7 @@ def classify_openai_error(
     if isinstance(exc, openai.APIStatusError):
         status = int(exc.status_code)
         code = str(getattr(exc, "code", "") or "") or None
-        detail = redact(str(getattr(exc, "message", None) or exc), secrets)[:_MAX_DETAIL]
+        detail = mask_text(str(getattr(exc, "message", None) or exc), secrets)[:_MAX_DETAIL]
         if code in OPENAI_REFUSAL_CODES or "safety system" in detail.lower():
             reason = f"{code}, HTTP {status}" if code else f"HTTP {status}"
             return SdkFailure(REFUSED, f"refused by the content policy ({reason}): {detail}", status, code, detail)
@@ -181,12 +181,12 @@ def classify_genai_error(
     from google.genai import errors
 
     def clean(error: BaseException) -> str:
-        return redact(str(error), secrets)[:_MAX_DETAIL]
+        return mask_text(str(error), secrets)[:_MAX_DETAIL]
 
     if isinstance(exc, errors.APIError):
         status = int(exc.code or 0)
         code = str(exc.status or "") or None  # "RESOURCE_EXHAUSTED", "INVALID_ARGUMENT", ...
-        detail = redact(f"{exc.status or ''} {exc.message or exc}".strip(), secrets)[:_MAX_DETAIL]
+        detail = mask_text(f"{exc.status or ''} {exc.message or exc}".strip(), secrets)[:_MAX_DETAIL]
         if status == 403:  # PERMISSION_DENIED: a key without access to this model or API
             return SdkFailure(AUTH, f"the API key was refused access (HTTP 403): {detail}", status, code, detail)
         headers = getattr(getattr(exc, "response", None), "headers", None)

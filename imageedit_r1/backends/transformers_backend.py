@@ -23,6 +23,7 @@ from typing import Any
 
 from imageedit_r1.backends.base import (
     BackendError,
+    BackendUnavailableError,
     ChatMessage,
     ChatResponse,
     schema_instruction,
@@ -65,7 +66,7 @@ def load_model(model: str, *, device: str = "auto", dtype: str = "auto", attn_im
         try:
             from transformers import AutoModelForImageTextToText, AutoProcessor
         except ImportError as exc:
-            raise BackendError(
+            raise BackendUnavailableError(
                 "the transformers backend needs torch and transformers: pip install 'imageedit-r1[diffusers]'"
             ) from exc
         processor_kwargs = {}
@@ -81,7 +82,7 @@ def load_model(model: str, *, device: str = "auto", dtype: str = "auto", attn_im
             processor = AutoProcessor.from_pretrained(model, **processor_kwargs)
             network = AutoModelForImageTextToText.from_pretrained(model, **model_kwargs)
         except (OSError, ValueError) as exc:
-            raise BackendError(f"cannot load a vision-language model from {model!r}: {exc}") from exc
+            raise BackendUnavailableError(f"cannot load a vision-language model from {model!r}: {exc}") from exc
         network = network.to(device).eval()
         logger.info("loaded %s on %s in %.1fs", model, device, time.perf_counter() - started)
         _loaded[key] = (processor, network, threading.Lock())

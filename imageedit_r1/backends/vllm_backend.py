@@ -15,6 +15,7 @@ from typing import Any
 
 from imageedit_r1.backends.base import (
     BackendError,
+    BackendUnavailableError,
     ChatMessage,
     ChatResponse,
     image_data_url,
@@ -35,7 +36,7 @@ def _engine(model: str, engine_kwargs: dict[str, Any]):
             try:
                 from vllm import LLM
             except ImportError as exc:
-                raise BackendError(
+                raise BackendUnavailableError(
                     "the vllm backend needs vLLM: pip install 'imageedit-r1[vllm]' (GPU), or use the openai "
                     "backend against a running `vllm serve`"
                 ) from exc

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.store import IF_BUSY
 
 SOURCE_HELP = (
     "a source spec NAME[:LOCATION][@SPLIT][#REVISION]; NAME is psr, realedit, ultraedit or manifest; LOCATION is "
@@ -112,7 +113,8 @@ def _label_config(args: argparse.Namespace):
 
 def cmd_label(args: argparse.Namespace) -> int:
     from imageedit_r1.backends.checks import backend_problems
-    from imageedit_r1.data.teacher import TeacherLabeller, build_teacher_backend, teacher_backend_options
+    from imageedit_r1.data.teacher import TeacherLabeller
+    from imageedit_r1.endpoints import build_endpoint, endpoint_options
     from imageedit_r1.images import SkipReport
 
     config = _label_config(args)
@@ -124,11 +126,11 @@ def cmd_label(args: argparse.Namespace) -> int:
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")
     # Option names, the API key and the teacher's weights, before any sample is read.
-    problems = backend_problems(config.teacher.backend, teacher_backend_options(config.teacher), "teacher")
+    problems = backend_problems(config.teacher.backend, endpoint_options(config.teacher), "teacher")
     if problems:
         raise ValueError("\n".join(problems))
-    backend = build_teacher_backend(config.teacher)
-    labeller = TeacherLabeller(backend, args.out, config)
+    backend = build_endpoint(config.teacher)
+    labeller = TeacherLabeller(backend, args.out, config, if_busy=args.if_busy)
     loaders = _loaders(args)
     skipped = SkipReport()
 
@@ -277,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON output, validated and mapped onto the action taxonomy. Results are appended to --out, which is also "
         "the cache: a re-run sends requests only for what is missing. Settings are key=value overrides of the "
         "label config (see --print-config), e.g. teacher.model=gpt-4.1 teacher.backend=gemini "
-        "teacher.base_url=http://localhost:8000/v1 concurrency=16 prices.my-model.input=0.5. API keys come from "
+        "teacher.base_url=http://localhost:8000/v1 concurrency=16 prices.my-model.input_per_mtok=0.5. API keys come from "
         "the environment only (OPENAI_API_KEY, GEMINI_API_KEY or teacher.api_key_env).",
     )
     _add_source_options(label, required=False)
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--concurrency", type=int, default=None, help="parallel teacher calls (default 8)")
     label.add_argument("--retry-failed", action="store_true", help="ask again for samples whose answer was invalid or refused")
     label.add_argument("--strict", action="store_true", help="exit with status 1 when any sample failed")
+    label.add_argument("--if-busy", choices=IF_BUSY, default="wait",
+                       help="when another run is labelling into --out: wait for it, then ask only for what it "
+                            "left (default), or stop at once")
     label.add_argument("--print-config", action="store_true", help="print the resolved config (incl. the price table) and exit")
     label.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     label.set_defaults(func=cmd_label)
@@ -354,8 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
+    from imageedit_r1.masking import MaskingFilter
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:

@@ -1,7 +1,7 @@
 """The on-disk record of a ground-truth label, shared by the labeller (writer) and the exporter (reader).
 
 A labels file is JSONL, one record per (image, request, teacher setup), appended as it is made
-(``imageedit_r1.jsonl``): a run killed halfway keeps everything it paid for. Fields:
+(``imageedit_r1.store``): a run killed halfway keeps everything it paid for. Fields:
 
 - ``key``: the cache key, a hash of the sample content (``sample_key``), the teacher backend and
   model, the teacher prompt's sha256 and the generation settings: change any and the sample is
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.jsonl import content_key, read_jsonl
+from imageedit_r1.store import content_key, read_jsonl
 
 OK, FAILED = "ok", "failed"
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from imageedit_r1.data.sources import Loader
+from imageedit_r1.store import atomic_write_json
 
 # The paper's evaluation draws: benchmark -> (source spec, size; None = every request).
 PAPER_SUBSETS: dict[str, tuple[str, int | None]] = {
@@ -59,12 +60,7 @@ class Subset:
     conflicting_rows: list[list[str]] = field(default_factory=list)
 
     def write(self, folder: str | os.PathLike) -> Path:
-        path = Path(folder) / f"{self.benchmark}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(Path(folder) / f"{self.benchmark}.json", asdict(self), indent=1)
 
 
 def read_subset(path: str | os.PathLike) -> Subset:

@@ -5,11 +5,13 @@ Gemini; the model is configuration) is asked with ``prompts/teacher.jinja`` for 
 ``{rationale, actions, subjects, goals}`` under a JSON schema (structured output). The answer is
 validated against the project's schema (``Decomposition.from_dict``), its actions are mapped onto
 the taxonomy (``canonical_action``; labels outside it are kept and counted), and the result is
-stored as ``Decomposition.to_json()``. An invalid answer is sent back once with the reason, then
-recorded as a failure.
+stored as ``Decomposition.to_json()``. An invalid answer is sent back with the reason
+(``teacher.reasks`` times, once by default), then recorded as a failure.
 
 The labels file is the cache (``labels.py``): records are appended as they are made, keyed by
 content and teacher setup, so a re-run (or a run after a crash) asks only for what is missing.
+One run labels into a file at a time (its run lock, taken before the cache is read): a second
+run waits for it and then asks only for what it left, or stops.
 Failures that depend on the sample (invalid answer, refusal) are cached too and re-asked only
 with ``retry_failed``; service failures (retries exhausted, API errors) are re-asked on the next
 run. Concurrency is a bounded thread pool with a bounded queue; retries with backoff live in
@@ -24,15 +26,19 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from imageedit_r1.costs import Price, cost_usd, price_for, priced_as
 from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import FAILED, OK, sample_key
 from imageedit_r1.decomposition import Decomposition
+from imageedit_r1.endpoints import TeacherConfig
 from imageedit_r1.images import SkipReport, shrink_to_pixels
-from imageedit_r1.jsonl import JsonlStore, content_key, read_jsonl
 from imageedit_r1.jsontext import unfence
+from imageedit_r1.masking import mask, register_config
 from imageedit_r1.prompts import prompt_sha256, render_prompt
+from imageedit_r1.store import JsonlStore, content_key, read_jsonl, run_lock
 from imageedit_r1.taxonomy import ACTIONS
 
 PROMPT_NAME = "teacher"
@@ -60,42 +66,16 @@ PERMANENT_FAILURES = ("invalid", "refused")
 # ----------------------------------------------------------------------------- configuration
 
 
-@dataclass
-class PriceConfig:
-    """US dollars per 1M tokens."""
-
-    input: float = 0.0
-    output: float = 0.0
-
-
-def _default_prices() -> dict[str, PriceConfig]:
+def _default_prices() -> dict[str, Price]:
     # Public list prices per 1M tokens when this table was written; check your provider's page.
     return {
-        "gpt-4.1": PriceConfig(2.00, 8.00),
-        "gpt-4.1-mini": PriceConfig(0.40, 1.60),
-        "gpt-4o": PriceConfig(2.50, 10.00),
-        "gpt-4o-mini": PriceConfig(0.15, 0.60),
-        "gemini-2.5-pro": PriceConfig(1.25, 10.00),
-        "gemini-2.5-flash": PriceConfig(0.30, 2.50),
+        "gpt-4.1": Price(2.00, 8.00),
+        "gpt-4.1-mini": Price(0.40, 1.60),
+        "gpt-4o": Price(2.50, 10.00),
+        "gpt-4o-mini": Price(0.15, 0.60),
+        "gemini-2.5-pro": Price(1.25, 10.00),
+        "gemini-2.5-flash": Price(0.30, 2.50),
     }
-
-
-@dataclass
-class TeacherConfig:
-    backend: str = "openai"  # openai (also any OpenAI-compatible server via base_url), gemini, ...
-    model: str = "gpt-4.1"
-    base_url: str | None = None
-    api_key_env: str | None = None  # None: the backend's default variable (OPENAI_API_KEY, GEMINI_API_KEY)
-    timeout: float = 120.0
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    seed: int | None = 0
-    attempts: int = 4  # per call, for 429 / 5xx / timeouts, with exponential backoff
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    invalid_retries: int = 1  # times an invalid answer is sent back with the reason
-    # Larger images are shrunk before sending (providers downscale anyway); None sends full size.
-    image_max_pixels: int | None = 1_048_576
 
 
 @dataclass
@@ -105,41 +85,7 @@ class LabelConfig:
     retry_failed: bool = False
     # Stop after this many service failures in a row (a wrong key or a dead endpoint).
     max_consecutive_failures: int = 25
-    prices: dict[str, PriceConfig] = field(default_factory=_default_prices)
-
-
-def build_teacher_backend(config: TeacherConfig):
-    from imageedit_r1.backends import build_backend
-
-    return build_backend(config.backend, **teacher_backend_options(config))
-
-
-def teacher_backend_options(config: TeacherConfig) -> dict[str, Any]:
-    """The keyword options ``build_backend(config.backend, ...)`` gets for the teacher."""
-    from imageedit_r1.retry import RetryPolicy
-
-    options: dict[str, Any] = {"model": config.model}
-    if config.backend not in ("openai", "gemini"):
-        return options  # a model in this process (transformers, vllm): no connection settings
-    options.update(
-        base_url=config.base_url,
-        timeout=config.timeout,
-        retry=RetryPolicy(attempts=config.attempts, base_delay=config.base_delay, max_delay=config.max_delay),
-    )
-    if config.api_key_env is not None:
-        options["api_key_env"] = config.api_key_env
-    return options
-
-
-def price_for(model: str, prices: dict[str, PriceConfig]) -> tuple[str | None, PriceConfig]:
-    """The table entry for ``model`` (exact, else the longest prefix: dated versions), else zero."""
-    if model in prices:
-        return model, prices[model]
-    matches = [name for name in prices if model.startswith(name)]
-    if matches:
-        best = max(matches, key=len)
-        return best, prices[best]
-    return None, PriceConfig()
+    prices: dict[str, Price] = field(default_factory=_default_prices)
 
 
 # ----------------------------------------------------------------------------- prompt and validation
@@ -241,15 +187,25 @@ class LabelSummary:
 
 
 class TeacherLabeller:
-    """Labels samples with a chat backend into a JSONL labels file that doubles as the cache."""
+    """Labels samples with a chat backend into a JSONL labels file that doubles as the cache.
 
-    def __init__(self, backend, labels_path, config: LabelConfig | None = None) -> None:
+    One run at a time labels into a file: ``run`` takes the file's run lock before it reads the
+    cache, so a second run on the same file waits and then asks only for what the first left
+    (``if_busy="wait"``), or stops (``"stop"``).
+    """
+
+    def __init__(self, backend, labels_path, config: LabelConfig | None = None, *, if_busy: str = "wait") -> None:
         self.backend = backend
         self.config = config or LabelConfig()
-        self.store = JsonlStore(labels_path, key_field="key")
-        # (key, id) pairs on disk: the same content may be labelled once and known under several ids.
-        self._ids_by_key = {(r.get("key"), r.get("id")) for r in read_jsonl(labels_path) if r.get("status") == OK}
+        self.labels_path = Path(labels_path)
+        self.run_lock = run_lock(self.labels_path, single_file=True, if_busy=if_busy)
         self.prompt_sha = prompt_sha256(PROMPT_NAME)
+        register_config(self.config)  # the teacher's key variable is masked in the records
+
+    def _read_cache(self) -> None:
+        self.store = JsonlStore(self.labels_path, key_field="key")
+        # (key, id) pairs on disk: the same content may be labelled once and known under several ids.
+        self._ids_by_key = {(r.get("key"), r.get("id")) for r in read_jsonl(self.labels_path) if r.get("status") == OK}
 
     def cache_key(self, sample: EditSample) -> str:
         teacher = self.config.teacher
@@ -277,13 +233,14 @@ class TeacherLabeller:
 
     def label_one(self, sample: EditSample) -> dict[str, Any]:
         """Ask the teacher about one sample; always returns a record (ok or failed), never raises."""
+        from imageedit_r1.agents.asking import Ask, ask, ask_log_of
         from imageedit_r1.backends import BackendError, ChatMessage, RefusalError
         from imageedit_r1.retry import RetriesExhausted
 
         teacher = self.config.teacher
         image = shrink_to_pixels(sample.image, teacher.image_max_pixels)
-        messages = [ChatMessage(role="user", content=[image, teacher_prompt(sample.request)])]
-        usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "calls_without_usage": 0}
+        first = Ask([ChatMessage(role="user", content=[image, teacher_prompt(sample.request)])], validate_label,
+                    LABEL_SCHEMA)
         record: dict[str, Any] = {
             "sample_key": sample_key(sample.image_sha256(), sample.request),
             "id": sample.id,
@@ -295,61 +252,58 @@ class TeacherLabeller:
             "prompt_sha256": self.prompt_sha,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+        def feedback(previous: Ask, reply, error) -> Ask:
+            # The first question, the unusable answer and why: the conversation never grows longer.
+            return Ask([first.messages[0], ChatMessage(role="assistant", content=reply.text or ""), ChatMessage(
+                role="user", content=f"That answer is not usable: {error}. Answer again with only the JSON object "
+                "(keys rationale, actions, subjects, goals; the three lists non-empty arrays of strings).")],
+                validate_label, LABEL_SCHEMA)
+
+        log = None
         try:
-            for attempt in range(1, teacher.invalid_retries + 2):
-                response = self.backend.chat(
-                    messages,
-                    json_schema=LABEL_SCHEMA,
-                    schema_name="decomposition",
-                    temperature=teacher.temperature,
-                    max_tokens=teacher.max_tokens,
-                    seed=teacher.seed,
-                )
-                usage["calls"] += 1
-                if response.prompt_tokens is None and response.completion_tokens is None:
-                    usage["calls_without_usage"] += 1
-                usage["prompt_tokens"] += response.prompt_tokens or 0
-                usage["completion_tokens"] += response.completion_tokens or 0
-                record["model"] = response.model or teacher.model
-                record["raw"] = response.text
-                record["attempts"] = attempt
-                try:
-                    label = validate_label(response.text)
-                except InvalidLabel as exc:
-                    record.update(status=FAILED, error_kind="invalid", error=str(exc))
-                    messages = messages[:1] + [
-                        ChatMessage(role="assistant", content=response.text or ""),
-                        ChatMessage(
-                            role="user",
-                            content=f"That answer is not usable: {exc}. Answer again with only the JSON object "
-                            "(keys rationale, actions, subjects, goals; the three lists non-empty arrays of strings).",
-                        ),
-                    ]
-                    continue
-                record.update(
-                    status=OK,
-                    ground_truth=label.decomposition.to_json(),
-                    teacher_actions=label.teacher_actions,
-                    unknown_actions=label.unknown_actions,
-                    rationale=label.rationale,
-                )
-                record.pop("error_kind", None)
-                record.pop("error", None)
-                break
+            answer = ask(self.backend, first, reasks=teacher.reasks, unreadable=InvalidLabel, reask=feedback,
+                         schema_name="decomposition", temperature=teacher.temperature,
+                         max_tokens=teacher.max_tokens, seed=teacher.seed)
+            log, label = answer.log, answer.value
+            record.update(
+                status=OK,
+                ground_truth=label.decomposition.to_json(),
+                teacher_actions=label.teacher_actions,
+                unknown_actions=label.unknown_actions,
+                rationale=label.rationale,
+            )
+        except InvalidLabel as exc:
+            log = ask_log_of(exc)
+            record.update(status=FAILED, error_kind="invalid", error=str(exc))
         except RefusalError as exc:
+            log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="refused", error=str(exc), refusal_reason=exc.reason)
         except RetriesExhausted as exc:
+            log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="retries_exhausted", error=str(exc))
         except BackendError as exc:
+            log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="api", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded, never lost: the run goes on
+            log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="api", error=f"{type(exc).__name__}: {exc}")
-        record.update(usage)
+        if log is not None and log.replies:
+            record.update(model=log.replies[-1].model or teacher.model, raw=log.replies[-1].text,
+                          attempts=len(log.replies))
+        record.update(calls=len(log.replies) if log else 0, prompt_tokens=log.prompt_tokens if log else 0,
+                      completion_tokens=log.completion_tokens if log else 0,
+                      calls_without_usage=log.unreported if log else 0)
         return record
 
     # ------------------------------------------------------------------ a run
 
     def run(self, samples: Iterable[EditSample], *, progress: bool = True, total: int | None = None) -> LabelSummary:
+        with self.run_lock:  # before the cache is read: what another run is labelling now is not asked twice
+            self._read_cache()
+            return self._run(samples, progress=progress, total=total)
+
+    def _run(self, samples: Iterable[EditSample], *, progress: bool, total: int | None) -> LabelSummary:
         from tqdm.auto import tqdm
 
         config = self.config
@@ -363,7 +317,7 @@ class TeacherLabeller:
             nonlocal consecutive_failures
             key, sample = in_flight.pop(future)
             keys_in_flight.discard(key)
-            record = self.store.put(key, future.result())
+            record = self.store.put(key, mask(future.result()))
             if record["status"] == OK:
                 self._ids_by_key.add((key, record["id"]))
             summary.calls += record.get("calls", 0)
@@ -428,7 +382,7 @@ class TeacherLabeller:
                     for future in list(in_flight):
                         finish(future)
                 bar.close()
-        price_name, price = price_for(config.teacher.model, config.prices)
-        summary.price_model = price_name
-        summary.cost_usd = (summary.prompt_tokens * price.input + summary.completion_tokens * price.output) / 1e6
+        summary.price_model = priced_as(config.prices, config.teacher.model)
+        summary.cost_usd = cost_usd(price_for(config.prices, config.teacher.model),
+                                    summary.prompt_tokens, summary.completion_tokens) or 0.0
         return summary

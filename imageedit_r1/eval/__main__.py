@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
 from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.store import IF_BUSY, atomic_write_text
 
 DESCRIPTION = """\
 Evaluate image editors the way the ImageEdit-R1 paper does: edit every benchmark sample with
@@ -36,18 +38,17 @@ def _select(items, names: list[str] | None, what: str):
 
 def _write(text: str, out: str | None) -> None:
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
 
 
-def _setup_logging(out_dir: Path, redactor) -> None:
-    from imageedit_r1.eval.runner import RedactingFilter
+def _setup_logging(out_dir: Path) -> None:
+    from imageedit_r1.masking import MaskingFilter
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    redacting = RedactingFilter(redactor)
+    masking = MaskingFilter()
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
@@ -57,7 +58,7 @@ def _setup_logging(out_dir: Path, redactor) -> None:
     root.setLevel(logging.INFO)
     for handler in (console, logfile):
         handler.setFormatter(formatter)
-        handler.addFilter(redacting)
+        handler.addFilter(masking)
         root.addHandler(handler)
     for noisy in ("httpx", "httpcore", "openai", "google_genai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -65,7 +66,6 @@ def _setup_logging(out_dir: Path, redactor) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from imageedit_r1.eval.config import load_eval_config
-    from imageedit_r1.eval.preflight import eval_problems, pending_from_estimate
     from imageedit_r1.eval.runner import EvalRunner
 
     config = load_eval_config(args.config, args.overrides)
@@ -77,10 +77,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             bench.limit = args.limit
     if args.out_dir:
         config.out_dir = args.out_dir
-    runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.no_progress)
-    _setup_logging(Path(config.out_dir), runner.redactor)
+    runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.no_progress, if_busy=args.if_busy)
+    _setup_logging(Path(config.out_dir))
     for warning in runner.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    # The folder first, then its stores: a run that holds it now is waited for (or refused), and
+    # what it wrote is counted as done. An estimate only reads, so it does not wait.
+    with contextlib.nullcontext() if args.estimate else runner.locked():
+        return _estimate_and_run(args, config, runner)
+
+
+def _estimate_and_run(args: argparse.Namespace, config, runner) -> int:
+    from imageedit_r1.eval.preflight import eval_problems, pending_from_estimate
+
     rows = runner.estimate()
     print("Pending work and estimated cost (prices from the config):")
     print(runner.format_estimate(rows))
@@ -166,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true",
                      help="also redo items that failed permanently (refusals, unreadable replies)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--if-busy", choices=IF_BUSY, default="wait",
+                     help="when another run is using out_dir: wait for it, then do only what it left (default), "
+                          "or stop at once")
     run.set_defaults(func=cmd_run)
 
     table = sub.add_parser("table", help="Table 1 (markdown or CSV)")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from imageedit_r1.eval.judge import CRITERIA as JUDGE_CRITERIA
+from imageedit_r1.agents.judge import CRITERIA as JUDGE_CRITERIA
 from imageedit_r1.eval.results import CRITERIA, CRITERION_TITLES, RunData
 from imageedit_r1.eval.stats import pearson, spearman
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.eval.config import BenchmarkConfig
-from imageedit_r1.jsonl import content_key
+from imageedit_r1.store import content_key
 
 
 class BenchmarkSamples(list):

@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.jsonl import content_key
-from imageedit_r1.pipeline.config import AgentConfig, EditorConfig, PipelineConfig
-from imageedit_r1.scale.config import RayConfig, executor_problems
+from imageedit_r1.costs import Price, is_snapshot
+from imageedit_r1.endpoints import AgentConfig, JudgeConfig
+from imageedit_r1.executors import RayConfig, executor_problems
+from imageedit_r1.pipeline.config import EditorConfig, PipelineConfig, VerifyConfig
+from imageedit_r1.store import content_key
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
 
 METHOD_KINDS = ("original", "pipeline", "pipeline-verify", "precomputed", "identity", "callable")
 PIPELINE_KINDS = ("pipeline", "pipeline-verify")  # ImageEdit-R1; "pipeline-verify" with the verify stage
-JUDGE_BACKENDS = ("openai", "gemini", "openai-compatible")
+JUDGE_BACKENDS = ("openai", "gemini")  # openai: also any OpenAI-compatible server, via base_url
 
 
 @dataclass
@@ -86,6 +88,7 @@ class MethodConfig(PipelineConfig):
         if self.kind in ("original", *PIPELINE_KINDS):
             defaults = dataclasses.asdict(PipelineConfig())
             defaults["sequencer"] = dataclasses.asdict(AgentConfig())  # a sequencer set to the defaults
+            defaults["verify"] = dataclasses.asdict(VerifyConfig())  # likewise a verify stage
             ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
             ident["pipeline"].pop("seed", None)
             for key in ("executor", "ray"):  # where an edit runs never changes its pixels
@@ -103,10 +106,9 @@ class MethodConfig(PipelineConfig):
         return content_key("method", self.identity())[:16]
 
 
-def _verify_config(values: dict[str, Any]):
+def _verify_config(values: dict[str, Any]) -> VerifyConfig:
     """A ``VerifyConfig`` from a dict (nested judge and prices too); unknown keys are errors."""
     from imageedit_r1.config import load_config
-    from imageedit_r1.pipeline.config import VerifyConfig
 
     return load_config(VerifyConfig, data=values, where="verify")
 
@@ -114,7 +116,7 @@ def _verify_config(values: dict[str, Any]):
 def _same_model(a: str, b: str) -> bool:
     """One model under two names: equal, or an alias and its dated snapshot (gpt-4o, gpt-4o-2024-08-06)."""
     a, b = (name.strip().lower().removeprefix("models/") for name in (a, b))
-    return bool(a and b) and (a == b or a.startswith(b + "-2") or b.startswith(a + "-2"))
+    return bool(a and b) and (a == b or is_snapshot(a, b) or is_snapshot(b, a))
 
 
 def verifier_judge_overlaps(config: EvalConfig) -> list[str]:
@@ -150,31 +152,6 @@ def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
 
 
 @dataclass
-class JudgeConfig:
-    name: str = ""  # the column name in tables ("GPT-4o")
-    backend: str = "openai"  # one of JUDGE_BACKENDS
-    model: str = ""  # pin a dated snapshot: an alias can change under a running study
-    base_url: str | None = None
-    api_key_env: str | None = None  # the variable holding the key; the key itself is never stored
-    timeout: float = 120.0
-    max_tokens: int = 1024
-    structured: bool = True  # request JSON-schema output; off for servers that lack it
-    max_image_side: int = 1024  # both images are scaled down to this before sending
-    requests_per_minute: float | None = None
-    attempts: int = 4  # transport attempts per call (429 / 5xx / timeouts)
-    retry_base_delay: float = 1.0  # seconds before the first retry; doubles each time
-    retry_max_delay: float = 30.0
-    invalid_reply_attempts: int = 2  # asks per judgment when a reply cannot be read
-
-
-@dataclass
-class PriceConfig:
-    input_per_mtok: float = 0.0  # USD per million prompt tokens
-    output_per_mtok: float = 0.0  # USD per million completion tokens
-    per_image: float = 0.0  # USD per generated image (API editors)
-
-
-@dataclass
 class EstimateConfig:
     image_side: int = 1024  # assumed image size when originals are not on disk yet
     completion_tokens: int = 250  # expected reply length of a judgment
@@ -192,7 +169,7 @@ class EvalConfig:
     # Referenced from methods as ${base_decomposer} / ${trained_decomposer} in YAML.
     base_decomposer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
     trained_decomposer: str = ""
-    prices: dict[str, PriceConfig] = field(default_factory=dict)
+    prices: dict[str, Price] = field(default_factory=dict)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     # "local": edits in this process; "ray": one editor replica per GPU of a Ray cluster (docs/evaluation.md).
     executor: str = "local"
@@ -233,11 +210,11 @@ class EvalConfig:
                     problems.append(f"method {method.name!r}: {exc}")
         for judge in self.judges:
             if judge.backend not in JUDGE_BACKENDS:
-                problems.append(f"judge {judge.name!r}: backend {judge.backend!r} is not one of {JUDGE_BACKENDS}")
+                problems.append(f"judge {judge.name!r}: backend {judge.backend!r} is not one of {JUDGE_BACKENDS} "
+                                "(an OpenAI-compatible server is backend 'openai' with its base_url)")
             if not judge.model:
                 problems.append(f"judge {judge.name!r}: set 'model' (a pinned model id)")
-            if judge.backend == "openai-compatible" and not judge.base_url:
-                problems.append(f"judge {judge.name!r}: an openai-compatible judge needs base_url")
+            problems += [f"judge {judge.name!r}: {problem}" for problem in judge.problems("judge")]
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
         problems += executor_problems(self.executor, self.ray)
@@ -258,14 +235,22 @@ def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, 
     included: ``methods.flux-r1.on_decompose_failure=keywords``,
     ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
     """
-    from imageedit_r1.config import ConfigError, apply_overrides, did_you_mean, load_config, read_config_file
+    from imageedit_r1.config import (
+        ConfigError,
+        apply_overrides,
+        did_you_mean,
+        load_config,
+        read_config_file,
+        report_renamed,
+    )
 
     path = path or DEFAULT_CONFIG
     method_overrides = [item for item in overrides if item.startswith("methods.")]
     others = [item for item in overrides if not item.startswith("methods.")]
     raw = read_config_file(path)
     raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
-    config = load_config(EvalConfig, overrides=others, data=raw, where=str(path))
+    deprecated: list[str] = []  # old spellings, reported in one line once every part is read
+    config = load_config(EvalConfig, overrides=others, data=raw, where=str(path), deprecated=deprecated)
     by_name = {method.name: index for index, method in enumerate(config.methods)}
     for item in method_overrides:
         name, _, rest = item[len("methods."):].partition(".")
@@ -277,10 +262,13 @@ def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, 
                               + (f" (did you mean {hint!r}?)" if hint else f"; have {sorted(by_name)}")
                               + "; write methods.NAME.KEY=VALUE")
         index = by_name[name]
+        found: list[str] = []
         try:
-            config.methods[index] = apply_overrides(config.methods[index], [rest])
+            config.methods[index] = apply_overrides(config.methods[index], [rest], deprecated=found)
         except ConfigError as exc:
             raise ConfigError(f"method {name!r}: {exc}") from None
+        deprecated += [f"methods.{name}." + item.replace(" -> ", f" -> methods.{name}.") for item in found]
+    report_renamed(deprecated, str(path))
     config.validate()
     return config
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from imageedit_r1.eval.config import EvalConfig, JudgeConfig, MethodConfig
+from imageedit_r1.endpoints import JudgeConfig
+from imageedit_r1.eval.config import EvalConfig, MethodConfig
 
 # The variables each judge backend reads when ``api_key_env`` is not set (the backends' defaults).
 _DEFAULT_KEYS = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
@@ -26,7 +27,7 @@ def method_problems(method: MethodConfig) -> list[str]:
 
 
 def judge_problems(judge: JudgeConfig) -> list[str]:
-    if judge.backend == "openai-compatible" or (judge.backend == "openai" and judge.base_url):
+    if judge.backend == "openai" and judge.base_url:
         return []  # a local server: a key is optional
     names = (judge.api_key_env,) if judge.api_key_env else _DEFAULT_KEYS.get(judge.backend, ())
     if not names or any(os.environ.get(name, "").strip() for name in names):

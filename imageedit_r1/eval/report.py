@@ -20,6 +20,7 @@ import numpy as np
 from imageedit_r1.eval import tables
 from imageedit_r1.eval.results import RunData, load_run
 from imageedit_r1.images import ImageLoadError, load_image
+from imageedit_r1.store import atomic_write_text
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fff}
@@ -272,10 +273,4 @@ Scored judgments: {len(run.scored())}; failures: {failed_edits + failed_judgment
 
 def write_report(run_dir: str | Path, out: str | Path, *, max_items: int = 40, n_boot: int = 1000) -> Path:
     run = load_run(run_dir)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(run, max_items=max_items, n_boot=n_boot)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return atomic_write_text(out, render_report(run, max_items=max_items, n_boot=n_boot))

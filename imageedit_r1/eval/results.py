@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.jsonl import read_jsonl
+from imageedit_r1.store import latest_by_key
 
 CRITERIA = ("fulfillment", "quality", "preservation", "total")
 CRITERION_TITLES = {"fulfillment": "Fulfillment (0–4)", "quality": "Quality (0–3)",
@@ -41,13 +41,6 @@ class RunData:
         return [r for r in self.results if r.get("status") == "scored"]
 
 
-def _latest(records, key_field: str = "key") -> list[dict[str, Any]]:
-    by_key: dict[str, dict[str, Any]] = {}
-    for record in records:
-        by_key[record.get(key_field)] = record
-    return list(by_key.values())
-
-
 def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     manifest_path = run_dir / "run.json"
@@ -63,9 +56,9 @@ def load_run(run_dir: str | Path) -> RunData:
         return record.get("benchmark") in benchmarks and method_hashes.get(record.get("method")) == record.get(
             "method_hash")
 
-    edits = [r for r in _latest(read_jsonl(run_dir / "edits.jsonl")) if current_method(r)]
+    edits = [r for r in latest_by_key(run_dir / "edits.jsonl").values() if current_method(r)]
     results = []
-    for record in _latest(read_jsonl(run_dir / "results.jsonl")):
+    for record in latest_by_key(run_dir / "results.jsonl").values():
         judge = judges.get(record.get("judge"))
         if not current_method(record) or judge is None:
             continue

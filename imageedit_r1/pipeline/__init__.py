@@ -7,9 +7,9 @@
 Modules: ``config`` (the one configuration schema), ``core`` (``ImageEditR1``), ``plan``
 (``Plan``: what the agents propose, editable before ``execute``), ``trace``
 (traces, results, failures), ``outputs`` (image and trace files), ``batch`` (manifests),
-``cli`` (``python -m imageedit_r1.pipeline``), ``demo`` (the offline demo), ``verifier`` and
-``verify`` (the optional verify stage: score each edit, refine within a budget, keep the best;
-``config.verify``). Importing this
+``cli`` (``python -m imageedit_r1.pipeline``), ``demo`` (the offline demo) and ``verify`` (the
+optional verify stage: the verifier agent, ``imageedit_r1.agents.verifier``, scores each edit; the
+loop refines within a budget and keeps the best; ``config.verify``). Importing this
 package loads no torch: models load when an agent or the editor is first used.
 """
 
@@ -21,14 +21,9 @@ from imageedit_r1.pipeline.config import (
     EditorConfig,
     PipelineConfig,
     VerifyConfig,
-    VerifyPrices,
     load_pipeline_config,
 )
-from imageedit_r1.pipeline.core import (
-    AgentUnavailableError,
-    ImageEditR1,
-    is_unavailable,
-)
+from imageedit_r1.pipeline.core import AgentUnavailableError, ImageEditR1
 from imageedit_r1.pipeline.plan import Plan, PlanError, join_sub_requests
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, write_trace
 
@@ -46,8 +41,6 @@ __all__ = [
     "Plan",
     "PlanError",
     "VerifyConfig",
-    "VerifyPrices",
-    "is_unavailable",
     "join_sub_requests",
     "load_pipeline_config",
     "write_trace",

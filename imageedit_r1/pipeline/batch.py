@@ -1,4 +1,9 @@
-"""Pipeline batches: a JSONL manifest in, one image + trace per item out, resumable."""
+"""Pipeline batches: a JSONL manifest in, one image + trace per item out, resumable.
+
+One batch at a time writes to an output folder: the folder's run lock is taken before what is
+finished is read, so a second batch on it waits (then edits only what the first one left) or
+stops (``if_busy``); no item is edited twice.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.pipeline.outputs import save_image
+from imageedit_r1.executors import executor_entry
+from imageedit_r1.store import atomic_save_image, run_lock
 
 
 class ManifestError(ValueError):
@@ -56,11 +62,8 @@ def is_finished(out_dir: Path, item_id: str) -> bool:
         return False
 
 
-def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> int:
-    from tqdm import tqdm
-
+def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait") -> int:
     from imageedit_r1.images import ImageLoadError
-    from imageedit_r1.jsonl import JsonlStore
     from imageedit_r1.pipeline.trace import EditFailed
 
     items = read_manifest(manifest)
@@ -74,15 +77,22 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool) -> 
                 plan = {**(getattr(exc, "trace", None) or {}), "status": "failed", "error": str(exc)}
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
         return 1 if failed else 0
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir, if_busy=if_busy):
+        return _run_locked(pipeline, items, out_dir)
+
+
+def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
+    from tqdm import tqdm
+
+    from imageedit_r1.store import JsonlStore
+
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
     todo = [item for item in items if not is_finished(out_dir, item["id"])]
     counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(todo)}
     editor = pipeline
-    if todo and pipeline.config.executor == "ray":  # the same loop; edits run on Ray replicas
-        from imageedit_r1.scale.batch import RemotePipeline
-
-        editor = RemotePipeline(pipeline.config)
+    remote = executor_entry(pipeline.config.executor, "pipeline") if todo else None
+    if remote is not None:  # the same loop; edits run where the executor puts them (Ray replicas)
+        editor = remote(pipeline.config)
     progress = tqdm(total=len(todo), desc="editing", unit="image", dynamic_ncols=True)
     progress.set_postfix(counts)
     lock = threading.Lock()
@@ -123,8 +133,8 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
     Errors that every item would hit (missing weights, keys, packages) propagate and stop the batch.
     """
     from imageedit_r1.images import ImageLoadError
-    from imageedit_r1.pipeline.core import is_unavailable
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
+    from imageedit_r1.unavailable import is_unavailable
 
     item_id = item["id"]
     image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"
@@ -150,7 +160,7 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
                                  "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
         results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         return "failed"
-    save_image(result.image, image_path)
+    atomic_save_image(result.image, image_path)
     write_trace(trace_path, result.trace)
     extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}
     results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,

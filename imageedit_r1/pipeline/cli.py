@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from imageedit_r1.cli_common import interrupted, print_error
-from imageedit_r1.pipeline.outputs import print_plan, print_summary, save_image, trace_path_for
+from imageedit_r1.pipeline.outputs import print_plan, print_summary, trace_path_for
+from imageedit_r1.store import IF_BUSY, RunBusy, atomic_save_image
 
 EPILOG = """\
 examples:
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--out", help="where to write the edited image (the trace goes beside it as .trace.json)")
     inputs.add_argument("--manifest", help="JSONL batch of {id, image, request}")
     inputs.add_argument("--out-dir", help="output folder for --manifest")
+    inputs.add_argument("--if-busy", choices=IF_BUSY, default="wait",
+                        help="when another batch is writing to --out-dir: wait for it, then edit only what it left "
+                             "(default), or stop at once")
     inputs.add_argument(
         "--demo",
         action="store_true",
@@ -176,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     from imageedit_r1.agents.editors import EditorUnavailableError
     from imageedit_r1.images import ImageLoadError, load_image
     from imageedit_r1.pipeline.batch import ManifestError, read_manifest, run_batch
-    from imageedit_r1.pipeline.core import ImageEditR1, is_unavailable
+    from imageedit_r1.pipeline.core import ImageEditR1
     from imageedit_r1.pipeline.preflight import check_pipeline
+    from imageedit_r1.unavailable import is_unavailable
 
     try:
         if args.demo:
@@ -194,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         check_pipeline(config, editor=not args.dry_run)
         pipeline = ImageEditR1(config=config)
         if args.manifest:
-            return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run)
+            return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run,
+                             if_busy=args.if_busy)
         return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()
-    except (FileNotFoundError, ValueError, ImageLoadError, ManifestError) as exc:
+    except (FileNotFoundError, ValueError, ImageLoadError, ManifestError, RunBusy) as exc:
         print_error(exc)
         return 2
     except EditorUnavailableError as exc:
@@ -233,7 +239,7 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         write_trace(trace_path_for(out), exc.trace)
         print(f"error: {exc} (trace: {trace_path_for(out)})", file=sys.stderr)
         return 1
-    save_image(result.image, Path(out))
+    atomic_save_image(result.image, out)
     write_trace(trace_path_for(out), result.trace)
     print_summary(result.trace, out)
     return 0

@@ -31,23 +31,19 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict, replace
 from typing import Any
 
 from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
+from imageedit_r1.endpoints import EndpointConfig
 from imageedit_r1.images import image_sha256, load_image
-from imageedit_r1.pipeline.config import (
-    MODES,
-    AgentConfig,
-    PipelineConfig,
-    backend_options,
-    load_pipeline_config,
-)
+from imageedit_r1.masking import mask
+from imageedit_r1.pipeline.config import MODES, PipelineConfig, load_pipeline_config
 from imageedit_r1.pipeline.plan import Plan, PlanError
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
 from imageedit_r1.refusals import refusal_record
 from imageedit_r1.request_text import clean_request
+from imageedit_r1.unavailable import Unavailable, is_unavailable
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -64,15 +60,9 @@ def _image_info(image) -> dict[str, Any]:
     return {"width": image.width, "height": image.height, "sha256": image_sha256(image)}
 
 
-class AgentUnavailableError(RuntimeError):
-    """An agent cannot start here (weights, an API key or a package is missing)."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Errors that will hit every run alike (missing weights, keys, packages): stop, don't fall back."""
-    from imageedit_r1.agents.editors.base import EditorUnavailableError
-
-    return isinstance(exc, (EditorUnavailableError, AgentUnavailableError, ImportError))
+class AgentUnavailableError(RuntimeError, Unavailable):
+    """An agent cannot start here (weights, an API key or a package is missing): every run would
+    fail alike, so the pipeline stops instead of falling back (``imageedit_r1.unavailable``)."""
 
 
 # An agent answered, but not usably (after its own bounded repair): the fallbacks apply to these only.
@@ -119,13 +109,14 @@ class ImageEditR1:
 
     # ------------------------------------------------------------------ agents, built on first use
 
-    def _backend(self, role: str, agent: AgentConfig):
-        from imageedit_r1.backends import build_backend
+    def _backend(self, role: str, agent: EndpointConfig):
+        from imageedit_r1.endpoints import build_endpoint, endpoint_options
 
-        key = json.dumps(asdict(agent), sort_keys=True, default=str)
+        # Roles that would build the same backend share one (a local judge can be the agents' own model).
+        key = json.dumps([agent.backend, endpoint_options(agent)], sort_keys=True, default=str)
         if key not in self._backends:
             try:
-                self._backends[key] = build_backend(agent.backend, **backend_options(agent))
+                self._backends[key] = build_endpoint(agent)
             except Exception as exc:
                 raise AgentUnavailableError(
                     f"the {role} agent cannot start ({agent.backend} backend, model {agent.model!r}): {exc}"
@@ -150,6 +141,7 @@ class ImageEditR1:
                 self._backend("decomposition", agent),
                 temperature=agent.temperature,
                 max_tokens=agent.max_tokens,
+                reasks=agent.reasks,
                 **agent.agent_options,
             )
         return self._decomposer
@@ -165,6 +157,7 @@ class ImageEditR1:
                 self._backend("sequencing", agent),
                 temperature=agent.temperature,
                 max_tokens=agent.max_tokens,
+                reasks=agent.reasks,
                 **options,
             )
         return self._sequencer
@@ -175,18 +168,10 @@ class ImageEditR1:
         if self.config.verify is None:
             return None
         if self._verifier is None:
-            from imageedit_r1.pipeline.verifier import Verifier
+            from imageedit_r1.agents.verifier import Verifier
 
             verify = self.config.verify
-            judge = verify.judge
-            if judge.backend == "openai" and judge.base_url:
-                # A judge sees the images as they are (scaled to max_image_side), not resized to
-                # the decomposer's trained image budget, unless its options say otherwise.
-                judge = replace(judge, options={"image_budget": "off", **judge.options})
-            self._verifier = Verifier(
-                self._backend("verification", judge), rubric=verify.rubric, structured=verify.structured,
-                max_tokens=verify.judge.max_tokens, max_image_side=verify.max_image_side,
-                invalid_reply_attempts=verify.invalid_reply_attempts)
+            self._verifier = Verifier(self._backend("verification", verify.judge), verify.judge, rubric=verify.rubric)
         return self._verifier
 
     def _verified_edit(self, image, plan: Plan, base_seed: int, trace: Trace):
@@ -305,7 +290,7 @@ class ImageEditR1:
             decomposition, sub_requests = self._propose(image, request, mode, trace)
         trace.models = self.model_ids(mode)
         return Plan(request=request, mode=mode, decomposition=decomposition, sub_requests=sub_requests,
-                    record=trace.record())
+                    record=mask(trace.record()))
 
     def _inputs(self, image, request: str, mode: str | None):
         mode = mode or self.config.mode
@@ -437,7 +422,7 @@ def _describe(editor) -> dict[str, Any]:
     return {"name": getattr(editor, "name", type(editor).__name__), "model_id": getattr(editor, "model_id", None)}
 
 
-def _agent_model_id(agent, config: AgentConfig) -> str:
+def _agent_model_id(agent, config: EndpointConfig) -> str:
     backend = getattr(agent, "backend", None)
     return getattr(backend, "model", None) or config.model
 

@@ -87,9 +87,10 @@ def build_demo_models(work: Path) -> None:
 
 def run_demo(args, overrides: list[str]) -> int:
     from imageedit_r1.pipeline.core import ImageEditR1
-    from imageedit_r1.pipeline.outputs import print_plan, print_summary, save_image, trace_path_for
+    from imageedit_r1.pipeline.outputs import print_plan, print_summary, trace_path_for
     from imageedit_r1.pipeline.trace import write_trace
     from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
+    from imageedit_r1.store import atomic_save_image
 
     work = Path(tempfile.mkdtemp(prefix="imageedit-r1-demo-"))
     try:
@@ -103,7 +104,7 @@ def run_demo(args, overrides: list[str]) -> int:
             image, request = args.image, args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
         else:
             image, request = sample_image(DEMO_SAMPLE, DEMO_SIZE), args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
-            save_image(image, out.with_name("input.png"))
+            atomic_save_image(image, out.with_name("input.png"))
         print(f"request: {request}", flush=True)
         if args.dry_run:
             plan = pipeline.plan(image, request).trace()
@@ -118,7 +119,7 @@ def run_demo(args, overrides: list[str]) -> int:
             "note": "tiny random-weight models built on the fly: the agents' outputs are not meaningful "
             "and the edited image is noise",
         }
-        save_image(result.image, out)
+        atomic_save_image(result.image, out)
         write_trace(trace_path_for(out), result.trace)
         print_summary(result.trace, out)
         if not args.image:

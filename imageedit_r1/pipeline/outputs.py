@@ -1,5 +1,5 @@
-"""Where a run's files go (the edited image, written atomically, and its trace beside it), and the
-summaries the command line prints from a trace."""
+"""Where a run's files go and what the command line prints about them: the edited image, its trace
+beside it, and the summaries read from a trace."""
 
 from __future__ import annotations
 
@@ -13,14 +13,6 @@ from imageedit_r1.pipeline.trace import Trace
 def trace_path_for(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".trace.json")
-
-
-def save_image(image, path: Path) -> None:
-    """Write atomically: a killed run never leaves a half-written image that looks finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
-    os.replace(tmp, path)
 
 
 def print_summary(trace: dict[str, Any], out) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imageedit_r1.decomposition import Decomposition
+from imageedit_r1.masking import mask
 from imageedit_r1.pipeline.config import MODES
 from imageedit_r1.pipeline.trace import PLAN, Trace, record_of, record_problems
 
@@ -241,11 +242,12 @@ class Plan:
 
     def trace(self) -> dict[str, Any]:
         """The planning trace (status ``planned``): the agents' record with this plan's fields, as
-        ``--dry-run`` prints it; an executed run's trace has the same keys plus the editing ones."""
+        ``--dry-run`` prints it; an executed run's trace has the same keys plus the editing ones.
+        Secrets are masked, as in every trace."""
         planned = Trace(request=self.request, mode=self.mode, status="planned",
                         decomposition=_decomposition_dict(self.decomposition), sub_requests=list(self.sub_requests),
                         instructions=self.instructions, plan=self.change_record())
-        return {**record_of(self.record), **planned.to_dict((PLAN,))}
+        return mask({**record_of(self.record), **planned.to_dict((PLAN,))})
 
     # ------------------------------------------------------------------ serialisation
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from imageedit_r1.backends.checks import api_key_problem, backend_problems, unknown_options
-from imageedit_r1.pipeline.config import API_BACKENDS, AgentConfig, PipelineConfig, backend_options
+from imageedit_r1.endpoints import API_BACKENDS, AgentConfig, EndpointConfig, endpoint_options
+from imageedit_r1.pipeline.config import PipelineConfig
 
 
 class PipelinePreflightError(ValueError):
@@ -23,7 +24,7 @@ class PipelinePreflightError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
-def server_url_problem(setting: str, agent: AgentConfig) -> str | None:
+def server_url_problem(setting: str, agent: EndpointConfig) -> str | None:
     """``base_url`` on a backend that runs the model in this process (it would be ignored)."""
     if agent.base_url and agent.backend not in API_BACKENDS:
         return (f"{setting}.base_url is set ({agent.base_url}) but {setting}.backend is {agent.backend!r}, which "
@@ -37,10 +38,10 @@ def agent_problems(role: str, agent: AgentConfig, *, check_models: bool = True) 
     url = server_url_problem(role, agent)
     if url:
         return [url]
-    problems = backend_problems(agent.backend, backend_options(agent), role, check_models=check_models)
+    problems = backend_problems(agent.backend, endpoint_options(agent), role, check_models=check_models)
     if not problems or not problems[0].startswith(f"{role}.backend:"):
         problems += unknown_options(_agent_class(role), agent.agent_options, f"{role}.agent_options",
-                                    skip=("backend", "temperature", "max_tokens"))
+                                    skip=("backend", "temperature", "max_tokens", "reasks"))
     return problems
 
 
@@ -92,7 +93,7 @@ def pipeline_problems(config: PipelineConfig, *, editor: bool = True, agents: bo
     if config.verify is not None:  # the verifier is an agent too: its key and weights, before any work
         judge = config.verify.judge
         url = server_url_problem("verify.judge", judge)
-        problems += [url] if url else backend_problems(judge.backend, backend_options(judge), "verify.judge",
+        problems += [url] if url else backend_problems(judge.backend, endpoint_options(judge), "verify.judge",
                                                        check_models=check_models)
     return list(dict.fromkeys(problems))
 

@@ -1,27 +1,31 @@
-"""What a run leaves behind: the typed trace, the result carrying it as JSON, and the failure."""
+"""What a run leaves behind: the typed trace, the result carrying it as JSON, and the failure.
+
+A trace leaves the pipeline with every secret masked (``imageedit_r1.masking``): in the result, in
+the failure and in the file ``write_trace`` writes.
+"""
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 import types
 import typing
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from imageedit_r1 import __version__
+from imageedit_r1.masking import mask
+from imageedit_r1.store import atomic_write_json
 
 
 class EditFailed(RuntimeError):
     """A run could not produce an image; ``trace`` holds everything recorded up to the failure."""
 
     def __init__(self, message: str, trace: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.trace = trace
+        super().__init__(mask(message))
+        self.trace = mask(trace)
 
     def __reduce__(self):  # travels whole between processes (a Ray replica to the driver)
         return (type(self), (str(self), self.trace))
@@ -30,19 +34,18 @@ class EditFailed(RuntimeError):
 @dataclass
 class EditResult:
     image: Any  # PIL.Image.Image
-    trace: dict[str, Any]
+    trace: dict[str, Any]  # secrets masked
+
+    def __post_init__(self) -> None:
+        self.trace = mask(self.trace)
 
     def save_trace(self, path: str | os.PathLike) -> None:
         write_trace(path, self.trace)
 
 
 def write_trace(path: str | os.PathLike, trace: dict[str, Any]) -> None:
-    """Write a trace atomically (temporary file, then rename): a killed run leaves no torn trace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(trace, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write a trace atomically, secrets masked: a killed run leaves no torn trace."""
+    atomic_write_json(path, mask(trace))
 
 
 # Which part of a run each field belongs to. ``PLAN``: what a ``Plan`` holds itself (or derives), so

@@ -36,10 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imageedit_r1.agents.asking import ask_log_of
+from imageedit_r1.agents.verifier import Verdict, Verifier, failure_record
+from imageedit_r1.costs import cost_usd
 from imageedit_r1.images import image_sha256
 from imageedit_r1.pipeline.config import VerifyConfig
 from imageedit_r1.pipeline.plan import Plan
-from imageedit_r1.pipeline.verifier import Verdict, Verifier, failure_record
 
 SEED_STRIDE = 1000
 
@@ -154,9 +156,7 @@ class RefineLoop:
         return None
 
     def _cost(self, prompt_tokens: int = 0, completion_tokens: int = 0, images: int = 0) -> float:
-        prices = self.config.prices
-        return (prompt_tokens * prices.input_per_mtok + completion_tokens * prices.output_per_mtok) / 1e6 \
-            + images * prices.per_image
+        return cost_usd(self.config.prices, prompt_tokens, completion_tokens, images)
 
     # ------------------------------------------------------------------ strategy
 
@@ -259,11 +259,12 @@ class RefineLoop:
                         verdict = self.verifier(original, candidate.image, request, sub_requests, max_asks=asks)
                 except Exception as exc:
                     failure = failure_record(exc)
-                    prompt_tokens, completion_tokens = getattr(exc, "usage", (0, 0))
-                    spend.verifier_calls += getattr(exc, "calls", 1)
-                    spend.prompt_tokens += prompt_tokens
-                    spend.completion_tokens += completion_tokens
-                    attempt_cost += self._cost(prompt_tokens, completion_tokens)
+                    log = ask_log_of(exc)
+                    spend.verifier_calls += log.asks if log else 1
+                    if log is not None:
+                        spend.prompt_tokens += log.prompt_tokens
+                        spend.completion_tokens += log.completion_tokens
+                        attempt_cost += self._cost(log.prompt_tokens, log.completion_tokens)
                     item.update(status="failed", error=failure)
                     trace.errors.append({"stage": "verify", **failure})
                     stop = "verifier_refused" if failure["kind"] == "refusal" else "verifier_failed"

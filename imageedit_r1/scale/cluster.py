@@ -7,7 +7,7 @@ import math
 import os
 
 from imageedit_r1.agents.editors.base import EditorUnavailableError
-from imageedit_r1.scale.config import RayConfig
+from imageedit_r1.executors import RayConfig
 
 log = logging.getLogger("imageedit_r1.scale")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imageedit_r1.pipeline.config import AgentConfig
+    from imageedit_r1.endpoints import AgentConfig
 
 LOCAL_AGENT_BACKENDS = ("transformers", "vllm")
 

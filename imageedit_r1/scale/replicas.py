@@ -27,10 +27,10 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, WorkerCrashedError
 
+from imageedit_r1.unavailable import is_unavailable
+
 log = logging.getLogger("imageedit_r1.scale")
 
-# Errors every item would hit alike: the driver stops the method (the names of the project's classes).
-_UNAVAILABLE = {"EditorUnavailableError", "BackendUnavailableError", "MissingAPIKeyError", "AgentUnavailableError"}
 
 
 class ReplicaLostError(RuntimeError):
@@ -61,7 +61,7 @@ def portable(exc: BaseException) -> BaseException:
     except Exception:  # noqa: BLE001 - any exception class may fail to round-trip
         pass
     message = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ImportError) or {cls.__name__ for cls in type(exc).__mro__} & _UNAVAILABLE:
+    if is_unavailable(exc):  # every item would hit it: the driver still stops the method
         return ImportError(message)
     trace = getattr(exc, "trace", None)
     return RemoteError(message, type(exc).__name__, trace if isinstance(trace, dict) else None)

@@ -126,7 +126,7 @@ def cmd_serve(args) -> int:
 def offline_config(models: Path, port: int, api: str = "openai", model: str = "fake-model") -> str:
     """A pipeline YAML: agents on the fake server, the editor a tiny local FLUX.1-Kontext pipeline."""
     agent = {"backend": api, "model": model, "base_url": f"http://127.0.0.1:{port}" + ("/v1" if api == "openai" else ""),
-             "retry_attempts": 1, "timeout": 30}
+             "retry": {"attempts": 1}, "timeout": 30}
     if api == "gemini":
         agent["api_key_env"] = "FAKE_GEMINI_KEY"
     config = {

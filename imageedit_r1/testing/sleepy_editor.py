@@ -15,10 +15,11 @@ that gets a JSON line when a call starts and one when it ends (``event``, ``pid`
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from typing import Any
+
+from imageedit_r1.store import append_jsonl
 
 SECONDS_VARIABLE = "IMAGEEDIT_R1_SLEEPY_SECONDS"
 LOG_VARIABLE = "IMAGEEDIT_R1_SLEEPY_LOG"
@@ -32,18 +33,14 @@ def edit(image, request: str, *, seed: int | None = None, sample: Any = None):
     log_path = os.environ.get(LOG_VARIABLE)
     sample_id = str(getattr(sample, "id", ""))
     if log_path:
-        line = json.dumps({"event": "start", "pid": os.getpid(), "id": sample_id, "seed": seed, "time": started})
-        with open(log_path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        append_jsonl(log_path, {"event": "start", "pid": os.getpid(), "id": sample_id, "seed": seed, "time": started})
     time.sleep(float(os.environ.get(SECONDS_VARIABLE, "0.5")))
     if "[refuse]" in request:  # a permanent failure of one item, for failure-record tests
         from imageedit_r1.agents.editors.base import EditRefusedError
 
         raise EditRefusedError(f"refused: {request}")
     if log_path:
-        line = json.dumps({"event": "end", "pid": os.getpid(), "id": sample_id, "seed": seed, "time": time.time()})
-        with open(log_path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        append_jsonl(log_path, {"event": "end", "pid": os.getpid(), "id": sample_id, "seed": seed, "time": time.time()})
     digest = hashlib.sha256(f"{request}\x00{seed}".encode()).digest()
     tint = Image.new("RGB", image.size, tuple(digest[:3]))
     edited = Image.blend(image.convert("RGB"), tint, 0.5)

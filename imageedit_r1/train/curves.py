@@ -16,6 +16,9 @@ Formats read (detected per file):
   ``eval_``-prefixed ones at evaluation), or the same metrics as JSONL lines
   (``<output_dir>/metrics.jsonl``, written by ``python -m imageedit_r1.train.trl_grpo``). Given the
   output folder, its ``metrics.jsonl`` is read, else the newest checkpoint's trainer state.
+
+JSONL logs are read with the run store's reader: a line torn by a killed run is skipped, wherever it
+is, with one warning that counts such lines; the records around it are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from imageedit_r1.store import numbered_jsonl, read_jsonl
 
 COMPONENTS = ("overall", "format", "action", "subject", "goal")
 _COLORS = {"overall": "black", "format": "tab:gray", "action": "tab:blue", "subject": "tab:green", "goal": "tab:red"}
@@ -85,22 +90,6 @@ def _flatten(data: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
             yield f"{prefix}{key}", value
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    """JSON objects of a JSONL file; a torn last line (a run killed mid-write) is skipped."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                continue
-            raise MetricLogError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-        if isinstance(record, dict):
-            yield number, record
-
-
 def _metric_name(key: str) -> str | None:
     """Our series name for a trainer metric name, or None for metrics we do not plot."""
     if key.startswith("reward/"):  # EasyR1 training
@@ -148,7 +137,7 @@ def _add_metrics(collector: _Collector, step: int, metrics: Iterable[tuple[str, 
 
 
 def _read_metric_jsonl(path: Path, collector: _Collector) -> None:
-    for number, record in _json_lines(path):
+    for number, record in numbered_jsonl(path):
         if "step" not in record:
             raise MetricLogError(f"{path}:{number}: a metric record without 'step'")
         step = int(record["step"])
@@ -179,7 +168,7 @@ def _read_rollout_dir(path: Path, collector: _Collector, *, rescore: bool) -> No
     from imageedit_r1.rewards import score
 
     for file in files:
-        for _, record in _json_lines(file):
+        for record in read_jsonl(file):
             step = int(record.get("step", file.stem))
             if "score" in record:
                 collector.add("overall", step, record["score"])

@@ -19,7 +19,6 @@ per logging step, ``{"step": N, "reward": …, "rewards/format/mean": …, …}`
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -137,19 +136,32 @@ def load_processor(model_path: str, data_args: TrainingDataArguments):
 
 
 def metrics_callback(path: str | Path):
-    """A ``TrainerCallback`` appending each log (main process only) to a JSONL file, with its step."""
+    """A ``TrainerCallback`` appending each log (main process only) to a JSONL file, with its step.
+
+    Records go through the run store's append: after a run killed mid-write, the resumed run's
+    first record starts a line of its own. While training, the file's run lock is held; a second
+    training writing the same file stops at its start instead of interleaving its metrics.
+    """
     from transformers import TrainerCallback
 
+    from imageedit_r1.store import append_jsonl, run_lock
+
     target = Path(path)
+    lock = run_lock(target, single_file=True, if_busy="stop")
 
     class MetricsFile(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                lock.acquire()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                lock.release()
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
-            target.parent.mkdir(parents=True, exist_ok=True)
-            record = {"step": state.global_step, **{k: v for k, v in logs.items() if _is_number(v)}}
-            with target.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_jsonl(target, {"step": state.global_step, **{k: v for k, v in logs.items() if _is_number(v)}})
 
     return MetricsFile()
 
@@ -184,13 +196,19 @@ def build_trainer(data_args: TrainingDataArguments, training_args, model_args, *
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from imageedit_r1.store import RunBusy
+
     data_args, training_args, model_args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         trainer = build_trainer(data_args, training_args, model_args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    except RunBusy as exc:  # another training writes the same metrics file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     trainer.save_model(training_args.output_dir)
     trainer.accelerator.print(f"saved the trained model to {training_args.output_dir}")
     return 0

@@ -14,6 +14,7 @@ from PIL import Image
 
 from imageedit_r1.images import to_rgb
 from imageedit_r1.refusals import DECLINED, Refusal
+from imageedit_r1.unavailable import Unavailable
 
 
 class EditorError(RuntimeError):
@@ -29,7 +30,7 @@ class EditRefusedError(EditorError, Refusal):
         self.reason = reason or DECLINED
 
 
-class EditorUnavailableError(EditorError):
+class EditorUnavailableError(EditorError, Unavailable):
     """The editor cannot run here: weights, an API key or a package is missing; the message says which."""
 
 

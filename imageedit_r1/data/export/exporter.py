@@ -17,7 +17,6 @@ leaves nothing half-written behind.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from imageedit_r1.data.sources import Loader
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
 from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError
 from imageedit_r1.images import SkipReport, fit_to_budget, to_png_bytes
+from imageedit_r1.store import atomic_write_bytes, atomic_write_json
 
 # Each trainer's row format: ``features()``, ``row(...)``, ``PARQUET_ONLY``, ``IMAGE_CARRIES_BUDGET``.
 TRAINERS = {"easyr1": easyr1, "verl": verl, "trl": trl}
@@ -127,8 +127,7 @@ class Exporter:
         relative = f"images/{digest}.png"
         path = self.out_dir / fmt / relative
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(png)
+            atomic_write_bytes(path, png)
         return relative
 
     def _drop(self, reason: str, item_id: str) -> None:
@@ -289,7 +288,6 @@ def export_labelled(
         "conflicting_rows": report.issues.conflicts,
         "ids": report.stats.ids,
     }
-    path = Path(out_dir) / "export_manifest.json"
-    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = atomic_write_json(Path(out_dir) / "export_manifest.json", manifest, indent=1)
     report.manifest = str(path)
     return report

@@ -12,6 +12,8 @@ from typing import Any
 
 from PIL import Image
 
+from imageedit_r1.store import AtomicFile
+
 
 class ParquetRowWriter:
     """Buffers rows and writes a row group whenever ``max_rows`` or ``max_bytes`` is reached."""
@@ -20,10 +22,9 @@ class ParquetRowWriter:
         import pyarrow.parquet as pq
 
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.file = AtomicFile(path)
         self.schema = features.arrow_schema
-        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer = pq.ParquetWriter(self.file.tmp, self.schema)
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.buffer: list[dict[str, Any]] = []
         self.buffered_bytes = 0
@@ -46,11 +47,11 @@ class ParquetRowWriter:
     def commit(self) -> None:
         self.flush()
         self.writer.close()
-        os.replace(self.tmp, self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.abort()
 
 
 class JsonlRowWriter:
@@ -58,9 +59,8 @@ class JsonlRowWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.tmp.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.tmp, "w", encoding="utf-8")
+        self.file = AtomicFile(path)
+        self.handle = open(self.file.tmp, "w", encoding="utf-8")
         self.rows = 0
 
     def write(self, row: dict[str, Any], image_bytes: int = 0) -> None:
@@ -69,11 +69,11 @@ class JsonlRowWriter:
 
     def commit(self) -> None:
         self.handle.close()
-        os.replace(self.tmp, self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.abort()
 
 
 def iter_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

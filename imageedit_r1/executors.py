@@ -1,20 +1,57 @@
-"""How a run is spread over processes: ``executor: local`` (one process) or ``executor: ray``.
+"""Where a run's edits happen: ``executor: local`` (this process) or another executor by name.
 
-The same ``RayConfig`` block sits in the evaluation config and in the pipeline config::
+The same ``executor`` / ``ray`` pair sits in the pipeline config and in the evaluation config::
 
     executor: ray
     ray:
       replicas: null          # one editor replica per GPU of the cluster
       gpus_per_replica: 1     # 0.5 puts two replicas on one GPU
       max_in_flight: 2        # items queued on one replica (backpressure)
+
+Executors other than ``local`` are named in ``EXECUTORS`` by ``"module:attribute"`` paths that
+are imported only when a run chooses them (as chat backends and editors are), so the pipeline
+and the evaluation reach the Ray package without importing it, and Ray loads only for a Ray run.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-EXECUTORS = ("local", "ray")
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where an executor's two entry points live, as ``"module:attribute"`` paths.
+
+    ``pipeline(config: PipelineConfig)`` returns an object the batch loop calls like ``ImageEditR1``
+    (with ``concurrency`` and ``close()``); ``eval_edits(config: EvalConfig, edit_fn_factory)``
+    returns the edit-function factory the evaluation runner uses instead of ``edit_fn_factory``.
+    """
+
+    pipeline: str
+    eval_edits: str
+
+
+EXECUTORS: dict[str, Executor | None] = {
+    LOCAL: None,
+    "ray": Executor(pipeline="imageedit_r1.scale.batch:RemotePipeline",
+                    eval_edits="imageedit_r1.scale.eval_edits:ray_edit_fn_factory"),
+}
+
+
+def executor_entry(name: str, role: str) -> Callable[..., Any] | None:
+    """The ``role`` entry point (``pipeline`` or ``eval_edits``) of executor ``name``; None for ``local``."""
+    if name not in EXECUTORS:
+        raise ValueError(f"executor must be one of {tuple(EXECUTORS)}, got {name!r}")
+    executor = EXECUTORS[name]
+    if executor is None:
+        return None
+    module_name, _, attribute = getattr(executor, role).partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 @dataclass
@@ -48,5 +85,5 @@ class RayConfig:
 def executor_problems(executor: str, ray: RayConfig) -> list[str]:
     """What is wrong with an ``executor`` / ``ray`` pair, as lines for a config error."""
     if executor not in EXECUTORS:
-        return [f"executor must be one of {EXECUTORS}, got {executor!r}"]
+        return [f"executor must be one of {tuple(EXECUTORS)}, got {executor!r}"]
     return ray.problems() if executor == "ray" else []

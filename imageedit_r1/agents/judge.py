@@ -1,4 +1,8 @@
-"""LLM-as-judge with the paper's Table 2 prompt: request, schema, reply parsing, one judge call.
+"""The judge agent: the paper's Table 2 prompt, its schema, reply reading and one judgment.
+
+The evaluation scores every edit with it (``imageedit_r1.eval``) and the verify stage builds its
+rubrics on it (``imageedit_r1.agents.verifier``): one implementation of asking a VLM to judge an
+edit, configured by ``imageedit_r1.endpoints.JudgeConfig``.
 
 The judge sees the ORIGINAL then the EDITED image and scores three criteria: request fulfillment
 (0–4), image quality (0–3) and preservation (0–3); the total (0–10) is their sum, computed here,
@@ -6,7 +10,8 @@ never taken from the reply. Replies are read by ``parse_judgment``: strict JSON 
 structured output returns), then JSON inside a code fence or inside prose, then a free-text reader
 ("Request Fulfillment: 3/4"). A reply that cannot be read, that holds a number outside a
 criterion's range, or that is a refusal raises ``JudgeError``: the runner records it as a
-failure, never as a score of 0.
+failure, never as a score of 0. An unreadable reply is asked again (``JudgeConfig.reasks``
+times at most) through ``imageedit_r1.agents.asking``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from imageedit_r1.agents.asking import Answer, Ask, ask
+from imageedit_r1.endpoints import JudgeConfig, build_endpoint
 from imageedit_r1.jsontext import bracketed_span_bounds, fenced_blocks, lenient_literal
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 from imageedit_r1.refusals import DECLINED, Refusal
@@ -383,57 +390,51 @@ def fit_within(image, max_side: int | None):
 
 
 class Judge:
-    """One judge model behind a chat backend, asked with the Table 2 prompt at temperature 0.
+    """One judge model behind a chat backend, asked with the Table 2 prompt (``config``: its
+    ``JudgeConfig``; temperature 0 and seed 0 unless the config says otherwise).
 
     ``backend`` is an ``imageedit_r1.backends`` chat backend (or anything with the same ``chat``
-    signature). A reply that cannot be read is asked again up to ``invalid_reply_attempts`` times
-    in total; transport retries are the backend's job. Token counts accumulate across attempts.
+    signature). A reply that cannot be read is asked again up to ``config.reasks`` times;
+    transport retries are the backend's job. Token counts accumulate across asks and ride on a
+    failure as ``ask_log`` (``imageedit_r1.agents.asking.ask_log_of``).
     """
 
-    def __init__(self, backend, *, name: str, model: str, provider: str = "openai", structured: bool = True,
-                 max_tokens: int = 1024, max_image_side: int | None = 1024, invalid_reply_attempts: int = 2,
-                 seed: int | None = 0) -> None:
-        if invalid_reply_attempts < 1:
-            raise ValueError("invalid_reply_attempts must be >= 1")
+    seed = 0
+
+    def __init__(self, backend, config: JudgeConfig | None = None) -> None:
         self.backend = backend
-        self.name = name
-        self.model = model
-        self.provider = provider
-        self.structured = structured
-        self.max_tokens = max_tokens
-        self.max_image_side = max_image_side
-        self.invalid_reply_attempts = invalid_reply_attempts
-        self.seed = seed
+        self.config = config or JudgeConfig(model=str(getattr(backend, "model", "") or ""))
+        if self.config.reasks < 0:
+            raise ValueError("reasks must be >= 0")
+        self.name = self.config.name
+        self.model = self.config.model
         self.prompt_sha256 = judge_prompt_sha256()
 
     def settings(self) -> dict[str, Any]:
         """What, besides the model id and the prompt, changes a score: part of the cache key."""
-        return {"provider": self.provider, "structured": self.structured, "temperature": 0.0,
-                "max_image_side": self.max_image_side, "max_tokens": self.max_tokens}
+        return self.config.settings()
 
-    def __call__(self, original, edited, edit_request: str) -> Judgment:
+    def ask(self, prompt: str, original, edited, parse, *, json_schema: dict[str, Any], schema_name: str,
+            max_asks: int | None = None) -> Answer:
+        """Ask about ORIGINAL then EDITED (each scaled to ``max_image_side``) under ``prompt``; ``parse``
+        reads the reply (``JudgmentParseError``: ask again). ``max_asks`` caps the asks (a budget)."""
         from imageedit_r1.backends import ChatMessage
 
-        message = ChatMessage(role="user", content=[
-            judge_prompt(edit_request), fit_within(original, self.max_image_side), fit_within(edited, self.max_image_side)])
-        prompt_tokens = completion_tokens = 0
-        last_error: JudgmentParseError | None = None
-        for attempt in range(1, self.invalid_reply_attempts + 1):
-            response = self.backend.chat(
-                [message], json_schema=JUDGE_SCHEMA if self.structured else None, schema_name=SCHEMA_NAME,
-                temperature=0.0, max_tokens=self.max_tokens, seed=self.seed)
-            prompt_tokens += int(response.prompt_tokens or 0)
-            completion_tokens += int(response.completion_tokens or 0)
-            try:
-                scores = parse_judgment(response.text)
-            except JudgmentParseError as exc:
-                last_error = exc
-                continue
-            except JudgeRefusal as exc:
-                exc.usage = (prompt_tokens, completion_tokens)
-                raise
-            return Judgment(scores, self.model, response.model or self.model, self.prompt_sha256,
-                            response.text, prompt_tokens, completion_tokens, attempt)
-        assert last_error is not None
-        last_error.usage = (prompt_tokens, completion_tokens)
-        raise last_error
+        side = self.config.max_image_side
+        message = ChatMessage(role="user", content=[prompt, fit_within(original, side), fit_within(edited, side)])
+        reasks = self.config.reasks if max_asks is None else max(0, min(self.config.reasks, max_asks - 1))
+        return ask(self.backend, Ask([message], parse, json_schema if self.config.structured else None),
+                   reasks=reasks, unreadable=JudgmentParseError, schema_name=schema_name,
+                   temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=self.seed)
+
+    def __call__(self, original, edited, edit_request: str) -> Judgment:
+        answer = self.ask(judge_prompt(edit_request), original, edited, parse_judgment, json_schema=JUDGE_SCHEMA,
+                          schema_name=SCHEMA_NAME)
+        log = answer.log
+        return Judgment(answer.value, self.model, answer.reply.model or self.model, self.prompt_sha256,
+                        answer.reply.text, log.prompt_tokens, log.completion_tokens, log.asks)
+
+
+def build_judge(config: JudgeConfig) -> Judge:
+    """A judge over the chat backend ``config`` names (its client is created here)."""
+    return Judge(build_endpoint(config), config)

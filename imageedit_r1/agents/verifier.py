@@ -1,9 +1,9 @@
-"""The verifier: a VLM judge that scores an edit against the request and the plan.
+"""The verifier: the judge agent scoring an edit against the request and the plan.
 
 Two rubrics, both scored on 0-10:
 
 - ``table2``: the evaluation judge's prompt (the paper's Table 2: fulfillment 0-4, quality 0-3,
-  preservation 0-3; ``imageedit_r1.eval.judge``), read by the same tolerant parser, followed by
+  preservation 0-3; ``imageedit_r1.agents.judge``), read by the same tolerant parser, followed by
   the plan's sub-requests and a request to list the unmet ones in ``unmet``. The score is the
   rubric's total.
 - ``checklist``: one line per sub-request, each met or not, with a note; the score is
@@ -11,9 +11,10 @@ Two rubrics, both scored on 0-10:
 
 Either way the verdict names the sub-requests the edit missed (``unmet``, indices into the plan's
 sub-requests; ``None`` when a table2 reply does not say), which is what a revised plan is built
-from. A reply that cannot be read is asked again (``invalid_reply_attempts`` asks in all); a
-refusal raises ``JudgeRefusal`` at once; transport failures are the backend's
-(``RetriesExhausted``, ``BackendError``, ``RefusalError``).
+from. The asking is the judge's (``imageedit_r1.agents.judge.Judge.ask``): a reply that cannot be
+read is asked again (``JudgeConfig.reasks`` times at most); a refusal raises ``JudgeRefusal`` at
+once; transport failures are the backend's (``RetriesExhausted``, ``BackendError``,
+``RefusalError``).
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from imageedit_r1.eval.judge import (
+from imageedit_r1.agents.judge import (
     JUDGE_SCHEMA,
     MAX_TOTAL,
+    Judge,
     JudgeError,
     JudgeRefusal,
     JudgmentParseError,
-    fit_within,
     judge_prompt,
     looks_like_refusal,
     parse_judgment,
 )
+from imageedit_r1.endpoints import JudgeConfig
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 
@@ -285,20 +287,19 @@ class Verifier:
     """Scores an edit (ORIGINAL then EDITED image) against the request and its sub-requests.
 
     ``backend`` is an ``imageedit_r1.backends`` chat backend (OpenAI-compatible server, OpenAI,
-    Gemini, a local model). Temperature 0, seed 0. Token counts accumulate across re-asks; on a
-    failure they ride on the exception as ``usage`` = (prompt, completion) and ``calls``.
+    Gemini, a local model); ``config`` its ``JudgeConfig`` (structured output, image side, token
+    limit, re-asks). Temperature 0, seed 0. Token counts accumulate across re-asks; on a failure
+    they ride on the exception as ``ask_log`` (``imageedit_r1.agents.asking.ask_log_of``).
     """
 
-    def __init__(self, backend, *, rubric: str = "table2", structured: bool = True, max_tokens: int = 1024,
-                 max_image_side: int | None = 1024, invalid_reply_attempts: int = 2) -> None:
-        if rubric not in ("table2", "checklist"):
+    RUBRICS = ("table2", "checklist")
+
+    def __init__(self, backend, config: JudgeConfig | None = None, *, rubric: str = "table2") -> None:
+        if rubric not in self.RUBRICS:
             raise ValueError(f"rubric must be 'table2' or 'checklist', got {rubric!r}")
+        self.judge = Judge(backend, config)
         self.backend = backend
         self.rubric = rubric
-        self.structured = structured
-        self.max_tokens = max_tokens
-        self.max_image_side = max_image_side
-        self.invalid_reply_attempts = invalid_reply_attempts
 
     @property
     def model(self) -> str:
@@ -309,39 +310,14 @@ class Verifier:
         return "+".join(prompt_sha256(name)[:16] for name in names)
 
     def __call__(self, original, edited, request: str, sub_requests: list[str], *, max_asks: int | None = None) -> Verdict:
-        from imageedit_r1.backends import ChatMessage
-
         sub_requests = list(sub_requests) or [request]
         schema = CHECKLIST_SCHEMA if self.rubric == "checklist" else TABLE2_SCHEMA
         parse = parse_checklist_verdict if self.rubric == "checklist" else parse_table2_verdict
-        message = ChatMessage(role="user", content=[verification_prompt(self.rubric, request, sub_requests),
-                                                    fit_within(original, self.max_image_side),
-                                                    fit_within(edited, self.max_image_side)])
-        asks = max(1, min(self.invalid_reply_attempts, max_asks or self.invalid_reply_attempts))
-        prompt_tokens = completion_tokens = calls = 0
-        last_error: JudgmentParseError | None = None
-        for _ in range(asks):
-            calls += 1
-            try:
-                response = self.backend.chat([message], json_schema=schema if self.structured else None,
-                                             schema_name=f"verify_{self.rubric}", temperature=0.0,
-                                             max_tokens=self.max_tokens, seed=0)
-            except Exception as exc:
-                exc.usage, exc.calls = (prompt_tokens, completion_tokens), calls
-                raise
-            prompt_tokens += int(response.prompt_tokens or 0)
-            completion_tokens += int(response.completion_tokens or 0)
-            try:
-                verdict = parse(response.text, sub_requests)
-            except JudgmentParseError as exc:
-                last_error = exc
-                continue
-            except JudgeRefusal as exc:
-                exc.usage, exc.calls = (prompt_tokens, completion_tokens), calls
-                raise
-            verdict.model = response.model or self.model
-            verdict.prompt_tokens, verdict.completion_tokens, verdict.calls = prompt_tokens, completion_tokens, calls
-            return verdict
-        assert last_error is not None
-        last_error.usage, last_error.calls = (prompt_tokens, completion_tokens), calls
-        raise last_error
+        answer = self.judge.ask(verification_prompt(self.rubric, request, sub_requests), original, edited,
+                                lambda text: parse(text, sub_requests), json_schema=schema,
+                                schema_name=f"verify_{self.rubric}", max_asks=max_asks)
+        verdict = answer.value
+        verdict.model = answer.reply.model or self.model
+        verdict.prompt_tokens, verdict.completion_tokens = answer.log.prompt_tokens, answer.log.completion_tokens
+        verdict.calls = answer.log.asks
+        return verdict

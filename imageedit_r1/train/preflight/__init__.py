@@ -7,17 +7,7 @@ in about a second (EasyR1) or the time of one hydra composition (verl). One modu
 imageedit_r1.train preflight {easyr1,verl,trl}`` runs them.
 """
 
-from imageedit_r1.train.preflight.common import (
-    PreflightError,
-    Report,
-    check_data_columns,
-    check_data_files,
-    check_gpus,
-    check_model_path,
-    check_reward_weights,
-    flatten,
-    visible_gpus,
-)
+from imageedit_r1.train.preflight.common import PreflightError, Report, check_reward_weights, visible_gpus
 from imageedit_r1.train.preflight.easyr1 import (
     EASYR1_KEYS_FILE,
     KeySet,
@@ -34,17 +24,12 @@ __all__ = [
     "KeySet",
     "PreflightError",
     "Report",
-    "check_data_columns",
-    "check_data_files",
     "check_easyr1",
-    "check_gpus",
-    "check_model_path",
     "check_reward_weights",
     "check_trl",
     "check_verl",
     "compose_verl_config",
     "easyr1_keys",
-    "flatten",
     "load_easyr1_config",
     "unknown_easyr1_keys",
     "visible_gpus",

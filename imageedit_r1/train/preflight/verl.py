@@ -7,19 +7,7 @@ import re
 from collections.abc import Sequence
 
 from imageedit_r1.config import did_you_mean, to_plain
-from imageedit_r1.train.preflight.common import (
-    GROUP_ESTIMATORS,
-    PreflightError,
-    Report,
-    as_list,
-    check_data_columns,
-    check_data_files,
-    check_gpus,
-    check_model_path,
-    check_reward_weights,
-    flatten,
-    positive_int,
-)
+from imageedit_r1.train.preflight import common
 
 
 def compose_verl_config(overrides: Sequence[str]):
@@ -34,8 +22,8 @@ def compose_verl_config(overrides: Sequence[str]):
     except (HydraException, OmegaConfBaseException) as exc:
         unknown = re.search(r"Could not override '([^']+)'", str(exc))
         if unknown:
-            raise PreflightError([_unknown_verl_key(unknown.group(1))]) from exc
-        raise PreflightError([f"verl rejected the overrides: {' '.join(str(exc).split())}"]) from exc
+            raise common.PreflightError([_unknown_verl_key(unknown.group(1))]) from exc
+        raise common.PreflightError([f"verl rejected the overrides: {' '.join(str(exc).split())}"]) from exc
 
 
 def _unknown_verl_key(key: str) -> str:
@@ -44,7 +32,7 @@ def _unknown_verl_key(key: str) -> str:
 
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
         defaults = to_plain(compose(config_name="ppo_trainer"))
-    known = list(flatten(defaults))
+    known = list(common.flatten(defaults))
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     siblings = [k for k in known if k.rsplit(".", 1)[0] == parent] or known
     hint = did_you_mean(key, siblings)
@@ -52,7 +40,7 @@ def _unknown_verl_key(key: str) -> str:
             + f"; to add a key verl does not define, write +{key}=...")
 
 
-def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> Report:
+def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> common.Report:
     """verl's ``validate_config`` plus the reward hook and our data checks."""
     import warnings
 
@@ -60,7 +48,7 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-    report = Report()
+    report = common.Report()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "critic disabled for GRPO" is expected
         try:
@@ -79,7 +67,7 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
             report.fail(f"verl rejects {section}: {exc}")
 
     n = config.actor_rollout_ref.rollout.n
-    if config.algorithm.adv_estimator in GROUP_ESTIMATORS and n < 2:
+    if config.algorithm.adv_estimator in common.GROUP_ESTIMATORS and n < 2:
         report.fail(f"{config.algorithm.adv_estimator} needs actor_rollout_ref.rollout.n > 1, got {n}")
     mini = config.actor_rollout_ref.actor.ppo_mini_batch_size
     if config.data.train_batch_size % mini:
@@ -97,23 +85,23 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
         kwargs = to_plain(reward_fn.get("reward_kwargs") or {})
         from imageedit_r1.integrations.verl import VERL_RUNTIME_KWARGS
 
-        check_reward_weights(report, "reward.custom_reward_function.reward_kwargs",
+        common.check_reward_weights(report, "reward.custom_reward_function.reward_kwargs",
                              {k: v for k, v in kwargs.items() if k not in VERL_RUNTIME_KWARGS})
 
-    nnodes = positive_int(report, "trainer.nnodes", config.trainer.nnodes)
-    gpus = positive_int(report, "trainer.n_gpus_per_node", config.trainer.n_gpus_per_node)
+    nnodes = common.positive_int(report, "trainer.nnodes", config.trainer.nnodes)
+    gpus = common.positive_int(report, "trainer.n_gpus_per_node", config.trainer.n_gpus_per_node)
     if check_files:
-        check_data_files(report, "data.train_files", to_plain(config.data.train_files), required=True)
-        check_data_files(report, "data.val_files", to_plain(config.data.val_files), required=False)
+        common.check_data_files(report, "data.train_files", to_plain(config.data.train_files), required=True)
+        common.check_data_files(report, "data.val_files", to_plain(config.data.val_files), required=False)
         data = {"train_files": to_plain(config.data.train_files), "val_files": to_plain(config.data.val_files)}
         columns = [config.data.prompt_key, config.data.get("image_key", "images"), "reward_model"]
-        check_data_columns(report, "verl", data, columns, "data.train_batch_size", config.data.train_batch_size)
-        check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
+        common.check_data_columns(report, "verl", data, columns, "data.train_batch_size", config.data.train_batch_size)
+        common.check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
         from imageedit_r1.train.budget_check import check_image_budget
 
         check_image_budget(
-            report, "verl", train_files=as_list(to_plain(config.data.train_files)),
+            report, "verl", train_files=common.as_list(to_plain(config.data.train_files)),
             max_prompt_length=config.data.max_prompt_length,
         )
-    check_gpus(report, gpus, nnodes, check_devices=check_devices)
+    common.check_gpus(report, gpus, nnodes, check_devices=check_devices)
     return report

@@ -126,7 +126,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")
     # Option names, the API key and the teacher's weights, before any sample is read.
-    problems = backend_problems(config.teacher.backend, endpoint_options(config.teacher), "teacher")
+    problems = config.teacher.problems("teacher") or backend_problems(
+        config.teacher.backend, endpoint_options(config.teacher), "teacher")
     if problems:
         raise ValueError("\n".join(problems))
     backend = build_endpoint(config.teacher)

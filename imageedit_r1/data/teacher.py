@@ -282,9 +282,9 @@ class TeacherLabeller:
         except RetriesExhausted as exc:
             log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="retries_exhausted", error=str(exc))
-        except BackendError as exc:
+        except BackendError as exc:  # "truncated" for an answer cut off before any text (asked again next run)
             log = ask_log_of(exc)
-            record.update(status=FAILED, error_kind="api", error=str(exc))
+            record.update(status=FAILED, error_kind=getattr(exc, "failure_kind", "api"), error=str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded, never lost: the run goes on
             log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="api", error=f"{type(exc).__name__}: {exc}")

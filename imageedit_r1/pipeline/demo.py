@@ -87,8 +87,7 @@ def build_demo_models(work: Path) -> None:
 
 def run_demo(args, overrides: list[str]) -> int:
     from imageedit_r1.pipeline.core import ImageEditR1
-    from imageedit_r1.pipeline.outputs import print_plan, print_summary, trace_path_for
-    from imageedit_r1.pipeline.trace import write_trace
+    from imageedit_r1.pipeline.outputs import print_plan, print_summary, write_edit
     from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
     from imageedit_r1.store import atomic_save_image
 
@@ -119,9 +118,7 @@ def run_demo(args, overrides: list[str]) -> int:
             "note": "tiny random-weight models built on the fly: the agents' outputs are not meaningful "
             "and the edited image is noise",
         }
-        atomic_save_image(result.image, out)
-        write_trace(trace_path_for(out), result.trace)
-        print_summary(result.trace, out)
+        print_summary(result.trace, write_edit(result.image, result.trace, out))
         if not args.image:
             print(f"input sample: {out.with_name('input.png')}")
         print("reminder: OFFLINE DEMO with random weights: the edited image is noise.")

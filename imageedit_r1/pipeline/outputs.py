@@ -1,9 +1,16 @@
-"""Where a run's files go and what the command line prints about them: the edited image, its trace
-beside it, and the summaries read from a trace."""
+"""Where a run's files go (the edited image, its trace beside it) and what the command line prints
+about a run, read from its trace.
+
+A finished edit is never lost to a writing error: ``write_edit`` writes the trace first, then the
+image in the format its name asks for; when that fails (a format's size limit, a full disk), the
+image goes to a PNG beside it, one line says so, and the trace names the file written.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +20,53 @@ from imageedit_r1.pipeline.trace import Trace
 def trace_path_for(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".trace.json")
+
+
+def check_output(out: str | os.PathLike, setting: str = "--out") -> None:
+    """Refuse, before any work, an image path that cannot be written: an extension Pillow cannot
+    write (``ImageFormatError``) or a place that cannot hold the file (``ValueError``)."""
+    from imageedit_r1.images import ImageFormatError, output_format
+    from imageedit_r1.store import writable_problem
+
+    try:
+        output_format(out)
+    except ImageFormatError as exc:
+        raise ImageFormatError(f"{setting}: {exc}") from None
+    problem = writable_problem(out)
+    if problem:
+        raise ValueError(f"{setting}: {problem}")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def write_edit(image, trace: dict[str, Any], out: str | os.PathLike, *, say: Callable[[str], None] = _say) -> Path:
+    """Write a finished edit: its trace (``<stem>.trace.json``), then the image at ``out``; returns
+    the image's path. When ``out`` cannot be written, the image goes to ``<stem>.png`` instead and
+    ``say`` gets one line naming both; the trace records the file written (``output.file``)."""
+    from imageedit_r1.images import has_alpha, keeps_alpha, output_format
+    from imageedit_r1.pipeline.trace import write_trace
+    from imageedit_r1.store import atomic_save_image
+
+    out = Path(out)
+    trace_path = trace_path_for(out)
+    if has_alpha(image) and not keeps_alpha(output_format(out)):
+        say(f"note: {out.name} cannot hold transparency; it is composited onto white (.png, .webp or .tif keep it)")
+    trace["output"] = {**(trace.get("output") or {}), "file": out.name}
+    write_trace(trace_path, trace)
+    try:
+        return atomic_save_image(image, out)
+    except Exception as exc:  # noqa: BLE001 - any writing error: the edit itself is kept below
+        fallback = out.with_suffix(".png")
+        reason = f"{type(exc).__name__}: {exc}"
+        if fallback == out:
+            raise OSError(f"could not write the edited image {out} ({reason}); its trace is {trace_path}") from exc
+    atomic_save_image(image, fallback)
+    trace["output"].update(file=fallback.name, not_written={"file": out.name, "reason": reason})
+    write_trace(trace_path, trace)
+    say(f"warning: could not write {out} ({reason}); wrote {fallback} instead")
+    return fallback
 
 
 def print_summary(trace: dict[str, Any], out) -> None:

@@ -89,7 +89,7 @@ class Trace:
     seconds: dict[str, float] = _field(RECORD, factory=dict)  # per stage, and total
     fallbacks: list[dict[str, Any]] = _field(RECORD, factory=list)  # stage, used, reason, dropped
     errors: list[dict[str, Any]] = _field(RECORD, factory=list)  # stage, type, message (kind, reason)
-    output: dict[str, Any] | None = _field(RUN, default=None)  # width, height, sha256 of the edit
+    output: dict[str, Any] | None = _field(RUN, default=None)  # width, height, sha256 of the edit; its file
     version: str | None = _field(RECORD, default=None)  # the package version that ran
     started_at: str | None = _field(RECORD, default=None)  # local time, ISO 8601
     plan: dict[str, Any] | None = _field(PLAN, default=None, optional=True)  # Plan.change_record()

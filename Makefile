@@ -1,4 +1,4 @@
-.PHONY: setup setup-vllm setup-verl-cpu demo test lint
+.PHONY: setup setup-vllm setup-verl-cpu demo test test-fast lint
 
 # .venv: the package with every extra the demo and the tests need (CPU is enough).
 setup:
@@ -18,6 +18,17 @@ demo: setup
 test: setup setup-vllm setup-verl-cpu
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m pytest
+
+# The quick lane, under 2 minutes on 2 cores: every test but the slow (tiny models, processes, heavy
+# trainer libraries), vLLM, verl, TRL, browser and GPU ones. A test that takes a minute here is a hang.
+FAST = not slow and not vllm and not verl and not trl and not browser and not gpu
+
+.venv/bin/python:
+	bash scripts/setup.sh
+
+test-fast: .venv/bin/python
+	.venv/bin/python -m ruff check .
+	.venv/bin/python -m pytest -m "$(FAST)" --timeout=60
 
 lint: setup
 	.venv/bin/python -m ruff check .

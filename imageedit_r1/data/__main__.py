@@ -112,8 +112,6 @@ def _label_config(args: argparse.Namespace):
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from imageedit_r1.backends.checks import backend_problems
     from imageedit_r1.data.teacher import TeacherLabeller
     from imageedit_r1.endpoints import build_endpoint, endpoint_options
@@ -121,7 +119,9 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     config = _label_config(args)
     if args.print_config:
-        print(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        from imageedit_r1.config import to_yaml
+
+        print(to_yaml(config))
         return 0
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")

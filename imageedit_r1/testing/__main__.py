@@ -141,13 +141,15 @@ def offline_config(models: Path, port: int, api: str = "openai", model: str = "f
         "on_decompose_failure": "keywords",
         "on_sequence_failure": "template",
     }
-    from omegaconf import OmegaConf
+    from imageedit_r1.config import load_config, to_yaml
+    from imageedit_r1.pipeline.config import PipelineConfig
 
+    load_config(PipelineConfig, data=config).validate()  # what it writes, the pipeline reads
     header = ("# Offline stand-ins from `python -m imageedit_r1.testing`: the agents ask the fake "
               f"{api} server on port {port}\n# (start it with `python -m imageedit_r1.testing serve --api {api} "
               f"--port {port}`), the editor is a tiny random FLUX.1-Kontext\n# pipeline: its output is noise."
               + ("\n# The Gemini client needs a key: export FAKE_GEMINI_KEY=anything" if api == "gemini" else ""))
-    return header + "\n" + OmegaConf.to_yaml(OmegaConf.create(config))
+    return header + "\n" + to_yaml(config)
 
 
 def cmd_config(args) -> int:

@@ -25,7 +25,7 @@ def test_a_run_trace_a_plan_record_and_a_planning_trace_hold_the_declared_fields
     assert list(plan.record) == list(RECORD_FIELDS)
     assert list(plan.trace()) == [*RECORD_FIELDS, *PLAN_FIELDS]
     result = pipe.execute(image(), plan)
-    assert list(result.trace) == [name for name in FIELDS if name not in OPTIONAL or name == "plan"]
+    assert list(result.trace) == [name for name in FIELDS if name not in OPTIONAL or name in ("plan", "planning")]
     json.dumps(result.trace)  # plain JSON for users and files
     assert result.trace["plan"]["changed"] is False and result.trace["seeds"] == [3]
     # The planning record reaches the run: the agents' seconds and model ids, the run's own input.

@@ -15,7 +15,8 @@ DESCRIPTION = """\
 Evaluate image editors the way the ImageEdit-R1 paper does: edit every benchmark sample with
 every method, score each edit with LLM judges (the paper's Table 2 prompt), and summarise.
 
-  run        edit + judge, resumable (results append to <out_dir>/results.jsonl)
+  run        plan + edit + judge, resumable (results append to <out_dir>/results.jsonl); each plan
+             is made once per (agents, sample) and shared by every method with those agents
   table      Table 1: methods x (benchmark x judge), Average, delta vs Original, bootstrap CIs
   alignment  agreement of the judges with human scores (means, Pearson, Spearman)
   report     one self-contained HTML file: tables, plots and a side-by-side gallery
@@ -171,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--judges", help="comma-separated judge names (default: all)")
     run.add_argument("--limit", type=int, help="at most this many samples per benchmark (a smoke run)")
     run.add_argument("--out-dir", help="override out_dir")
-    run.add_argument("--stage", choices=("all", "edit", "judge"), default="all",
-                     help="edit only, judge only (existing edits), or both (default)")
+    run.add_argument("--stage", choices=("all", "plan", "edit", "judge"), default="all",
+                     help="plan only (the agents' shared plans), edit only (plans first, then edits), judge only "
+                          "(existing edits), or all (default)")
     run.add_argument("--estimate", action="store_true",
                      help="print the pending edits and judge calls with their estimated cost, and stop")
     run.add_argument("--retry-failed", action="store_true",

@@ -91,7 +91,7 @@ class MethodConfig(PipelineConfig):
             defaults["verify"] = dataclasses.asdict(VerifyConfig())  # likewise a verify stage
             ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
             ident["pipeline"].pop("seed", None)
-            for key in ("executor", "ray"):  # where an edit runs never changes its pixels
+            for key in ("executor", "ray", "plan_batch"):  # where and in what batches never changes the pixels
                 ident["pipeline"].pop(key, None)
             if self.kind == "original":  # the agents do not run: their settings change nothing
                 for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
@@ -155,6 +155,7 @@ def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
 class EstimateConfig:
     image_side: int = 1024  # assumed image size when originals are not on disk yet
     completion_tokens: int = 250  # expected reply length of a judgment
+    plan_tokens: int = 400  # expected answer tokens of one plan (decomposition + sub-requests)
 
 
 @dataclass

@@ -35,6 +35,7 @@ class Item:
 
 @dataclass
 class Summary:
+    plans: Counter = field(default_factory=Counter)  # made, failed (each shared by its agents' methods)
     edits: Counter = field(default_factory=Counter)
     judgments: Counter = field(default_factory=Counter)
     failure_kinds: Counter = field(default_factory=Counter)
@@ -47,6 +48,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         out = [
+            *(["plans:      " + ", ".join(f"{k} {v}" for k, v in sorted(self.plans.items()))] if self.plans else []),
             "edits:      " + ", ".join(f"{k} {v}" for k, v in sorted(self.edits.items())) if self.edits else "edits: none",
             "judgments:  " + ", ".join(f"{k} {v}" for k, v in sorted(self.judgments.items()))
             if self.judgments else "judgments: none",

@@ -120,3 +120,33 @@ def test_an_agent_that_cannot_start_stops_the_whole_batch(monkeypatch):
                                                    "api_key_env": "IMAGEEDIT_TEST_NO_KEY"}})
     with pytest.raises(AgentUnavailableError, match="decomposition agent cannot start"):
         pipe.plan_batch([picture()] * 2, ["make the coat", "tint the sky"])
+
+
+def test_a_manifest_is_planned_in_batches_then_edited_and_a_rerun_asks_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("openai")
+    from imageedit_r1.agents import editors
+    from imageedit_r1.pipeline.cli import main
+    from imageedit_r1.store import read_jsonl
+    from imageedit_r1.testing.__main__ import reply_in_kind
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+
+    monkeypatch.setitem(editors.EDITORS, "darken", "tests.test_eval_plans:Darken")
+    items = []
+    for index in range(5):
+        if index != 3:
+            Image.new("RGB", (30 + index, 20), (40 * index, 80, 120)).save(tmp_path / f"{index}.png")
+        items.append({"id": f"i{index}", "image": f"{index}.png", "request": f"make item {index} red"})
+    manifest = tmp_path / "requests.jsonl"
+    manifest.write_text("".join(json.dumps(item) + "\n" for item in items))
+    with fake_openai_server(lambda body: reply_in_kind(openai_text(body))) as server:
+        args = ["--manifest", str(manifest), "--out-dir", str(tmp_path / "out"), "--editor", "darken", "seed=1",
+                "decomposer.backend=openai", "decomposer.model=fake-model", f"decomposer.base_url={server.url}/v1",
+                "plan_batch=2"]
+        assert main(args) == 1  # one item's image is missing
+        assert len(server.requests) == 2 * 4  # a decomposition and a sequencing request per readable item
+        records = {record["id"]: record for record in read_jsonl(tmp_path / "out" / "results.jsonl")}
+        assert [records[f"i{i}"]["status"] for i in range(5)] == ["ok", "ok", "ok", "failed", "ok"]
+        traces = [json.loads((tmp_path / "out" / f"i{i}.trace.json").read_text()) for i in (0, 1, 2, 4)]
+        assert [trace["planning"]["batch"] for trace in traces] == [2, 2, 1, 1]  # batches of two; i3 failed alone
+        assert all(trace["sub_requests"] == ["Recolor the coat to scarlet"] for trace in traces)
+        assert main(args) == 1 and len(server.requests) == 8  # finished items are not planned again

@@ -53,6 +53,28 @@ def chat_concurrently(chat: Callable[..., Any], conversations: Sequence[Any], ma
     return results
 
 
+class InProcessBatches:
+    """``chat`` for a backend whose model runs in this process: ``chat_batch`` of one conversation, so a
+    single ask and a batch take the same path."""
+
+    def chat(self, messages: list[Any], **settings: Any) -> Any:
+        """The answer to one conversation (``chat_batch``'s settings); its error is raised."""
+        return first_or_raise(self.chat_batch([messages], **settings))  # type: ignore[attr-defined]
+
+
+def encode_each(encode: Callable[[Any], Any], conversations: Sequence[Any]) -> tuple[list[Any], list[tuple[int, Any]]]:
+    """``encode`` every conversation: (one result slot per conversation, holding its encoding error or
+    None; the (position, encoding) of each conversation that encoded)."""
+    results: list[Any] = [None] * len(conversations)
+    encoded: list[tuple[int, Any]] = []
+    for index, messages in enumerate(conversations):
+        try:
+            encoded.append((index, encode(messages)))
+        except Exception as exc:  # noqa: BLE001 - this conversation's error alone
+            results[index] = exc
+    return results, encoded
+
+
 class ConcurrentBatches:
     """``chat_batch`` for a backend whose model runs elsewhere (an API, a server): ``chat`` on each
     conversation, ``max_concurrency`` requests in flight at once."""

@@ -38,7 +38,7 @@ from imageedit_r1.backends.base import (
     schema_instruction,
     validate_messages,
 )
-from imageedit_r1.backends.batching import first_or_raise, run_isolated
+from imageedit_r1.backends.batching import InProcessBatches, encode_each, run_isolated
 
 logger = logging.getLogger("imageedit_r1.backends.transformers")
 
@@ -105,7 +105,7 @@ def load_model(model: str, *, device: str = "auto", dtype: str = "auto", attn_im
         return _loaded[key]
 
 
-class TransformersBackend:
+class TransformersBackend(InProcessBatches):
     name = "transformers"
     supports_json_schema = False
 
@@ -209,19 +209,6 @@ class TransformersBackend:
         """The processor's model inputs for ``messages`` (input_ids with the image tokens, pixel_values, …)."""
         return self._on_device(self._encode(messages, json_schema))
 
-    def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        schema_name: str = "response",
-        temperature: float | None = 0.0,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-    ) -> ChatResponse:
-        return first_or_raise(self.chat_batch([messages], json_schema=json_schema, schema_name=schema_name,
-                                              temperature=temperature, max_tokens=max_tokens, seed=seed))
-
     def chat_batch(
         self,
         conversations: list[list[ChatMessage]],
@@ -233,13 +220,7 @@ class TransformersBackend:
         seed: int | None = None,
     ) -> list[ChatResponse | Exception]:
         """One answer (or error) per conversation, decoded in left-padded batches (module docs)."""
-        results: list[Any] = [None] * len(conversations)
-        encoded: list[tuple[int, Any]] = []
-        for index, messages in enumerate(conversations):
-            try:
-                encoded.append((index, self._encode(messages, json_schema)))
-            except Exception as exc:  # noqa: BLE001 - this conversation's error alone
-                results[index] = exc
+        results, encoded = encode_each(lambda messages: self._encode(messages, json_schema), conversations)
         settings = self._generate_settings(temperature, max_tokens)
         for batch in self.batches([inputs for _, inputs in encoded], max_tokens):
             items = [encoded[position] for position in batch]

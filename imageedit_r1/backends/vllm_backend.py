@@ -25,7 +25,7 @@ from imageedit_r1.backends.base import (
     image_data_url,
     validate_messages,
 )
-from imageedit_r1.backends.batching import first_or_raise, run_isolated
+from imageedit_r1.backends.batching import InProcessBatches, encode_each, run_isolated
 from imageedit_r1.images import fit_to_budget
 
 logger = logging.getLogger("imageedit_r1.backends.vllm")
@@ -62,7 +62,7 @@ def structured_output_params(json_schema: dict[str, Any]) -> dict[str, Any]:
     return {"structured_outputs": StructuredOutputsParams(json=json_schema)}
 
 
-class VLLMBackend:
+class VLLMBackend(InProcessBatches):
     name = "vllm"
     supports_json_schema = True
 
@@ -118,19 +118,6 @@ class VLLMBackend:
             encoded.append({"role": message.role, "content": parts})
         return encoded
 
-    def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        schema_name: str = "response",
-        temperature: float | None = 0.0,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-    ) -> ChatResponse:
-        return first_or_raise(self.chat_batch([messages], json_schema=json_schema, schema_name=schema_name,
-                                              temperature=temperature, max_tokens=max_tokens, seed=seed))
-
     def chat_batch(
         self,
         conversations: list[list[ChatMessage]],
@@ -144,13 +131,7 @@ class VLLMBackend:
         """One answer (or error) per conversation, all decoded by one ``LLM.chat`` call (module docs)."""
         from vllm import SamplingParams
 
-        results: list[Any] = [None] * len(conversations)
-        encoded: list[tuple[int, list[dict[str, Any]]]] = []
-        for index, messages in enumerate(conversations):
-            try:
-                encoded.append((index, self._encode(validate_messages(messages))))
-            except Exception as exc:  # noqa: BLE001 - this conversation's error alone
-                results[index] = exc
+        results, encoded = encode_each(lambda messages: self._encode(validate_messages(messages)), conversations)
         params: dict[str, Any] = {"temperature": temperature or 0.0, "max_tokens": max_tokens, "seed": seed}
         if json_schema is not None:
             params.update(structured_output_params(json_schema))

@@ -1,5 +1,9 @@
 """Pipeline batches: a JSONL manifest in, one image + trace per item out, resumable.
 
+The items left to do are planned ``plan_batch`` at a time (``ImageEditR1.plan_batch``: one batched
+call per agent stage), then edited with their plans. With several edits in flight (Ray replicas)
+the next batch is planned while the last one's edits run, at most one batch ahead.
+
 One batch at a time writes to an output folder: the folder's run lock is taken before what is
 finished is read, so a second batch on it waits (then edits only what the first one left) or
 stops (``if_busy``); no item is edited twice.
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +80,29 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
     items = read_manifest(manifest)
     if dry_run:
         failed = 0
-        for item in items:
-            try:
-                plan = pipeline.plan(item["image"], item["request"], mode=item.get("mode")).trace()
-            except (EditFailed, ImageLoadError, ValueError) as exc:
-                failed += 1
-                plan = {**(getattr(exc, "trace", None) or {}), "status": "failed", "error": str(exc)}
-            print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
+        for chunk in chunks(items, pipeline.config.plan_batch):
+            for item, plan in zip(chunk, plan_items(pipeline, chunk), strict=True):
+                if isinstance(plan, (EditFailed, ImageLoadError, ValueError)):
+                    failed += 1
+                    shown = {**(getattr(plan, "trace", None) or {}), "status": "failed", "error": str(plan)}
+                elif isinstance(plan, BaseException):
+                    raise plan
+                else:
+                    shown = plan.trace()
+                print(json.dumps({"id": item["id"], **shown}, ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
         return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed)
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start:start + size] for start in range(0, len(items), max(1, size))]
+
+
+def plan_items(planner, items: list[dict[str, Any]]) -> list[Any]:
+    """One plan or error per manifest item, from one ``plan_batch`` call."""
+    return planner.plan_batch([item["image"] for item in items], [item["request"] for item in items],
+                              mode=[item.get("mode") for item in items])
 
 
 def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False) -> int:
@@ -100,14 +117,14 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
     counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(pending)}
     editor = pipeline
     remote = executor_entry(pipeline.config.executor, "pipeline") if todo else None
-    if remote is not None:  # the same loop; edits run where the executor puts them (Ray replicas)
+    if remote is not None:  # the same loop; plans and edits run where the executor puts them (Ray)
         editor = remote(pipeline.config)
     progress = tqdm(total=len(todo), desc="editing", unit="image", dynamic_ncols=True)
     progress.set_postfix(counts)
     lock = threading.Lock()
 
-    def one(item: dict[str, Any]) -> None:
-        outcome = _edit_item(editor, item, out_dir, results, suffix)
+    def one(item: dict[str, Any], plan: Any) -> None:
+        outcome = _edit_item(editor, item, plan, out_dir, results, suffix)
         with lock:
             counts[outcome] += 1
             progress.update()
@@ -115,13 +132,21 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
 
     try:
         concurrency = getattr(editor, "concurrency", 1)
+        batches = chunks(todo, pipeline.config.plan_batch)
         if concurrency <= 1:
-            for item in todo:
-                one(item)
+            for batch in batches:
+                for item, plan in zip(batch, plan_items(editor, batch), strict=True):
+                    one(item, plan)
         else:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                futures = [pool.submit(one, item) for item in todo]
+                futures: list[Future] = []
                 try:
+                    for batch in batches:
+                        # Plan the next batch once the edits queued before it are down to what is in flight.
+                        while sum(not future.done() for future in futures) > concurrency:
+                            wait(futures, return_when=FIRST_COMPLETED)
+                        futures += [pool.submit(one, item, plan)
+                                    for item, plan in zip(batch, plan_items(editor, batch), strict=True)]
                     for future in as_completed(futures):
                         future.result()
                 except BaseException:
@@ -142,8 +167,9 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
     return 1 if counts["failed"] or held else 0
 
 
-def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: str = ".png") -> str:
-    """Edit one manifest item and write its image, trace and result record; "ok" or "failed".
+def _edit_item(pipeline, item: dict[str, Any], plan: Any, out_dir: Path, results, suffix: str = ".png") -> str:
+    """Edit one manifest item with its ``plan`` (or record the planning error it is) and write its
+    image, trace and result record; "ok" or "failed".
 
     Errors that every item would hit (missing weights, keys, packages) propagate and stop the batch.
     """
@@ -156,7 +182,9 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: s
     image_path, trace_path = out_dir / f"{item_id}{suffix}", out_dir / f"{item_id}.trace.json"
     record = {"request": item["request"], "image": item["image"]}
     try:
-        result = pipeline(item["image"], item["request"], mode=item.get("mode"), seed=item.get("seed"))
+        if isinstance(plan, BaseException):
+            raise plan
+        result = pipeline.execute(item["image"], plan, seed=item.get("seed"))
     except (EditFailed, ImageLoadError, ValueError) as exc:
         trace = getattr(exc, "trace", None) or {
             "request": item["request"], "status": "failed",

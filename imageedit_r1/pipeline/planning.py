@@ -32,7 +32,10 @@ from imageedit_r1.unavailable import is_unavailable
 
 if TYPE_CHECKING:
     from imageedit_r1.pipeline.config import PipelineConfig
-    from imageedit_r1.pipeline.core import ImageEditR1
+
+# ``pipe`` below is the ``ImageEditR1`` that plans: its config, its agents (built on first use),
+# ``model_ids`` and ``_fail``.
+Pipeline = Any
 
 # An agent answered, but not usably (after its own bounded repair): the fallbacks apply to these only.
 _UNUSABLE_ANSWER = {"DecompositionError", "DecompositionParseError", "SequencingError", "InvalidSubRequests"}
@@ -70,7 +73,7 @@ class Request:
     settled: bool = False  # no agent stage left: the raw request is edited, or it failed
 
 
-def plan_requests(pipe: ImageEditR1, requests: list[Request]) -> list[Plan | Exception]:
+def plan_requests(pipe: Pipeline, requests: list[Request]) -> list[Plan | Exception]:
     """A ``Plan`` or the request's own error for each request (module docs)."""
     started = time.perf_counter()
     agentic = [item for item in requests if item.mode != "original"]
@@ -105,12 +108,12 @@ def _timed(requests: list[Request], stage: str, work):
             item.trace.add_seconds(stage, seconds)
 
 
-def _agent(pipe: ImageEditR1, requests: list[Request], name: str):
+def _agent(pipe: Pipeline, requests: list[Request], name: str):
     """The pipeline's ``decomposer`` or ``sequencer``, built (weights loaded) on first use."""
     return _timed(requests, "load_agents", lambda: getattr(pipe, name))
 
 
-def _decompose(pipe: ImageEditR1, requests: list[Request]) -> None:
+def _decompose(pipe: Pipeline, requests: list[Request]) -> None:
     try:
         decomposer = _agent(pipe, requests, "decomposer")
         results = _timed(requests, "decompose", lambda: _call_decomposer(
@@ -135,7 +138,7 @@ def _decompose(pipe: ImageEditR1, requests: list[Request]) -> None:
         item.trace.decomposition = {**decomposition.to_dict(), "think": decomposition.think}
 
 
-def _sequence(pipe: ImageEditR1, requests: list[Request]) -> None:
+def _sequence(pipe: Pipeline, requests: list[Request]) -> None:
     if not requests:
         return
     try:
@@ -166,7 +169,7 @@ def _sequence(pipe: ImageEditR1, requests: list[Request]) -> None:
             _note_dropped(trace, item.decomposition, item.sub_requests)
 
 
-def _check_sub_requests(pipe: ImageEditR1, item: Request) -> None:
+def _check_sub_requests(pipe: Pipeline, item: Request) -> None:
     if not item.sub_requests:
         item.trace.errors.append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
         if pipe.config.on_sequence_failure == "error":
@@ -177,7 +180,7 @@ def _check_sub_requests(pipe: ImageEditR1, item: Request) -> None:
     item.trace.sub_requests = item.sub_requests
 
 
-def _fallback(pipe: ImageEditR1, item: Request, stage: str, exc: BaseException, policy: str) -> str | None:
+def _fallback(pipe: Pipeline, item: Request, stage: str, exc: BaseException, policy: str) -> str | None:
     """Record an agent stage's failure for ``item``; return the fallback ``policy`` to apply, or None
     when the request failed (its ``EditFailed`` is ``item.error``).
 
@@ -202,7 +205,7 @@ def _fallback(pipe: ImageEditR1, item: Request, stage: str, exc: BaseException, 
     return policy
 
 
-def _fail(pipe: ImageEditR1, item: Request, message: str, cause: BaseException | None = None) -> None:
+def _fail(pipe: Pipeline, item: Request, message: str, cause: BaseException | None = None) -> None:
     failed: EditFailed = pipe._fail(item.trace, message)
     failed.__cause__ = cause
     item.error, item.settled = failed, True

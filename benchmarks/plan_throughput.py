@@ -161,6 +161,31 @@ def measure_transformers(pipe, images, requests, repeats: int, warmup: int) -> t
     return per_item, batched, raw
 
 
+def table1_plans(samples_per_benchmark: int) -> dict:
+    """How many plans the shipped Table 1 config makes (``configs/eval.yaml``, a stand-in sample list):
+    one per (agent pair, sample), against one per (method, sample) without sharing."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from imageedit_r1.eval.config import load_eval_config
+    from imageedit_r1.eval.plans import plan_groups, uses_plans
+    from imageedit_r1.eval.runner import EvalRunner
+
+    with tempfile.TemporaryDirectory() as out:
+        config = load_eval_config(None, [f"out_dir={out}"])
+        stand_ins = [SimpleNamespace(id=f"s{i}", image=None, request=REQUESTS[i % len(REQUESTS)])
+                     for i in range(samples_per_benchmark)]
+        runner = EvalRunner(config, progress=False, sample_loader=lambda bench: list(stand_ins))
+        groups = plan_groups(runner)
+        samples = samples_per_benchmark * len(config.benchmarks)
+        methods = sum(1 for method in config.methods if uses_plans(method))
+        plans = sum(len(group.todo) for group in groups)
+    print(f"\nTable 1 config ({len(config.benchmarks)} benchmarks x {samples_per_benchmark} samples): {methods} "
+          f"pipeline methods, {len(groups)} agent pairs -> {plans} plans ({plans / samples:g} per sample; "
+          f"{methods * samples} without sharing)")
+    return {"methods": methods, "agent_pairs": len(groups), "samples": samples, "plans": plans}
+
+
 def run_cpu_tiny(args) -> dict:
     from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
@@ -172,9 +197,10 @@ def run_cpu_tiny(args) -> dict:
         agent_config("transformers", model, s_tokens, {**options, "generate_options": {"min_new_tokens": s_tokens}}))
     images, requests = samples(args.n, args.size)
     per_item, batched, raw = measure_transformers(pipe, images, requests, args.repeats, args.warmup)
-    return report(f"CPU, tiny Qwen2.5-VL through transformers, {args.size[0]}x{args.size[1]}, answers "
-                  f"{d_tokens}+{s_tokens} tokens", args.n, per_item, batched, raw,
-                  {"load average (1, 5, 15 min)": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()})
+    result = report(f"CPU, tiny Qwen2.5-VL through transformers, {args.size[0]}x{args.size[1]}, answers "
+                    f"{d_tokens}+{s_tokens} tokens", args.n, per_item, batched, raw,
+                    {"load average (1, 5, 15 min)": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()})
+    return {**result, "table_1": table1_plans(100)}
 
 
 def measure_batch(pipe, images, requests, args) -> tuple[float | None, float, float]:

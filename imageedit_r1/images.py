@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from imageedit_r1.image_budget import ImageBudget
 
@@ -68,15 +68,10 @@ _ORIENTATION_TRANSPOSE = {
 def upright(image: Image.Image) -> Image.Image:
     """``image`` turned upright per its EXIF orientation; a metadata fault never loses the pixels.
 
-    ``ImageOps.exif_transpose`` re-serialises the EXIF block and raises on malformed tags
-    (``struct.error`` for an SRATIONAL with a zero denominator, also ``ValueError``,
-    ``TypeError``, ...). Then the orientation tag alone is read and applied; if even that
-    cannot be read, the image is returned as stored.
+    Only the orientation tag is read and applied (``ImageOps.exif_transpose`` also re-serialises
+    the EXIF block, which raises on malformed tags, and copies an image that needs no turn). An
+    upright image comes back as it is; if the tag cannot be read, the image is returned as stored.
     """
-    try:
-        return ImageOps.exif_transpose(image) or image
-    except Exception as exc:  # noqa: BLE001 - any metadata fault: the pixels are what matter
-        logger.warning("malformed EXIF (%s: %s); applying the orientation tag alone", type(exc).__name__, exc)
     try:
         orientation = image.getexif().get(_ORIENTATION_TAG)
     except Exception:  # noqa: BLE001 - unreadable EXIF: keep the stored orientation
@@ -111,29 +106,52 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Integer modes map ``[0, 2**bits - 1]`` onto ``[0, 255]`` (16 bits: divide by 257; 32-bit
     mode ``I`` is signed, so ``[0, 2**31 - 1]``); float
     mode ``F`` is taken as nominal ``[0, 1]``, as image tools store it. Out-of-range values clip.
+    Memory stays a few bytes per pixel whatever the mode: high-depth samples are scaled a tile
+    at a time, and transparency is pasted onto white rather than blended through RGBA copies.
     """
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I") or image.mode == "F":
-        import numpy as np  # local: numpy only for the rare high-bit-depth case
-
-        arr = np.asarray(image, dtype=np.float64)
-        if image.mode == "F":
-            scaled = arr * 255.0
-        else:
-            bits = bit_depth(image) or 16
-            # Mode I is signed 32-bit: its 32-bit data tops out at 2**31 - 1.
-            scaled = arr * (255.0 / (2**31 - 1 if bits == 32 else 2**bits - 1))
-        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-        gray = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype("uint8"), mode="L")
-        return gray.convert("RGB")
+        return _high_depth_to_gray(image).convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("RGBa", "La"):  # premultiplied alpha: undone before pasting by alpha
+        image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        alpha = image.getchannel("A")
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image.convert("RGB"), mask=alpha)
+        return white
     return image.convert("RGB")
+
+
+_TILE_PIXELS = 1 << 20  # high-depth samples are scaled this many at a time
+
+
+def _tiles(width: int, height: int, pixels: int = _TILE_PIXELS):
+    """Boxes covering a ``width x height`` image, each about ``pixels`` in area (any aspect)."""
+    rows = max(1, pixels // width)
+    columns = width if rows > 1 else min(width, pixels)
+    for top in range(0, height, rows):
+        for left in range(0, width, columns):
+            yield left, top, min(width, left + columns), min(height, top + rows)
+
+
+def _high_depth_to_gray(image: Image.Image) -> Image.Image:
+    import numpy as np  # local: numpy only for the rare high-bit-depth case
+
+    if image.mode == "F":
+        scale = 255.0
+    else:
+        bits = bit_depth(image) or 16
+        # Mode I is signed 32-bit: its 32-bit data tops out at 2**31 - 1.
+        scale = 255.0 / (2**31 - 1 if bits == 32 else 2**bits - 1)
+    gray = Image.new("L", image.size)
+    for box in _tiles(*image.size):
+        scaled = np.asarray(image.crop(box), dtype=np.float64) * scale
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+        gray.paste(Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype("uint8")), box[:2])
+    return gray
 
 
 def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -158,22 +176,25 @@ def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
 def fit_to_budget(image: Image.Image, budget: ImageBudget | None) -> Image.Image:
     """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget``; None: unchanged.
 
-    An aspect ratio the processor refuses is padded first (black bars, content centred); then the
-    image is resized (bicubic) to ``budget.fit(...).size``. Every stage that hands an image to the
-    decomposition agent (the exporter, the inference backends) calls this, so they agree to the
-    pixel. See ``imageedit_r1.image_budget``.
+    An aspect ratio the processor refuses is padded (black bars, content centred) as
+    ``budget.fit`` lays out. The content is shrunk straight to its place in the final size and
+    padded there, never padded at its own scale first: a 39,000,000 x 1 banner would pad to
+    terabytes. Memory is bounded by the input and the final size. Every stage that hands an
+    image to the decomposition agent (the exporter, the inference backends) calls this, so they
+    agree to the pixel. See ``imageedit_r1.image_budget``.
     """
     if budget is None:
         return image
     image = to_rgb(image)
     fit = budget.fit(image.width, image.height)
-    if fit.padded:
-        canvas = Image.new("RGB", fit.canvas, (0, 0, 0))
-        canvas.paste(image, ((fit.canvas[0] - image.width) // 2, (fit.canvas[1] - image.height) // 2))
-        image = canvas
-    if image.size != fit.size:
-        image = image.resize(fit.size, Image.Resampling.BICUBIC)
-    return image
+    if not fit.padded:
+        return image if image.size == fit.size else image.resize(fit.size, Image.Resampling.BICUBIC)
+    (width, height), (canvas_w, canvas_h) = fit.size, fit.canvas
+    inner = (min(width, max(1, round(image.width * width / canvas_w))),
+             min(height, max(1, round(image.height * height / canvas_h))))
+    canvas = Image.new("RGB", fit.size, (0, 0, 0))
+    canvas.paste(image.resize(inner, Image.Resampling.BICUBIC), ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return canvas
 
 
 def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 from PIL import Image
@@ -58,24 +59,24 @@ def scripted_service(output_dir, editor, auth=None, limits=None, store=None, edi
     planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
                           config=config)
     settings = AppSettings(config=config, limits=limits or UploadLimits(), upload_roots=[get_upload_folder()],
-                           upload_store=store, output_dir=str(output_dir),
-                           auth_passwords=[password for _, password in auth or []])
+                           output_dir=str(output_dir), auth_passwords=[password for _, password in auth or []],
+                           **({"upload_store": store} if store else {}))
     return EditService(settings, planner=planner, editor=editor)
 
 
 @contextlib.contextmanager
-def scripted_app(tmp_path, editor, queue_size=4, auth=None, limits=None, store=None, editor_name=None):
-    """The app served with scripted agents and ``editor`` (no models): yields its URL."""
+def scripted_app(tmp_path, editor, queue_size=4, auth=None, limits=None, store=None, editor_name=None, port=None):
+    """The app served with scripted agents and ``editor`` (no models): yields (url, Gradio blocks)."""
     from imageedit_r1.app.server import launch
     from imageedit_r1.app.ui import build_app
 
     service = scripted_service(tmp_path / "out", editor, auth=auth, limits=limits, store=store, editor_name=editor_name)
     app = build_app(service)
-    port = free_port()
+    port = port or free_port()
     launch(app, host="127.0.0.1", port=port, share=False, auth=auth, limits=service.settings.limits,
-           queue_size=queue_size, store=store, prevent_thread_lock=True)
+           queue_size=queue_size, prevent_thread_lock=True, **({"store": store} if store else {}))
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", app=app, service=service)
     finally:
         app.close()
 
@@ -136,7 +137,7 @@ def main() -> None:
     auth = read_auth(None)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with scripted_app(Path(args.output_dir).parent, InvertingEditor(), auth=auth):
+    with scripted_app(Path(args.output_dir).parent, InvertingEditor(), auth=auth, port=args.port):
         stop.wait()
 
 

@@ -330,7 +330,8 @@ def test_concurrent_users_wait_in_a_bounded_queue_and_never_share_the_model(tmp_
     from gradio_client import Client, handle_file
 
     editor = SlowEditor()
-    with scripted_app(tmp_path, editor, queue_size=2) as url:
+    with scripted_app(tmp_path, editor, queue_size=2) as app:
+        url = app.url
         path = tmp_path / "in.png"
         two_tone((64, 40)).save(path)
         plan = Client(url, verbose=False).predict(handle_file(str(path)), "Recolor it", "single-turn", api_name="/plan")
@@ -363,7 +364,8 @@ def test_in_the_browser_a_sample_image_fills_the_input_and_the_request(tmp_path)
     from imageedit_r1.sample_images import SAMPLE_REQUESTS
     from tests.test_pipeline import SUBS, InvertingEditor
 
-    with scripted_app(tmp_path, InvertingEditor()) as url, sync_playwright() as playwright:
+    with scripted_app(tmp_path, InvertingEditor()) as app, sync_playwright() as playwright:
+        url = app.url
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -381,6 +383,36 @@ def test_in_the_browser_a_sample_image_fills_the_input_and_the_request(tmp_path)
             browser.close()
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_a_failed_edit_is_its_sentence_and_no_error_badge(tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    from imageedit_r1.agents.editors import EditRefusedError
+    from tests.test_pipeline import InvertingEditor
+
+    editor = InvertingEditor(fail=EditRefusedError("blocked by the <b>safety</b> filter"))
+    with scripted_app(tmp_path, editor) as app, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(app.url)
+            page.locator("#sample input").click()
+            page.get_by_role("option", name="portrait").click()
+            expect(page.locator("#input-image img")).to_be_visible(timeout=20_000)
+            page.locator("#plan-button").click()
+            expect(page.locator("#status")).to_contain_text("Plan ready", timeout=30_000)
+            page.locator("#edit-button").click()
+            status = page.locator("#status")
+            expect(status).to_contain_text("Could not edit: editing failed: blocked by the <b>safety</b> filter",
+                                           timeout=30_000)
+            page.wait_for_timeout(500)
+            assert _error_badges(page) == 0 and _in_view(status)
+        finally:
+            browser.close()
+
+
 def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
 
@@ -389,7 +421,8 @@ def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monke
 
     monkeypatch.setenv("IMAGEEDIT_R1_APP_AUTH", "alice:correct-horse-battery")
     auth = read_auth(None)
-    with scripted_app(tmp_path, InvertingEditor(), auth=auth) as url:
+    with scripted_app(tmp_path, InvertingEditor(), auth=auth) as app:
+        url = app.url
         assert httpx.get(f"{url}config", timeout=10).status_code in (401, 403)
         with pytest.raises(Exception):  # noqa: B017, PT011 - gradio_client refuses to connect without the login
             Client(url, verbose=False)

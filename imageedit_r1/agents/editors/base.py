@@ -12,7 +12,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from PIL import Image
 
-from imageedit_r1.images import to_rgb
+from imageedit_r1.images import resize, to_rgb
 from imageedit_r1.refusals import DECLINED, Refusal
 from imageedit_r1.unavailable import Unavailable
 
@@ -139,7 +139,7 @@ def restore_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
             crop_h = max(1, round(src_w / target_aspect))
             top = (src_h - crop_h) // 2
             image = image.crop((0, top, src_w, top + crop_h))
-    return image.resize((target_w, target_h), Image.Resampling.LANCZOS)
+    return resize(image, (target_w, target_h), Image.Resampling.LANCZOS)
 
 
 def fit_to_size(
@@ -156,12 +156,12 @@ def fit_to_size(
     if width < 1 or height < 1:
         raise ValueError(f"invalid target size {width}x{height}")
     if abs(math.log((image.width / image.height) / (width / height))) <= stretch:
-        return image.resize((width, height), Image.Resampling.LANCZOS), (0.0, 0.0, 1.0, 1.0)
+        return resize(image, (width, height), Image.Resampling.LANCZOS), (0.0, 0.0, 1.0, 1.0)
     scale = min(width / image.width, height / image.height)
     inner = (min(width, max(1, round(image.width * scale))), min(height, max(1, round(image.height * scale))))
     canvas = Image.new("RGB", (width, height), fill)
     left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
-    canvas.paste(image.resize(inner, Image.Resampling.LANCZOS), (left, top))
+    canvas.paste(resize(image, inner, Image.Resampling.LANCZOS), (left, top))
     return canvas, (left / width, top / height, (left + inner[0]) / width, (top + inner[1]) / height)
 
 

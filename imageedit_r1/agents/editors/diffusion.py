@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from imageedit_r1.agents.editors.base import BaseEditor, EditorUnavailableError, working_size
+from imageedit_r1.images import resize
 
 _PIPELINES: dict[tuple, Any] = {}
 _PIPELINES_LOCK = threading.Lock()
@@ -155,10 +156,10 @@ class DiffusersEditor(BaseEditor):
     # ------------------------------------------------------------------ editing
 
     def _generator(self, pipe, seed: int | None):
-        import torch
-
         if seed is None:
             return None
+        import torch
+
         # Noise is drawn where the pipeline runs (the GPU even under CPU offload), as diffusers expects.
         return torch.Generator(device=pipe._execution_device).manual_seed(int(seed))
 
@@ -170,7 +171,7 @@ class DiffusersEditor(BaseEditor):
         width, height = working_size(
             *image.size, max_area=self.max_area, min_area=self.min_area, multiple=self._multiple(pipe)
         )
-        condition = image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
+        condition = resize(image, (width, height), Image.Resampling.LANCZOS)
         kwargs = self._call_kwargs(pipe, condition, instruction, width, height)
         if self.on_denoise_step is not None:
             kwargs["callback_on_step_end"] = self._denoised

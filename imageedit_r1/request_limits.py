@@ -275,8 +275,8 @@ class FrontDoor:
             return
         path = _route_path(scope)
         client = (scope.get("client") or ("unknown", 0))[0]
-        login = matches(path, self.rules.login_routes)
-        if self.throttle is not None and login:
+        login = self.throttle is not None and matches(path, self.rules.login_routes)
+        if login:
             wait = self.throttle.wait(client)
             if wait > 0:
                 await _refuse(scope, receive, send, 429, f"too many failed logins from this address; try again in "
@@ -284,6 +284,8 @@ class FrontDoor:
                 return
         signed_in = self.signed_in is None or self.signed_in(scope)
         if not signed_in and not matches(path, self.rules.public_routes):
+            if login:  # a service that checks a key on every route: a wrong key is a failed login
+                self.throttle.failed(client)
             await _refuse(scope, receive, send, 401, "Not authenticated: sign in first")
             return
         if scope["type"] == "websocket":
@@ -296,7 +298,7 @@ class FrontDoor:
             return
         if self.store is not None and matches(path, self.rules.upload_routes):
             await asyncio.to_thread(self.store.sweep, declared if declared is not None else limit)
-        await self._bounded(scope, receive, send, limit, client if login and self.throttle is not None else None)
+        await self._bounded(scope, receive, send, limit, client if login else None)
 
     async def _bounded(self, scope, receive, send, limit: int, login_client: str | None) -> None:
         received, refused, started = 0, False, False

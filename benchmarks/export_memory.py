@@ -62,28 +62,19 @@ def run_in_memory(rows: int, out: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imageedit_r1.data.export import decomposition_prompt, easyr1_features, easyr1_problem, verl_features
+    from imageedit_r1.data.export import easyr1, verl
     from imageedit_r1.images import to_png_bytes
 
     start = time.perf_counter()
-    easy, verl = [], []
+    easy, verl_rows = [], []
     for item in synthetic_items(rows):
         image = {"bytes": to_png_bytes(item.sample.image), "path": None}
-        easy.append({"problem": easyr1_problem(item.sample.request), "answer": item.ground_truth, "images": [image]})
-        verl.append(
-            {
-                "data_source": "imageedit_r1/synthetic",
-                "prompt": [{"role": "user", "content": decomposition_prompt(item.sample.request)}],
-                "images": [image],
-                "ability": "image_edit_decomposition",
-                "reward_model": {"style": "rule", "ground_truth": item.ground_truth},
-                "extra_info": {"index": 0, "id": item.sample.id, "source": "synthetic", "request": item.sample.request,
-                               "image_sha256": item.sample.image_sha256(), "split": "train"},
-            }
-        )
+        where = {"index": 0, "split": "train", "digest": item.sample.image_sha256()}
+        easy.append(easyr1.row(item.sample, item.ground_truth, image, **where))
+        verl_rows.append(verl.row(item.sample, item.ground_truth, image, **where))
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(easy, schema=easyr1_features().arrow_schema), out / "easyr1.parquet")
-    pq.write_table(pa.Table.from_pylist(verl, schema=verl_features().arrow_schema), out / "verl.parquet")
+    pq.write_table(pa.Table.from_pylist(easy, schema=easyr1.features().arrow_schema), out / "easyr1.parquet")
+    pq.write_table(pa.Table.from_pylist(verl_rows, schema=verl.features().arrow_schema), out / "verl.parquet")
     return {"marks": {rows: peak_rss_mb()}, "seconds": time.perf_counter() - start}
 
 

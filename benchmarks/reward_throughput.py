@@ -17,9 +17,10 @@ import json
 import random
 import time
 
-from imageedit_r1.decomposition import ACTIONS, Decomposition
+from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.integrations.easyr1 import compute_score as easyr1_compute_score
 from imageedit_r1.rewards import _item, normalize, score
+from imageedit_r1.taxonomy import ACTIONS
 
 WORDS = ("coat hair sky car tree dog lamp balloon wall text face shirt window river bridge cat hat boat "
          "red blue copper scarlet bright soft clear old natural sunset snowy wooden").split()

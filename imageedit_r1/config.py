@@ -74,6 +74,25 @@ def config_error(exc: Exception, *, where: str = "") -> ConfigError:
     return ConfigError(f"{prefix}{f'{full_key!r}: ' if full_key else ''}{first_line}")
 
 
+def _parse_overrides(overrides: Sequence[str]):
+    """The dotlist as omegaconf reads it; a value YAML cannot read (``key=[1,``) is one line too."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException:
+        raise
+    except Exception:  # yaml's scanner and parser errors on a value: name the override
+        for item in overrides:
+            try:
+                OmegaConf.from_dotlist([item])
+            except Exception as exc:
+                problem = "; ".join(str(exc).splitlines()[:2]) or type(exc).__name__
+                raise ConfigError(f"cannot parse the override {item!r}: {problem}") from None
+        raise
+
+
 def register_secrets(unresolved: Any, config: Any) -> None:
     """Hand the secret policy what a config can reach: the variables it read through
     ``${oc.env:NAME}`` (found in its unresolved form) and every ``api_key_env`` it names."""
@@ -264,14 +283,14 @@ def _merge_overrides(base: Any, schema: type | None, overrides: Sequence[str], f
         overrides = renamed_overrides(schema, overrides, found)
     into_items = [item for item in overrides if schema is not None and _list_items(schema, item.partition("=")[0])]
     plain = [item for item in overrides if item not in into_items]
-    merged = OmegaConf.merge(base, OmegaConf.from_dotlist(plain)) if plain else base
+    merged = OmegaConf.merge(base, _parse_overrides(plain)) if plain else base
     for item in into_items:
         key, _, value = item.partition("=")
         for list_key, index in _list_items(schema, key):
             items = OmegaConf.select(merged, list_key)
             if items is None or index >= len(items):
                 raise ConfigError(f"override {item!r}: {list_key} has {len(items or [])} item(s), no item {index}")
-        parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={value}"]), resolve=False)["value"]
+        parsed = OmegaConf.to_container(_parse_overrides([f"value={value}"]), resolve=False)["value"]
         OmegaConf.update(merged, key.strip(), parsed, merge=True)
     return merged
 
@@ -314,14 +333,14 @@ def load_config(schema: type[T] | None, path: str | os.PathLike | None = None, o
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {bad}")
     where = f"{os.fspath(path)}" if path is not None else where
+    if path is not None:
+        data = read_config_file(path)
     found: list[str] = []
     try:
         base = OmegaConf.structured(schema) if schema is not None else OmegaConf.create({})
         layers = [base]
-        if path is not None or data is not None:
+        if data is not None:
             try:
-                if path is not None:
-                    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
                 if schema is not None:
                     data = _rename_data(schema, data, "", found)
                 layers.append(OmegaConf.create(data))
@@ -365,3 +384,35 @@ def apply_overrides(config: T, overrides: Sequence[str] = (), *, deprecated: lis
     else:
         report_renamed(found)
     return result
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML file as a plain mapping, interpolations left as written, for a caller that reshapes
+    it before ``load_config(schema, data=...)`` checks it. Unreadable YAML is one ``ConfigError`` line."""
+    from omegaconf import OmegaConf
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # yaml's scanner and parser errors, omegaconf's own
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{os.fspath(path)}: cannot read the YAML: {first_line}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{os.fspath(path)}: a config file holds a mapping of keys, got a {type(data).__name__}")
+    return data
+
+
+def to_plain(value: Any) -> Any:
+    """An omegaconf node (as hydra composes one, e.g. verl's) as plain dicts and lists; anything else as is."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
+
+
+def to_yaml(config: Any) -> str:
+    """A loaded config (a dataclass or a mapping) as the YAML ``load_config`` reads back."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.structured(config) if dataclasses.is_dataclass(config) else OmegaConf.create(config)
+    return OmegaConf.to_yaml(node)

@@ -10,9 +10,11 @@ evaluation judge, the verify stage's judge, the teacher that labels data) is con
     api_key_env: null        # the variable holding the key (null: the backend's default); keys are never stored
     timeout: 120             # seconds per request
     retry: {attempts: 4, base_delay: 1.0, max_delay: 30.0}   # 429 / 5xx / timeouts, with backoff
-    max_tokens: 1024
+    max_tokens: 1024         # room for the answer (Gemini's thinking gets its own, below)
     temperature: 0.0
     reasks: 1                # extra asks after an unreadable reply (0: ask once)
+    thinking_budget: null    # gemini: thinking tokens (null: the model family's default, 1024 for 2.5
+                             # Flash and Pro, off for Flash-Lite; -1: the model decides; 0: off, not on 2.5 Pro)
     options: {}              # more keyword options of the backend (dtype, device, image_budget, ...)
 
 Role configs add their own fields: ``AgentConfig`` (``agent_options``), ``JudgeConfig`` (``name``,
@@ -69,6 +71,7 @@ class EndpointConfig:
     max_tokens: int = 1024
     temperature: float = 0.0
     reasks: int = 1
+    thinking_budget: int | None = None  # gemini only: see the module docs
     options: dict[str, Any] = field(default_factory=dict)
 
     renamed_keys: ClassVar[dict[str, str | Rename]] = {"retry_attempts": "retry.attempts"}
@@ -87,7 +90,25 @@ class EndpointConfig:
             out.append(f"{setting}.reasks must be >= 0 (0: ask once), got {self.reasks}")
         if self.timeout <= 0:
             out.append(f"{setting}.timeout must be > 0, got {self.timeout}")
+        if self.backend == "gemini":
+            from imageedit_r1.backends.gemini_backend import gemini_thinking
+
+            try:
+                gemini_thinking(self.model, self.thinking_budget)
+            except ValueError as exc:
+                out.append(f"{setting}.thinking_budget: {exc}")
+        elif self.thinking_budget is not None:
+            out.append(f"{setting}.thinking_budget is for the gemini backend; {setting}.backend is {self.backend!r}")
         return out
+
+    def thinking(self):
+        """The Gemini thinking this endpoint sends (``gemini_backend.Thinking``: budget and the room
+        added to ``max_tokens``); None for other backends."""
+        if self.backend != "gemini":
+            return None
+        from imageedit_r1.backends.gemini_backend import gemini_thinking
+
+        return gemini_thinking(self.model, self.thinking_budget)
 
 
 @dataclass
@@ -132,8 +153,12 @@ class JudgeConfig(EndpointConfig):
 
     def settings(self) -> dict[str, Any]:
         """What, besides the model id and the prompt, changes a score: part of a judgment's cache key."""
-        return {"provider": self.provider, "structured": self.structured, "temperature": self.temperature,
-                "max_image_side": self.max_image_side, "max_tokens": self.max_tokens}
+        settings = {"provider": self.provider, "structured": self.structured, "temperature": self.temperature,
+                    "max_image_side": self.max_image_side, "max_tokens": self.max_tokens}
+        thinking = self.thinking()
+        if thinking is not None and thinking.budget is not None:  # how long a Gemini judge may think
+            settings["thinking_budget"] = thinking.budget
+        return settings
 
 
 @dataclass
@@ -161,6 +186,8 @@ def endpoint_options(cfg: EndpointConfig) -> dict[str, Any]:
     retries, server URL and key variable.
     """
     options: dict[str, Any] = {**cfg.role_options(), **cfg.options, "model": cfg.model}
+    if cfg.backend == "gemini" and cfg.thinking_budget is not None:
+        options["thinking_budget"] = cfg.thinking_budget
     if cfg.backend in API_BACKENDS:
         options.update(timeout=cfg.timeout, retry=cfg.retry.policy())
         if cfg.base_url:

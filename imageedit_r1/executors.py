@@ -69,10 +69,16 @@ class RayConfig:
     cpus_per_replica: float = 1.0  # 0 on a machine whose CPUs are all taken (tests)
     max_in_flight: int = 2  # items sent to one replica and not yet back: one edited, one waiting
     max_attempts: int = 3  # tries of one item when the replica holding it dies
-    max_restarts: int = 2  # a replica's process is restarted this often, then retired
+    max_restarts: int = 2  # deaths a replica's process is restarted after (not counting a poison item's), then retired
+    # An item under which replicas died this many times, running alone the last time, killed them:
+    # it is quarantined (error_kind "poison") and sent again only when a re-run asks for failed items.
+    quarantine_after: int = 2
 
     def problems(self) -> list[str]:
         out = []
+        if not 1 <= self.quarantine_after <= self.max_attempts:
+            out.append(f"ray.quarantine_after must be between 1 and ray.max_attempts ({self.max_attempts}), "
+                       f"got {self.quarantine_after}")
         if self.replicas is not None and self.replicas < 1:
             out.append("ray.replicas must be >= 1 (or null: one per GPU)")
         if self.gpus_per_replica < 0 or self.cpus_per_replica < 0:

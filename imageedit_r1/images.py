@@ -10,10 +10,17 @@ A pixel limit guards against decompression bombs. Every failure is an ``ImageLoa
 
 Datasets hold corrupt images; ``load_or_skip`` turns one into a counted, reported skip (id and
 reason in a ``SkipReport``) so a pass over thousands of rows never dies halfway.
+
+Writing follows one rule too: the format comes from the file's extension as Pillow maps it
+(``output_format``; any format Pillow can write), and ``for_format`` puts the image in a mode that
+format holds. Transparency is kept where the image has it and the format keeps it, and is
+composited onto white everywhere else; it never turns black. An image has alpha only when the user
+asked for transparency (editors composite their answers onto white otherwise).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -23,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-
-from imageedit_r1.image_budget import ImageBudget
 
 logger = logging.getLogger(__name__)
 
@@ -100,27 +105,36 @@ def bit_depth(image: Image.Image) -> int | None:
     return 16 if lo >= 0 and hi <= 0xFFFF else 32
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB (alpha composited onto white, high bit depth scaled by depth).
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
+
+def has_alpha(image: Image.Image) -> bool:
+    """True when some pixels may be transparent: an alpha band, or a transparent colour (PNG ``tRNS``)."""
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB (transparency composited onto white, high bit depth scaled by depth).
+
+    Transparency is an alpha band or a transparent colour (a palette entry, or PNG's ``tRNS`` key
+    of an RGB, grey or 16-bit image): either way transparent pixels become white.
     Integer modes map ``[0, 2**bits - 1]`` onto ``[0, 255]`` (16 bits: divide by 257; 32-bit
     mode ``I`` is signed, so ``[0, 2**31 - 1]``); float
     mode ``F`` is taken as nominal ``[0, 1]``, as image tools store it. Out-of-range values clip.
     Memory stays a few bytes per pixel whatever the mode: high-depth samples are scaled a tile
     at a time, and transparency is pasted onto white rather than blended through RGBA copies.
     """
-    if image.mode == "RGB":
+    if image.mode == "RGB" and "transparency" not in image.info:
         return image
     if image.mode.startswith("I") or image.mode == "F":
         return _high_depth_to_gray(image).convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
     if image.mode in ("RGBa", "La"):  # premultiplied alpha: undone before pasting by alpha
         image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        alpha = image.getchannel("A")
+    if "transparency" in image.info and image.mode not in _ALPHA_MODES:
+        image = image.convert("RGBA")  # the transparent colour becomes alpha 0
+    if image.mode in _ALPHA_MODES:
         white = Image.new("RGB", image.size, (255, 255, 255))
-        white.paste(image.convert("RGB"), mask=alpha)
+        white.paste(image.convert("RGB"), mask=image.getchannel("A"))
         return white
     return image.convert("RGB")
 
@@ -146,11 +160,15 @@ def _high_depth_to_gray(image: Image.Image) -> Image.Image:
         bits = bit_depth(image) or 16
         # Mode I is signed 32-bit: its 32-bit data tops out at 2**31 - 1.
         scale = 255.0 / (2**31 - 1 if bits == 32 else 2**bits - 1)
+    key = image.info.get("transparency")
     gray = Image.new("L", image.size)
     for box in _tiles(*image.size):
-        scaled = np.asarray(image.crop(box), dtype=np.float64) * scale
-        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-        gray.paste(Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype("uint8")), box[:2])
+        samples = np.asarray(image.crop(box), dtype=np.float64)
+        scaled = np.nan_to_num(samples * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        tile = np.clip(np.rint(scaled), 0, 255).astype("uint8")
+        if isinstance(key, int):  # a transparent grey level: those pixels become white
+            tile[samples == key] = 255
+        gray.paste(Image.fromarray(tile), box[:2])
     return gray
 
 
@@ -209,8 +227,10 @@ def resize(image: Image.Image, size: tuple[int, int], resample: int = Image.Resa
     return out
 
 
-def fit_to_budget(image: Image.Image, budget: ImageBudget | None) -> Image.Image:
-    """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget``; None: unchanged.
+def fit_to_budget(image: Image.Image, budget: Any) -> Image.Image:
+    """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget`` (an
+    ``image_budget.ImageBudget``, not imported: that module writes through the store, whose image
+    writer uses this one); None: unchanged.
 
     An aspect ratio the processor refuses is padded (black bars, content centred) as
     ``budget.fit`` lays out. The content is shrunk straight to its place in the final size and
@@ -240,6 +260,92 @@ def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
     scale = (max_pixels / (image.width * image.height)) ** 0.5
     size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
     return resize(image, size, Image.Resampling.LANCZOS)
+
+
+# ----------------------------------------------------------------------------- writing
+
+# Formats whose default quality is too lossy for an edit someone asked for.
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "MPO": {"quality": 95}}
+
+
+class ImageFormatError(ValueError):
+    """An image cannot be written in the format asked for; the message says which formats can."""
+
+
+@functools.cache
+def writable_modes(fmt: str) -> tuple[str, ...]:
+    """The modes Pillow writes as ``fmt`` here, among RGBA, RGB, P, L and 1 (asked of Pillow itself:
+    plugins, optional codecs and stub handlers differ between installations)."""
+    modes = []
+    for mode in ("RGBA", "RGB", "P", "L", "1"):
+        try:
+            Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
+        except Exception:  # noqa: BLE001 - each plugin refuses a mode its own way
+            continue
+        modes.append(mode)
+    return tuple(modes)
+
+
+@functools.cache
+def keeps_alpha(fmt: str) -> bool:
+    """True when a transparent pixel written as ``fmt`` reads back transparent (PNG, WebP, TIFF, GIF,
+    ...). Some formats take RGBA and drop its alpha (BMP, PPM): there transparency would turn black."""
+    if "RGBA" not in writable_modes(fmt):
+        return False
+    probe = Image.new("RGBA", (2, 2), (200, 30, 40, 255))
+    probe.putpixel((0, 0), (0, 0, 0, 0))
+    buffer = io.BytesIO()
+    try:
+        probe.save(buffer, format=fmt)
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            return back.convert("RGBA").getpixel((0, 0))[3] < 128
+    except Exception:  # noqa: BLE001 - a format Pillow writes but cannot read back: assume no alpha
+        return False
+
+
+def writable_extensions() -> list[str]:
+    """Every file extension Pillow can write here (``.png``, ``.jpg``, ``.tif``, ``.webp``, ...)."""
+    return sorted(ext for ext, fmt in Image.registered_extensions().items()
+                  if fmt in Image.SAVE and writable_modes(fmt))
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow's format for ``path``'s extension (PNG when it has none).
+
+    Raises ``ImageFormatError`` naming the extension and the common ones Pillow writes, when Pillow
+    cannot write it (an unknown extension, a format Pillow only reads, a handler not installed).
+    """
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "PNG"
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE or not writable_modes(fmt):
+        common = [ext for ext in (".png", ".jpg", ".webp", ".tif", ".bmp", ".gif") if ext in writable_extensions()]
+        why = "is not an image extension Pillow knows" if fmt is None else f"is {fmt}, which Pillow cannot write here"
+        raise ImageFormatError(f"cannot write {Path(path).name}: {suffix} {why}; use one of {', '.join(common)} "
+                               "(or any extension in PIL.Image.registered_extensions() that Pillow can save)")
+    return fmt
+
+
+def for_format(image: Image.Image, fmt: str) -> Image.Image:
+    """``image`` in a mode format ``fmt`` holds: its transparency kept where the format keeps alpha,
+    else composited onto white (``to_rgb``); colour reduced only where the format holds none (a
+    palette for Palm and BLP, 1-bit for XBM and MSP)."""
+    modes = writable_modes(fmt)
+    if has_alpha(image) and keeps_alpha(fmt):
+        return image if image.mode == "RGBA" else image.convert("RGBA")
+    rgb = to_rgb(image)
+    if "RGB" in modes or not modes:
+        return rgb
+    if "P" in modes:
+        return rgb.convert("P", palette=Image.Palette.ADAPTIVE)
+    return rgb.convert("L" if "L" in modes else "1")
+
+
+def save_options(fmt: str) -> dict[str, Any]:
+    """Keyword options for ``Image.save`` in ``fmt`` (high quality for the lossy formats)."""
+    return dict(_SAVE_OPTIONS.get(fmt.upper(), {}))
 
 
 def to_png_bytes(image: Image.Image) -> bytes:

@@ -56,10 +56,10 @@ from imageedit_r1.decomposition import (
     SUBJECTS,
     Decomposition,
     DecompositionParseError,
-    canonical_action,
     parse,
     parse_strict,
 )
+from imageedit_r1.taxonomy import canonical_action
 
 COMPONENTS: tuple[str, ...] = ("format", "action", "subject", "goal")
 KEYS: tuple[str, ...] = ("overall",) + COMPONENTS

@@ -9,7 +9,8 @@
   written for a key wins, so a success recorded later replaces a failure); ``compact_jsonl``
   rewrites a store with one line per key.
 - ``atomic_write_*`` and ``AtomicFile`` write a file beside its target and rename it into place:
-  a killed run leaves the old file or the new one, never half of one.
+  a killed run leaves the old file or the new one, never half of one. ``atomic_save_image`` is the
+  one image writer: any format Pillow writes, chosen by the file's extension.
 - ``run_lock`` gives one run at a time a run folder (or one output file, such as a labels file).
   Take it before reading any cache: a second run on the same output then says who holds it and
   waits (and resumes from what the first one wrote) or stops, and never pays twice for an item.
@@ -205,12 +206,36 @@ def atomic_write_json(path: str | os.PathLike, value: Any, *, indent: int | None
 
 
 def atomic_save_image(image: Any, path: str | os.PathLike, format: str | None = None) -> Path:  # noqa: A002
-    """Save a PIL image; the format from ``format``, else the file's suffix (PNG without one)."""
+    """Save a PIL image atomically, the one image writer of the project.
+
+    The format is ``format``, else Pillow's for the file's extension (PNG without one; see
+    ``images.output_format``, which raises ``ImageFormatError`` for an extension Pillow cannot
+    write). The image is put in a mode the format holds (``images.for_format``): transparency
+    kept where the format keeps it, composited onto white elsewhere.
+    """
+    from imageedit_r1.images import for_format, output_format, save_options
+
     path = Path(path)
-    format = format or (path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")  # noqa: A001
+    fmt = (format or output_format(path)).upper()
+    ready = for_format(image, fmt)
     with AtomicFile(path) as tmp:
-        image.save(tmp, format=format)
+        ready.save(tmp, format=fmt, **save_options(fmt))
     return path
+
+
+def writable_problem(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be written at ``path`` (a folder there, a folder that cannot be made or
+    written to), or None; for checks before any work."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    folder = path.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"cannot write {path}: {existing} is a file, not a folder"
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write {path}: no permission to write in {existing}"
+    return None
 
 
 # ----------------------------------------------------------------------------- the run lock

@@ -1,4 +1,7 @@
+import ast
+import itertools
 import os
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +12,57 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _module_marks(path: Path) -> set[str]:
+    """The markers a test module puts on all its tests (``pytestmark = ...``), read without importing it."""
+    marks = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+            values = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+            for value in values:
+                value = value.func if isinstance(value, ast.Call) else value
+                if isinstance(value, ast.Attribute):
+                    marks.add(value.attr)
+    return marks
+
+
+def pytest_ignore_collect(collection_path, config):
+    """A module whose own marks deselect every test it could hold under ``-m`` is not imported at all.
+
+    ``make test-fast`` (``-m "not slow ..."``) then never pays for importing torch, Ray, TRL or Gradio
+    at collection for modules that are slow as a whole. The test is exact: the expression is false
+    for the module's marks with every combination of the other registered markers a test may add.
+    """
+    expression = config.getoption("markexpr")
+    if not expression or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    try:
+        from _pytest.mark.expression import Expression  # pytest's own -m evaluator
+
+        compiled = Expression.compile(expression)
+        marks = _module_marks(collection_path)
+    except Exception:  # noqa: BLE001 - anything unexpected: collect the module as usual
+        return None
+    if not marks:
+        return None
+    others = sorted({line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")} - marks)
+    for extra in itertools.product((False, True), repeat=len(others)):
+        present = marks | {name for name, on in zip(others, extra, strict=True) if on}
+        if compiled.evaluate(_has_mark(present)):
+            return None
+    return True
+
+
+def _has_mark(present: set[str]):
+    def matcher(name: str, /, **kwargs) -> bool:
+        return name in present
+
+    return matcher
+
+
 def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return  # torch is imported (seconds) only to decide about a test that needs CUDA
     try:
         import torch
 
@@ -19,9 +72,8 @@ def pytest_collection_modifyitems(config, items):
     if has_cuda:
         return
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
+    for item in gpu_items:
+        item.add_marker(skip_gpu)
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +87,30 @@ def easyr1_layout(tmp_path_factory) -> str:
     for name in ("verl/__init__.py", "verl/trainer/__init__.py", "verl/trainer/main.py"):
         (root / name).write_text("")
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25vl():
+    """The tiny random-weight Qwen2.5-VL folder, built once per test process.
+
+    Tests read it (load it, serve it, train from it, copy it); a test that changes a model copies it first.
+    """
+    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl()
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_kontext():
+    """The tiny random-weight FLUX.1-Kontext pipeline folder, built once per test process (read only)."""
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
+
+    return build_tiny_flux_kontext()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_image_edit():
+    """The tiny random-weight Qwen-Image-Edit pipeline folder, built once per test process (read only)."""
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_qwen_image_edit
+
+    return build_tiny_qwen_image_edit()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the tiny Qwen2.5-VL on the CPU
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("torchvision")
@@ -18,14 +20,13 @@ from imageedit_r1.agents.decomposer import Decomposer, DecompositionError  # noq
 from imageedit_r1.agents.sequencer import Sequencer, SequencingError, fallback_sub_requests  # noqa: E402
 from imageedit_r1.backends import build_backend  # noqa: E402
 from imageedit_r1.decomposition import Decomposition  # noqa: E402
-from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 
 IMAGE = Image.new("RGB", (64, 48), (120, 30, 200))
 
 
 @pytest.fixture(scope="module")
-def backend():
-    return build_backend("transformers", model=str(build_tiny_qwen25vl()), device="cpu")
+def backend(tiny_qwen25vl):
+    return build_backend("transformers", model=str(tiny_qwen25vl), device="cpu")
 
 
 @pytest.fixture
@@ -42,7 +43,6 @@ def recorded(backend, monkeypatch):
     return calls
 
 
-@pytest.mark.slow
 def test_decomposer_reasks_once_then_fails_with_the_raw_outputs(backend, recorded):
     decomposer = Decomposer(backend, max_tokens=24)
     assert decomposer.repair_mode() == "reask"  # transformers cannot enforce a schema
@@ -57,7 +57,6 @@ def test_decomposer_reasks_once_then_fails_with_the_raw_outputs(backend, recorde
     assert "could not be read" in second[2].text()
 
 
-@pytest.mark.slow
 def test_sequencer_falls_back_only_when_configured(backend, recorded):
     decomposition = Decomposition(["Removal", "Recoloring"], ["car", "sky"], ["empty road", "orange"])
     with pytest.raises(SequencingError) as info:

@@ -274,6 +274,7 @@ def test_the_k8s_manifest_and_the_docker_entrypoint_start_the_app_with_a_login_f
     assert parsed.port == 7860 and parsed.config == "examples/configs/flux_kontext.yaml"
 
 
+@pytest.mark.slow
 def test_config_and_overrides_from_the_command_line_reach_the_service(tmp_path):
     from imageedit_r1.app.server import build_settings
 

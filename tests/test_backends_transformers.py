@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the tiny Qwen2.5-VL on the CPU
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("torchvision")
@@ -12,12 +14,11 @@ from PIL import Image  # noqa: E402
 
 from imageedit_r1.backends import BackendError, ChatMessage, build_backend  # noqa: E402
 from imageedit_r1.backends.transformers_backend import TransformersBackend  # noqa: E402
-from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def backend():
-    return build_backend("transformers", model=str(build_tiny_qwen25vl()), device="cpu")
+def backend(tiny_qwen25vl):
+    return build_backend("transformers", model=str(tiny_qwen25vl), device="cpu")
 
 
 def spy_generate(monkeypatch, backend):
@@ -64,8 +65,8 @@ def test_json_schema_is_described_in_the_prompt(backend, monkeypatch):
     assert backend.supports_json_schema is False
 
 
-def test_model_is_loaded_once_per_process(backend):
-    again = TransformersBackend(str(build_tiny_qwen25vl()), device="cpu")
+def test_model_is_loaded_once_per_process(backend, tiny_qwen25vl):
+    again = TransformersBackend(str(tiny_qwen25vl), device="cpu")
     assert again._network is backend._network and again._processor is backend._processor
 
 
@@ -80,14 +81,14 @@ def _image_tokens(backend, image) -> int:
     return int((inputs["input_ids"] == backend._network.config.image_token_id).sum())
 
 
-def test_image_budget_comes_from_the_checkpoint_else_the_default(tmp_path):
+def test_image_budget_comes_from_the_checkpoint_else_the_default(tmp_path, tiny_qwen25vl):
     import json
     import shutil
 
     from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget
     from imageedit_r1.testing.tiny_qwen import MAX_PIXELS, MIN_PIXELS
 
-    tiny = build_tiny_qwen25vl()
+    tiny = tiny_qwen25vl
     recorded = TransformersBackend(str(tiny), device="cpu")  # the tiny checkpoint records a small budget
     assert recorded.image_budget == ImageBudget(MIN_PIXELS, MAX_PIXELS)
     photo = Image.new("RGB", (4032, 3024), (30, 120, 200))

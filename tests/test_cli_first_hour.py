@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # every test is a real process of a command line
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
@@ -108,10 +110,12 @@ def test_data_label_stops_at_once_when_the_teacher_model_is_not_there(tmp_path, 
     assert not (tmp_path / "labels.jsonl").exists()
 
 
-@pytest.mark.parametrize("where", ["command line", "yaml"])
+@pytest.mark.parametrize("where", ["command line", "yaml", "demo"])
 def test_a_typo_in_a_pipeline_key_is_one_line_naming_the_key_meant(photo, tmp_path, offline_env, where):
     args = ["--image", photo, "--request", "make it red", "--out", tmp_path / "o.png"]
-    if where == "yaml":
+    if where == "demo":  # the offline demo reads its config through the same door, before building models
+        args = ["--demo", "--out", tmp_path / "d.png", "on_decompose_failur=keywords"]
+    elif where == "yaml":
         config = tmp_path / "pipe.yaml"
         config.write_text("mode: single-turn\non_decompose_failur: keywords\n")
         args += ["--config", config]

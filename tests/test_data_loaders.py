@@ -187,6 +187,7 @@ def test_loaders_read_only_the_columns_a_role_needs(tmp_path, monkeypatch):
     assert pass_columns(ue.records(roles=("id",))) == ["idx"]
 
 
+@pytest.mark.slow
 def test_hub_style_parquet_is_projected_through_datasets(tmp_path, monkeypatch):
     """A hub repository (here its snapshot, opened the way a hub name is) gets the builder's ``columns``."""
     import datasets

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from imageedit_r1.data.__main__ import main
 from imageedit_r1.testing.fake_servers import fake_openai_server
 from tests.data_fixtures import PSR_COMMENT_OWNER, PSR_POST_OWNER, write_psr
+
+pytestmark = pytest.mark.slow  # every command that writes, end to end
 
 GOOD = {"rationale": "a recolor", "actions": ["recolor"], "subjects": ["coat"], "goals": ["scarlet or copper red"]}
 POSTS = 4

@@ -11,8 +11,8 @@ import pytest
 from imageedit_r1.data.__main__ import main
 from imageedit_r1.data.export import decomposition_prompt, easyr1_problem, iter_rows
 from imageedit_r1.data.teacher import teacher_prompt
-from imageedit_r1.decomposition import ACTIONS
 from imageedit_r1.prompts import template_path
+from imageedit_r1.taxonomy import ACTIONS
 from tests.data_fixtures import write_psr, write_realedit, write_ultraedit
 
 

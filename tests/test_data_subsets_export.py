@@ -276,6 +276,7 @@ def test_images_are_written_at_the_budget_size(tmp_path):
     assert stats.resized == 1 and stats.padded == 0
 
 
+@pytest.mark.slow
 def test_rows_a_trainer_cannot_use_are_made_trainable_or_refused_with_a_reason(tmp_path):
     """A 4600x20 banner used to be written as is; Qwen's processor refuses it and verl drops the row."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize

@@ -44,13 +44,10 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory):
+def tiny_qwen(tiny_qwen25vl):
     from transformers import AutoProcessor
 
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
-
-    path = build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny_qwen"))
-    processor = AutoProcessor.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(tiny_qwen25vl)
     return processor, processor.tokenizer
 
 

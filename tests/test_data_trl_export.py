@@ -77,7 +77,8 @@ def test_trl_export_refuses_eval_overlap_and_jsonl(sources, tmp_path):
 
 
 @pytest.mark.slow
-def test_trl_renders_the_exported_prompt_as_the_pipeline_does_at_inference(sources, tmp_path):
+@pytest.mark.slow
+def test_trl_renders_the_exported_prompt_as_the_pipeline_does_at_inference(sources, tmp_path, tiny_qwen25vl):
     """TRL's own prompt preparation of an exported row gives the tokens the decomposer sends the model."""
     pytest.importorskip("trl")
     from transformers import AutoProcessor
@@ -85,7 +86,6 @@ def test_trl_renders_the_exported_prompt_as_the_pipeline_does_at_inference(sourc
 
     from imageedit_r1.agents.decomposer import decomposition_messages
     from imageedit_r1.backends.transformers_backend import TransformersBackend
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
     manifest, labels, subsets = sources
     export_labelled([ManifestLoader(manifest)], LabelIndex.from_files([labels]), tmp_path / "out",
@@ -93,7 +93,7 @@ def test_trl_renders_the_exported_prompt_as_the_pipeline_does_at_inference(sourc
     import datasets
 
     row = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "trl" / "train.parquet"), split="train")[0]
-    folder = build_tiny_qwen25vl(tmp_path / "tiny")
+    folder = tiny_qwen25vl
     processor = AutoProcessor.from_pretrained(folder)
     trl_prompt = prepare_multimodal_messages(row["prompt"], images=row["images"])  # what GRPOTrainer does
     trl_text = apply_chat_template({"prompt": trl_prompt}, processor)["prompt"]

@@ -5,15 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imageedit_r1.decomposition import (
-    ACTIONS,
     Decomposition,
     DecompositionParseError,
-    canonical_action,
     check_format,
-    is_known_action,
     parse,
     parse_strict,
 )
+from imageedit_r1.taxonomy import ACTIONS, canonical_action, is_known_action
 
 PAPER = Decomposition(
     actions=["Recoloring"], subjects=["coat", "hair"], goals=["scarlet or copper red"], think="Two subjects, one colour."

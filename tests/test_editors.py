@@ -88,6 +88,7 @@ def test_registry_names_every_editor_and_rejects_unknown_names_and_options():
     assert build_editor("openai-image", model="gpt-image-2.5-flare").model_id == "gpt-image-2.5-flare"
 
 
+@pytest.mark.slow
 def test_missing_weights_give_a_clear_error(tmp_path):
     editor = build_editor("flux-kontext", model_id=str(tmp_path / "no-such-model"), local_files_only=True, device="cpu")
     with pytest.raises(EditorUnavailableError, match="could not load FluxKontextPipeline weights") as info:
@@ -104,10 +105,8 @@ def test_an_empty_instruction_is_rejected_before_any_work():
 
 
 @pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
-
-    return build_tiny_flux_kontext()  # one temporary build per test process
+def flux_dir(tiny_flux_kontext):
+    return tiny_flux_kontext
 
 
 def tiny_flux(flux_dir, **options):
@@ -116,6 +115,7 @@ def tiny_flux(flux_dir, **options):
     return build_editor("flux-kontext", **{**base, **options})
 
 
+@pytest.mark.slow
 def test_tiny_flux_edits_at_the_inputs_size_not_1024_and_returns_the_exact_input_size(flux_dir):
     tokens = []
 
@@ -130,6 +130,7 @@ def test_tiny_flux_edits_at_the_inputs_size_not_1024_and_returns_the_exact_input
     assert tokens and set(tokens) == {33 * 22}
 
 
+@pytest.mark.slow
 def test_tiny_flux_is_seeded_and_the_pipeline_is_loaded_once(flux_dir):
     editor = tiny_flux(flux_dir)
     image = gradient(40, 24)
@@ -141,6 +142,7 @@ def test_tiny_flux_is_seeded_and_the_pipeline_is_loaded_once(flux_dir):
     assert tiny_flux(flux_dir).load() is editor.load()  # one pipeline per model id / dtype / device
 
 
+@pytest.mark.slow
 def test_multi_turn_steps_chain_outputs_and_offset_seeds(flux_dir):
     editor = tiny_flux(flux_dir)
     image = gradient(30, 20)
@@ -150,6 +152,7 @@ def test_multi_turn_steps_chain_outputs_and_offset_seeds(flux_dir):
     assert image_sha256(steps[1]) == image_sha256(editor.edit(steps[0], "blur the hills", seed=4))
 
 
+@pytest.mark.slow
 def test_cpu_offload_on_cpu_is_a_clear_error(flux_dir):
     editor = tiny_flux(flux_dir, enable_model_cpu_offload=True)
     with pytest.raises(ValueError, match="enable_model_cpu_offload needs an accelerator"):
@@ -160,10 +163,8 @@ def test_cpu_offload_on_cpu_is_a_clear_error(flux_dir):
 
 
 @pytest.fixture(scope="module")
-def qwen_edit_dir(tmp_path_factory):
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_qwen_image_edit
-
-    return build_tiny_qwen_image_edit(tmp_path_factory.mktemp("tiny") / "qwen-image-edit")
+def qwen_edit_dir(tiny_qwen_image_edit):
+    return tiny_qwen_image_edit
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ fakes = pytest.importorskip("imageedit_r1.testing.fake_servers", reason="needs t
 pytest.importorskip("openai")
 pytest.importorskip("transformers")
 
+pytestmark = pytest.mark.slow  # the transformers backend is loaded to find that the agent cannot start
+
 JUDGE_REPLY = json.dumps({"reasoning": "scripted", "fulfillment": 3, "quality": 2, "preservation": 2})
 
 

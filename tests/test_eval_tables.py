@@ -182,26 +182,30 @@ def test_report_is_self_contained_and_escapes_text(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_table_alignment_report(tmp_path):
+def test_cli_table_alignment_report(tmp_path, capsys):
+    from imageedit_r1.eval.__main__ import main
+
     run = _run(tmp_path)
     human = _human_csv(tmp_path, run)
     root = str(tmp_path / "run")
-    cli = [sys.executable, "-m", "imageedit_r1.eval"]
-    out = subprocess.run([*cli, "table", "--run-dir", root, "--bootstrap", "50"], capture_output=True, text=True,
-                         check=True)
-    assert "| Tint | ImageEdit-R1 |" in out.stdout
-    out = subprocess.run([*cli, "table", "--run-dir", root, "--format", "csv", "--criterion", "quality"],
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("group,method,label,benchmark,judge,criterion")
-    out = subprocess.run([*cli, "alignment", "--run-dir", root, "--human", str(human), "--judge", "J1"],
-                         capture_output=True, text=True, check=True)
-    assert "| J1 | Pearson r |" in out.stdout
-    subprocess.run([*cli, "report", "--run-dir", root, "--max-items", "3"], capture_output=True, text=True, check=True)
+    assert main(["table", "--run-dir", root, "--bootstrap", "50"]) == 0
+    assert "| Tint | ImageEdit-R1 |" in capsys.readouterr().out
+    assert main(["table", "--run-dir", root, "--format", "csv", "--criterion", "quality"]) == 0
+    assert capsys.readouterr().out.startswith("group,method,label,benchmark,judge,criterion")
+    assert main(["alignment", "--run-dir", root, "--human", str(human), "--judge", "J1"]) == 0
+    assert "| J1 | Pearson r |" in capsys.readouterr().out
+    assert main(["report", "--run-dir", root, "--max-items", "3"]) == 0
     assert (tmp_path / "run" / "report.html").stat().st_size > 1000
-    missing = subprocess.run([*cli, "table", "--run-dir", str(tmp_path / "nothing")], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_cli_without_a_run_exits_2_naming_run_json(tmp_path):
+    missing = subprocess.run([sys.executable, "-m", "imageedit_r1.eval", "table", "--run-dir", str(tmp_path / "nothing")],
+                             capture_output=True, text=True)
     assert missing.returncode == 2 and "run.json" in missing.stderr
 
 
+@pytest.mark.slow
 def test_each_method_keeps_one_colour_across_plots_and_legends_sit_beside_the_axes(tmp_path):
     import base64
     import io

@@ -31,6 +31,7 @@ def test_module_is_stdlib_only():
 
 
 @pytest.mark.parametrize("budget", [DEFAULT_BUDGET, ImageBudget(3_136, 12_845_056), ImageBudget(3_136, 12_544)])
+@pytest.mark.slow
 def test_smart_resize_equals_qwen_vl_utils_and_transformers(budget):
     qwen = pytest.importorskip("qwen_vl_utils.vision_process")
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
@@ -47,6 +48,7 @@ def test_smart_resize_equals_qwen_vl_utils_and_transformers(budget):
 
 
 @pytest.mark.parametrize("budget", [DEFAULT_BUDGET, ImageBudget(3_136, 12_845_056), ImageBudget(50_176, 200_704)])
+@pytest.mark.slow
 def test_every_fit_is_accepted_and_kept_by_the_processor(budget):
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
 

@@ -58,19 +58,17 @@ def _photo(width: int, height: int, seed: int):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_qwen25vl):
     """The released base model (7B processor bounds), the exported agent, and the exported data."""
     from imageedit_r1.data import ManifestLoader
     from imageedit_r1.data.export import export_labelled
     from imageedit_r1.data.labels import LabelIndex
     from imageedit_r1.image_budget import write_budget
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
     from tests.test_data_subsets_export import _label_file
 
     root = tmp_path_factory.mktemp("seams")
-    tiny = build_tiny_qwen25vl(root / "tiny")
     base = root / "base"  # what training starts from: the processor's own bounds, no budget recorded
-    shutil.copytree(tiny, base)
+    shutil.copytree(tiny_qwen25vl, base)
     config_path = base / "processor_config.json"
     config = json.loads(config_path.read_text())
     section = config["image_processor"]

@@ -78,6 +78,7 @@ def test_3_to_1_is_asked_at_exactly_3_to_1():
 
 
 @pytest.mark.parametrize("model", MODELS)
+@pytest.mark.slow
 def test_a_grid_of_aspects_round_trips_through_the_real_client(model):
     calls = []
 
@@ -158,6 +159,7 @@ def test_the_fake_refuses_a_size_off_the_rule():
     assert len(server.requests) == 1
 
 
+@pytest.mark.slow
 def test_auto_size_sends_a_huge_input_scaled_within_the_largest_output():
     with fake_openai_images_server(lambda img, prompt, req: ImageOps.invert(img)) as server:
         editor = build_editor("openai-image", size="auto", base_url=server.url + "/v1", retry=FAST, timeout=30)

@@ -16,10 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def flux_args(tmp_path_factory):
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
-
-    flux = build_tiny_flux_kontext()  # one temporary build per test process
+def flux_args(tiny_flux_kontext):
+    flux = tiny_flux_kontext
     return ["--mode", "original", "--editor", "flux-kontext", f"editor.options.model_id={flux}",
             "editor.options.local_files_only=true", "editor.options.device=cpu", "editor.options.min_area=0",
             "editor.options.num_inference_steps=2", "editor.options.max_sequence_length=32", "seed=3"]
@@ -31,6 +29,7 @@ def write_manifest(folder: Path, items):
     return path
 
 
+@pytest.mark.slow
 def test_single_image_writes_the_image_at_the_input_size_and_its_trace(tmp_path, flux_args, capsys):
     source = tmp_path / "in.png"
     Image.new("RGB", (67, 45), (90, 20, 200)).save(source)
@@ -135,6 +134,7 @@ def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsy
     assert "scarlet (key [REDACTED])" in written and "scarlet (key [REDACTED])" in printed.out
 
 
+@pytest.mark.slow
 def test_a_finished_image_without_a_trace_is_redone(tmp_path, flux_args):
     Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
     manifest = write_manifest(tmp_path, [{"id": "x", "image": "x.png", "request": "make it red"}])
@@ -171,12 +171,16 @@ def test_a_missing_api_key_is_a_clear_error_not_a_failed_batch(tmp_path, capsys,
     assert "set the environment variable GEMINI_API_KEY or GOOGLE_API_KEY" in capsys.readouterr().err
 
 
-def test_usage_errors_and_help():
+def test_usage_errors_and_help(capsys, monkeypatch):
     with pytest.raises(SystemExit) as info:
         main(["--image", "x.png"])
     assert info.value.code == 2
-    out = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--help"], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "80")  # as printed to a pipe
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
     assert "OFFLINE DEMO" in out and "--manifest" in out and "single-turn" in out
     # Every example is a command that can be pasted as printed: a continuation is kept, never joined up.
     import re

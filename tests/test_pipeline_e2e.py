@@ -9,15 +9,14 @@ from imageedit_r1.pipeline import EditFailed, ImageEditR1, join_sub_requests
 from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
 from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text, scripted
 
+pytestmark = pytest.mark.slow  # the tiny Qwen2.5-VL agents and the tiny diffusion editors on the CPU
+
 REQUEST = SAMPLE_REQUESTS["portrait"]
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs():
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
-
-    return {"qwen": str(build_tiny_qwen25vl()), "flux": str(build_tiny_flux_kontext())}
+def tiny_dirs(tiny_qwen25vl, tiny_flux_kontext):
+    return {"qwen": str(tiny_qwen25vl), "flux": str(tiny_flux_kontext)}
 
 
 def flux_editor(flux_dir):
@@ -40,7 +39,6 @@ def assert_complete_trace(trace, size):
     json.dumps(trace)  # a trace is plain JSON
 
 
-@pytest.mark.slow
 def test_tiny_qwen25vl_agents_then_tiny_flux_kontext(tiny_dirs):
     pipe = ImageEditR1.from_config({
         "seed": 4,
@@ -62,11 +60,8 @@ def test_tiny_qwen25vl_agents_then_tiny_flux_kontext(tiny_dirs):
     assert trace["instructions"] == [join_sub_requests(trace["sub_requests"])] and trace["seeds"] == [4]
 
 
-@pytest.mark.slow
-def test_tiny_qwen25vl_agents_then_tiny_qwen_image_edit(tiny_dirs, tmp_path):
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_qwen_image_edit
-
-    qwen_edit = str(build_tiny_qwen_image_edit())
+def test_tiny_qwen25vl_agents_then_tiny_qwen_image_edit(tiny_dirs, tmp_path, tiny_qwen_image_edit):
+    qwen_edit = str(tiny_qwen_image_edit)
     pipe = ImageEditR1.from_config({
         "mode": "multi-turn",
         "seed": 1,

@@ -256,9 +256,9 @@ def run_loop(server, editor, clock=None, **options):
     config = verify_config(server, threshold=10, strategy="seed", **options)
     verifier = Verifier(build_backend("openai", model="judge-vlm", base_url=server.url + "/v1"))
     loop = RefineLoop(config, verifier, editor, clock=clock or Clock())
-    trace = Trace(seconds={}, seeds=[], errors=[])
+    trace = Trace(request=REQUEST, mode="single-turn")
     loop.run(image(), Plan(REQUEST, "single-turn", DECOMPOSITION, list(SUBS)), 0, trace)
-    return trace["verify"]
+    return trace.verify
 
 
 def test_the_calls_budget_is_never_exceeded():

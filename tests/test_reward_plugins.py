@@ -112,6 +112,7 @@ def run_manager(manager, tokenizer, responses):
     return out
 
 
+@pytest.mark.slow
 def test_verl_naive_manager_calls_our_function_through_pkg_path(byte_tokenizer):
     from verl.trainer.ppo.reward import load_reward_manager
 
@@ -129,6 +130,7 @@ def test_verl_naive_manager_calls_our_function_through_pkg_path(byte_tokenizer):
     assert info[1]["goal"] < 1.0 and results[1]["reward_score"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_verl_plugin_entry_point_registers_a_manager_with_our_reward_as_default(byte_tokenizer):
     from verl.trainer.ppo.reward import load_reward_manager
 
@@ -140,6 +142,7 @@ def test_verl_plugin_entry_point_registers_a_manager_with_our_reward_as_default(
     assert set(results[0]["reward_extra_info"]) == {"score", *KEYS}
 
 
+@pytest.mark.slow
 def test_verl_grpo_advantage_ranks_better_decompositions_higher():
     import torch
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage

@@ -166,6 +166,7 @@ def test_verl_runtime_keyword_arguments_are_not_weights():
     assert result["score"] == 1.0
 
 
+@pytest.mark.slow
 def test_the_verl_plugin_manager_rejects_bad_weights_when_it_is_built():
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import load_reward_manager

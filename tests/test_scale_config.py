@@ -156,3 +156,47 @@ def test_a_refusal_wrapped_in_a_pipeline_failure_is_still_a_refusal_after_the_tr
     back = rebuild_chain(pickle.loads(pickle.dumps(portable_chain(wrapped))))  # as a Ray return value
     assert isinstance(back, EditFailed) and isinstance(back.__cause__, EditRefusedError)
     assert classify_failure(back) == ("refusal", False)
+
+
+def test_a_batch_item_quarantined_on_ray_is_not_sent_again_unless_asked(tmp_path, capsys):
+    """The batch loop's re-run rule for what the Ray pool raises about an item that killed its replicas
+    (the pool itself is exercised on a Ray cluster in test_scale_ray.py)."""
+    import json
+
+    from PIL import Image
+
+    from imageedit_r1.pipeline import ImageEditR1
+    from imageedit_r1.pipeline.batch import run_batch
+    from imageedit_r1.scale.replicas import NoHealthyReplica, PoisonItemError
+    from imageedit_r1.store import read_jsonl
+    from tests.test_pipeline_verify import SeedEditor
+
+    class OnReplicas:  # what the batch loop sees of RemotePipeline: a call per item
+        def __init__(self) -> None:
+            self.pipe = ImageEditR1(editor=SeedEditor(), config=PipelineConfig(mode="original", seed=1))
+            self.config, self.requests = self.pipe.config, []
+
+        def __call__(self, image, request, **options):
+            self.requests.append(request)
+            if "[kill]" in request:
+                raise PoisonItemError("an item killed its pipeline replica 2 times (the last time running alone): "
+                                      "quarantined")
+            return self.pipe(image, request, **options)
+
+    for index in range(3):
+        Image.new("RGB", (16, 12), (80 * index, 40, 40)).save(tmp_path / f"{index}.png")
+    manifest = tmp_path / "m.jsonl"
+    requests = ["make it red", "[kill] remove the lamp", "make it blue"]
+    manifest.write_text("".join(json.dumps({"id": f"i{i}", "image": f"{i}.png", "request": r}) + "\n"
+                                for i, r in enumerate(requests)))
+    out = tmp_path / "out"
+    first = OnReplicas()
+    assert run_batch(first, manifest, out, False) == 1 and len(first.requests) == 3
+    record = {r["id"]: r for r in read_jsonl(out / "results.jsonl")}["i1"]
+    assert record["status"] == "failed" and record["error_kind"] == "poison" and record["retryable"] is False
+    again = OnReplicas()
+    assert run_batch(again, manifest, out, False) == 1 and again.requests == []
+    assert "1 quarantined earlier, not sent again (i1): --retry-failed sends them" in capsys.readouterr().out
+    asked = OnReplicas()
+    assert run_batch(asked, manifest, out, False, retry_failed=True) == 1 and asked.requests == [requests[1]]
+    assert is_unavailable(NoHealthyReplica("no healthy replica"))  # stops a batch instead of failing its items

@@ -13,6 +13,7 @@ import collections
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,13 +43,16 @@ SLEEPY = "imageedit_r1.testing.sleepy_editor:edit"
 def cluster(tmp_path_factory):
     """One local Ray instance, 2 CPUs and 4 fake GPUs; workers inherit the sleepy editor's settings."""
     log = tmp_path_factory.mktemp("sleepy") / "calls.jsonl"
-    saved = {name: os.environ.get(name) for name in (sleepy_editor.SECONDS_VARIABLE, sleepy_editor.LOG_VARIABLE)}
+    loads = tmp_path_factory.mktemp("loads")
+    names = (sleepy_editor.SECONDS_VARIABLE, sleepy_editor.LOG_VARIABLE, sleepy_editor.LOADS_VARIABLE)
+    saved = {name: os.environ.get(name) for name in names}
     os.environ[sleepy_editor.SECONDS_VARIABLE] = "0.3"
     os.environ[sleepy_editor.LOG_VARIABLE] = str(log)
+    os.environ[sleepy_editor.LOADS_VARIABLE] = str(loads)
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="ERROR")
-    yield {"log": log, "address": ray.get_runtime_context().gcs_address}
+    yield {"log": log, "loads": loads, "address": ray.get_runtime_context().gcs_address}
     ray.shutdown()
     for name, value in saved.items():
         if value is None:
@@ -268,3 +272,65 @@ def test_failures_on_replicas_are_recorded_by_kind_like_a_local_run_and_say_wher
     failed = next(r for r in edit_lines(tmp_path / "ray" / "run") if r["status"] == "failed")
     assert "refused" in failed["error"] and failed["worker"]["gpu"] and failed["worker"]["attempts"] == 1
     assert edited_bytes(tmp_path / "ray" / "run") == edited_bytes(tmp_path / "local" / "run")
+
+
+def with_requests(bench, changes: dict[int, str]):
+    """``bench`` with the requests of some items rewritten (a marker the sleepy editor acts on)."""
+    path = Path(bench.manifest)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for index, request in changes.items():
+        lines[index]["request"] = request
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return bench
+
+
+def starts(log: Path, item: str) -> int:
+    return sum(1 for call in calls(log, item) if call["id"] == item and call["event"] == "start")
+
+
+def test_an_item_that_kills_its_replica_is_quarantined_and_the_items_around_it_are_edited(cluster, tmp_path):
+    bench = with_requests(make_benchmark(tmp_path, "psn", 6), {1: "[psn-1] [kill] remove the lamp"})
+    method = MethodConfig(name="sleepy", kind="callable", target=SLEEPY, seed=4)
+    config = ray_config(tmp_path, bench, method, replicas=1, max_in_flight=2)  # the only replica
+    summary = EvalRunner(config, progress=False).run("edit")
+    records = {record["sample_id"]: record for record in edit_lines(tmp_path / "run")}
+    poison = records.pop("psn-1")
+    assert poison["status"] == "failed" and poison["error_kind"] == "poison" and poison["retryable"] is False
+    assert "quarantined" in poison["error"] and "--retry-failed" in poison["error"]
+    assert all(record["status"] == "ok" for record in records.values()), records  # no innocent item lost
+    assert summary.edits == {"done": 5, "failed": 1} and summary.failure_kinds == {"edit/poison": 1}
+    assert starts(cluster["log"], "psn-1") == 2  # killed the replica twice, the second time alone
+    assert len(summary.replicas) == 1 and "quarantined" in summary.replicas[0]  # and the replica was kept
+
+    again = EvalRunner(config, progress=False).run("edit")  # a re-run does not send it again...
+    assert again.edits == {"cached": 6} and starts(cluster["log"], "psn-1") == 2
+    asked = EvalRunner(config, retry_failed=True, progress=False).run("edit")  # ...unless asked
+    assert asked.edits == {"cached": 5, "failed": 1} and starts(cluster["log"], "psn-1") == 4
+
+
+def test_a_replica_whose_model_cannot_load_is_retired_at_once_and_the_other_does_the_work(cluster, tmp_path):
+    (cluster["loads"] / "claimed").unlink(missing_ok=True)
+    bench = make_benchmark(tmp_path, "oom", 12)
+    method = MethodConfig(name="loads", kind="callable", target="imageedit_r1.testing.sleepy_editor:LoadsOnOneGpu",
+                          seed=5)
+    summary = EvalRunner(ray_config(tmp_path, bench, method, replicas=2, max_in_flight=2), progress=False).run("edit")
+    lines = edit_lines(tmp_path / "run")
+    assert summary.edits == {"done": 12} and all(record["status"] == "ok" for record in lines)
+    (healthy,) = {(record["worker"]["replica"], record["worker"]["gpu"][0]) for record in lines}  # one replica did all
+    (note,) = summary.replicas
+    match = re.search(r"replica (\d) \(node (\S+), GPU (\S+)\) could not set up: OutOfMemoryError: CUDA out of "
+                      r"memory\. .*; retired, the other replicas do its work", note)
+    assert match, note
+    assert int(match.group(1)) != healthy[0] and match.group(3) != healthy[1]
+    assert match.group(2) == lines[0]["worker"]["node"] and f"GPU {match.group(3)} has" in note
+    assert any(line.startswith("replicas:   method loads: ") for line in summary.lines())
+
+
+def test_the_method_stops_only_when_no_replica_is_healthy(cluster, tmp_path):
+    bench = make_benchmark(tmp_path, "none", 4)
+    method = MethodConfig(name="never", kind="callable", target="imageedit_r1.testing.sleepy_editor:NeverLoads", seed=6)
+    summary = EvalRunner(ray_config(tmp_path, bench, method, replicas=2), progress=False).run("edit")
+    (error,) = summary.setup_errors
+    assert error.startswith("method never: NoHealthyReplica: no healthy never replica is left")
+    assert error.count("could not set up: OutOfMemoryError: CUDA out of memory") == 2
+    assert edit_lines(tmp_path / "run") == []  # nothing recorded as failed: the items wait for a run that can

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # fake servers and builds as real processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -90,7 +92,6 @@ def test_serve_refuses_a_bad_replies_file_and_a_busy_port(tmp_path):
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
-@pytest.mark.slow
 def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offline(tmp_path):
     parent = tmp_path / "parent"
     parent.mkdir()

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and runs the tiny Qwen2.5-VL
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("torchvision")
@@ -108,7 +110,6 @@ def test_cached_per_process_and_reused_from_disk(tmp_path):
     assert (rebuilt / "model.safetensors").stat().st_size > 1000
 
 
-@pytest.mark.slow
 def test_build_is_identical_across_processes(tmp_path):
     here = fingerprint(build_tiny_qwen25vl(tmp_path / "here"))
     code = (

@@ -1,4 +1,4 @@
-"""Reward curves from each trainer's real log formats, plotted to PNG."""
+"""Reward curves from each trainer's real log formats, plotted to PNG (or the format the file name asks for)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,24 @@ def test_plot_writes_a_png_with_one_line_per_series(tmp_path):
     assert image.text["Series"].split(",") == ["overall", "format", "action", "subject", "goal",
                                                "val/overall", "val/format", "val/goal"]
     assert max(ImageStat.Stat(image.convert("L")).stddev) > 10  # not a blank canvas
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("curves.tif", "TIFF"), ("curves.jpg", "JPEG"), ("curves.webp", "WEBP")])
+def test_the_figure_takes_the_format_its_extension_asks_for(tmp_path, name, fmt):
+    log = tmp_path / "experiment_log.jsonl"
+    easyr1_log(log)
+    assert main(["curves", str(log), "--out", str(tmp_path / name)]) == 0
+    with Image.open(tmp_path / name) as image:
+        assert image.format == fmt and image.size[0] > 1000
+    assert main(["curves", str(log), "--out", str(tmp_path / "curves.svg")]) == 0
+    assert (tmp_path / "curves.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_an_extension_matplotlib_cannot_write_is_refused_before_any_log_is_read(tmp_path, capsys):
+    assert main(["curves", str(tmp_path / "not-read.jsonl"), "--out", str(tmp_path / "curves.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write curves.xyz: matplotlib writes ") and ".png" in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_verl_file_logger_and_console_output(tmp_path):

@@ -7,16 +7,17 @@ import shutil
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the tiny Qwen2.5-VL, loaded and merged
+
 torch = pytest.importorskip("torch")
 
-from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 from imageedit_r1.train import export  # noqa: E402
 from imageedit_r1.train.__main__ import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_qwen25vl):
+    return tiny_qwen25vl
 
 
 def test_check_accepts_a_saved_model_and_runs_a_forward(tiny, capsys):
@@ -78,7 +79,6 @@ def fsdp_checkpoint(model_dir, actor_dir):
     return model.state_dict()
 
 
-@pytest.mark.slow
 def test_verl_checkpoint_exports_through_verls_merger(tiny, tmp_path):
     pytest.importorskip("verl")
     original = fsdp_checkpoint(tiny, tmp_path / "global_step_2" / "actor")
@@ -122,7 +122,6 @@ def _logits(model, processor):
         return model(**inputs).logits
 
 
-@pytest.mark.slow
 def test_trl_lora_checkpoint_is_merged_into_its_base(tiny, tmp_path, capsys):
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -160,7 +159,6 @@ def test_trl_lora_checkpoint_is_merged_into_its_base(tiny, tmp_path, capsys):
         export.export_checkpoint("trl", checkpoint, tmp_path / "o2", base_model=str(tmp_path / "nowhere"))
 
 
-@pytest.mark.slow
 def test_trl_full_checkpoint_is_copied_without_training_state(tiny, tmp_path):
     checkpoint = tmp_path / "checkpoint-5"
     shutil.copytree(tiny, checkpoint)

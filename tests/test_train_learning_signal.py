@@ -15,13 +15,14 @@ import json
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # GRPO steps on the tiny Qwen2.5-VL
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("verl")
 
 from imageedit_r1.decomposition import Decomposition  # noqa: E402
 from imageedit_r1.prompts import render_prompt  # noqa: E402
 from imageedit_r1.rewards import score  # noqa: E402
-from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 
 PROMPTS = [
     ("Change the color of her coat and possibly hair to scarlet or copper red", (180, 30, 30),
@@ -69,8 +70,7 @@ def response_log_probs(model, inputs, prompt_len: int) -> tuple[torch.Tensor, to
     return token_logp, mask
 
 
-@pytest.mark.slow
-def test_grpo_with_our_reward_raises_high_reward_decompositions(tmp_path):
+def test_grpo_with_our_reward_raises_high_reward_decompositions(tmp_path, tiny_qwen25vl):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from verl.trainer.ppo.core_algos import (
         agg_loss,
@@ -80,7 +80,7 @@ def test_grpo_with_our_reward_raises_high_reward_decompositions(tmp_path):
     )
     from verl.workers.config import FSDPActorConfig
 
-    folder = build_tiny_qwen25vl(tmp_path / "tiny")
+    folder = tiny_qwen25vl
     processor = AutoProcessor.from_pretrained(folder)
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)

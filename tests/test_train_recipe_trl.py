@@ -28,10 +28,10 @@ def trl_files(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imageedit_r1.data.export import easyr1_features, trl_features
+    from imageedit_r1.data.export import easyr1, trl
 
     paths = {}
-    for name, features in (("train", trl_features()), ("val", trl_features()), ("easyr1", easyr1_features())):
+    for name, features in (("train", trl.features()), ("val", trl.features()), ("easyr1", easyr1.features())):
         paths[name] = tmp_path / f"{name}.parquet"
         pq.write_table(pa.Table.from_pylist([], schema=features.arrow_schema), paths[name])
     return paths

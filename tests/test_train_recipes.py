@@ -115,6 +115,7 @@ def test_easyr1_constraints_are_caught(overrides, message):
     assert any(message in p for p in report.problems), report.problems
 
 
+@pytest.mark.slow
 def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path, easyr1_layout):
     train, val = data_files
     result = run_recipe(
@@ -159,6 +160,7 @@ def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path, easyr1
         ({}, ["bogus"], "expected key=value"),
     ],
 )
+@pytest.mark.slow
 def test_easyr1_recipe_rejects_bad_inputs_up_front(data_files, env, args, message, easyr1_layout):
     train, val = data_files
     result = run_recipe(EASYR1_RECIPE, "--dry-run", *args,
@@ -168,6 +170,7 @@ def test_easyr1_recipe_rejects_bad_inputs_up_front(data_files, env, args, messag
     assert "verl.trainer.main" not in result.stdout  # nothing was launched or printed as launchable
 
 
+@pytest.mark.slow
 def test_easyr1_recipe_checks_visible_gpus_before_launching(data_files, easyr1_layout):
     train, val = data_files
     result = run_recipe(EASYR1_RECIPE, env={"TRAIN_FILES": str(train), "VAL_FILES": str(val),
@@ -176,6 +179,7 @@ def test_easyr1_recipe_checks_visible_gpus_before_launching(data_files, easyr1_l
     assert "n_gpus_per_node=8 but this node has 2 visible GPU(s)" in result.stderr
 
 
+@pytest.mark.slow
 def test_recipe_help_lists_the_environment():
     result = run_recipe(EASYR1_RECIPE, "--help")
     assert result.returncode == 0
@@ -265,6 +269,7 @@ def test_multi_node_launchers_wire_nnodes_through():
 # ---------------------------------------------------------------- the right trainer and the right files
 
 
+@pytest.mark.slow
 def test_easyr1_dry_run_says_when_upstream_verl_is_installed_instead(data_files):
     train, val = data_files  # this environment holds upstream verl (verl.trainer.main_ppo)
     result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)})
@@ -275,6 +280,7 @@ def test_easyr1_dry_run_says_when_upstream_verl_is_installed_instead(data_files)
     assert "recipes/run_grpo_qwen25vl_verl.sh" in result.stderr
 
 
+@pytest.mark.slow
 def test_verl_preflight_says_when_easyr1_is_installed_instead(tmp_path, easyr1_layout):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([easyr1_layout, str(ROOT)])}
     result = subprocess.run([sys.executable, "-m", "imageedit_r1.train", "preflight", "verl", "--dry-run", "--",
@@ -287,6 +293,7 @@ def test_verl_preflight_says_when_easyr1_is_installed_instead(tmp_path, easyr1_l
         "PYTHON to an interpreter that has it, or use recipes/run_grpo_qwen25vl.sh for EasyR1")
 
 
+@pytest.mark.slow
 def test_easyr1_recipe_rejects_verl_files_and_warns_on_a_short_dataset(verl_files, tmp_path, easyr1_layout):
     train, val = verl_files
     result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)},
@@ -314,6 +321,7 @@ def test_verl_recipe_rejects_easyr1_files(data_files):
 
 
 @verl_needed
+@pytest.mark.slow
 def test_an_unknown_verl_key_is_one_line_naming_the_key_meant():
     with pytest.raises(preflight.PreflightError) as caught:
         preflight.compose_verl_config(["data.train_batch_sise=8"])

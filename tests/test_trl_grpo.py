@@ -30,7 +30,7 @@ pytest.importorskip("peft")
 
 from imageedit_r1.decomposition import Decomposition  # noqa: E402
 from imageedit_r1.rewards import score  # noqa: E402
-from imageedit_r1.testing.tiny_qwen import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen25vl  # noqa: E402
+from imageedit_r1.testing.tiny_qwen import MAX_PIXELS, MIN_PIXELS  # noqa: E402
 from tests.trl_fixtures import SCENES, TRUTHS, export_trl  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.trl]
@@ -42,8 +42,8 @@ COMPONENTS = ("format", "action", "subject", "goal")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_qwen25vl):
+    return tiny_qwen25vl
 
 
 @pytest.fixture(scope="module")

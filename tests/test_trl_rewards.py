@@ -31,6 +31,7 @@ def _call(func, completions, truths, **extra):
     )
 
 
+@pytest.mark.slow
 def test_one_function_per_component_named_as_trl_logs_it():
     funcs = trl_rewards.reward_funcs()
     assert [f.__name__ for f in funcs] == list(COMPONENTS) == ["format", "action", "subject", "goal"]

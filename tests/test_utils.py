@@ -213,7 +213,7 @@ def test_config_layers_and_rejects_unknown_keys(tmp_path):
 
 
 def test_decompose_prompt_renders_with_content_and_lists_the_taxonomy():
-    from imageedit_r1.decomposition import ACTIONS
+    from imageedit_r1.taxonomy import ACTIONS
 
     text = render_prompt("decompose", content="Remove the lamp")
     assert "Edit request: Remove the lamp" in text

@@ -49,7 +49,6 @@ from PIL import Image  # noqa: E402
 from imageedit_r1.agents.decomposer import Decomposer, decomposition_json_schema  # noqa: E402
 from imageedit_r1.agents.sequencer import Sequencer  # noqa: E402
 from imageedit_r1.backends import ChatMessage, build_backend  # noqa: E402
-from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl  # noqa: E402
 
 IMAGE = Image.new("RGB", (64, 48), (200, 30, 30))
 
@@ -73,8 +72,8 @@ def _server_command(model_dir: Path, port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen"))
+def model_dir(tiny_qwen25vl):
+    return tiny_qwen25vl
 
 
 def test_offline_vllm_backend_runs_a_schema_constrained_decomposition(model_dir, tmp_path):

@@ -4,7 +4,8 @@ Every role that reads a model's answer (decomposer, sequencer, judge, verifier, 
 through ``ask``: the reply goes to ``parse``; an error of the kinds in ``unreadable`` means "ask
 again", at most ``reasks`` more times, either with the same messages or with the ``Ask`` that
 ``reask(ask, reply, error)`` builds from the failed reply and the reason (a repair turn, a stricter
-schema, another parser). Any other error stops at once (a refusal, a transport failure).
+schema, another parser). Any other error stops at once (a refusal, a transport failure, an answer
+cut off before any text).
 
 What the asks cost is counted in one ``AskLog``, the replies and the reasons included. It comes
 back with the answer, and it rides on any error that leaves ``ask`` as ``error.ask_log``, so a
@@ -34,7 +35,8 @@ class AskLog:
     """Every ask of one question: replies in order, why each unread one was not read, and usage."""
 
     asks: int = 0  # requests sent, one that raised included
-    replies: list[Any] = field(default_factory=list)  # imageedit_r1.backends.ChatResponse
+    # imageedit_r1.backends.ChatResponse; a reply the backend raised on (cut off) when it was billed
+    replies: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # why each unreadable reply was not read
 
     @property
@@ -104,12 +106,16 @@ def ask(backend, first: Ask, *, reasks: int = 1, unreadable: type[BaseException]
         try:
             reply = backend.chat(current.messages, json_schema=current.json_schema, schema_name=schema_name,
                                  temperature=temperature, max_tokens=max_tokens, seed=seed)
-            log.replies.append(reply)
+        except Exception as exc:
+            billed = getattr(exc, "reply", None)  # an answer cut off before any text is billed all the same
+            if hasattr(billed, "completion_tokens"):
+                log.replies.append(billed)
+            exc.ask_log = log
+            raise
+        log.replies.append(reply)
+        try:
             return Answer(current.parse(reply.text), reply, current, log)
         except unreadable as exc:
-            if len(log.replies) < log.asks:  # raised by the backend, not by the reader
-                exc.ask_log = log
-                raise
             log.errors.append(str(exc))
             if number == reasks:
                 exc.ask_log = log

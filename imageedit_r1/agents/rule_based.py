@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-from imageedit_r1.decomposition import ACTIONS, Decomposition, canonical_action
+from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.request_text import clean_request
+from imageedit_r1.taxonomy import ACTIONS, canonical_action
 
 _CLAUSE_SPLIT = re.compile(r"[.;!?\n]+|,\s*(?:and\s+|then\s+)?|\s+(?:and|then|also)\s+(?=[a-z]+\b)", re.IGNORECASE)
 _LEADING_FILLER = re.compile(

@@ -18,10 +18,11 @@ from typing import Any
 
 from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
 from imageedit_r1.backends.base import ChatBackend, ChatMessage
-from imageedit_r1.decomposition import ACTIONS, Decomposition, canonical_action
+from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
 from imageedit_r1.prompts import render_prompt
 from imageedit_r1.request_text import clean_request
+from imageedit_r1.taxonomy import ACTIONS, canonical_action
 
 
 class SequencingError(NoReadableAnswer):

@@ -32,21 +32,14 @@ BODY_BYTES = MAX_PLAN_BYTES + 2**20  # /execute carries the plan; everything els
 
 
 def demo_config(work: Path, overrides=()):
-    """The offline demo's pipeline config: tiny random-weight models built into ``work``."""
-    from imageedit_r1.pipeline.config import PipelineConfig
-    from imageedit_r1.pipeline.demo import _quiet_loading_bars, demo_config_dict
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
+    """The offline demo's pipeline config: tiny random-weight models built into ``work`` once the
+    config (with ``overrides``) has passed the config door."""
+    from imageedit_r1.pipeline.demo import build_demo_models, demo_pipeline_config
 
-    _quiet_loading_bars()
-    qwen_dir = build_tiny_qwen25vl(work / "tiny-qwen25vl")
-    flux_dir = build_tiny_flux_kontext(work / "tiny-flux-kontext")
-    from omegaconf import OmegaConf
-
-    merged = OmegaConf.merge(OmegaConf.structured(PipelineConfig),
-                             OmegaConf.create(demo_config_dict(str(qwen_dir), str(flux_dir))),
-                             OmegaConf.from_dotlist(list(overrides)))
-    return OmegaConf.to_object(merged).validate()
+    config = demo_pipeline_config(work, overrides)
+    print("building tiny random-weight models for the offline demo...", flush=True)
+    build_demo_models(work)
+    return config
 
 
 def build_settings(args, auth: list[tuple[str, str]]) -> AppSettings:
@@ -57,7 +50,6 @@ def build_settings(args, auth: list[tuple[str, str]]) -> AppSettings:
     if args.demo:
         work = Path(tempfile.mkdtemp(prefix="imageedit-r1-app-demo-"))
         atexit.register(shutil.rmtree, work, ignore_errors=True)
-        print("building tiny random-weight models for the offline demo...", flush=True)
         config = demo_config(work, args.overrides)
     else:
         config = load_pipeline_config(args.config, args.overrides)

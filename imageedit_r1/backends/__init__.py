@@ -24,6 +24,7 @@ from imageedit_r1.backends.base import (
     ChatMessage,
     ChatResponse,
     RefusalError,
+    TruncatedReply,
 )
 
 # name -> "module:attribute", imported only when that backend is built.
@@ -79,6 +80,7 @@ __all__ = [
     "ChatMessage",
     "ChatResponse",
     "RefusalError",
+    "TruncatedReply",
     "available_backends",
     "build_backend",
     "register_backend",

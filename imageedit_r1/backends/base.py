@@ -37,6 +37,19 @@ class BackendUnavailableError(BackendError, Unavailable):
     """The backend cannot run here: its package, its model weights or its API key is missing."""
 
 
+class TruncatedReply(BackendError):
+    """The answer reached its token limit before any text: a thinking model can spend the whole
+    limit thinking. Worth another run with more room (``failure_kind`` ``truncated``, retryable);
+    ``reply`` carries the usage that was billed all the same."""
+
+    failure_kind = "truncated"
+    retryable = True
+
+    def __init__(self, message: str, reply: ChatResponse) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
 class RefusalError(BackendError, Refusal):
     """The model refused, or the provider's safety system blocked the prompt or the answer;
     ``reason`` is the provider's code (``SAFETY``, ``content_filter``, ...) or ``declined``."""
@@ -75,11 +88,12 @@ class ChatMessage:
 @dataclass
 class ChatResponse:
     text: str
-    model: str
+    model: str  # the model id the provider reports having served (a dated snapshot for an alias)
     prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    completion_tokens: int | None = None  # everything billed as output: the answer and any thinking
     finish_reason: str | None = None  # "stop", "length", ... as the backend reports it
     seconds: float = 0.0
+    thinking_tokens: int | None = None  # of completion_tokens, those spent thinking (Gemini, OpenAI reasoning)
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from imageedit_r1.backends.base import (
     ChatMessage,
     ChatResponse,
     RefusalError,
+    TruncatedReply,
     api_key_from_env,
     image_data_url,
     validate_messages,
@@ -137,7 +138,7 @@ class OpenAIBackend:
 
         started = time.perf_counter()
         completion = call_with_retries(attempt, self.retry, on_retry=on_retry)
-        return self._response(completion, time.perf_counter() - started)
+        return self._response(completion, time.perf_counter() - started, max_tokens)
 
     def _create(self, request: dict[str, Any]):
         try:
@@ -153,7 +154,7 @@ class OpenAIBackend:
             raise RetryableError("malformed response: no choices")
         return completion
 
-    def _response(self, completion, seconds: float) -> ChatResponse:
+    def _response(self, completion, seconds: float, limit: int) -> ChatResponse:
         choice = completion.choices[0]
         message = choice.message
         refusal = getattr(message, "refusal", None)
@@ -162,14 +163,21 @@ class OpenAIBackend:
         if choice.finish_reason == "content_filter":
             raise RefusalError(f"openai {self.model}: the answer was blocked by the provider's content filter",
                                reason="content_filter")
-        if message.content is None:
-            raise BackendError(f"openai {self.model}: empty answer (finish_reason={choice.finish_reason!r})")
         usage = getattr(completion, "usage", None)
-        return ChatResponse(
-            text=message.content,
-            model=completion.model or self.model,
+        details = getattr(usage, "completion_tokens_details", None)
+        reply = ChatResponse(
+            text=message.content or "",
+            model=completion.model or self.model,  # the snapshot served, e.g. gpt-4o-2024-08-06 for gpt-4o
             prompt_tokens=getattr(usage, "prompt_tokens", None),
-            completion_tokens=getattr(usage, "completion_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),  # reasoning tokens included
             finish_reason=choice.finish_reason,
             seconds=seconds,
+            thinking_tokens=getattr(details, "reasoning_tokens", None),
         )
+        if not message.content and choice.finish_reason == "length":  # a reasoning model spent it all thinking
+            raise TruncatedReply(f"openai {self.model}: the answer was cut off at max_completion_tokens={limit} "
+                                 f"({reply.thinking_tokens or 0} reasoning tokens) before any text; raise max_tokens",
+                                 reply)
+        if message.content is None:
+            raise BackendError(f"openai {self.model}: empty answer (finish_reason={choice.finish_reason!r})")
+        return reply

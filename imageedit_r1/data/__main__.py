@@ -112,8 +112,6 @@ def _label_config(args: argparse.Namespace):
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from imageedit_r1.backends.checks import backend_problems
     from imageedit_r1.data.teacher import TeacherLabeller
     from imageedit_r1.endpoints import build_endpoint, endpoint_options
@@ -121,12 +119,15 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     config = _label_config(args)
     if args.print_config:
-        print(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        from imageedit_r1.config import to_yaml
+
+        print(to_yaml(config))
         return 0
     if not args.source or not args.out:
         raise SystemExit("label needs --source and --out (or --print-config)")
     # Option names, the API key and the teacher's weights, before any sample is read.
-    problems = backend_problems(config.teacher.backend, endpoint_options(config.teacher), "teacher")
+    problems = config.teacher.problems("teacher") or backend_problems(
+        config.teacher.backend, endpoint_options(config.teacher), "teacher")
     if problems:
         raise ValueError("\n".join(problems))
     backend = build_endpoint(config.teacher)

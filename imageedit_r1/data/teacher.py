@@ -32,13 +32,14 @@ from typing import Any
 from imageedit_r1.costs import Price, cost_usd, price_for, priced_as
 from imageedit_r1.data.edit_sample import EditSample
 from imageedit_r1.data.labels import FAILED, OK, sample_key
-from imageedit_r1.decomposition import ACTIONS, Decomposition
+from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.endpoints import TeacherConfig
 from imageedit_r1.images import SkipReport, shrink_to_pixels
 from imageedit_r1.jsontext import unfence
 from imageedit_r1.masking import mask, register_config
 from imageedit_r1.prompts import prompt_sha256, render_prompt
 from imageedit_r1.store import JsonlStore, content_key, read_jsonl, run_lock
+from imageedit_r1.taxonomy import ACTIONS
 
 PROMPT_NAME = "teacher"
 # Bump when validation or the stored encoding changes: every sample is then labelled afresh.
@@ -281,9 +282,9 @@ class TeacherLabeller:
         except RetriesExhausted as exc:
             log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="retries_exhausted", error=str(exc))
-        except BackendError as exc:
+        except BackendError as exc:  # "truncated" for an answer cut off before any text (asked again next run)
             log = ask_log_of(exc)
-            record.update(status=FAILED, error_kind="api", error=str(exc))
+            record.update(status=FAILED, error_kind=getattr(exc, "failure_kind", "api"), error=str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded, never lost: the run goes on
             log = ask_log_of(exc)
             record.update(status=FAILED, error_kind="api", error=f"{type(exc).__name__}: {exc}")

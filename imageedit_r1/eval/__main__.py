@@ -126,6 +126,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     table = tables.build_table(run, criterion=args.criterion, n_boot=args.bootstrap, confidence=args.confidence,
                                seed=args.seed)
     _write(tables.to_csv(table) if args.format == "csv" else tables.to_markdown(table, ci=not args.no_ci), args.out)
+    if args.format == "csv" or args.out:  # the markdown on the terminal carries these notes itself
+        for note in tables.snapshot_notes(table):
+            print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

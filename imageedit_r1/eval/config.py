@@ -235,16 +235,19 @@ def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, 
     included: ``methods.flux-r1.on_decompose_failure=keywords``,
     ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
     """
-    from omegaconf import OmegaConf
-
-    from imageedit_r1.config import ConfigError, apply_overrides, did_you_mean, load_config, report_renamed
+    from imageedit_r1.config import (
+        ConfigError,
+        apply_overrides,
+        did_you_mean,
+        load_config,
+        read_config_file,
+        report_renamed,
+    )
 
     path = path or DEFAULT_CONFIG
-    if not Path(path).exists():
-        raise FileNotFoundError(f"config file not found: {path}")
     method_overrides = [item for item in overrides if item.startswith("methods.")]
     others = [item for item in overrides if not item.startswith("methods.")]
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw = read_config_file(path)
     raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
     deprecated: list[str] = []  # old spellings, reported in one line once every part is read
     config = load_config(EvalConfig, overrides=others, data=raw, where=str(path), deprecated=deprecated)

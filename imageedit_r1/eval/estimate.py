@@ -2,7 +2,8 @@
 
 Only work the run would do is counted (finished items are read from the run's stores), so the
 estimate of a half-finished run is what finishing it costs. Token counts are estimates from the
-prompt text and the images' sizes; prices come from the config.
+prompt text and the images' sizes (a Gemini judge's thinking room counted as output, at most);
+prices come from the config.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def estimate_rows(runner: Any) -> list[EstimateRow]:
                 continue
             calls += 1
             prompt += _judge_prompt_tokens(runner, item, judge, judge_prompt(item.sample.request))
-        completion = calls * config.estimate.completion_tokens
+        completion = calls * completion_per_call(config, judge)
         price = price_for(config.prices, judge.model)
         rows.append(EstimateRow(f"judge  {judge.name} ({judge.model})", calls, prompt, completion,
                                 cost_usd(price, prompt, completion) if price else None))
@@ -83,12 +84,19 @@ def _verify_row(runner: Any, method: MethodConfig, todo: list) -> EstimateRow:
         text = verification_prompt(verify.rubric, item.sample.request, [item.sample.request])
         calls += per_item
         prompt += per_item * _judge_prompt_tokens(runner, item, verify.judge, text)
-    completion = calls * config.estimate.completion_tokens
+    completion = calls * completion_per_call(config, verify.judge)
     price = price_for(config.prices, verify.judge.model)
     if price is None and (verify.prices.input_per_mtok or verify.prices.output_per_mtok):
         price = verify.prices
     return EstimateRow(f"verify {method.name} ({verify.judge.model}, at most)", calls, prompt, completion,
                        cost_usd(price, prompt, completion) if price else None)
+
+
+def completion_per_call(config: Any, judge: JudgeConfig) -> int:
+    """Output tokens one judge call is expected to bill: the reply, plus the room a Gemini judge
+    leaves for thinking (billed as output; at most that much)."""
+    thinking = judge.thinking()
+    return config.estimate.completion_tokens + (thinking.room if thinking is not None else 0)
 
 
 def _judge_prompt_tokens(runner: Any, item: Any, judge: JudgeConfig, text: str) -> int:

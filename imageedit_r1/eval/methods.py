@@ -13,7 +13,8 @@ Kinds:
   (``<images_dir>/<sample id>.png``; an id that is not a plain file name is looked up by its safe name).
 - ``identity``: returns the original unchanged; a judge sanity check (fulfillment should be low).
 - ``callable``: any ``module:function(image, request, *, seed, sample)`` returning an image,
-  an ``(image, trace)`` pair or an object with ``.image`` and ``.trace``.
+  an ``(image, trace)`` pair or an object with ``.image`` and ``.trace``; or ``module:Class``, built
+  once (per Ray replica: load its model in ``__init__``) and then called like the function.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def build_edit_fn(method: MethodConfig) -> EditFn:
         return _precomputed(method)
     if method.kind == "callable":
         fn = _import_target(method.target or "")
+        if isinstance(fn, type):  # an editor with a set-up: built once here, where it will run
+            fn = fn()
         return lambda sample, image: _as_output(fn(image, sample.request, seed=method.seed, sample=sample))
     if method.kind == "original" or method.kind in PIPELINE_KINDS:
         return _pipeline(method)

@@ -43,6 +43,7 @@ class Summary:
     cost_usd: float = 0.0
     unpriced_calls: int = 0
     setup_errors: list[str] = field(default_factory=list)
+    replicas: list[str] = field(default_factory=list)  # Ray: retired replicas (node, GPU, why), quarantined items
 
     def lines(self) -> list[str]:
         out = [
@@ -58,6 +59,7 @@ class Summary:
             cost += f" (+ {self.unpriced_calls} calls with no price in the config)"
         out.append(cost)
         out.extend(f"not run:    {error}" for error in self.setup_errors)
+        out.extend(f"replicas:   {note}" for note in self.replicas)
         return out
 
 

@@ -247,7 +247,12 @@ def failures_html(run: RunData) -> str:
 def render_report(run: RunData, *, max_items: int = 40, n_boot: int = 1000, title: str = "ImageEdit-R1 evaluation") -> str:
     main = tables.build_table(run, n_boot=n_boot)
     breakdown = tables.criteria_breakdown(run)
-    judges = ", ".join(f"{j['name']} = {j['model']}" for j in run.judges)
+    served: dict[str, set[str]] = {}
+    for record in run.scored():
+        if record.get("served_model"):
+            served.setdefault(record["judge"], set()).add(record["served_model"])
+    judges = ", ".join(f"{j['name']} = {j['model']}" + (f" (served as {', '.join(sorted(served[j['name']]))})"
+                                                        if served.get(j["name"]) else "") for j in run.judges)
     plot_html = "".join(f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="{src}">' for t, src in plots(run))
     # The same counts as the table's Failed and Refused columns summed: each edit once, each judgment.
     failed_judgments = sum(c.judge_failed for row in main.rows for c in row.cells.values())

@@ -297,6 +297,8 @@ class EvalRunner:
                 raise
             finally:
                 pool.shutdown(wait=wait, cancel_futures=True)
+                if hasattr(edit_fn, "notes"):  # Ray: replicas retired (where, why) and items quarantined
+                    summary.replicas += [mask(f"method {method.name}: {note}") for note in edit_fn.notes()]
                 if hasattr(edit_fn, "close"):  # Ray replicas hand their GPUs back now
                     edit_fn.close()
             del edit_fn  # free the method's models before loading the next

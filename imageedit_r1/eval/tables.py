@@ -7,6 +7,11 @@ averages, and the delta's interval does the same for the method and its group's 
 Failures (edit failed, judge reply unreadable, API gave up) are counted per cell and never enter a
 mean; refusals (an editor's or judge's safety block, a judge that declines) are counted apart from
 them, under "Refused"; "missing" counts items not run yet.
+
+Every judgment records the model the provider says it served (``served_model``: the dated snapshot
+behind an alias such as ``gpt-4o``). A column whose scores come from more than one snapshot (methods
+judged on different days) is flagged ‡, with a note naming each snapshot and the methods it judged;
+the CSV names the snapshots of every cell.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +38,7 @@ class Cell:
     judge_refused: int = 0
     missing: int = 0
     of: int = 0  # the benchmark's size (before any --limit)
+    served: Counter = field(default_factory=Counter)  # scored judgments per model the provider served
     mean: float = math.nan
     low: float = math.nan
     high: float = math.nan
@@ -82,6 +88,18 @@ class Table:
     rows: list[Row]
     confidence: float
 
+    def mixed_snapshots(self) -> dict[tuple[str, str], dict[str, Counter]]:
+        """Columns scored by more than one served model: column -> snapshot -> judgments per method label."""
+        mixed: dict[tuple[str, str], dict[str, Counter]] = {}
+        for column in self.columns:
+            by_snapshot: dict[str, Counter] = defaultdict(Counter)
+            for row in self.rows:
+                for snapshot, count in row.cells[column].served.items():
+                    by_snapshot[snapshot][row.label] += count
+            if len(by_snapshot) > 1:
+                mixed[column] = dict(sorted(by_snapshot.items()))
+        return mixed
+
 
 def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, confidence: float = 0.95,
                 seed: int = 0) -> Table:
@@ -102,6 +120,8 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
         cell = cells[(record["method"], record["benchmark"], record["judge"])]
         if record.get("status") == "scored":
             cell.values.append(float(record[criterion]))
+            if record.get("served_model"):
+                cell.served[record["served_model"]] += 1
         elif record.get("error_kind") == "refusal":
             cell.refused += 1
             cell.judge_refused += 1
@@ -170,8 +190,23 @@ def _column_best(table: Table) -> dict[Any, float]:
     return best
 
 
+MIXED_MARK = "‡"
+
+
+def snapshot_notes(table: Table) -> list[str]:
+    """One line per column whose scores come from more than one served model snapshot."""
+    lines = []
+    for (bench, judge), snapshots in table.mixed_snapshots().items():
+        parts = "; ".join(f"{snapshot} judged " + ", ".join(f"{label} ({n})" for label, n in methods.items())
+                          for snapshot, methods in snapshots.items())
+        lines.append(f"{MIXED_MARK} {bench} · {judge} mixes judge snapshots: {parts}. Its scores come from "
+                     "different models: pin the judge's model to one dated snapshot and judge again.")
+    return lines
+
+
 def to_markdown(table: Table, ci: bool = True) -> str:
     best = _column_best(table)
+    mixed = table.mixed_snapshots()
 
     def fmt(mean: float, low: float, high: float, column: Any, row: Row, cell: Cell | None = None) -> str:
         text = _num(mean)
@@ -184,8 +219,10 @@ def to_markdown(table: Table, ci: bool = True) -> str:
             text += f" (n {len(cell.values)}/{cell.of})"
         return text
 
-    header = ["Edit model", "Method", *(f"{bench} · {judge}" for bench, judge in table.columns), "Average",
-              "Δ vs Original", "Failed", "Refused", "Missing"]
+    header = ["Edit model", "Method",
+              *(f"{bench} · {judge}" + (f" {MIXED_MARK}" if (bench, judge) in mixed else "")
+                for bench, judge in table.columns),
+              "Average", "Δ vs Original", "Failed", "Refused", "Missing"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for row in table.rows:
         cells = [fmt(c.mean, c.low, c.high, column, row, c) for column, c in row.cells.items()]
@@ -206,6 +243,7 @@ def to_markdown(table: Table, ci: bool = True) -> str:
                      "unfinished run, or failures).")
     if any(not row.complete for row in table.rows):
         notes.append("† incomplete: some cells are empty, or items are missing or outside this run.")
+    notes += snapshot_notes(table)
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
 
 
@@ -213,19 +251,24 @@ def to_csv(table: Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["group", "method", "label", "benchmark", "judge", "criterion", "mean", "ci_low", "ci_high",
-                     "n_scored", "n_failed", "n_refused", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high"])
+                     "n_scored", "n_failed", "n_refused", "n_missing", "delta_vs_baseline", "delta_ci_low", "delta_ci_high",
+                     "served_models", "mixed_snapshots"])
+    mixed = table.mixed_snapshots()
 
     def num(value: float | None) -> str:
         return "" if value is None or math.isnan(value) else f"{value:.4f}"
 
     for row in table.rows:
         for (bench, judge), cell in row.cells.items():
+            served = ";".join(f"{snapshot}:{n}" for snapshot, n in sorted(cell.served.items()))
             writer.writerow([row.group, row.method, row.label, bench, judge, table.criterion, num(cell.mean),
-                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.refused, cell.missing, "", "", ""])
+                             num(cell.low), num(cell.high), len(cell.values), cell.failed, cell.refused, cell.missing,
+                             "", "", "", served, str((bench, judge) in mixed).lower()])
         writer.writerow([row.group, row.method, row.label, "Average", "all", table.criterion, num(row.average),
                          num(row.average_ci[0]), num(row.average_ci[1]),
                          sum(len(c.values) for c in row.cells.values()), row.failed, row.refused, row.missing,
-                         num(row.delta), num(row.delta_ci[0]), num(row.delta_ci[1])])
+                         num(row.delta), num(row.delta_ci[0]), num(row.delta_ci[1]), "",
+                         str(any(column in mixed for column in row.cells)).lower()])
     return buffer.getvalue()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.executors import executor_entry
-from imageedit_r1.store import atomic_save_image, run_lock
+from imageedit_r1.store import run_lock
 
 
 class ManifestError(ValueError):
@@ -53,16 +53,23 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 
 def is_finished(out_dir: Path, item_id: str) -> bool:
+    """The item's trace says ``ok`` and the image it names (``output.file``; ``<id>.png`` in traces
+    that name none) is there."""
     trace_path = out_dir / f"{item_id}.trace.json"
-    if not (out_dir / f"{item_id}.png").exists() or not trace_path.exists():
-        return False
     try:
-        return json.loads(trace_path.read_text(encoding="utf-8")).get("status") == "ok"
+        trace = json.loads(trace_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
+    output = trace.get("output") if isinstance(trace, dict) else None
+    name = (output.get("file") if isinstance(output, dict) else None) or f"{item_id}.png"
+    return trace.get("status") == "ok" and (out_dir / Path(name).name).exists()
 
 
-def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait") -> int:
+def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait",
+              out_format: str = "png", retry_failed: bool = False) -> int:
+    """Edit a manifest into ``out_dir``; finished items are skipped, failed ones tried again, except
+    those whose failure is permanent (an item quarantined for killing its replicas) unless
+    ``retry_failed``."""
     from imageedit_r1.images import ImageLoadError
     from imageedit_r1.pipeline.trace import EditFailed
 
@@ -78,17 +85,19 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
             print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
-        return _run_locked(pipeline, items, out_dir)
+        return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed)
 
 
-def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
+def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False) -> int:
     from tqdm import tqdm
 
     from imageedit_r1.store import JsonlStore
 
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
-    todo = [item for item in items if not is_finished(out_dir, item["id"])]
-    counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(todo)}
+    pending = [item for item in items if not is_finished(out_dir, item["id"])]
+    held = [] if retry_failed else [item for item in pending if (results.get(item["id"]) or {}).get("retryable") is False]
+    todo = [item for item in pending if item not in held]
+    counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(pending)}
     editor = pipeline
     remote = executor_entry(pipeline.config.executor, "pipeline") if todo else None
     if remote is not None:  # the same loop; edits run where the executor puts them (Ray replicas)
@@ -98,7 +107,7 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
     lock = threading.Lock()
 
     def one(item: dict[str, Any]) -> None:
-        outcome = _edit_item(editor, item, out_dir, results)
+        outcome = _edit_item(editor, item, out_dir, results, suffix)
         with lock:
             counts[outcome] += 1
             progress.update()
@@ -120,24 +129,31 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path) -> int:
                     raise
     finally:
         progress.close()
+        notes = editor.notes() if hasattr(editor, "notes") else []  # Ray: retired replicas, quarantined items
         if editor is not pipeline:
             editor.close()
     print(f"{counts['ok']} edited, {counts['skipped']} already done, {counts['failed']} failed; "
           f"results in {out_dir / 'results.jsonl'}")
-    return 1 if counts["failed"] else 0
+    if held:
+        print(f"{len(held)} quarantined earlier, not sent again ({', '.join(item['id'] for item in held[:10])}"
+              f"{', ...' if len(held) > 10 else ''}): --retry-failed sends them")
+    for note in notes:
+        print(f"replicas: {note}")
+    return 1 if counts["failed"] or held else 0
 
 
-def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
+def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: str = ".png") -> str:
     """Edit one manifest item and write its image, trace and result record; "ok" or "failed".
 
     Errors that every item would hit (missing weights, keys, packages) propagate and stop the batch.
     """
     from imageedit_r1.images import ImageLoadError
+    from imageedit_r1.pipeline.outputs import write_edit
     from imageedit_r1.pipeline.trace import EditFailed, write_trace
     from imageedit_r1.unavailable import is_unavailable
 
     item_id = item["id"]
-    image_path, trace_path = out_dir / f"{item_id}.png", out_dir / f"{item_id}.trace.json"
+    image_path, trace_path = out_dir / f"{item_id}{suffix}", out_dir / f"{item_id}.trace.json"
     record = {"request": item["request"], "image": item["image"]}
     try:
         result = pipeline(item["image"], item["request"], mode=item.get("mode"), seed=item.get("seed"))
@@ -155,13 +171,15 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results) -> str:
     except Exception as exc:
         if is_unavailable(exc):
             raise
-        # An unexpected error in one item is recorded; the batch goes on.
+        # An unexpected error in one item is recorded; the batch goes on. Errors that know their kind
+        # (an item quarantined for killing its replicas) say whether a re-run sends the item again.
         write_trace(trace_path, {"request": item["request"], "status": "failed",
                                  "errors": [{"stage": "unknown", "type": type(exc).__name__, "message": str(exc)}]})
-        results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        kind = {"error_kind": exc.failure_kind, "retryable": bool(getattr(exc, "retryable", True))} \
+            if getattr(exc, "failure_kind", None) else {}
+        results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}", **kind})
         return "failed"
-    atomic_save_image(result.image, image_path)
-    write_trace(trace_path, result.trace)
+    image_path = write_edit(result.image, result.trace, image_path)
     extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}
     results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
                           "seconds": result.trace["seconds"], **extra})

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 from imageedit_r1.cli_common import interrupted, print_error
-from imageedit_r1.pipeline.outputs import print_plan, print_summary, trace_path_for
-from imageedit_r1.store import IF_BUSY, RunBusy, atomic_save_image
+from imageedit_r1.pipeline.outputs import check_output, print_plan, print_summary, trace_path_for, write_edit
+from imageedit_r1.store import IF_BUSY, RunBusy
 
 EPILOG = """\
 examples:
   # offline demo: tiny random-weight agents and editor built on the fly (CPU, no downloads; output is noise)
   python -m imageedit_r1.pipeline --demo --out demo_out/edited.png
+
+  # any format Pillow writes, by the extension: .png, .jpg, .webp, .tif, ...
+  python -m imageedit_r1.pipeline --demo --out demo_out/edited.tif
 
   # one image with the paper's setup (Qwen2.5-VL-7B agents, FLUX.1-Kontext-dev editor; needs the weights)
   python -m imageedit_r1.pipeline --config examples/configs/flux_kontext.yaml \\
@@ -40,8 +43,12 @@ examples:
       editor.options.num_inference_steps=20 decomposer.backend=openai decomposer.base_url=http://localhost:8000/v1
 
 manifest: a JSONL file, one item a line: {"id": "...", "image": "path (relative to the manifest)",
-"request": "...", "mode": optional, "seed": optional}. Each item writes <out-dir>/<id>.png and
-<out-dir>/<id>.trace.json; <out-dir>/results.jsonl records every item's status.
+"request": "...", "mode": optional, "seed": optional}. Each item writes <out-dir>/<id>.png (or
+--out-format's extension) and <out-dir>/<id>.trace.json; <out-dir>/results.jsonl records every item's status.
+
+output files: the extension picks the format (anything Pillow writes); one it cannot write is refused
+before any work. Transparency is kept only when asked for and the format keeps it, else composited
+onto white. An image that cannot be written after the edit goes to <stem>.png, with one line saying so.
 
 exit status: 0 all edited, 1 some items failed (recorded), 2 cannot run (bad input, missing weights or keys).
 """
@@ -65,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--out", help="where to write the edited image (the trace goes beside it as .trace.json)")
     inputs.add_argument("--manifest", help="JSONL batch of {id, image, request}")
     inputs.add_argument("--out-dir", help="output folder for --manifest")
+    inputs.add_argument("--out-format", default="png", metavar="EXT",
+                        help="with --manifest: the images' format by extension (png, jpg, webp, tif, ...; default png)")
+    inputs.add_argument("--retry-failed", action="store_true",
+                        help="with --manifest: also send again items quarantined for killing their Ray replicas")
     inputs.add_argument("--if-busy", choices=IF_BUSY, default="wait",
                         help="when another batch is writing to --out-dir: wait for it, then edit only what it left "
                              "(default), or stop at once")
@@ -169,6 +180,17 @@ def _check_args(parser, args) -> None:
         parser.error("--out is required unless --dry-run")
 
 
+def check_outputs(args) -> None:
+    """Refuse an output the run could not write (an extension Pillow cannot write, a place that
+    cannot hold it), before any work."""
+    if args.dry_run:
+        return
+    if args.manifest:
+        check_output(Path(args.out_dir or ".") / f"item.{args.out_format.lstrip('.')}", "--out-format")
+    elif args.out or args.demo:
+        check_output(args.out or "demo_out/edited.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -185,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     from imageedit_r1.unavailable import is_unavailable
 
     try:
+        check_outputs(args)
         if args.demo:
             from imageedit_r1.pipeline.demo import run_demo
 
@@ -200,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = ImageEditR1(config=config)
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run,
-                             if_busy=args.if_busy)
+                             if_busy=args.if_busy, out_format=args.out_format, retry_failed=args.retry_failed)
         return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()
@@ -239,7 +262,6 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         write_trace(trace_path_for(out), exc.trace)
         print(f"error: {exc} (trace: {trace_path_for(out)})", file=sys.stderr)
         return 1
-    atomic_save_image(result.image, out)
-    write_trace(trace_path_for(out), result.trace)
-    print_summary(result.trace, out)
+    written = write_edit(result.image, result.trace, out)
+    print_summary(result.trace, written)
     return 0

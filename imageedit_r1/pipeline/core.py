@@ -27,14 +27,12 @@ The command line lives in ``imageedit_r1.pipeline.cli`` (``python -m imageedit_r
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import secrets
 import time
 from typing import Any
 
-from imageedit_r1 import __version__
 from imageedit_r1.agents.rule_based import keyword_decomposition
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.endpoints import EndpointConfig
@@ -99,20 +97,14 @@ class ImageEditR1:
 
     @classmethod
     def from_config(cls, config: PipelineConfig | dict | str | os.PathLike | None = None, overrides=()) -> ImageEditR1:
+        """A pipeline from a ``PipelineConfig``, a mapping or a YAML path (default: the built-in
+        defaults), with ``key=value`` overrides; a typo in a key is one ``ConfigError`` line."""
+        from imageedit_r1.config import apply_overrides, load_config
+
         if isinstance(config, PipelineConfig):
-            if overrides:
-                from omegaconf import OmegaConf
-
-                merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides)))
-                config = OmegaConf.to_object(merged)
-            return cls(config=config.validate())
+            return cls(config=apply_overrides(config, list(overrides)).validate())
         if isinstance(config, dict):
-            from omegaconf import OmegaConf
-
-            merged = OmegaConf.merge(
-                OmegaConf.structured(PipelineConfig), OmegaConf.create(config), OmegaConf.from_dotlist(list(overrides))
-            )
-            return cls(config=OmegaConf.to_object(merged).validate())
+            return cls(config=load_config(PipelineConfig, overrides=list(overrides), data=config).validate())
         return cls(config=load_pipeline_config(config, overrides))
 
     # ------------------------------------------------------------------ agents, built on first use
@@ -205,37 +197,17 @@ class ImageEditR1:
     # ------------------------------------------------------------------ running
 
     def _new_trace(self, image, request: str, mode: str) -> Trace:
-        return Trace(
-            request=request,
-            mode=mode,
-            status="running",
-            input=_image_info(image),
-            decomposition=None,
-            repairs=[],
-            sequence_repairs=[],
-            raw_outputs={},
-            tokens={},
-            sub_requests=[],
-            instructions=[],
-            editor={"name": self.config.editor.name},  # described once built, in execute
-            models={},
-            seeds=[],
-            seconds={},
-            fallbacks=[],
-            errors=[],
-            output=None,
-            version=__version__,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        )
+        # The editor is described once built, in execute.
+        return Trace.start(request, mode, input=_image_info(image), editor={"name": self.config.editor.name})
 
     def _fail(self, trace: Trace, message: str) -> EditFailed:
-        last = trace["errors"][-1] if trace["errors"] else {}
+        last = trace.errors[-1] if trace.errors else {}
         if last.get("kind") == "refusal":
-            trace["status"] = "refused"
-            trace["refusal"] = {key: last[key] for key in ("stage", "reason", "message")}
+            trace.status = "refused"
+            trace.refusal = {key: last[key] for key in ("stage", "reason", "message")}
         else:
-            trace["status"] = "failed"
-        return EditFailed(message, dict(trace))
+            trace.status = "failed"
+        return EditFailed(message, trace.to_dict())
 
     def _stage_fallback(self, trace: Trace, stage: str, exc: Exception, policy: str) -> str:
         """Record an agent stage's failure; return the fallback ``policy`` to apply, or raise.
@@ -245,16 +217,16 @@ class ImageEditR1:
         """
         if is_unavailable(exc):
             raise exc
-        trace["errors"].append(_error_record(stage, exc))
+        trace.errors.append(_error_record(stage, exc))
         what = {"decompose": "decomposition", "sequence": "sequencing"}[stage]
         if not is_unusable_answer(exc):
             raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace["raw_outputs"][stage] = _raw_outputs(exc)
+        trace.raw_outputs[stage] = _raw_outputs(exc)
         if getattr(exc, "prompt_tokens", None) is not None:
-            trace["tokens"][stage] = _tokens(exc)
+            trace.tokens[stage] = _tokens(exc)
         if policy == "error":
             raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace["fallbacks"].append({"stage": stage, "used": policy, "reason": str(exc)})
+        trace.fallbacks.append({"stage": stage, "used": policy, "reason": str(exc)})
         return policy
 
     def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:
@@ -271,10 +243,10 @@ class ImageEditR1:
             decomposition = keyword_decomposition(request)
         else:
             decomposition = result["decomposition"]
-            trace["repairs"] = result["repairs"]
-            trace["raw_outputs"]["decompose"] = result["raw_outputs"]
-            trace["tokens"]["decompose"] = result["tokens"]
-        trace["decomposition"] = {**decomposition.to_dict(), "think": decomposition.think}
+            trace.repairs = result["repairs"]
+            trace.raw_outputs["decompose"] = result["raw_outputs"]
+            trace.tokens["decompose"] = result["tokens"]
+        trace.decomposition = {**decomposition.to_dict(), "think": decomposition.think}
         return decomposition
 
     def _sequence(self, image, request: str, decomposition: Decomposition, trace: Trace) -> list[str]:
@@ -291,12 +263,12 @@ class ImageEditR1:
             sub_requests = fallback_sub_requests(decomposition)
             _note_dropped(trace, decomposition, sub_requests)
             return sub_requests
-        trace["sequence_repairs"] = result["repairs"]
-        trace["raw_outputs"]["sequence"] = result["raw_outputs"]
-        trace["tokens"]["sequence"] = result["tokens"]
+        trace.sequence_repairs = result["repairs"]
+        trace.raw_outputs["sequence"] = result["raw_outputs"]
+        trace.tokens["sequence"] = result["tokens"]
         sub_requests = [s.strip() for s in result["sub_requests"] if s and s.strip()]
         if result["fallback_used"]:
-            trace["fallbacks"].append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
+            trace.fallbacks.append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
             _note_dropped(trace, decomposition, sub_requests)
         return sub_requests
 
@@ -316,10 +288,9 @@ class ImageEditR1:
         trace = self._new_trace(image, request, mode)
         with trace.stage("total"):
             decomposition, sub_requests = self._propose(image, request, mode, trace)
-        trace["models"] = self.model_ids(mode)
-        record = mask({key: value for key, value in trace.items() if key not in _PLAN_FIELDS})
+        trace.models = self.model_ids(mode)
         return Plan(request=request, mode=mode, decomposition=decomposition, sub_requests=sub_requests,
-                    record=record)
+                    record=mask(trace.record()))
 
     def _inputs(self, image, request: str, mode: str | None):
         mode = mode or self.config.mode
@@ -339,12 +310,12 @@ class ImageEditR1:
             return None, []
         sub_requests = self._sequence(image, request, decomposition, trace)
         if not sub_requests:
-            trace["errors"].append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
+            trace.errors.append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
             if self.config.on_sequence_failure == "error":
                 raise self._fail(trace, "the sequencing agent produced no sub-requests")
-            trace["fallbacks"].append({"stage": "sequence", "used": "original", "reason": "no sub-requests"})
+            trace.fallbacks.append({"stage": "sequence", "used": "original", "reason": "no sub-requests"})
             sub_requests = [request]
-        trace["sub_requests"] = sub_requests
+        trace.sub_requests = sub_requests
         return decomposition, sub_requests
 
     def execute(self, image, plan: Plan | dict, *, seed: int | None = None, on_step=None) -> EditResult:
@@ -369,32 +340,30 @@ class ImageEditR1:
         self._check_verifier()
         trace = self._new_trace(image, plan.request, plan.mode)
         planned_on = plan.record.get("input") or {}
-        for key, value in copy.deepcopy(plan.record).items():
-            if key not in _PLAN_FIELDS and key != "input":
-                trace[key] = value
-        trace["decomposition"] = plan.to_dict()["decomposition"]
-        trace["sub_requests"] = list(plan.sub_requests)
-        trace["instructions"] = instructions = plan.instructions
-        trace["plan"] = {**plan.change_record(),
-                         "image_matches": planned_on.get("sha256") in (None, trace["input"]["sha256"])}
-        planned_seconds = float(trace["seconds"].get("total", 0.0))
-        trace["seconds"].pop("total", None)
+        trace.carry(plan.record)
+        trace.decomposition = plan.to_dict()["decomposition"]
+        trace.sub_requests = list(plan.sub_requests)
+        trace.instructions = instructions = plan.instructions
+        trace.plan = {**plan.change_record(),
+                      "image_matches": planned_on.get("sha256") in (None, trace.input["sha256"])}
+        planned_seconds = float(trace.seconds.get("total", 0.0))
+        trace.seconds.pop("total", None)
         base_seed = seed if seed is not None else self.config.seed
         if base_seed is None:
             base_seed = secrets.randbelow(2**31)
         run_start = time.perf_counter()
 
         def finish() -> None:
-            trace["seconds"]["total"] = round(planned_seconds + time.perf_counter() - run_start, 4)
+            trace.seconds["total"] = round(planned_seconds + time.perf_counter() - run_start, 4)
             # The agents' ids come from the planning record (none for a hand-written plan).
-            models = dict(trace.get("models") or {"decomposer": None, "sequencer": None})
-            trace["models"] = {**models, "editor": self._editor_model_id()}
+            models = dict(trace.models or {"decomposer": None, "sequencer": None})
+            trace.models = {**models, "editor": self._editor_model_id()}
             if self.config.verify is not None:
-                trace["models"]["verifier"] = _agent_model_id(self._verifier, self.config.verify.judge)
+                trace.models["verifier"] = _agent_model_id(self._verifier, self.config.verify.judge)
 
         try:
             editor = self.editor
-            trace["editor"] = _describe(editor)
+            trace.editor = _describe(editor)
             if hasattr(editor, "load"):
                 with trace.stage("load_editor"):
                     editor.load()
@@ -406,13 +375,13 @@ class ImageEditR1:
         except Exception as exc:
             if is_unavailable(exc):
                 raise
-            trace["errors"].append(_error_record("edit", exc))
+            trace.errors.append(_error_record("edit", exc))
             finish()
             raise self._fail(trace, f"editing failed: {exc}") from exc
         finish()
-        trace["output"] = _image_info(current)
-        trace["status"] = "ok"
-        return EditResult(image=current, trace=dict(trace))
+        trace.output = _image_info(current)
+        trace.status = "ok"
+        return EditResult(image=current, trace=trace.to_dict())
 
     def _edit(self, editor, image, instructions: list[str], base_seed: int, trace: Trace, on_step=None):
         """The edit step: each instruction on the previous output, step i with seed base + i."""
@@ -421,7 +390,7 @@ class ImageEditR1:
             if on_step is not None:
                 on_step(step, len(instructions), instruction)
             step_seed = base_seed + step
-            trace["seeds"].append(step_seed)
+            trace.seeds.append(step_seed)
             current = editor.edit(current, instruction, seed=step_seed)
         return current
 
@@ -437,11 +406,6 @@ class ImageEditR1:
             self.verifier  # noqa: B018 - built for its errors
 
 
-# The trace fields a Plan holds itself; its ``record`` keeps the rest of the planning trace.
-_PLAN_FIELDS = frozenset({"request", "mode", "status", "decomposition", "sub_requests", "instructions",
-                          "editor", "seeds", "output"})
-
-
 # ----------------------------------------------------------------------------- agent adapters
 
 
@@ -449,7 +413,7 @@ def _note_dropped(trace: Trace, decomposition: Decomposition, sub_requests: list
     """On a fallback path, record which of the plan's operations no sub-request carries ([] when none)."""
     from imageedit_r1.agents.sequencer import dropped_operations
 
-    trace["fallbacks"][-1]["dropped"] = dropped_operations(decomposition, sub_requests)
+    trace.fallbacks[-1]["dropped"] = dropped_operations(decomposition, sub_requests)
 
 
 def _describe(editor) -> dict[str, Any]:

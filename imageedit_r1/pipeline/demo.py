@@ -11,6 +11,7 @@ what a trace looks like; the real configurations are in ``examples/configs/``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,32 +57,48 @@ def demo_config_dict(qwen_dir: str, flux_dir: str) -> dict:
     }
 
 
-def _quiet_loading_bars() -> None:
+# Where ``build_demo_models(work)`` writes the tiny models, inside the demo's working folder.
+QWEN_DIR, FLUX_DIR = "tiny-qwen25vl", "tiny-flux-kontext"
+
+
+def demo_pipeline_config(work: Path, overrides=()):
+    """The demo's ``PipelineConfig`` for the models ``build_demo_models(work)`` writes, with
+    ``key=value`` overrides, through the config door: a typo stops here, before anything is built."""
+    from imageedit_r1.config import load_config
+    from imageedit_r1.pipeline.config import PipelineConfig
+
+    data = demo_config_dict(str(work / QWEN_DIR), str(work / FLUX_DIR))
+    return load_config(PipelineConfig, overrides=list(overrides), data=data).validate()
+
+
+def build_demo_models(work: Path) -> None:
+    """The tiny random-weight Qwen2.5-VL (agents) and FLUX.1-Kontext pipeline (editor), in ``work``."""
     import diffusers
     import transformers
 
+    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
+    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
+
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    build_tiny_qwen25vl(work / QWEN_DIR)
+    build_tiny_flux_kontext(work / FLUX_DIR)
 
 
 def run_demo(args, overrides: list[str]) -> int:
     from imageedit_r1.pipeline.core import ImageEditR1
-    from imageedit_r1.pipeline.outputs import print_summary, trace_path_for
-    from imageedit_r1.pipeline.trace import write_trace
+    from imageedit_r1.pipeline.outputs import print_plan, print_summary, write_edit
     from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
     from imageedit_r1.store import atomic_save_image
-    from imageedit_r1.testing.tiny_diffusion import build_tiny_flux_kontext
-    from imageedit_r1.testing.tiny_qwen import build_tiny_qwen25vl
 
-    print(BANNER, flush=True)
-    _quiet_loading_bars()
-    out = Path(args.out or "demo_out/edited.png")
     work = Path(tempfile.mkdtemp(prefix="imageedit-r1-demo-"))
     try:
+        config = demo_pipeline_config(work, overrides)
+        print(BANNER, flush=True)
+        out = Path(args.out or "demo_out/edited.png")
         print("building a tiny random Qwen2.5-VL (agents) and a tiny random FLUX.1-Kontext pipeline (editor)...", flush=True)
-        qwen_dir = build_tiny_qwen25vl(work / "tiny-qwen25vl")
-        flux_dir = build_tiny_flux_kontext(work / "tiny-flux-kontext")
-        pipeline = ImageEditR1.from_config(demo_config_dict(str(qwen_dir), str(flux_dir)), overrides)
+        build_demo_models(work)
+        pipeline = ImageEditR1(config=config)
         if args.image:
             image, request = args.image, args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
         else:
@@ -89,9 +106,11 @@ def run_demo(args, overrides: list[str]) -> int:
             atomic_save_image(image, out.with_name("input.png"))
         print(f"request: {request}", flush=True)
         if args.dry_run:
-            import json
-
-            print(json.dumps(pipeline.plan(image, request).trace(), indent=2, default=str))
+            plan = pipeline.plan(image, request).trace()
+            if args.json:
+                print(json.dumps(plan, indent=2, ensure_ascii=False, default=str))
+            else:
+                print_plan(plan, args.image or "the sample image")
             return 0
         result = pipeline(image, request)
         result.trace["demo"] = {
@@ -99,9 +118,7 @@ def run_demo(args, overrides: list[str]) -> int:
             "note": "tiny random-weight models built on the fly: the agents' outputs are not meaningful "
             "and the edited image is noise",
         }
-        atomic_save_image(result.image, out)
-        write_trace(trace_path_for(out), result.trace)
-        print_summary(result.trace, out)
+        print_summary(result.trace, write_edit(result.image, result.trace, out))
         if not args.image:
             print(f"input sample: {out.with_name('input.png')}")
         print("reminder: OFFLINE DEMO with random weights: the edited image is noise.")

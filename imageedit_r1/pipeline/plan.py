@@ -33,16 +33,12 @@ from typing import Any
 from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.masking import mask
 from imageedit_r1.pipeline.config import MODES
+from imageedit_r1.pipeline.trace import PLAN, Trace, record_of, record_problems
 
 PLAN_FORMAT = 1
 # Bounds on a plan that arrives from outside (a web page, a file): generous for real plans.
 MAX_SUB_REQUESTS = 32
 MAX_TEXT_CHARS = 2000
-
-
-# The trace fields a plan's record carries into the run's trace, with the type each must have.
-_RECORD_TYPES = {"input": dict, "seconds": dict, "tokens": dict, "raw_outputs": dict, "models": dict,
-                 "repairs": list, "sequence_repairs": list, "fallbacks": list, "errors": list}
 
 
 class PlanError(ValueError):
@@ -248,16 +244,10 @@ class Plan:
         """The planning trace (status ``planned``): the agents' record with this plan's fields, as
         ``--dry-run`` prints it; an executed run's trace has the same keys plus the editing ones.
         Secrets are masked, as in every trace."""
-        return mask({
-            **copy.deepcopy(self.record),
-            "request": self.request,
-            "mode": self.mode,
-            "status": "planned",
-            "decomposition": _decomposition_dict(self.decomposition),
-            "sub_requests": list(self.sub_requests),
-            "instructions": self.instructions,
-            "plan": self.change_record(),
-        })
+        planned = Trace(request=self.request, mode=self.mode, status="planned",
+                        decomposition=_decomposition_dict(self.decomposition), sub_requests=list(self.sub_requests),
+                        instructions=self.instructions, plan=self.change_record())
+        return mask({**record_of(self.record), **planned.to_dict((PLAN,))})
 
     # ------------------------------------------------------------------ serialisation
 
@@ -300,10 +290,9 @@ class Plan:
         for key in ("record", "proposed"):
             if not isinstance(data.get(key) or {}, dict):
                 raise PlanError(f"the plan's {key!r} must be an object")
-        record = data.get("record") or {}
-        for key, kind in _RECORD_TYPES.items():
-            if key in record and not isinstance(record[key], kind):
-                raise PlanError(f"the plan's record[{key!r}] must be {'a list' if kind is list else 'an object'}")
+        problems = record_problems(data.get("record") or {})
+        if problems:
+            raise PlanError(f"the plan's {problems[0]}")
         edits = data.get("edits") or []
         if not isinstance(edits, list) or not all(isinstance(edit, dict) for edit in edits):
             raise PlanError("the plan's 'edits' must be a list of objects")
@@ -326,10 +315,6 @@ class Plan:
         return cls.from_dict(data)
 
 
-# The keys ``Plan.trace()`` writes from the plan itself; the rest of a planning trace is its record.
-_TRACE_PLAN_KEYS = frozenset({"request", "mode", "status", "decomposition", "sub_requests", "instructions", "plan"})
-
-
 def _plan_dict_from_trace(trace: dict[str, Any]) -> dict[str, Any]:
     """``to_dict``'s form of a planning trace: the agents' proposal and the edits come from
     ``trace["plan"]``, so a plan changed in the printed JSON still reads as changed."""
@@ -339,5 +324,5 @@ def _plan_dict_from_trace(trace: dict[str, Any]) -> dict[str, Any]:
         **{key: trace[key] for key in ("request", "mode", "decomposition", "sub_requests") if key in trace},
         "proposed": change_record.get("proposed") or {},
         "edits": change_record.get("edits") or [],
-        "record": {key: value for key, value in trace.items() if key not in _TRACE_PLAN_KEYS},
+        "record": record_of(trace),
     }

@@ -205,7 +205,7 @@ class RefineLoop:
                          "prompt_sha256": self.verifier.prompt_sha256()},
             "attempts": [], "best": None, "result": None, "stop_reason": None, "stop_detail": "",
         }
-        trace["verify"] = record
+        trace.verify = record
         spend = Spend()
         started = self.clock()
         first_candidate: Candidate | None = None
@@ -228,13 +228,13 @@ class RefineLoop:
                 if attempt == 1:
                     raise  # the run's own edit failed: the pipeline's failure policy applies
                 entry.update(error={"type": type(exc).__name__, "message": str(exc)})
-                trace["errors"].append({"stage": "verify", "type": type(exc).__name__,
+                trace.errors.append({"stage": "verify", "type": type(exc).__name__,
                                         "message": f"editor failed on attempt {attempt}: {exc}"})
                 stop = "editor_failed"
                 self._close_attempt(entry, attempt_start, 0)
                 break
             for seed in seeds:
-                trace["seeds"].extend(seed + step for step in range(len(attempt_plan.instructions)))
+                trace.seeds.extend(seed + step for step in range(len(attempt_plan.instructions)))
             spend.editor_calls += editor_calls
             spend.images += len(images)
             entry.update(batched=batched, editor_calls=editor_calls)
@@ -266,7 +266,7 @@ class RefineLoop:
                         spend.completion_tokens += log.completion_tokens
                         attempt_cost += self._cost(log.prompt_tokens, log.completion_tokens)
                     item.update(status="failed", error=failure)
-                    trace["errors"].append({"stage": "verify", **failure})
+                    trace.errors.append({"stage": "verify", **failure})
                     stop = "verifier_refused" if failure["kind"] == "refusal" else "verifier_failed"
                     continue
                 candidate.verdict = verdict

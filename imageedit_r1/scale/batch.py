@@ -56,9 +56,8 @@ class RemotePipeline:
         gpus = cfg.gpus_per_replica if needs_gpu(config) else 0.0
         replicas = replica_count(cfg, gpus)
         log.info("pipeline batch: %d replicas x %s GPU, %d in flight each", replicas, gpus, cfg.max_in_flight)
-        self.pool = ReplicaPool(functools.partial(build_replica_pipeline, config), replicas=replicas, num_gpus=gpus,
-                                num_cpus=cfg.cpus_per_replica, max_in_flight=cfg.max_in_flight,
-                                max_attempts=cfg.max_attempts, max_restarts=cfg.max_restarts, name="pipeline")
+        self.pool = ReplicaPool.for_config(functools.partial(build_replica_pipeline, config), cfg, replicas=replicas,
+                                           num_gpus=gpus, name="pipeline")
         self.concurrency = self.pool.concurrency + self.pool.size  # + one thread per replica reading ahead
 
     def __call__(self, image: Any, request: str, *, mode: str | None = None, seed: int | None = None) -> EditResult:
@@ -70,6 +69,10 @@ class RemotePipeline:
         result, worker = self.pool.call(image, request, mode=mode, seed=seed)
         result.trace["worker"] = worker
         return result
+
+    def notes(self) -> list[str]:
+        """Retired replicas (node, GPU, why) and quarantined items, for the batch's summary."""
+        return self.pool.notes()
 
     def close(self) -> None:
         self.pool.close()

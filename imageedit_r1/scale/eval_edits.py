@@ -59,6 +59,10 @@ class RemoteEditFn:
         output.worker = worker
         return output
 
+    def notes(self) -> list[str]:
+        """Retired replicas (node, GPU, why) and quarantined items, for the run's summary."""
+        return self.pool.notes()
+
     def close(self) -> None:
         self.pool.close()
 
@@ -77,9 +81,8 @@ def ray_edit_fn_factory(config: EvalConfig, base: Callable[[MethodConfig], EditF
         gpus = cfg.gpus_per_replica
         replicas = replica_count(cfg, gpus)
         log.info("method %s: %d replicas x %s GPU, %d in flight each", method.name, replicas, gpus, cfg.max_in_flight)
-        pool = ReplicaPool(functools.partial(base, method), replicas=replicas, num_gpus=gpus,
-                           num_cpus=cfg.cpus_per_replica, max_in_flight=cfg.max_in_flight,
-                           max_attempts=cfg.max_attempts, max_restarts=cfg.max_restarts, name=method.name)
+        pool = ReplicaPool.for_config(functools.partial(base, method), cfg, replicas=replicas, num_gpus=gpus,
+                                      name=method.name)
         return RemoteEditFn(pool)
 
     return factory

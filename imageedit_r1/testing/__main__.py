@@ -4,6 +4,7 @@
     python -m imageedit_r1.testing serve --api openai --port 8765 --replies replies.json
     python -m imageedit_r1.testing config --models tiny --port 8765 > offline.yaml
     python -m imageedit_r1.pipeline --config offline.yaml --image photo.jpg --request "..." --out out.png
+    python -m imageedit_r1.testing warm-start --model tiny/tiny-qwen25vl --train-files rl/verl/train.parquet --out warm
 
 The models have random weights (their output is noise) and the server answers from a script:
 together they exercise every stage of the pipeline, eval and data tools with the real libraries
@@ -140,13 +141,15 @@ def offline_config(models: Path, port: int, api: str = "openai", model: str = "f
         "on_decompose_failure": "keywords",
         "on_sequence_failure": "template",
     }
-    from omegaconf import OmegaConf
+    from imageedit_r1.config import load_config, to_yaml
+    from imageedit_r1.pipeline.config import PipelineConfig
 
+    load_config(PipelineConfig, data=config).validate()  # what it writes, the pipeline reads
     header = ("# Offline stand-ins from `python -m imageedit_r1.testing`: the agents ask the fake "
               f"{api} server on port {port}\n# (start it with `python -m imageedit_r1.testing serve --api {api} "
               f"--port {port}`), the editor is a tiny random FLUX.1-Kontext\n# pipeline: its output is noise."
               + ("\n# The Gemini client needs a key: export FAKE_GEMINI_KEY=anything" if api == "gemini" else ""))
-    return header + "\n" + OmegaConf.to_yaml(OmegaConf.create(config))
+    return header + "\n" + to_yaml(config)
 
 
 def cmd_config(args) -> int:
@@ -157,6 +160,16 @@ def cmd_config(args) -> int:
               file=sys.stderr)
         return 2
     sys.stdout.write(offline_config(models, args.port, args.api, args.model))
+    return 0
+
+
+def cmd_warm_start(args) -> int:
+    from imageedit_r1.testing.warm_start import warm_start
+
+    options = {} if args.target_loss is None else {"target_loss": args.target_loss}
+    result = warm_start(args.model, args.train_files, args.out, max_steps=args.max_steps, **options)
+    print(f"warm start: {result.steps} supervised step(s), answer loss {result.losses[0]} -> {result.losses[-1]}; "
+          f"saved to {result.out_dir}")
     return 0
 
 
@@ -184,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--api", choices=APIS, default="openai")
     config.add_argument("--model", default="fake-model")
     config.set_defaults(func=cmd_config)
+    warm = sub.add_parser("warm-start", help="a few supervised steps of a tiny Qwen2.5-VL on a verl export's answers, "
+                                             "so a GRPO smoke run has rewards that differ")
+    warm.add_argument("--model", required=True, help="the tiny Qwen2.5-VL folder (from `build`)")
+    warm.add_argument("--train-files", required=True, help="verl parquet from `python -m imageedit_r1.data export`")
+    warm.add_argument("--out", required=True, help="folder for the trained copy")
+    warm.add_argument("--target-loss", type=float, default=None,
+                      help="stop at this answer loss (default 0.1: answers mostly in format, not yet reliable)")
+    warm.add_argument("--max-steps", type=int, default=200)
+    warm.set_defaults(func=cmd_warm_start)
     return parser
 
 

@@ -1,7 +1,8 @@
 """Loopback fakes of the hosted image-editing APIs, built on ``FakeServer``.
 
 ``fake_openai_images_server(edit_fn)`` answers ``POST /v1/images/edits`` (multipart upload in,
-``data[0].b64_json`` out); ``fake_gemini_image_server(edit_fn)`` answers Gemini
+``data[0].b64_json`` out; ``background`` as documented: ``transparent`` keeps the edit's alpha and
+needs PNG or WebP output, ``opaque`` sends none, ``auto`` sends what the edit has); ``fake_gemini_image_server(edit_fn)`` answers Gemini
 ``generateContent`` with the image in ``inline_data`` (thought parts with a draft image first for
 thinking models). ``edit_fn(image, prompt, request)`` gets the decoded input image, the prompt and
 the recorded request, and returns a PIL image (the edit), or a ``FakeResponse`` /
@@ -19,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from imageedit_r1.images import to_png_bytes
+from imageedit_r1.images import has_alpha, to_png_bytes, to_rgb
 from imageedit_r1.testing.fake_servers import FakeResponse, FakeServer, FaultPlan, gemini_images, gemini_text
 
 
@@ -99,16 +100,25 @@ def fake_openai_images_server(
             problem = openai_size_problem(model, size, image, len(uploads[0].data))
             if problem:
                 return openai_invalid_size(problem)
+        background = fields["background"][0].text if "background" in fields else "auto"
+        output_format = fields["output_format"][0].text if "output_format" in fields else "png"
+        if background == "transparent" and output_format not in ("png", "webp"):
+            return FakeResponse(400, {"error": {"code": "invalid_value", "param": "background",
+                                                "type": "invalid_request_error", "message":
+                                                "Transparent background requires output_format png or webp."}})
         result = edit_fn(image, fields["prompt"][0].text, request)
         if isinstance(result, FakeResponse):
             return result
+        if background == "opaque":
+            result = to_rgb(result)
         if enforce_sizes and size != "auto":
             result = result.resize(tuple(int(v) for v in size.split("x")))
         response_format = fields["response_format"][0].text if "response_format" in fields else None
         if model.startswith("dall-e-2") and response_format != "b64_json":
             return {"created": int(time.time()), "data": [{"url": "https://images.example.invalid/edit.png"}]}
         return {"created": int(time.time()), "data": [{"b64_json": png_b64(result)}],
-                "output_format": "png", "usage": {"input_tokens": 10, "output_tokens": 10, "total_tokens": 20}}
+                "background": "transparent" if has_alpha(result) else "opaque", "output_format": "png",
+                "usage": {"input_tokens": 10, "output_tokens": 10, "total_tokens": 20}}
 
     return server.add_route("POST", r"^/v1/images/edits$", handle)
 
@@ -196,7 +206,7 @@ def fake_gemini_image_server(
         result = edit_fn(image, prompt, request)
         if isinstance(result, FakeResponse):
             return result
-        usage = {"promptTokenCount": 10, "candidatesTokenCount": 10, "totalTokenCount": 20}
+        usage: dict[str, Any] = {"promptTokenCount": 10, "candidatesTokenCount": 10, "totalTokenCount": 20}
         if not isinstance(result, GeminiImageReply):
             result = GeminiImageReply(text="Here is the edited image.", image=result)
         if result.block_reason:
@@ -206,6 +216,8 @@ def fake_gemini_image_server(
             thinking if thinking is not None else is_thinking_image_model(model))
         draft = draft_of(result.image if result.image is not None else image) if thinks else None
         candidate = gemini_image_candidate(result, thinking=thinks, draft=draft)
+        if thinks:  # thinking is billed as output and reported apart from the answer
+            usage.update(thoughtsTokenCount=40, totalTokenCount=60)
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
 
     return server.add_route("POST", r"^/v1(?:beta|alpha)?/models/([^/:]+):generateContent$", handle)

@@ -402,7 +402,11 @@ def decode_data_url(url: str):
     return image
 
 
-def _openai_completion(request: RecordedRequest, reply: str | ScriptedReply, model: str) -> dict:
+Snapshots = Union[dict[str, str], Callable[[str], str], None]
+
+
+def _openai_completion(request: RecordedRequest, reply: str | ScriptedReply, model: str,
+                       snapshots: Snapshots = None) -> dict:
     if isinstance(reply, str):
         reply = ScriptedReply(text=reply)
     text = reply.text
@@ -410,24 +414,36 @@ def _openai_completion(request: RecordedRequest, reply: str | ScriptedReply, mod
         text = ""
     prompt_tokens = _approx_tokens(openai_text(request.json or {}))
     message = {"role": "assistant", "content": text, "refusal": reply.refusal}
+    asked = (request.json or {}).get("model", model)
+    # The service reports the snapshot it served: an alias (gpt-4o) answers as a dated model.
+    served = snapshots(asked) if callable(snapshots) else (snapshots or {}).get(asked, asked)
+    completion = _approx_tokens(text or "")
     return {
         "id": f"chatcmpl-fake-{int(time.time() * 1e6)}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": (request.json or {}).get("model", model),
+        "model": served,
+        "system_fingerprint": f"fp_{abs(hash(served)) % 10**10:010d}",
         "choices": [
             {"index": 0, "message": message, "finish_reason": reply.finish_reason or "stop", "logprobs": None}
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": _approx_tokens(text or ""),
-            "total_tokens": prompt_tokens + _approx_tokens(text or ""),
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         },
     }
 
 
-def add_openai_chat_route(server: FakeServer, reply_fn: ReplyFn, *, model: str = "fake-model") -> FakeServer:
-    """Serve ``POST /v1/chat/completions`` (and ``GET /v1/models``) from ``reply_fn(request_json)``."""
+def add_openai_chat_route(server: FakeServer, reply_fn: ReplyFn, *, model: str = "fake-model",
+                          snapshots: Snapshots = None) -> FakeServer:
+    """Serve ``POST /v1/chat/completions`` (and ``GET /v1/models``) from ``reply_fn(request_json)``.
+
+    ``snapshots`` maps the model asked for onto the one the answer reports (a dict, or a callable
+    that can change its mind between calls, as an alias does between days); default: as asked."""
 
     def chat(request: RecordedRequest, _match):
         if not isinstance(request.json, dict) or "messages" not in request.json:
@@ -435,7 +451,7 @@ def add_openai_chat_route(server: FakeServer, reply_fn: ReplyFn, *, model: str =
         reply = reply_fn(request.json)
         if isinstance(reply, FakeResponse):
             return reply
-        return _openai_completion(request, reply, model)
+        return _openai_completion(request, reply, model, snapshots)
 
     def models(_request, _match):
         return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "fake"}]}
@@ -446,11 +462,12 @@ def add_openai_chat_route(server: FakeServer, reply_fn: ReplyFn, *, model: str =
 
 
 def fake_openai_server(
-    reply_fn: ReplyFn, *, model: str = "fake-model", faults: FaultPlan = None, latency: float = 0.0, **server_options
+    reply_fn: ReplyFn, *, model: str = "fake-model", faults: FaultPlan = None, latency: float = 0.0,
+    snapshots: Snapshots = None, **server_options
 ) -> FakeServer:
     """A FakeServer answering OpenAI chat completions; use it as a context manager."""
     server = FakeServer(faults=faults, latency=latency, **server_options)
-    return add_openai_chat_route(server, reply_fn, model=model)
+    return add_openai_chat_route(server, reply_fn, model=model, snapshots=snapshots)
 
 
 # ----------------------------------------------------------------------------- Gemini
@@ -487,35 +504,79 @@ def gemini_text(request_json: dict) -> str:
     return "\n".join(part for _, part in gemini_parts(request_json) if isinstance(part, str))
 
 
-def _gemini_response(request: RecordedRequest, reply: str | ScriptedReply, model: str) -> dict:
+# Gemini chat models that think unless told not to, and how much a fake one thinks when free to.
+THINKING_PREFIXES = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-3")
+FREE_THOUGHTS = 1500
+
+
+def gemini_thoughts(model: str, request_json: dict, free: int | Callable[[], int] | None = None) -> int | FakeResponse:
+    """Tokens a fake Gemini model thinks for this request, as the documented rules have it: 2.5 Flash
+    and Pro and Gemini 3 think by default (``free`` tokens), Flash-Lite only when given a budget;
+    ``thinkingConfig.thinkingBudget`` bounds it (0: off, refused by 2.5 Pro)."""
+    name = model.lower()
+    lite = name.startswith("gemini-2.5-flash-lite")
+    thinks = name.startswith(THINKING_PREFIXES) and "image" not in name
+    free = FREE_THOUGHTS if free is None else (free() if callable(free) else free)
+    # The service reads proto JSON: either spelling of a field (google-genai sends thinking_budget).
+    config = (request_json.get("generationConfig") or {}).get("thinkingConfig") or {}
+    budget = config.get("thinkingBudget", config.get("thinking_budget"))
+    if budget == 0 and name.startswith(("gemini-2.5-pro", "gemini-3")):
+        return error_response(400, "Budget 0 is invalid. This model only works in thinking mode.",
+                              status_name="INVALID_ARGUMENT")
+    if not thinks or budget == 0 or (lite and budget is None):
+        return 0
+    return free if budget in (None, -1) else min(free, int(budget))
+
+
+def _gemini_response(request: RecordedRequest, reply: str | ScriptedReply, model: str,
+                     free_thoughts: int | Callable[[], int] | None = None) -> dict | FakeResponse:
     if isinstance(reply, str):
         reply = ScriptedReply(text=reply)
-    prompt_tokens = _approx_tokens(gemini_text(request.json or {}))
-    body: dict[str, Any] = {
-        "modelVersion": model,
-        "usageMetadata": {"promptTokenCount": prompt_tokens},
-    }
+    request_json = request.json or {}
+    prompt_tokens = _approx_tokens(gemini_text(request_json))
+    usage: dict[str, Any] = {"promptTokenCount": prompt_tokens,
+                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}]}
+    body: dict[str, Any] = {"modelVersion": model, "usageMetadata": usage, "responseId": f"fake-{time.time_ns()}"}
     if reply.block_reason:
         body["promptFeedback"] = {"blockReason": reply.block_reason, "blockReasonMessage": "blocked by a fake filter"}
+        usage["totalTokenCount"] = prompt_tokens
         return body
-    candidate: dict[str, Any] = {"index": 0, "finishReason": reply.finish_reason or "STOP"}
+    thoughts = gemini_thoughts(model, request_json, free_thoughts)
+    if isinstance(thoughts, FakeResponse):
+        return thoughts
+    # Thinking counts against maxOutputTokens: what is left is the answer's.
+    limit = int((request_json.get("generationConfig") or {}).get("maxOutputTokens") or 65536)
+    thoughts = min(thoughts, limit)
+    text, finish = reply.text, reply.finish_reason or "STOP"
+    if text is not None and thoughts + _approx_tokens(text) > limit:
+        kept = limit - thoughts
+        text, finish = (" ".join(text.split()[:kept]) or None), "MAX_TOKENS"
+    candidate: dict[str, Any] = {"index": 0, "finishReason": finish}
     parts = [{"text": reply.thought, "thought": True}] if reply.thought else []
-    if reply.text is not None:
-        parts.append({"text": reply.text})
-    if parts:
-        candidate["content"] = {"role": "model", "parts": parts}
-    if reply.finish_reason and reply.finish_reason != "STOP":
+    if text is not None:
+        parts.append({"text": text})
+    candidate["content"] = {"role": "model", "parts": parts} if parts else {"role": "model"}
+    if reply.finish_reason and reply.finish_reason not in ("STOP", "MAX_TOKENS"):
         candidate["safetyRatings"] = [
             {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
         ]
     body["candidates"] = [candidate]
-    completion = _approx_tokens(reply.text or "")
-    body["usageMetadata"].update({"candidatesTokenCount": completion, "totalTokenCount": prompt_tokens + completion})
+    completion = _approx_tokens(text or "")
+    usage["candidatesTokenCount"] = completion
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts  # billed as output, reported apart from the answer
+    usage["totalTokenCount"] = prompt_tokens + completion + thoughts
     return body
 
 
-def add_gemini_route(server: FakeServer, reply_fn: ReplyFn, *, model: str = "gemini-fake") -> FakeServer:
-    """Serve ``POST /{version}/models/{model}:generateContent`` from ``reply_fn(request_json)``."""
+def add_gemini_route(server: FakeServer, reply_fn: ReplyFn, *, model: str = "gemini-fake",
+                     free_thoughts: int | Callable[[], int] | None = None) -> FakeServer:
+    """Serve ``POST /{version}/models/{model}:generateContent`` from ``reply_fn(request_json)``.
+
+    Thinking models think ``free_thoughts`` tokens (default ``FREE_THOUGHTS``; a callable is asked
+    at each request) unless a budget
+    bounds it (``gemini_thoughts``); the usage carries ``thoughtsTokenCount`` apart from
+    ``candidatesTokenCount``, as the service reports it."""
 
     def generate(request: RecordedRequest, match):
         if not isinstance(request.json, dict) or "contents" not in request.json:
@@ -523,15 +584,16 @@ def add_gemini_route(server: FakeServer, reply_fn: ReplyFn, *, model: str = "gem
         reply = reply_fn(request.json)
         if isinstance(reply, FakeResponse):
             return reply
-        return _gemini_response(request, reply, match.group("model"))
+        return _gemini_response(request, reply, match.group("model"), free_thoughts)
 
     server.add_route("POST", r"/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):generateContent", generate)
     return server
 
 
 def fake_gemini_server(
-    reply_fn: ReplyFn, *, model: str = "gemini-fake", faults: FaultPlan = None, latency: float = 0.0, **server_options
+    reply_fn: ReplyFn, *, model: str = "gemini-fake", faults: FaultPlan = None, latency: float = 0.0,
+    free_thoughts: int | Callable[[], int] | None = None, **server_options
 ) -> FakeServer:
     """A FakeServer answering Gemini ``generateContent``; use it as a context manager."""
     server = FakeServer(faults=faults, latency=latency, **server_options)
-    return add_gemini_route(server, reply_fn, model=model)
+    return add_gemini_route(server, reply_fn, model=model, free_thoughts=free_thoughts)

@@ -120,9 +120,10 @@ def run_curves(args: argparse.Namespace) -> int:
     from imageedit_r1.train import curves
 
     try:
+        curves.output_format(args.out)  # an extension matplotlib cannot write stops before any log is read
         series = curves.load_metrics(args.logs, rescore=not args.no_rescore)
         out = curves.plot_reward_curves(series, args.out, title=args.title, smooth=args.smooth)
-    except curves.MetricLogError as exc:
+    except (curves.MetricLogError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, s in series.items():
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         "works too), and plots overall, format, action, subject and goal reward over steps.",
     )
     cur.add_argument("logs", nargs="+", help="log files, or a rollout_data_dir / checkpoint / TRL output directory")
-    cur.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")
+    cur.add_argument("--out", default="curves.png",
+                     help="figure to write, format by extension: png, pdf, svg, tif, jpg, ... (default: curves.png)")
     cur.add_argument("--title", default="Decomposition agent: training rewards")
     cur.add_argument("--smooth", type=int, default=1, help="moving-average window in steps (default: 1 = none)")
     cur.add_argument(

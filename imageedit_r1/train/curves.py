@@ -268,6 +268,18 @@ def _smoothed(values: list[float], window: int) -> list[float]:
     return out
 
 
+def output_format(out: str | os.PathLike) -> str:
+    """The figure format ``out``'s extension asks for (png without one), among those matplotlib
+    writes; ``ValueError`` naming them otherwise, before any log is read."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(out).suffix.lower().lstrip(".") or "png"
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"cannot write {Path(out).name}: matplotlib writes {', '.join('.' + f for f in sorted(supported))}")
+    return fmt
+
+
 def plot_reward_curves(
     series: dict[str, Series],
     out: str | os.PathLike,
@@ -275,11 +287,15 @@ def plot_reward_curves(
     title: str = "Decomposition agent: training rewards",
     smooth: int = 1,
 ) -> Path:
-    """One panel for training rewards and, when logged, one for validation; PNG with the series list.
+    """One panel for training rewards and, when logged, one for validation, in the format ``out``'s
+    extension asks for (``output_format``: png, pdf, svg, tif, jpg, ...), written atomically.
 
-    The PNG carries the plotted series names in its ``Series`` text chunk, so a reader can tell
-    what was drawn without looking.
+    A PNG carries the plotted series names in its ``Series`` text chunk, so a reader can tell what
+    was drawn without looking (other formats hold no such chunk).
     """
+    from imageedit_r1.store import AtomicFile
+
+    fmt = output_format(out)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -307,8 +323,8 @@ def plot_reward_curves(
         ax.legend(loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, metadata={"Series": ",".join(drawn), "Software": "imageedit_r1.train.curves"})
+    metadata = {"Series": ",".join(drawn), "Software": "imageedit_r1.train.curves"} if fmt == "png" else None
+    with AtomicFile(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=120, metadata=metadata)
     plt.close(fig)
-    return out
+    return Path(out)

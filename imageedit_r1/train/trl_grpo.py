@@ -54,6 +54,10 @@ class TrainingDataArguments:
     metrics_file: str | None = field(
         default=None, metadata={"help": f"JSONL of the logged metrics (default: <output_dir>/{METRICS_FILE})"}
     )
+    lora_vision_tower: bool = field(
+        default=False, metadata={"help": "with --use_peft: adapt the vision tower's projections too (default: the "
+                                         "language model's only)"}
+    )
 
 
 def make_parser():
@@ -82,6 +86,23 @@ def apply_project_settings(data_args: TrainingDataArguments, training_args, mode
     model_init_kwargs = {k: v for k, v in model_init_kwargs.items() if v is not None}
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
+
+
+# Qwen2.5-VL's vision blocks name their MLP gate_proj / up_proj / down_proj like the language model's,
+# so target names alone would adapt them too (``model.visual.*`` in transformers 5, ``visual.*`` before).
+VISION_TOWER = r"(.*\.)?visual\..*"
+
+
+def peft_config(model_args, data_args: TrainingDataArguments):
+    """TRL's LoRA config for ``model_args`` (None without ``--use_peft``), on the language model's
+    projections only unless ``--lora_vision_tower``: an adapter served unmerged (vLLM LoRA) then
+    holds the whole change, and the vision tower stays the base model's, as in the docs."""
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    if config is not None and not data_args.lora_vision_tower and config.exclude_modules is None:
+        config.exclude_modules = VISION_TOWER
+    return config
 
 
 TRL_COLUMNS = ("prompt", "images", "ground_truth")
@@ -172,7 +193,7 @@ def _is_number(value) -> bool:
 
 def build_trainer(data_args: TrainingDataArguments, training_args, model_args, *, callbacks=(), **trainer_kwargs):
     """TRL's ``GRPOTrainer`` with our data, processor, rewards and metrics file (not yet trained)."""
-    from trl import GRPOTrainer, get_peft_config
+    from trl import GRPOTrainer
 
     from imageedit_r1.integrations.trl import reward_funcs
 
@@ -189,7 +210,7 @@ def build_trainer(data_args: TrainingDataArguments, training_args, model_args, *
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=load_processor(model_args.model_name_or_path, data_args),
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config(model_args, data_args),
         callbacks=[metrics_callback(metrics_path), *callbacks],
         **trainer_kwargs,
     )

@@ -1,7 +1,9 @@
 """The editing agent's contract, its errors, and the size bookkeeping every editor shares.
 
 An editor takes an RGB image and one instruction and returns an edited image of exactly the
-input's size. Models work at other sizes (multiples of 16, an area budget, a fixed set of aspect
+input's size. The answer is RGB, its transparency composited onto white (``images.to_rgb``),
+unless the editor was asked for transparency (``keeps_transparency``): then an answer with alpha
+keeps it, and the writer keeps it where the output format can (``images.for_format``). Models work at other sizes (multiples of 16, an area budget, a fixed set of aspect
 ratios), so each editor maps the input onto a size its model accepts and maps the result back.
 """
 
@@ -12,7 +14,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from PIL import Image
 
-from imageedit_r1.images import resize, to_rgb
+from imageedit_r1.images import has_alpha, resize, to_rgb
 from imageedit_r1.refusals import DECLINED, Refusal
 from imageedit_r1.unavailable import Unavailable
 
@@ -49,13 +51,22 @@ class BaseEditor:
     model_id: str = ""
     # True when ``edit_batch`` makes its candidates in one model call (diffusers pipelines).
     can_batch: ClassVar[bool] = False
+    # True when the user asked this editor for a transparent answer (OpenAI ``background: transparent``).
+    keeps_transparency: bool = False
 
     def edit(self, image: Image.Image, instruction: str, *, seed: int | None = None) -> Image.Image:
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError("the edit instruction is empty")
         source = to_rgb(image)
         edited = self._edit(source, instruction.strip(), seed=seed)
-        return restore_size(to_rgb(edited), source.size)
+        return restore_size(self._finish(edited), source.size)
+
+    def _finish(self, edited: Image.Image) -> Image.Image:
+        """The answer as the editor hands it on: RGBA when transparency was asked for and the
+        answer has it, else RGB with any transparency composited onto white (never black)."""
+        if self.keeps_transparency and has_alpha(edited):
+            return edited if edited.mode == "RGBA" else edited.convert("RGBA")
+        return to_rgb(edited)
 
     def edit_batch(self, image: Image.Image, instruction: str, *, seeds: list[int]) -> list[Image.Image]:
         """One edit of ``image`` per seed, each the input's size, in seed order. Editors with
@@ -68,7 +79,7 @@ class BaseEditor:
         edited = self._edit_batch(source, instruction.strip(), seeds=[int(seed) for seed in seeds])
         if len(edited) != len(seeds):
             raise RuntimeError(f"{self.name}: {len(edited)} images for {len(seeds)} seeds")
-        return [restore_size(to_rgb(item), source.size) for item in edited]
+        return [restore_size(self._finish(item), source.size) for item in edited]
 
     def _edit_batch(self, image: Image.Image, instruction: str, *, seeds: list[int]) -> list[Image.Image]:
         return [self._edit(image, instruction, seed=seed) for seed in seeds]

@@ -12,6 +12,7 @@ Reading the answer follows the documented shapes:
   policy finish reason (``IMAGE_SAFETY``, ``IMAGE_PROHIBITED_CONTENT``, ``PROHIBITED_CONTENT``,
   ``SAFETY``, ...) and no image, is a refusal (``EditRefusedError``) carrying that reason.
 - An answer with text but no image is an ``EditorError`` that quotes the text.
+- An answer image with alpha is composited onto white (the editors' one rule), never black.
 """
 
 from __future__ import annotations
@@ -138,8 +139,10 @@ class NanoBananaEditor(HostedEditor):
             why = f" for {', '.join(categories)}" if categories else ""
             raise EditRefusedError(f"{self.model_id} withheld the image (finish reason {finish}){why}{said}", reason=finish)
         if final is not None:
-            try:
-                return Image.open(io.BytesIO(final.data)).convert("RGB")
+            try:  # decoded as sent: ``_finish`` composites any transparency onto white
+                image = Image.open(io.BytesIO(final.data))
+                image.load()
+                return image
             except OSError as exc:
                 raise EditorError(f"{self.model_id} returned an unreadable {final.mime_type} image: {exc}") from exc
         if texts:

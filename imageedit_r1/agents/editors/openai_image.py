@@ -6,6 +6,11 @@ documented bounds, gpt-image-1/1.5 three fixed sizes, dall-e-2 squares). By defa
 (``size="match"``) the request asks for the valid size closest to the input's aspect at about
 ``area`` pixels; the input is scaled and padded (white) to exactly that size, and the padding is
 cut off the answer before it is resized to the input's exact size.
+
+Transparency: ``background="transparent"`` asks the service for a transparent answer (PNG or
+WebP), and the editor keeps its alpha; the written file keeps it where its format can. Any other
+answer with alpha (``background="auto"`` may choose transparency for "remove the background") is
+composited onto white, as every editor's answer is: a transparent field never turns black.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class OpenAIImageEditor(HostedEditor):
         size: str = "match",
         area: int = 1024 * 1024,
         quality: str | None = None,
+        background: str | None = None,
         extra_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, api_key_env=api_key_env, base_url=base_url, timeout=timeout, retry=retry)
@@ -54,6 +60,13 @@ class OpenAIImageEditor(HostedEditor):
         self.area = int(area)
         self.quality = quality
         self.extra_params = dict(extra_params or {})
+        self.background = background or self.extra_params.pop("background", None)
+        if self.background not in (None, "auto", "opaque", "transparent"):
+            raise ValueError(f"background must be auto, opaque or transparent, got {self.background!r}")
+        output_format = str(self.extra_params.get("output_format", "png")).lower()
+        if self.background == "transparent" and output_format not in ("png", "webp"):
+            raise ValueError(f"background='transparent' needs output_format png or webp, not {output_format!r}")
+        self.keeps_transparency = self.background == "transparent"
 
     def client(self):
         if self._client is None:
@@ -84,6 +97,8 @@ class OpenAIImageEditor(HostedEditor):
         params: dict[str, Any] = {"model": self.model_id, "prompt": instruction, "size": size, "n": 1}
         if self.quality:
             params["quality"] = self.quality
+        if self.background:
+            params["background"] = self.background
         if self.size_rule.response_format:
             params["response_format"] = self.size_rule.response_format
         params.update(self.extra_params)
@@ -110,10 +125,13 @@ class OpenAIImageEditor(HostedEditor):
             if getattr(first, "url", None):
                 raise EditorError(f"{self.model_id} returned a URL instead of base64 data; use a GPT image model")
             raise EditorError(f"{self.model_id} returned an empty image entry")
-        try:
-            return Image.open(io.BytesIO(base64.b64decode(first.b64_json, validate=True))).convert("RGB")
+        try:  # decoded as sent: its transparency is settled by ``_finish``, never dropped to black here
+            image = Image.open(io.BytesIO(base64.b64decode(first.b64_json, validate=True)))
+            image.load()
+            return image
         except (binascii.Error, ValueError, OSError) as exc:
             raise EditorError(f"{self.model_id} returned undecodable image data: {exc}") from exc
 
     def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url, "size": self.size, "size_rule": self.size_rule.name}
+        return {**super().describe(), "base_url": self.base_url, "size": self.size, "size_rule": self.size_rule.name,
+                "background": self.background}

@@ -1,235 +1,52 @@
 """Write labelled samples as EasyR1, upstream-verl and TRL training files, streaming, with a seeded split.
 
-EasyR1 (``<out>/easyr1/{train,val}.parquet`` or ``.jsonl``): ``problem`` = ``"<image>" + request``
-(EasyR1 renders ``data.format_prompt`` = ``prompts/decompose.jinja`` around it with
-``content=problem``), ``answer`` = the ground truth as a JSON string, ``images`` = one image. In
-parquet the images are embedded PNG bytes; in JSONL they are files under ``images/`` named by
-content, referenced by relative path (train with ``data.image_dir=<out>/easyr1``).
+Each trainer's row format has its own module (``easyr1``, ``verl``, ``trl``); this one decides
+what goes in: every image is written at exactly the size the image budget gives it
+(``imageedit_r1.image_budget``: padded first when its aspect ratio is beyond what Qwen's processor
+accepts, then resized with Qwen's ``smart_resize`` arithmetic), so no trainer resizes it again and
+each row costs the image tokens the agent will see at inference. A row whose prompt could not fit
+the derived ``max_prompt_length`` is refused here, counted by reason, instead of dropped silently by
+the trainer.
 
-verl (``<out>/verl/{train,val}.parquet``): ``data_source`` = ``imageedit_r1/<source>``,
-``prompt`` = one user message holding the rendered decomposition prompt with its ``<image>``,
-``images``, ``ability``, ``reward_model`` = ``{"style": "rule", "ground_truth": …}``,
-``extra_info`` = ``{index, id, source, request, image_sha256, split}``.
-
-TRL (``<out>/trl/{train,val}.parquet``, the vision-language format of ``GRPOTrainer``): ``prompt`` =
-one conversational user turn whose content blocks are the rendered decomposition prompt split at
-its image slot (text, ``{"type": "image"}``, text), ``images`` = one image, ``ground_truth`` (the
-reward functions of ``imageedit_r1.integrations.trl`` read it), ``data_source`` and ``id``.
-
-Every image is written at exactly the size the image budget gives it (``imageedit_r1.image_budget``:
-padded first when its aspect ratio is beyond what Qwen's processor accepts, then resized with Qwen's
-``smart_resize`` arithmetic), so no trainer resizes it again and each row costs the image tokens
-the agent will see at inference. verl's image dicts also carry ``min_pixels`` / ``max_pixels``, which
-verl hands to ``qwen_vl_utils.fetch_image``. A row whose prompt could not fit the derived
-``max_prompt_length`` is refused here, counted by reason, instead of dropped silently by the trainer.
-
-All three trainers see the same prompt text with the image in the same place. The split is a hash of (seed, id): stable when data is
-added, and it needs no pass over the data first. Rows are written in row groups with
-``pyarrow.parquet.ParquetWriter``, so memory stays flat however many rows are exported. Files are
-written under a temporary name and renamed when the export completes: a failed or refused export
+All three trainers see the same prompt text with the image in the same place. The split is a hash of
+(seed, id): stable when data is added, and it needs no pass over the data first. Rows go through the
+``writers``, so memory stays flat however many rows are exported, and a failed or refused export
 leaves nothing half-written behind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from imageedit_r1.data.edit_sample import EditSample
+from imageedit_r1.data.export import easyr1, trl, verl
+from imageedit_r1.data.export.prompt import max_prompt_length, prompt_text_bytes
+from imageedit_r1.data.export.writers import JsonlRowWriter, ParquetRowWriter
 from imageedit_r1.data.labels import LabelIndex
 from imageedit_r1.data.source_issues import SourceIssues
 from imageedit_r1.data.sources import Loader
 from imageedit_r1.data.subsets import EvalGuard, LeakageError, leakage_message
 from imageedit_r1.image_budget import DEFAULT_BUDGET, ImageBudget, ImageBudgetError
 from imageedit_r1.images import SkipReport, fit_to_budget, to_png_bytes
-from imageedit_r1.prompts import render_prompt
-from imageedit_r1.store import AtomicFile, atomic_write_bytes, atomic_write_json
+from imageedit_r1.store import atomic_write_bytes, atomic_write_json
 
-FORMATS = ("easyr1", "verl", "trl")
-# Formats read only from parquet (their images are embedded).
-PARQUET_ONLY = ("verl", "trl")
-IMAGE_TOKEN = "<image>"
-ABILITY = "image_edit_decomposition"
-PROMPT_NAME = "decompose"
+# Each trainer's row format: ``features()``, ``row(...)``, ``PARQUET_ONLY``, ``IMAGE_CARRIES_BUDGET``.
+TRAINERS = {"easyr1": easyr1, "verl": verl, "trl": trl}
+FORMATS = tuple(TRAINERS)
+PARQUET_ONLY = tuple(name for name, module in TRAINERS.items() if module.PARQUET_ONLY)
 DROP_PROMPT_TOO_LONG = "prompt too long"
 DROP_IMAGE_UNFIT = "image cannot fit the budget"
-
-
-def easyr1_problem(request: str) -> str:
-    """The EasyR1 ``problem`` text: the image slot, then the request."""
-    return IMAGE_TOKEN + request.replace(IMAGE_TOKEN, "")
-
-
-def decomposition_prompt(request: str) -> str:
-    """The full prompt (decompose.jinja around ``problem``): what EasyR1 builds and what verl is given."""
-    return render_prompt(PROMPT_NAME, content=easyr1_problem(request))
-
-
-def prompt_text_bytes(request: str) -> int:
-    """UTF-8 bytes of the prompt text around the image slot (a bound on its tokens)."""
-    return len(decomposition_prompt(request).replace(IMAGE_TOKEN, "").encode("utf-8"))
-
-
-def max_prompt_length(budget: ImageBudget = DEFAULT_BUDGET) -> int:
-    """The trainers' ``max_prompt_length`` for ``budget``: the largest image, this prompt and a request."""
-    return budget.max_prompt_length(prompt_text_bytes(""))
-
-
-def decomposition_prompt_parts(request: str) -> tuple[str, str]:
-    """The decomposition prompt as (text before the image, text after it), for structured chat content."""
-    before, _, after = decomposition_prompt(request).partition(IMAGE_TOKEN)
-    return before, after
-
-
-def trl_prompt(request: str) -> list[dict[str, Any]]:
-    """TRL's conversational vision prompt: one user turn, the image block where the other trainers put it.
-
-    TRL fills each ``{"type": "image"}`` block that has no ``image`` key with the row's ``images``
-    in order; ``text`` is None on image blocks because parquet stores one block type for both.
-    """
-    before, after = decomposition_prompt_parts(request)
-    blocks = [{"type": "text", "text": before}, {"type": "image", "text": None}, {"type": "text", "text": after}]
-    return [{"role": "user", "content": [b for b in blocks if b["type"] == "image" or b["text"]]}]
 
 
 def split_of(item_id: str, seed: int, val_fraction: float) -> str:
     """``train`` or ``val`` from a hash of (seed, id): reproducible and order-independent."""
     digest = hashlib.sha256(f"split:{seed}:{item_id}".encode()).digest()
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
-
-
-# ----------------------------------------------------------------------------- schemas
-
-
-def easyr1_features():
-    import datasets
-
-    return datasets.Features(
-        {"problem": datasets.Value("string"), "answer": datasets.Value("string"), "images": datasets.List(datasets.Image())}
-    )
-
-
-def verl_features():
-    import datasets
-
-    string = datasets.Value("string")
-    # verl passes each image dict to qwen_vl_utils.fetch_image, which honours these per-image bounds.
-    image = {
-        "bytes": datasets.Value("binary"),
-        "path": string,
-        "min_pixels": datasets.Value("int64"),
-        "max_pixels": datasets.Value("int64"),
-    }
-    return datasets.Features(
-        {
-            "data_source": string,
-            "prompt": datasets.List({"role": string, "content": string}),
-            "images": datasets.List(image),
-            "ability": string,
-            "reward_model": {"style": string, "ground_truth": string},
-            "extra_info": {
-                "index": datasets.Value("int64"),
-                "id": string,
-                "source": string,
-                "request": string,
-                "image_sha256": string,
-                "split": string,
-            },
-        }
-    )
-
-
-def trl_features():
-    import datasets
-
-    string = datasets.Value("string")
-    return datasets.Features(
-        {
-            "prompt": datasets.List({"role": string, "content": datasets.List({"type": string, "text": string})}),
-            "images": datasets.List(datasets.Image()),
-            "ground_truth": string,
-            "data_source": string,
-            "id": string,
-        }
-    )
-
-
-_FEATURES = {"easyr1": easyr1_features, "verl": verl_features, "trl": trl_features}
-
-
-# ----------------------------------------------------------------------------- writers
-
-
-class ParquetRowWriter:
-    """Buffers rows and writes a row group whenever ``max_rows`` or ``max_bytes`` is reached."""
-
-    def __init__(self, path: Path, features, max_rows: int = 256, max_bytes: int = 32 << 20) -> None:
-        import pyarrow.parquet as pq
-
-        self.path = path
-        self.file = AtomicFile(path)
-        self.schema = features.arrow_schema
-        self.writer = pq.ParquetWriter(self.file.tmp, self.schema)
-        self.max_rows, self.max_bytes = max_rows, max_bytes
-        self.buffer: list[dict[str, Any]] = []
-        self.buffered_bytes = 0
-        self.rows = 0
-
-    def write(self, row: dict[str, Any], image_bytes: int = 0) -> None:
-        self.buffer.append(row)
-        self.buffered_bytes += image_bytes
-        self.rows += 1
-        if len(self.buffer) >= self.max_rows or self.buffered_bytes >= self.max_bytes:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-
-        if self.buffer:
-            self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
-            self.buffer, self.buffered_bytes = [], 0
-
-    def commit(self) -> None:
-        self.flush()
-        self.writer.close()
-        self.file.commit()
-
-    def abort(self) -> None:
-        self.writer.close()
-        self.file.abort()
-
-
-class JsonlRowWriter:
-    """EasyR1 JSONL: one JSON object a line; image files are written by the exporter beforehand."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = AtomicFile(path)
-        self.handle = open(self.file.tmp, "w", encoding="utf-8")
-        self.rows = 0
-
-    def write(self, row: dict[str, Any], image_bytes: int = 0) -> None:
-        self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.rows += 1
-
-    def commit(self) -> None:
-        self.handle.close()
-        self.file.commit()
-
-    def abort(self) -> None:
-        self.handle.close()
-        self.file.abort()
-
-
-# ----------------------------------------------------------------------------- export
 
 
 @dataclass
@@ -300,14 +117,13 @@ class Exporter:
             if self.file_format == "jsonl":
                 self.writers[key] = JsonlRowWriter(path)
             else:
-                self.writers[key] = ParquetRowWriter(path, _FEATURES[fmt](), max_rows=self.row_group_rows)
+                self.writers[key] = ParquetRowWriter(path, TRAINERS[fmt].features(), max_rows=self.row_group_rows)
         return self.writers[key]
 
     def _image_ref(self, fmt: str, png: bytes, digest: str) -> Any:
-        if fmt == "verl":
-            return {"bytes": png, "path": None, **self.image_budget.as_dict()}
         if self.file_format == "parquet":
-            return {"bytes": png, "path": None}
+            bounds = self.image_budget.as_dict() if TRAINERS[fmt].IMAGE_CARRIES_BUDGET else {}
+            return {"bytes": png, "path": None, **bounds}
         relative = f"images/{digest}.png"
         path = self.out_dir / fmt / relative
         if not path.exists():
@@ -339,33 +155,8 @@ class Exporter:
         png = to_png_bytes(image)
         digest = sample.image_sha256()
         for fmt in self.formats:
-            image = self._image_ref(fmt, png, digest)
-            if fmt == "easyr1":
-                row = {"problem": easyr1_problem(sample.request), "answer": item.ground_truth, "images": [image]}
-            elif fmt == "trl":
-                row = {
-                    "prompt": trl_prompt(sample.request),
-                    "images": [image],
-                    "ground_truth": item.ground_truth,
-                    "data_source": f"imageedit_r1/{sample.source}",
-                    "id": sample.id,
-                }
-            else:
-                row = {
-                    "data_source": f"imageedit_r1/{sample.source}",
-                    "prompt": [{"role": "user", "content": decomposition_prompt(sample.request)}],
-                    "images": [image],
-                    "ability": ABILITY,
-                    "reward_model": {"style": "rule", "ground_truth": item.ground_truth},
-                    "extra_info": {
-                        "index": index,
-                        "id": sample.id,
-                        "source": sample.source,
-                        "request": sample.request,
-                        "image_sha256": digest,
-                        "split": split,
-                    },
-                }
+            ref = self._image_ref(fmt, png, digest)
+            row = TRAINERS[fmt].row(sample, item.ground_truth, ref, index=index, split=split, digest=digest)
             self._writer(fmt, split).write(row, image_bytes=len(png))
         self.stats.rows[split] += 1
         if self.keep_ids:
@@ -500,19 +291,3 @@ def export_labelled(
     path = atomic_write_json(Path(out_dir) / "export_manifest.json", manifest, indent=1)
     report.manifest = str(path)
     return report
-
-
-def iter_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Read back an exported parquet file row group by row group (for checks and tools)."""
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    for group in range(parquet.num_row_groups):
-        yield from parquet.read_row_group(group).to_pylist()
-
-
-def image_of(ref: Any, base: str | os.PathLike | None = None) -> Image.Image:
-    """Decode an exported image reference (embedded bytes or a relative path)."""
-    if isinstance(ref, dict):
-        return Image.open(io.BytesIO(ref["bytes"]))
-    return Image.open(Path(base or ".") / ref)

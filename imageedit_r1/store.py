@@ -10,7 +10,8 @@
   rewrites a store with one line per key.
 - ``atomic_write_*`` and ``AtomicFile`` write a file beside its target and rename it into place:
   a killed run leaves the old file or the new one, never half of one. ``atomic_save_image`` is the
-  one image writer: any format Pillow writes, chosen by the file's extension.
+  one image writer: any format Pillow writes, chosen by the file's extension. ``claim_free_path``
+  picks a name beside one that is taken, for a file the user did not name (never over an existing one).
 - ``run_lock`` gives one run at a time a run folder (or one output file, such as a labels file).
   Take it before reading any cache: a second run on the same output then says who holds it and
   waits (and resumes from what the first one wrote) or stops, and never pays twice for an item.
@@ -221,6 +222,23 @@ def atomic_save_image(image: Any, path: str | os.PathLike, format: str | None = 
     with AtomicFile(path) as tmp:
         ready.save(tmp, format=fmt, **save_options(fmt))
     return path
+
+
+def claim_free_path(path: str | os.PathLike) -> Path:
+    """The first of ``path``, ``<stem>-1<suffix>``, ``<stem>-2<suffix>``, ... that no file has,
+    created empty, exclusively: a file already there (the user's input, an earlier output) is never
+    written over, and two writers never take one name. The caller writes over the empty file (or
+    removes it when it cannot)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(10_000):
+        candidate = path if number == 0 else path.with_name(f"{path.stem}-{number}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free name for {path}: {path.stem}-1{path.suffix} to -9999 are all taken")
 
 
 def writable_problem(path: str | os.PathLike) -> str | None:

@@ -168,7 +168,7 @@ def test_missing_api_keys_of_every_stage_are_reported_before_the_first_stage(pho
         "or GOOGLE_API_KEY (or decomposer.api_key_env to the variable that holds it)",
         "error: no API key for the openai-image editor: set the environment variable OPENAI_API_KEY "
         "(or editor.options.api_key_env to the variable that holds it)"]
-    assert not (tmp_path / "o.trace.json").exists()  # no stage ran
+    assert not (tmp_path / "o.png.trace.json").exists()  # no stage ran
 
     from tests.eval_fixtures import make_benchmark
 

@@ -36,7 +36,7 @@ def test_single_image_writes_the_image_at_the_input_size_and_its_trace(tmp_path,
     out = tmp_path / "out" / "edited.png"
     assert main(["--image", str(source), "--request", "make it red", "--out", str(out), *flux_args]) == 0
     assert Image.open(out).size == (67, 45)
-    trace = json.loads((tmp_path / "out" / "edited.trace.json").read_text())
+    trace = json.loads((tmp_path / "out" / "edited.png.trace.json").read_text())
     assert trace["status"] == "ok" and trace["mode"] == "original" and trace["seeds"] == [3]
     assert f"editor.options.model_id={trace['models']['editor']}" in flux_args
     assert "wrote" in capsys.readouterr().out
@@ -127,7 +127,7 @@ def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsy
         planned = pipeline.plan(str(tmp_path / "in.png"), "make the coat scarlet")
         assert agents.requests[0].headers["authorization"] == f"Bearer {key}"  # the key did travel
     printed = capsys.readouterr()
-    written = (tmp_path / "out" / "edited.trace.json").read_text()
+    written = (tmp_path / "out" / "edited.png.trace.json").read_text()
     for text in (written, printed.out, printed.err, json.dumps(returned), json.dumps(planned.record),
                  json.dumps(planned.trace())):
         assert key not in text
@@ -196,8 +196,8 @@ def test_the_offline_demo_runs_all_three_agents_and_says_its_output_is_noise(tmp
     assert main(["--demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "OFFLINE DEMO" in printed and "NOISE" in printed
-    assert Image.open(out).size == Image.open(tmp_path / "demo_out" / "input.png").size == (320, 240)
-    trace = json.loads((tmp_path / "demo_out" / "edited.trace.json").read_text())
+    assert Image.open(out).size == Image.open(tmp_path / "demo_out" / "edited.input.png").size == (320, 240)
+    trace = json.loads((tmp_path / "demo_out" / "edited.png.trace.json").read_text())
     assert trace["status"] == "ok" and trace["demo"]["offline_demo"] is True
     # The tiny agents really answered (raw outputs kept) and the fallbacks that took over are named.
     assert trace["raw_outputs"]["decompose"] and trace["raw_outputs"]["sequence"]

@@ -179,7 +179,7 @@ def _edit_item(pipeline, item: dict[str, Any], out_dir: Path, results, suffix: s
             if getattr(exc, "failure_kind", None) else {}
         results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}", **kind})
         return "failed"
-    image_path = write_edit(result.image, result.trace, image_path)
+    image_path = write_edit(result.image, result.trace, image_path, trace_path=trace_path)
     extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}
     results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
                           "seconds": result.trace["seconds"], **extra})

@@ -48,7 +48,8 @@ manifest: a JSONL file, one item a line: {"id": "...", "image": "path (relative 
 
 output files: the extension picks the format (anything Pillow writes); one it cannot write is refused
 before any work. Transparency is kept only when asked for and the format keeps it, else composited
-onto white. An image that cannot be written after the edit goes to <stem>.png, with one line saying so.
+onto white. An image that cannot be written after the edit goes to <stem>.png (or <stem>-1.png, ... when
+that is taken: never over an existing file), with one line naming it.
 
 exit status: 0 all edited, 1 some items failed (recorded), 2 cannot run (bad input, missing weights or keys).
 """
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs = parser.add_argument_group("what to edit")
     inputs.add_argument("--image", help="input image (any format Pillow reads)")
     inputs.add_argument("--request", help="the edit request, in natural language")
-    inputs.add_argument("--out", help="where to write the edited image (the trace goes beside it as .trace.json)")
+    inputs.add_argument("--out", help="where to write the edited image (its trace goes beside it: <out>.trace.json)")
     inputs.add_argument("--manifest", help="JSONL batch of {id, image, request}")
     inputs.add_argument("--out-dir", help="output folder for --manifest")
     inputs.add_argument("--out-format", default="png", metavar="EXT",
@@ -263,5 +264,5 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         print(f"error: {exc} (trace: {trace_path_for(out)})", file=sys.stderr)
         return 1
     written = write_edit(result.image, result.trace, out)
-    print_summary(result.trace, written)
+    print_summary(result.trace, written, trace_path_for(out))
     return 0

@@ -32,7 +32,7 @@ def alpha_extensions() -> str:
     """``.png, .webp, .tif or .gif``: the common extensions whose format keeps transparency here."""
     from imageedit_r1.images import keeps_alpha, output_format
 
-    kept = [ext for ext in COMMON_EXTENSIONS if keeps_alpha(output_format(ext))]
+    kept = [ext for ext in COMMON_EXTENSIONS if keeps_alpha(output_format(f"image{ext}"))]
     return ", ".join(kept[:-1]) + f" or {kept[-1]}" if len(kept) > 1 else "".join(kept)
 
 

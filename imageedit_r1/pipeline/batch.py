@@ -15,38 +15,34 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.executors import executor_entry
+from imageedit_r1.manifest import ManifestError
 from imageedit_r1.store import run_lock
-
-
-class ManifestError(ValueError):
-    pass
-
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """Items of a JSONL manifest (read by ``imageedit_r1.data``'s manifest loader), validated up
-    front so a typo stops the batch before any work. Each item: id (safe as a file name), image
-    (a path), request, and the line's other fields (e.g. ``mode``, ``seed``)."""
-    from imageedit_r1.data import ManifestLoader
-    from imageedit_r1.data.rows import MissingColumnError
+    """Items of a JSONL manifest (``imageedit_r1.manifest``), validated up front so a typo stops the
+    batch before any work. Each item: id (safe as a file name), image (a path), request (forum tags
+    dropped, as the data tools read it), and the line's other fields (e.g. ``mode``, ``seed``)."""
+    from imageedit_r1.manifest import MissingColumnError, read_manifest_lines
+    from imageedit_r1.request_text import clean_request
 
     items, seen = [], set()
     try:
-        records = list(ManifestLoader(path).records())
+        lines = list(read_manifest_lines(path))
     except (FileNotFoundError, ValueError, MissingColumnError) as exc:
         raise ManifestError(exc.args[0] if exc.args else str(exc)) from exc
-    for record in records:
-        where = f"{path}:{record.meta['row'] + 1}"
-        if not record.request or not record.image:
-            raise ManifestError(f"{where}: empty {'request' if not record.request else 'image'}")
-        safe_id = _SAFE_ID.sub("_", record.id).strip("._") or f"item-{record.meta['row'] + 1:05d}"
+    for line in lines:
+        where = f"{path}:{line.number}"
+        request = clean_request(line.request) if line.request else line.request
+        if not request or not line.image:
+            raise ManifestError(f"{where}: empty {'request' if not request else 'image'}")
+        safe_id = _SAFE_ID.sub("_", line.id).strip("._") or f"item-{line.number:05d}"
         if safe_id in seen:
-            raise ManifestError(f"{where}: duplicate id {record.id!r}")
+            raise ManifestError(f"{where}: duplicate id {line.id!r}")
         seen.add(safe_id)
-        extra = {k: v for k, v in record.meta.items() if k != "row"}
-        items.append({**extra, "id": safe_id, "image": record.image, "request": record.request})
+        items.append({**line.extra, "id": safe_id, "image": line.image, "request": request})
     if not items:
         raise ManifestError(f"manifest {path} has no items")
     return items

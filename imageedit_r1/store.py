@@ -1,6 +1,7 @@
 """The run store: JSONL records that survive a killed run, atomic file writes, and the run lock.
 
-- ``append_jsonl`` writes one record with one ``write`` call, flushed and fsynced. A run killed
+- ``append_jsonl`` writes one record with one ``write`` call, flushed and fsynced, secrets masked
+  (every record of every store goes through ``imageedit_r1.masking``). A run killed
   mid-write leaves at most one line without its newline; the next append starts a new line, so
   the record after it is never fused into the torn one.
 - ``read_jsonl`` yields every readable record and skips unreadable lines wherever they are, with
@@ -32,6 +33,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.masking import mask
+
 log = logging.getLogger(__name__)
 
 IF_BUSY = ("wait", "stop")
@@ -51,8 +54,12 @@ def _json_line(record: Any) -> bytes:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one record as a line of its own (after a torn tail too), flushed and fsynced."""
-    line = _json_line(record)
+    """Append one record as a line of its own (after a torn tail too), flushed and fsynced, every
+    secret in it masked (``imageedit_r1.masking``)."""
+    _append_line(path, _json_line(mask(record)))
+
+
+def _append_line(path: str | os.PathLike, line: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab+") as handle:
@@ -152,9 +159,10 @@ class JsonlStore:
         return list(self._records.values())
 
     def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
-        record = {self.key_field: key, **{k: v for k, v in record.items() if k != self.key_field}}
+        """Record ``record`` for ``key`` (secrets masked, as ``append_jsonl`` writes it); returns it as stored."""
+        record = mask({self.key_field: key, **{k: v for k, v in record.items() if k != self.key_field}})
         with self._lock:
-            append_jsonl(self.path, record)
+            _append_line(self.path, _json_line(record))
             self._records[key] = record
         return record
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from imageedit_r1.app.service import AppSettings, EditService
 from imageedit_r1.app.uploads import UploadLimits
+from imageedit_r1.cli_common import print_error
 
 
 def demo_config(work: Path, overrides=()):
@@ -62,7 +62,7 @@ def serve(args, auth) -> int:
     try:
         settings = build_settings(args, auth)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     service = EditService(settings)
     title = "ImageEdit-R1 (offline demo)" if args.demo else "ImageEdit-R1"

@@ -16,6 +16,7 @@ from typing import Any
 
 from imageedit_r1.executors import executor_entry
 from imageedit_r1.manifest import ManifestError
+from imageedit_r1.masking import mask
 from imageedit_r1.store import run_lock
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -78,7 +79,7 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
             except (EditFailed, ImageLoadError, ValueError) as exc:
                 failed += 1
                 plan = {**(getattr(exc, "trace", None) or {}), "status": "failed", "error": str(exc)}
-            print(json.dumps({"id": item["id"], **plan}, ensure_ascii=False, default=str))
+            print(json.dumps(mask({"id": item["id"], **plan}), ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
         return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed)

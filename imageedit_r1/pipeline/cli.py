@@ -200,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"overrides must look like key=value, got: {bad}")
 
-    from imageedit_r1.agents.editors import EditorUnavailableError
     from imageedit_r1.images import ImageLoadError, load_image
     from imageedit_r1.pipeline.batch import ManifestError, read_manifest, run_batch
     from imageedit_r1.pipeline.core import ImageEditR1
@@ -231,12 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImageLoadError, ManifestError, RunBusy) as exc:
         print_error(exc)
         return 2
-    except EditorUnavailableError as exc:
-        print(f"error: the editor cannot run here: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:
-        if is_unavailable(exc):
-            print(f"error: cannot run: {exc}", file=sys.stderr)
+        if is_unavailable(exc):  # missing weights, key or package, of any part (its message names which)
+            print_error(f"cannot run here: {exc}")
             return 2
         raise
 
@@ -250,7 +246,7 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         except EditFailed as exc:
             if as_json:
                 print(json.dumps(exc.trace, indent=2, ensure_ascii=False, default=str))
-            print(f"error: {exc}", file=sys.stderr)
+            print_error(exc)
             return 1
         if as_json:
             print(json.dumps(plan, indent=2, ensure_ascii=False, default=str))
@@ -261,7 +257,7 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         result = pipeline(image, request)
     except EditFailed as exc:
         write_trace(trace_path_for(out), exc.trace)
-        print(f"error: {exc} (trace: {trace_path_for(out)})", file=sys.stderr)
+        print_error(f"{exc} (trace: {trace_path_for(out)})")
         return 1
     written = write_edit(result.image, result.trace, out)
     print_summary(result.trace, written, trace_path_for(out))

@@ -41,6 +41,8 @@ DEFAULT_AGENT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 def reasks_from_asks(asks: Any) -> int:
     """An old count of asks in all (the first included) as a count of re-asks."""
+    if int(asks) < 1:
+        raise ValueError("it counts the asks in all, the first included: at least 1")
     return int(asks) - 1
 
 
@@ -75,7 +77,10 @@ class EndpointConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     renamed_keys: ClassVar[dict[str, str | Rename]] = {"retry_attempts": "retry.attempts"}
-    renamed_values: ClassVar[dict[str, dict[Any, Any]]] = {"backend": {"openai-compatible": "openai"}}
+    # An OpenAI-compatible server is backend openai with its base_url; without one, the old spelling
+    # would send requests (and images) to OpenAI itself, so it is an error instead.
+    renamed_values: ClassVar[dict[str, dict[Any, Any]]] = {
+        "backend": {"openai-compatible": Rename("openai", requires="base_url")}}
 
     def role_options(self) -> dict[str, Any]:
         """Backend options this role sets by default (the config's ``options`` override them)."""

@@ -280,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON output, validated and mapped onto the action taxonomy. Results are appended to --out, which is also "
         "the cache: a re-run sends requests only for what is missing. Settings are key=value overrides of the "
         "label config (see --print-config), e.g. teacher.model=gpt-4.1 teacher.backend=gemini "
-        "teacher.base_url=http://localhost:8000/v1 concurrency=16 prices.my-model.input_per_mtok=0.5. API keys come from "
-        "the environment only (OPENAI_API_KEY, GEMINI_API_KEY or teacher.api_key_env).",
+        "teacher.base_url=http://localhost:8000/v1 concurrency=16 'prices[gpt-5.1].input_per_mtok=1.25' (a model name "
+        "with dots goes in brackets). API keys come from the environment only (OPENAI_API_KEY, GEMINI_API_KEY or "
+        "teacher.api_key_env).",
     )
     _add_source_options(label, required=False)
     label.add_argument("--out", help="labels JSONL file (appended to; the cache)")

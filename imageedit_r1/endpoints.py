@@ -59,6 +59,34 @@ class RetryConfig:
 
         return RetryPolicy(attempts=self.attempts, base_delay=self.base_delay, max_delay=self.max_delay)
 
+    def problems(self, setting: str) -> list[str]:
+        """What is wrong with these retries, one line each, keys named under ``setting``."""
+        out = []
+        if self.attempts < 1:
+            out.append(f"{setting}.attempts must be >= 1, got {self.attempts}")
+        for name in ("base_delay", "max_delay"):
+            if getattr(self, name) < 0:
+                out.append(f"{setting}.{name} must be >= 0, got {getattr(self, name)}")
+        return out
+
+
+def retry_policy(value: Any, setting: str = "retry"):
+    """The ``RetryPolicy`` that ``value`` describes: a ``RetryConfig``, its fields as a mapping (an
+    editor's ``options.retry`` from YAML, read through the config door: a typo is one line naming
+    the key meant), a ``RetryPolicy`` as is, or None (the defaults). ``ValueError`` names ``setting``."""
+    from imageedit_r1.config import load_config
+    from imageedit_r1.retry import RetryPolicy
+
+    if value is None:
+        return RetryPolicy()
+    if isinstance(value, RetryPolicy):
+        return value
+    config = value if isinstance(value, RetryConfig) else load_config(RetryConfig, data=dict(value), where=setting)
+    problems = config.problems(setting)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return config.policy()
+
 
 @dataclass
 class EndpointConfig:
@@ -88,9 +116,7 @@ class EndpointConfig:
 
     def problems(self, setting: str) -> list[str]:
         """What is wrong with these settings, one line each, keys named under ``setting``."""
-        out = []
-        if self.retry.attempts < 1:
-            out.append(f"{setting}.retry.attempts must be >= 1, got {self.retry.attempts}")
+        out = self.retry.problems(f"{setting}.retry")
         if self.reasks < 0:
             out.append(f"{setting}.reasks must be >= 0 (0: ask once), got {self.reasks}")
         if self.timeout <= 0:

@@ -203,3 +203,24 @@ def test_the_offline_demo_runs_all_three_agents_and_says_its_output_is_noise(tmp
     assert trace["raw_outputs"]["decompose"] and trace["raw_outputs"]["sequence"]
     assert {f["stage"] for f in trace["fallbacks"]} <= {"decompose", "sequence"}
     assert trace["sub_requests"] and trace["seconds"]["edit"] > 0
+
+
+@pytest.mark.parametrize(("override", "line"), [
+    ("editor.options.retry.atempts=2", "error: editor.options.retry: unknown config key 'atempts' (did you mean 'attempts'?)"),
+    ("editor.options.retry.attempts=0", "error: editor.options.retry.attempts must be >= 1, got 0"),
+])
+def test_a_bad_editor_retry_stops_before_any_agent_or_editor_call(tmp_path, monkeypatch, capsys, override, line):
+    from imageedit_r1.testing.__main__ import reply_in_kind
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-retry-options")
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
+    with fake_openai_server(lambda body: reply_in_kind(openai_text(body))) as agents, \
+            fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image)) as images:
+        code = main(["--image", str(tmp_path / "in.png"), "--request", "make the coat scarlet", "--out",
+                     str(tmp_path / "o.png"), "--decomposer", "openai:served-r1", "--editor", "openai-image",
+                     f"decomposer.base_url={agents.url}/v1", f"editor.options.base_url={images.url}/v1", override])
+        assert code == 2 and not agents.requests and not images.requests
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")] == [line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

@@ -209,6 +209,17 @@ class TeacherConfig(EndpointConfig):
     }
 
 
+def backend_spellings() -> dict[str, str]:
+    """Every backend name a config or a command line may give -> the backend it reads as: the
+    registered backends, and their old spellings (``EndpointConfig.renamed_values``)."""
+    from imageedit_r1.backends import available_backends
+
+    names = {name: name for name in available_backends()}
+    for old, new in EndpointConfig.renamed_values["backend"].items():
+        names[old] = new.to if isinstance(new, Rename) else new
+    return names
+
+
 def endpoint_options(cfg: EndpointConfig) -> dict[str, Any]:
     """The keyword options ``imageedit_r1.backends.build_backend(cfg.backend, ...)`` gets.
 

@@ -224,3 +224,22 @@ def test_a_bad_editor_retry_stops_before_any_agent_or_editor_call(tmp_path, monk
         assert code == 2 and not agents.requests and not images.requests
     assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")] == [line]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_backend_flags_read_the_backend_names_the_config_takes(tmp_path, capsys):
+    from imageedit_r1.testing.__main__ import reply_in_kind
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
+    plan = ["--image", str(tmp_path / "in.png"), "--request", "make the coat scarlet", "--dry-run"]
+    with fake_openai_server(lambda body: reply_in_kind(openai_text(body))) as agents:
+        # The old spelling of a served model's backend, as in a config file: read as openai with its base_url.
+        assert main([*plan, "--decomposer", "openai-compatible:served-r1", f"decomposer.base_url={agents.url}/v1"]) == 0
+        assert agents.requests and {r.json["model"] for r in agents.requests} == {"served-r1"}
+    assert "decomposer.backend=openai-compatible -> decomposer.backend=openai" in capsys.readouterr().err
+    # Without a base_url it would call OpenAI itself: one line naming the key, for --verify too.
+    for flag, role in (("--decomposer", "decomposer"), ("--verify", "verify.judge")):
+        assert main([*plan, "--mode", "original", flag, "openai-compatible:served-r1"]) == 2
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+        assert line.startswith(f"error: {role}.backend=openai-compatible is the old spelling") and \
+            f"{role}.base_url is not set" in line

@@ -54,11 +54,9 @@ that is taken: never over an existing file), with one line naming it.
 exit status: 0 all edited, 1 some items failed (recorded), 2 cannot run (bad input, missing weights or keys).
 """
 
-BACKENDS = ("openai", "gemini", "transformers", "vllm")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from imageedit_r1.agents.editors import EDITORS
+    from imageedit_r1.backends import available_backends
     from imageedit_r1.pipeline.config import MODES
 
     parser = argparse.ArgumentParser(
@@ -94,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--decomposer",
         metavar="[BACKEND:]MODEL",
         help="decomposition agent: a model (hub id, local checkpoint or served name), optionally prefixed by "
-        f"its backend ({', '.join(BACKENDS)}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
+        f"its backend ({', '.join(available_backends())}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
     )
     setup.add_argument("--seed", type=int, help="base seed (multi-turn step i uses seed + i)")
     setup.add_argument(
@@ -120,16 +118,21 @@ def _overrides_from_flags(args) -> list[str]:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.verify:  # the judge of the verify stage: [BACKEND:]MODEL, like --decomposer
-        backend, model = _split_decomposer(args.verify)
+        backend, model = split_backend(args.verify)
         if backend is not None:
             overrides.append(f"verify.judge.backend={backend}")
         overrides.append(f"verify.judge.model={json.dumps(model)}")
     return overrides
 
 
-def _split_decomposer(spec: str) -> tuple[str | None, str]:
+def split_backend(spec: str) -> tuple[str | None, str]:
+    """``[BACKEND:]MODEL`` -> (the backend as written, or None; the model). A backend is any name
+    the config takes (``endpoints.backend_spellings``: old spellings too, read by the config door
+    like the same key in a file)."""
+    from imageedit_r1.endpoints import backend_spellings
+
     backend, sep, model = spec.partition(":")
-    if sep and backend in BACKENDS:
+    if sep and backend in backend_spellings():
         return backend, model
     return None, spec
 
@@ -144,23 +147,25 @@ def load_cli_config(args):
     from dataclasses import replace
 
     from imageedit_r1.config import apply_overrides
+    from imageedit_r1.endpoints import backend_spellings
     from imageedit_r1.pipeline.config import load_pipeline_config
 
     overrides = [*_overrides_from_flags(args), *args.overrides]
     if not args.decomposer:
         return load_pipeline_config(args.config, overrides)
     config = load_pipeline_config(args.config)
-    backend, model = _split_decomposer(args.decomposer)
+    backend, model = split_backend(args.decomposer)
     agent = config.decomposer
-    if backend is not None and backend != agent.backend:
+    if backend is not None and backend_spellings()[backend] != agent.backend:
         dropped = [name for name, value in (("options", agent.options), ("base_url", agent.base_url),
                                               ("api_key_env", agent.api_key_env)) if value]
         if dropped:
             print(f"note: --decomposer switches the backend from {agent.backend} to {backend}; the config's "
                   f"decomposer {', '.join(dropped)} (for {agent.backend}) are not used", file=sys.stderr)
-        agent = replace(agent, backend=backend, options={}, base_url=None, api_key_env=None)
-    config.decomposer = replace(agent, model=model)
-    return apply_overrides(config, overrides).validate()
+        config.decomposer = replace(agent, options={}, base_url=None, api_key_env=None)
+    # The backend as written, through the config door: an old spelling reads as the config file's would.
+    flags = [*([f"decomposer.backend={backend}"] if backend is not None else []), f"decomposer.model={json.dumps(model)}"]
+    return apply_overrides(config, [*flags, *overrides]).validate()
 
 
 def _check_args(parser, args) -> None:

@@ -175,3 +175,21 @@ def test_two_outputs_of_one_name_in_two_formats_keep_a_trace_each(tmp_path, imag
     for name, request in (("a.png", "invert it"), ("a.jpg", "invert it again")):
         trace = json.loads((tmp_path / f"{name}.trace.json").read_text())
         assert trace["output"]["file"] == name and trace["request"] == request
+
+
+def test_a_batch_rerun_in_another_format_says_the_items_done_earlier_are_kept(tmp_path, images_server, capsys):
+    for index in range(2):
+        Image.new("RGB", (40, 30), (90 * index, 60, 10)).save(tmp_path / f"{index}.png")
+    manifest = tmp_path / "requests.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"item{i}", "image": f"{i}.png", "request": "invert it"}) + "\n"
+                                for i in range(2)))
+    args = ["--manifest", str(manifest), "--out-dir", str(tmp_path / "run"), *openai_editor(images_server)]
+    assert main([*args, "--out-format", "jpg"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # png now: the .jpg items are not edited again, and the run says so
+    out = capsys.readouterr().out
+    assert "0 edited, 2 already done, 0 failed" in out
+    assert ("note: 2 item(s) were finished earlier as another format (item0.jpg, item1.jpg), not .png: they are "
+            "kept as they are; for .png files, write to another --out-dir") in out
+    assert main([*args, "--out-format", "jpeg"]) == 0  # the same format by another name: nothing to say
+    assert "note:" not in capsys.readouterr().out

@@ -243,3 +243,26 @@ def test_backend_flags_read_the_backend_names_the_config_takes(tmp_path, capsys)
         (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
         assert line.startswith(f"error: {role}.backend=openai-compatible is the old spelling") and \
             f"{role}.base_url is not set" in line
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--out-format", "jpg"], "--out-format: for a batch (--manifest) only"),
+    (["--if-busy", "stop"], "--if-busy: for a batch (--manifest) only"),
+    (["--retry-failed"], "--retry-failed: for a batch (--manifest) only"),
+    (["--out-dir", "runs/x"], "--out-dir: for a batch (--manifest) only"),
+    (["--json"], "--json goes with --dry-run"),
+])
+def test_a_flag_the_single_image_run_would_ignore_is_refused(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as info:
+        main(["--image", "x.png", "--request", "r", "--out", str(tmp_path / "o.png"), *flags])
+    assert info.value.code == 2 and f"error: {message}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flags", [["--config", "examples/configs/flux_kontext.yaml"], ["--decomposer", "openai:m"]])
+def test_the_demo_refuses_a_setup_it_would_not_use(tmp_path, capsys, flags):
+    with pytest.raises(SystemExit) as info:
+        main(["--demo", "--out", str(tmp_path / "edited.png"), *flags])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"--demo builds its own tiny models; it does not take {flags[0]}" in err
+    assert not list(tmp_path.iterdir())

@@ -49,17 +49,22 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return items
 
 
-def is_finished(out_dir: Path, item_id: str) -> bool:
-    """The item's trace says ``ok`` and the image it names (``output.file``; ``<id>.png`` in traces
-    that name none) is there."""
+def finished_as(out_dir: Path, item_id: str) -> str | None:
+    """The file name a finished item was asked to be written as (``<id>.jpg``), or None when it is
+    not finished: finished means its trace says ``ok`` and the image it names (``output.file``;
+    ``<id>.png`` in traces that name none) is there."""
     trace_path = out_dir / f"{item_id}.trace.json"
     try:
         trace = json.loads(trace_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return False
+        return None
     output = trace.get("output") if isinstance(trace, dict) else None
-    name = (output.get("file") if isinstance(output, dict) else None) or f"{item_id}.png"
-    return trace.get("status") == "ok" and (out_dir / Path(name).name).exists()
+    output = output if isinstance(output, dict) else {}
+    name = Path(output.get("file") or f"{item_id}.png").name
+    if trace.get("status") != "ok" or not (out_dir / name).exists():
+        return None
+    asked = output.get("not_written")  # written as a PNG because the format asked for could not hold it
+    return str(asked.get("file") or name) if isinstance(asked, dict) else name
 
 
 def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait",
@@ -88,10 +93,15 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
 def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False) -> int:
     from tqdm import tqdm
 
+    from imageedit_r1.images import output_format
     from imageedit_r1.store import JsonlStore
 
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
-    pending = [item for item in items if not is_finished(out_dir, item["id"])]
+    finished = {item["id"]: finished_as(out_dir, item["id"]) for item in items}
+    pending = [item for item in items if finished[item["id"]] is None]
+    # Finished in another format by an earlier run: kept as they are, and said so below.
+    other_format = sorted(name for name in finished.values()
+                          if name and output_format(name) != output_format(f"item{suffix}"))
     held = [] if retry_failed else [item for item in pending if (results.get(item["id"]) or {}).get("retryable") is False]
     todo = [item for item in pending if item not in held]
     counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(pending)}
@@ -131,6 +141,10 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
             editor.close()
     print(f"{counts['ok']} edited, {counts['skipped']} already done, {counts['failed']} failed; "
           f"results in {out_dir / 'results.jsonl'}")
+    if other_format:
+        print(f"note: {len(other_format)} item(s) were finished earlier as another format ({', '.join(other_format[:5])}"
+              f"{', ...' if len(other_format) > 5 else ''}), not {suffix}: they are kept as they are; for {suffix} "
+              "files, write to another --out-dir")
     if held:
         print(f"{len(held)} quarantined earlier, not sent again ({', '.join(item['id'] for item in held[:10])}"
               f"{', ...' if len(held) > 10 else ''}): --retry-failed sends them")

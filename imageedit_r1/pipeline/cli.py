@@ -71,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--out", help="where to write the edited image (its trace goes beside it: <out>.trace.json)")
     inputs.add_argument("--manifest", help="JSONL batch of {id, image, request}")
     inputs.add_argument("--out-dir", help="output folder for --manifest")
-    inputs.add_argument("--out-format", default="png", metavar="EXT",
+    inputs.add_argument("--out-format", metavar="EXT",
                         help="with --manifest: the images' format by extension (png, jpg, webp, tif, ...; default png)")
     inputs.add_argument("--retry-failed", action="store_true",
                         help="with --manifest: also send again items quarantined for killing their Ray replicas")
-    inputs.add_argument("--if-busy", choices=IF_BUSY, default="wait",
+    inputs.add_argument("--if-busy", choices=IF_BUSY,
                         help="when another batch is writing to --out-dir: wait for it, then edit only what it left "
                              "(default), or stop at once")
     inputs.add_argument(
@@ -168,10 +168,23 @@ def load_cli_config(args):
     return apply_overrides(config, [*flags, *overrides]).validate()
 
 
+# Flags of a batch: given without --manifest they would be ignored, so they are refused.
+BATCH_FLAGS = ("out_dir", "out_format", "if_busy", "retry_failed")
+
+
 def _check_args(parser, args) -> None:
+    """Refuse a combination of flags the run would not follow (a flag it would silently ignore)."""
+    if args.json and not args.dry_run:
+        parser.error("--json goes with --dry-run (it prints the full plan instead of the summary)")
+    ignored = [f"--{name.replace('_', '-')}" for name in BATCH_FLAGS if getattr(args, name) and not args.manifest]
+    if ignored:
+        parser.error(f"{', '.join(ignored)}: for a batch (--manifest) only")
     if args.demo:
         if args.manifest:
             parser.error("--demo edits one sample image; it does not take --manifest")
+        own = [flag for flag, value in (("--config", args.config), ("--decomposer", args.decomposer)) if value]
+        if own:
+            parser.error(f"--demo builds its own tiny models; it does not take {' or '.join(own)}")
         return
     single = args.image or args.request or args.out
     if args.manifest and single:
@@ -192,7 +205,7 @@ def check_outputs(args) -> None:
     if args.dry_run:
         return
     if args.manifest:
-        check_output(Path(args.out_dir or ".") / f"item.{args.out_format.lstrip('.')}", "--out-format")
+        check_output(Path(args.out_dir or ".") / f"item.{(args.out_format or 'png').lstrip('.')}", "--out-format")
     elif args.out or args.demo:
         check_output(args.out or "demo_out/edited.png")
 
@@ -228,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = ImageEditR1(config=config)
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run,
-                             if_busy=args.if_busy, out_format=args.out_format, retry_failed=args.retry_failed)
+                             if_busy=args.if_busy or "wait", out_format=args.out_format or "png",
+                             retry_failed=args.retry_failed)
         return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()

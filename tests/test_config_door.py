@@ -154,3 +154,20 @@ def test_a_dict_key_with_dots_is_told_to_take_brackets(capsys):
         data_main(["label", "--help"])
     assert "'prices[gpt-5.1].input_per_mtok=1.25' (a model name with dots goes in brackets)" in " ".join(
         capsys.readouterr().out.split())
+
+
+def test_a_name_the_config_lacks_in_a_selection_flag_is_one_line_exit_2(tmp_path, capsys):
+    from imageedit_r1.eval.__main__ import main as eval_main
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"""
+out_dir: {tmp_path / 'run'}
+benchmarks: [{{name: Mine, source: manifest, manifest: m.jsonl}}]
+methods: [{{name: orig, kind: original, editor: nano-banana}}]
+judges: [{{name: Fake, backend: openai, model: fake-judge, base_url: "http://127.0.0.1:9/v1"}}]
+""")
+    assert eval_main(["run", "--config", str(config), "--estimate", "--judges", "Fak"]) == 2
+    assert capsys.readouterr().err == "error: --judges: no judge named 'Fak' (did you mean 'Fake'?); the config has ['Fake']\n"
+    assert eval_main(["run", "--config", str(config), "--estimate", "--methods", "orig,r1"]) == 2
+    assert capsys.readouterr().err.startswith("error: --methods: no method named 'r1'; the config has ['orig']")
+    assert not (tmp_path / "run").exists()

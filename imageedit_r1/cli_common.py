@@ -1,4 +1,4 @@
-"""What every command line of the project does alike: error lines and Ctrl-C."""
+"""What every command line of the project does alike: error lines (secrets masked) and Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ INTERRUPTED = "interrupted: re-run the same command to resume"
 
 
 def print_error(exc: BaseException | str) -> None:
-    """``error: …`` on stderr, one line per line of the message (a list of problems stays readable)."""
-    lines = str(exc).splitlines() or [type(exc).__name__]
+    """``error: …`` on stderr, one line per line of the message (a list of problems stays readable),
+    every secret masked (``imageedit_r1.masking``): an error may quote a key, a URL with one, a header."""
+    from imageedit_r1.masking import mask_text
+
+    lines = mask_text(str(exc)).splitlines() or [type(exc).__name__]
     for line in lines:
         print(f"error: {line.strip()}" if line.strip() else "", file=sys.stderr)
 

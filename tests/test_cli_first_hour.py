@@ -168,7 +168,7 @@ def test_missing_api_keys_of_every_stage_are_reported_before_the_first_stage(pho
         "or GOOGLE_API_KEY (or decomposer.api_key_env to the variable that holds it)",
         "error: no API key for the openai-image editor: set the environment variable OPENAI_API_KEY "
         "(or editor.options.api_key_env to the variable that holds it)"]
-    assert not (tmp_path / "o.trace.json").exists()  # no stage ran
+    assert not (tmp_path / "o.png.trace.json").exists()  # no stage ran
 
     from tests.eval_fixtures import make_benchmark
 
@@ -407,8 +407,8 @@ def test_eval_methods_take_pipeline_keys_and_per_method_overrides(tmp_path, offl
     code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r1.on_sequence_failur=template",
                                 env=offline_env)
     assert code == 2
-    assert err.strip() == ("error: method 'r1': unknown config key 'on_sequence_failur' "
-                           "(did you mean 'on_sequence_failure'?)")
+    assert err.strip() == ("error: unknown config key 'methods.r1.on_sequence_failur' "
+                           "(did you mean 'methods.r1.on_sequence_failure'?)")
     code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r2.mode=multi-turn", env=offline_env)
     assert code == 2
     assert err.strip() == ("error: override 'methods.r2.mode=multi-turn': no method named 'r2'; have ['r1']; "

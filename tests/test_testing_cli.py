@@ -120,7 +120,7 @@ def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offlin
         stop(proc)
     assert run.returncode == 0, run.stderr
     assert "1. Recolor the coat to scarlet" in run.stdout
-    trace = json.loads((tmp_path / "out.trace.json").read_text())
+    trace = json.loads((tmp_path / "out.png.trace.json").read_text())
     assert trace["status"] == "ok" and trace["decomposition"]["actions"] == ["Recoloring"]
     assert Image.open(tmp_path / "out.png").size == (48, 32)
 

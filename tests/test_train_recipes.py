@@ -245,6 +245,32 @@ def test_verl_recipe_composes_with_verls_config_and_passes_its_validation(verl_f
         preflight.compose_verl_config(overrides + ["actor_rollout_ref.rollout.temprature=0.7"])
 
 
+VERL_CPU_PYTHON = ROOT / ".venv-verl" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gpus", [
+    pytest.param("8", marks=verl_needed),
+    pytest.param("0", marks=pytest.mark.skipif(not VERL_CPU_PYTHON.exists(), reason="needs .venv-verl")),
+])
+def test_the_verl_recipe_sets_each_key_once_for_the_run_it_is(verl_files, tmp_path, gpus):
+    """A dry run prints the command as verl gets it: a key given twice (a GPU value, then the CPU's)
+    reads as two settings; each is given once, with the value for this run."""
+    train, val = verl_files
+    env = {"TRAIN_FILES": str(train), "VAL_FILES": str(val), "N_GPUS_PER_NODE": gpus,
+           "CHECKPOINT_DIR": str(tmp_path / "ck")}
+    if gpus == "0":
+        env["PYTHON"] = str(VERL_CPU_PYTHON)
+    result = run_recipe(VERL_RECIPE, "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = [arg.split("=", 1)[0].lstrip("+") for arg in printed_command(result.stdout)[3:] if "=" in arg]
+    assert sorted({key for key in keys if keys.count(key) > 1}) == []
+    overrides = overrides_of(printed_command(result.stdout))
+    cpu = gpus == "0"
+    assert overrides["actor_rollout_ref.rollout.tensor_model_parallel_size"] == ("1" if cpu else "2")
+    assert overrides["actor_rollout_ref.model.use_remove_padding"] == ("false" if cpu else "true")
+
+
 # ---------------------------------------------------------------- multi-node launchers
 
 

@@ -34,16 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# A dataset's missing column and a manifest's missing field are one error, defined with the manifests.
+from imageedit_r1.manifest import MissingColumnError  # noqa: F401
+
 
 class DataSourceError(RuntimeError):
     """A dataset location could not be opened or read."""
-
-
-class MissingColumnError(KeyError):
-    """A column the loader needs is absent; the message names it and lists those present."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0])
 
 
 # (column, wanted): rows whose value in ``column`` fails ``wanted`` are not needed in full.

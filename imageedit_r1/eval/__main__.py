@@ -27,12 +27,18 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _select(items, names: list[str] | None, what: str):
+    """The items ``--methods`` / ``--benchmarks`` / ``--judges`` name; a name the config lacks is a
+    one-line error (exit status 2) with the name probably meant."""
+    from imageedit_r1.config import ConfigError, did_you_mean
+
     if not names:
         return items
-    known = {item.name for item in items}
+    known = sorted({item.name for item in items})
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise SystemExit(f"unknown {what} {unknown}; the config has {sorted(known)}")
+        guesses = [f"{name!r}" + (f" (did you mean {hint!r}?)" if (hint := did_you_mean(name, known)) else "")
+                   for name in unknown]
+        raise ConfigError(f"--{what}: no {what.removesuffix('s')} named {', '.join(guesses)}; the config has {known}")
     return [item for item in items if item.name in names]
 
 

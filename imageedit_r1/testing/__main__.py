@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from imageedit_r1.cli_common import print_error
+
 MODELS = {
     "qwen25vl": ("tiny-qwen25vl", "a tiny Qwen2.5-VL (decomposition / sequencing agents, teacher)"),
     "flux-kontext": ("tiny-flux-kontext", "a tiny FluxKontextPipeline (editor flux-kontext)"),
@@ -108,7 +110,7 @@ def cmd_serve(args) -> int:
     try:
         server.start()
     except OSError as exc:
-        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print_error(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}")
         return 2
     base = f"{server.url}/v1" if args.api == "openai" else server.url
     script = (f"{len(replies)} scripted replies; the last repeats" if replies else
@@ -156,8 +158,7 @@ def cmd_config(args) -> int:
     models = Path(args.models)
     flux = models / MODELS["flux-kontext"][0]
     if not flux.is_dir():
-        print(f"error: no tiny editor in {flux}: run `python -m imageedit_r1.testing build --out {models}` first",
-              file=sys.stderr)
+        print_error(f"no tiny editor in {flux}: run `python -m imageedit_r1.testing build --out {models}` first")
         return 2
     sys.stdout.write(offline_config(models, args.port, args.api, args.model))
     return 0
@@ -214,12 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         unknown = [m for m in args.models if m not in MODELS]
         if unknown:
-            print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODELS)}", file=sys.stderr)
+            print_error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
             return 2
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
 
 

@@ -26,6 +26,7 @@ from imageedit_r1.agents.editors.api_common import HostedEditor, api_key_from_en
 from imageedit_r1.agents.editors.base import EditorError, EditorUnavailableError, fit_to_size, unletterbox
 from imageedit_r1.agents.editors.openai_sizes import size_rule
 from imageedit_r1.backends.sdk_errors import classify_openai_error
+from imageedit_r1.endpoints import RetryConfig
 from imageedit_r1.images import shrink_to_pixels, to_png_bytes
 from imageedit_r1.retry import RetryPolicy, call_with_retries
 
@@ -43,7 +44,7 @@ class OpenAIImageEditor(HostedEditor):
         api_key_env: str | list[str] = "OPENAI_API_KEY",
         base_url: str | None = None,
         timeout: float = 300.0,
-        retry: RetryPolicy | dict | None = None,
+        retry: RetryConfig | RetryPolicy | dict | None = None,
         size: str = "match",
         area: int = 1024 * 1024,
         quality: str | None = None,

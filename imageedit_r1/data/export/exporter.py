@@ -71,10 +71,6 @@ class ExportStats:
     def total(self) -> int:
         return sum(self.rows.values())
 
-    @property
-    def dropped_count(self) -> int:
-        return sum(len(ids) for ids in self.dropped.values())
-
 
 class Exporter:
     """Writes ``ExportItem`` rows to every requested format at once, splitting train/val."""

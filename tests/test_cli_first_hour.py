@@ -246,20 +246,20 @@ def assert_one_interrupt_line(code: int, err: str, seconds: float) -> None:
     assert [line for line in err.splitlines() if line.strip()][-1] == "interrupted: re-run the same command to resume"
 
 
-def test_ctrl_c_in_a_pipeline_batch_prints_one_line_and_exits_130(tmp_path, offline_env):
+def test_ctrl_c_in_a_pipeline_batch_prints_one_line_and_exits_130(tmp_path, offline_env, processes):
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     ready = _blocking_image(tmp_path / "b.png")
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "image": "a.png", "request": "make it red"}) + "\n"
                                       + json.dumps({"id": "b", "image": "b.png", "request": "make it blue"}) + "\n")
     env = {**offline_env, "GEMINI_API_KEY": "k"}
-    proc = subprocess.Popen([PYTHON, "-m", "imageedit_r1.pipeline", "--manifest", tmp_path / "m.jsonl",
-                             "--out-dir", tmp_path / "run", "--mode", "original", "--editor", "nano-banana",
-                             "editor.options.base_url=http://127.0.0.1:9", "editor.options.retry={attempts: 1}"],
-                            env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = processes.start([PYTHON, "-m", "imageedit_r1.pipeline", "--manifest", tmp_path / "m.jsonl",
+                            "--out-dir", tmp_path / "run", "--mode", "original", "--editor", "nano-banana",
+                            "editor.options.base_url=http://127.0.0.1:9", "editor.options.retry={attempts: 1}"],
+                           env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert_one_interrupt_line(*_interrupt_when(proc, ready))
 
 
-def test_ctrl_c_in_eval_run_prints_one_line_and_exits_130(tmp_path, offline_env):
+def test_ctrl_c_in_eval_run_prints_one_line_and_exits_130(tmp_path, offline_env, processes):
     from tests.eval_fixtures import make_benchmark
 
     bench = make_benchmark(tmp_path, "A", 3)
@@ -272,8 +272,8 @@ def test_ctrl_c_in_eval_run_prints_one_line_and_exits_130(tmp_path, offline_env)
         "judges": [{"name": "J", "backend": "openai-compatible", "model": "m", "base_url": "http://127.0.0.1:9/v1"}],
     }))
     env = {**offline_env, "SLOW_EDIT_MARKER": str(marker)}
-    proc = subprocess.Popen([PYTHON, "-m", "imageedit_r1.eval", "run", "--config", config, "--stage", "edit"],
-                            env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = processes.start([PYTHON, "-m", "imageedit_r1.eval", "run", "--config", config, "--stage", "edit"],
+                           env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert_one_interrupt_line(*_interrupt_when(proc, marker.exists))
 
 
@@ -284,7 +284,7 @@ def slow_edit(image, request, *, seed=0, sample=None):
     return image
 
 
-def test_ctrl_c_in_data_export_prints_one_line_and_exits_130(tmp_path, offline_env):
+def test_ctrl_c_in_data_export_prints_one_line_and_exits_130(tmp_path, offline_env, processes):
     folder = tmp_path / "src"
     folder.mkdir()
     ready = _blocking_image(folder / "a.png")
@@ -292,9 +292,10 @@ def test_ctrl_c_in_data_export_prints_one_line_and_exits_130(tmp_path, offline_e
     labels = tmp_path / "labels.jsonl"
     labels.write_text(json.dumps({"id": "a", "sample_key": "k", "status": "ok", "model": "t",
                                   "ground_truth": "{}"}) + "\n")
-    proc = subprocess.Popen([PYTHON, "-m", "imageedit_r1.data", "export", "--source", f"manifest:{folder / 'm.jsonl'}",
-                             "--labels", labels, "--out", tmp_path / "out", "--no-leakage-guard"],
-                            env=offline_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = processes.start([PYTHON, "-m", "imageedit_r1.data", "export", "--source",
+                            f"manifest:{folder / 'm.jsonl'}", "--labels", labels, "--out", tmp_path / "out",
+                            "--no-leakage-guard"],
+                           env=offline_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert_one_interrupt_line(*_interrupt_when(proc, ready))
 
 

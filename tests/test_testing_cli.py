@@ -28,9 +28,9 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "imageedit_r1.testing", "serve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
+def start_server(processes, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = processes.start([sys.executable, "-m", "imageedit_r1.testing", "serve", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
     line = proc.stdout.readline()
     assert line.startswith("fake "), proc.stderr.read() if proc.poll() is not None else line
     return proc, line
@@ -43,11 +43,11 @@ def stop(proc: subprocess.Popen) -> str:
     return err
 
 
-def test_serve_answers_the_real_openai_client_with_the_scripted_replies_in_order(tmp_path):
+def test_serve_answers_the_real_openai_client_with_the_scripted_replies_in_order(tmp_path, processes):
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps(["first answer", {"sub_requests": ["Recolor the coat"]}]))
     port = free_port()
-    proc, line = start_server("--api", "openai", "--port", str(port), "--replies", str(replies), "--model", "m1")
+    proc, line = start_server(processes, "--api", "openai", "--port", str(port), "--replies", str(replies), "--model", "m1")
     try:
         assert f"http://127.0.0.1:{port}/v1" in line
         import openai
@@ -61,11 +61,11 @@ def test_serve_answers_the_real_openai_client_with_the_scripted_replies_in_order
         assert "stopped after 3 request(s)" in stop(proc)
 
 
-def test_serve_answers_the_real_gemini_client(tmp_path):
+def test_serve_answers_the_real_gemini_client(tmp_path, processes):
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps(["hello from the fake"]))
     port = free_port()
-    proc, _ = start_server("--api", "gemini", "--port", str(port), "--replies", str(replies))
+    proc, _ = start_server(processes, "--api", "gemini", "--port", str(port), "--replies", str(replies))
     try:
         from google import genai
         from google.genai import types
@@ -92,7 +92,7 @@ def test_serve_refuses_a_bad_replies_file_and_a_busy_port(tmp_path):
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
-def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offline(tmp_path):
+def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offline(tmp_path, processes):
     parent = tmp_path / "parent"
     parent.mkdir()
     models = parent / "models"
@@ -110,7 +110,7 @@ def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offlin
     assert config.returncode == 0, config.stderr
     (tmp_path / "offline.yaml").write_text(config.stdout)
     Image.new("RGB", (48, 32), (200, 30, 30)).save(tmp_path / "in.png")
-    proc, _ = start_server("--port", str(port))
+    proc, _ = start_server(processes, "--port", str(port))
     try:
         run = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--config", str(tmp_path / "offline.yaml"),
                               "--image", str(tmp_path / "in.png"), "--request", "Change the coat to scarlet",
@@ -125,7 +125,7 @@ def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offlin
     assert Image.open(tmp_path / "out.png").size == (48, 32)
 
 
-def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_judges_score(tmp_path):
+def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_judges_score(tmp_path, processes):
     """Without --replies the server reads the prompt: a second pipeline run, a verifier, an eval judge
     and a teacher each get an answer of their own kind, which the project's own parsers read."""
     from imageedit_r1.agents.judge import judge_prompt, parse_judgment
@@ -139,7 +139,7 @@ def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_ju
     from imageedit_r1.prompts import render_prompt
 
     port = free_port()
-    proc, line = start_server("--port", str(port))
+    proc, line = start_server(processes, "--port", str(port))
     try:
         import openai
 

@@ -49,6 +49,7 @@ psutil = pytest.importorskip("psutil")
 pytest.importorskip("transformers")
 
 from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image  # noqa: E402
+from tests.processes import Processes  # noqa: E402
 
 # (id, drawing, size): every request has its own length, so no two prompts have the same token count.
 SCENES = [
@@ -81,15 +82,17 @@ def _free_port() -> int:
 def _label(manifest: Path, labels: Path) -> None:
     """``data label`` against the offline teacher stand-in on a loopback port."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "imageedit_r1.testing", "serve", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    children = Processes()
+    server = children.start([sys.executable, "-m", "imageedit_r1.testing", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
     try:
         assert server.stdout.readline().startswith("fake openai server"), server.stderr.read()
         _cli("imageedit_r1.data", "label", "--source", f"manifest:{manifest}", "--out", str(labels),
              f"teacher.base_url=http://127.0.0.1:{port}/v1", "teacher.model=fake-model")
-    finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
+    finally:
+        children.stop_all()
 
 
 def _eval_subsets(folder: Path) -> Path:

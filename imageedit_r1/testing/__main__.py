@@ -113,8 +113,8 @@ def cmd_serve(args) -> int:
     base = f"{server.url}/v1" if args.api == "openai" else server.url
     script = (f"{len(replies)} scripted replies; the last repeats" if replies else
               "answering each decomposition, sequencing, judge, verifier or teacher prompt in kind")
-    print(f"fake {args.api} server on {base} (model {args.model!r}, {script}). Ctrl-C stops it.", flush=True)
-    try:
+    try:  # from the line that says Ctrl-C stops it on, Ctrl-C stops it
+        print(f"fake {args.api} server on {base} (model {args.model!r}, {script}). Ctrl-C stops it.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -22,24 +22,20 @@ RECIPE = ROOT / "recipes" / "run_grpo_qwen25vl_trl.sh"
 CONFIG = ROOT / "recipes" / "configs" / "grpo_qwen25vl_trl.yaml"
 
 
-TRL_ROW = {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Change the coat to red"}]}],
-           "images": [{"bytes": b"", "path": "a.png"}], "ground_truth": "{}", "data_source": "d", "id": "a"}
-
-
 @pytest.fixture()
 def trl_files(tmp_path):
-    """Parquet files with the TRL export's schema: one batch of 32 prompts to train on, 4 held out, and an
-    (empty) EasyR1 file. The preflight reads the schema and the row count only."""
+    """Parquet files with the TRL export's schema: one batch of 32 prompts to train on, 5 rows, 4 held out,
+    and an (empty) EasyR1 file. The preflight reads the schema and the row count only."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imageedit_r1.data.export import easyr1, trl
+    from imageedit_r1.data.export import easyr1
+    from tests.trl_fixtures import write_trl_rows
 
-    paths = {}
-    for name, features, rows in (("train", trl.features(), 32), ("short", trl.features(), 5),
-                                 ("val", trl.features(), 4), ("easyr1", easyr1.features(), 0)):
-        paths[name] = tmp_path / f"{name}.parquet"
-        pq.write_table(pa.Table.from_pylist([TRL_ROW] * rows, schema=features.arrow_schema), paths[name])
+    paths = {name: write_trl_rows(tmp_path / f"{name}.parquet", rows)
+             for name, rows in (("train", 32), ("short", 5), ("val", 4))}
+    paths["easyr1"] = tmp_path / "easyr1.parquet"
+    pq.write_table(pa.Table.from_pylist([], schema=easyr1.features().arrow_schema), paths["easyr1"])
     return paths
 
 

@@ -205,6 +205,27 @@ def test_decomposer_flag_switches_backend_over_a_config_written_for_another(phot
                                 "connection failed: Connection error."]
 
 
+def test_editor_flag_switches_the_editor_over_a_config_written_for_another(photo, tmp_path, offline_env):
+    """--editor openai-image on the flux-kontext example: its options are dropped with a note, and the
+    editor's base_url to a local server needs no provider key (none is set here)."""
+    from PIL import ImageOps
+
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+
+    with fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image)) as server:
+        code, out, err, _ = run_cli(
+            "imageedit_r1.pipeline", "--config", ROOT / "examples" / "configs" / "flux_kontext.yaml",
+            "--editor", "openai-image", "--mode", "original", "--image", photo, "--request", "make it red",
+            "--out", tmp_path / "out.png", f"editor.options.base_url={server.url}/v1", env=offline_env)
+    assert code == 0, err
+    assert ("note: --editor switches the editor from flux-kontext to openai-image; the config's editor options "
+            "(for flux-kontext) are not used") in err
+    assert "unknown config key" not in err and error_lines(err) == []
+    (edit,) = server.requests_to("/v1/images/edits")
+    assert edit.multipart()["prompt"][0].text == "make it red"
+    assert Image.open(tmp_path / "out.png").size == (96, 64)
+
+
 # ----------------------------------------------------------------------------- 2. Ctrl-C
 
 

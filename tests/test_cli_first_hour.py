@@ -226,6 +226,35 @@ def test_editor_flag_switches_the_editor_over_a_config_written_for_another(photo
     assert Image.open(tmp_path / "out.png").size == (96, 64)
 
 
+@pytest.mark.parametrize("flag", ["-q", "--no-progress"])
+def test_data_label_takes_the_quiet_flag_after_the_subcommand_as_eval_run_does(tmp_path, offline_env, flag):
+    from imageedit_r1.testing.fake_servers import fake_openai_server
+    from tests.data_fixtures import write_manifest
+
+    manifest = write_manifest(tmp_path / "m", ["rgb", "rgb"])
+    reply = json.dumps({"rationale": "a recolouring", "actions": ["Recoloring"], "subjects": ["sky"], "goals": ["red"]})
+    with fake_openai_server(lambda body: reply) as server:
+        code, out, err, _ = run_cli("imageedit_r1.data", "label", "--source", f"manifest:{manifest}", "--out",
+                                    tmp_path / "labels.jsonl", f"teacher.base_url={server.url}/v1", flag,
+                                    env={**offline_env, "TQDM_DISABLE": ""})
+    assert code == 0, err
+    assert "samples: 2 = 0 from cache + 2 labelled now + 0 failed" in out
+    assert "samples/s" not in err and "labelling with" not in err  # no progress bar
+
+
+def test_data_subsets_offline_checks_the_hub_once_and_stops_at_once(tmp_path, offline_env):
+    env = {k: v for k, v in offline_env.items() if k not in ("HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code, out, err, seconds = run_cli("imageedit_r1.data", "subsets", "--out", tmp_path / "subsets",
+                                      env={**env, "HF_DATASETS_CACHE": str(tmp_path / "ds-cache")})
+    assert code == 2, err
+    assert seconds < 15  # it used to spend 26 s in the hub client's retries
+    (line,) = error_lines(err)
+    assert line.startswith("error: could not open dataset PSRDataset/PSR-328 (split test): "
+                           f"{offline_env['HF_ENDPOINT']} cannot be reached. Pass a local copy instead")
+    assert "HF_DATASETS_OFFLINE=1" in line and "Traceback" not in err
+    assert not (tmp_path / "subsets").exists()
+
+
 # ----------------------------------------------------------------------------- 2. Ctrl-C
 
 
@@ -375,6 +404,14 @@ def test_export_counts_every_sample_left_out(tmp_path, offline_env):
     assert code == 1
     assert "unlabelled (no ok label, not exported): 3" in out
     assert error_lines(err)[-1].startswith("error: nothing was exported")
+    assert not (tmp_path / "out2").exists() and "wrote" not in out  # no empty trainer files, no manifest
+
+    # Exporting nothing over an earlier export leaves it whole.
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    code, out, err, _ = run_cli("imageedit_r1.data", "-q", "export", "--source", f"manifest:{manifest}",
+                                "--labels", empty, "--out", tmp_path / "out", "--no-leakage-guard", env=offline_env)
+    assert code == 1
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
 
 
 # ----------------------------------------------------------------------------- 7. the trace gives the details

@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("folder")
     chk.add_argument("--device", default="auto")
     chk.set_defaults(func=run_check)
+    from imageedit_r1.cli_common import add_common_flags
+
+    add_common_flags(parser, sub)
     return parser
 
 

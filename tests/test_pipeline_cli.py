@@ -99,9 +99,9 @@ def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path, proces
 
 def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsys):
     from imageedit_r1.pipeline import AgentConfig, EditorConfig, ImageEditR1, PipelineConfig
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     key = "llm-test-SECRET-agent-key-4242"  # kept in a variable whose name says nothing of a key
     monkeypatch.setenv("LLM_SK", key)

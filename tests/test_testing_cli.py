@@ -113,21 +113,32 @@ def test_build_writes_only_inside_its_folder_and_config_runs_the_pipeline_offlin
     proc, _ = start_server(processes, "--port", str(port))
     try:
         run = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--config", str(tmp_path / "offline.yaml"),
-                              "--image", str(tmp_path / "in.png"), "--request", "Change the coat to scarlet",
-                              "--out", str(tmp_path / "out.png")], capture_output=True, text=True, env=env(),
-                             timeout=600)
+                              "--image", str(tmp_path / "in.png"), "--request",
+                              "Remove the car and recolor the coat to scarlet", "--out", str(tmp_path / "out.png")],
+                             capture_output=True, text=True, env=env(), timeout=600)
     finally:
         stop(proc)
     assert run.returncode == 0, run.stderr
-    assert "1. Recolor the coat to scarlet" in run.stdout
+    assert "1. Remove the car" in run.stdout and "2. Recolor the coat to scarlet" in run.stdout  # a two-step plan
     trace = json.loads((tmp_path / "out.trace.json").read_text())
-    assert trace["status"] == "ok" and trace["decomposition"]["actions"] == ["Recoloring"]
+    assert trace["status"] == "ok" and trace["decomposition"]["actions"] == ["Removal", "Recoloring"]
+    assert trace["decomposition"]["subjects"] == ["car", "coat"]
     assert Image.open(tmp_path / "out.png").size == (48, 32)
 
 
-def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_judges_score(tmp_path, processes):
-    """Without --replies the server reads the prompt: a second pipeline run, a verifier, an eval judge
-    and a teacher each get an answer of their own kind, which the project's own parsers read."""
+def _image_part(image: Image.Image) -> dict:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}}
+
+
+def test_serve_by_default_answers_each_agent_from_what_it_is_given(tmp_path, processes):
+    """Without --replies the server reads each prompt and its images: the agents plan the request by
+    rule, the teacher labels it the same way, the judge and the verifiers score what they measure
+    between the two images; a second run gets the same answers."""
     from imageedit_r1.agents.judge import judge_prompt, parse_judgment
     from imageedit_r1.agents.sequencer import parse_sub_requests
     from imageedit_r1.agents.verifier import (
@@ -137,7 +148,11 @@ def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_ju
     )
     from imageedit_r1.decomposition import parse_strict
     from imageedit_r1.prompts import render_prompt
+    from imageedit_r1.sample_images import sample_image
 
+    request = "remove the car and recolor the coat"
+    original = sample_image("portrait", (256, 192))
+    noise = Image.effect_noise((256, 192), 120).convert("RGB")
     port = free_port()
     proc, line = start_server(processes, "--port", str(port))
     try:
@@ -145,23 +160,81 @@ def test_serve_by_default_answers_each_agent_by_its_prompt_so_runs_repeat_and_ju
 
         client = openai.OpenAI(api_key="unused", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
 
-        def ask(prompt: str) -> str:
-            return client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": prompt}]
+        def ask(prompt: str, *images: Image.Image) -> str:
+            content = [{"type": "text", "text": prompt}, *(_image_part(image) for image in images)]
+            return client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": content}]
                                                   ).choices[0].message.content
 
-        decompose = render_prompt("decompose", content="Change the coat to red")
-        sequence = render_prompt("sequence", request="Change the coat to red", actions='["Recoloring"]',
-                                 subjects='["coat"]', goals='["red"]', max_steps=8, as_object=True)
+        decompose = render_prompt("decompose", content=request)
+        sequence = render_prompt("sequence", request=request, actions='["Removal", "Recoloring"]',
+                                 subjects='["car", "coat"]', goals='["car removed", "recolor the coat"]', max_steps=8,
+                                 as_object=True)
         for _ in range(2):  # a second run gets the same answers as the first
-            assert parse_strict(ask(decompose)).actions == ["Recoloring"]
-            assert parse_sub_requests(ask(sequence)) == ["Recolor the coat to scarlet"]
-        assert parse_judgment(ask(judge_prompt("Change the coat to red"))).total >= 8
-        plan = ["Recolor the coat to scarlet", "Brighten the sky"]
-        verdict = parse_table2_verdict(ask(verification_prompt("table2", "Change the coat to red", plan)), plan)
-        assert verdict.score >= 8 and verdict.unmet == []
-        verdict = parse_checklist_verdict(ask(verification_prompt("checklist", "Change the coat to red", plan)), plan)
-        assert verdict.score == 10 and verdict.unmet == []
-        label = json.loads(ask(render_prompt("teacher", request="Change the coat to red", actions=[("Recoloring", "")])))
-        assert label["actions"] == ["Recoloring"] and label["subjects"] and label["goals"]
+            decomposition = parse_strict(ask(decompose, original))
+            assert (decomposition.actions, decomposition.subjects) == (["Removal", "Recoloring"], ["car", "coat"])
+            assert parse_sub_requests(ask(sequence, original)) == ["Remove the car", "Recolor the coat"]
+        label = json.loads(ask(render_prompt("teacher", request="Remove the red car", actions=[("Removal", "")]),
+                               original))
+        assert (label["actions"], label["subjects"]) == (["Removal"], ["red car"])
+
+        prompt = judge_prompt(request)
+        unchanged, noisy = (parse_judgment(ask(prompt, original, edit)) for edit in (original, noise))
+        assert unchanged.total <= 6 and noisy.total <= 6 and unchanged.total != noisy.total
+        plan = ["Remove the car", "Recolor the coat"]
+        assert parse_table2_verdict(ask(verification_prompt("table2", request, plan), original, original),
+                                    plan).unmet == [0, 1]
+        assert parse_checklist_verdict(ask(verification_prompt("checklist", request, plan), original, original),
+                                       plan).unmet == [0, 1]
     finally:
         stop(proc)
+
+
+def test_serve_edits_images_for_the_openai_image_editor_without_a_key(tmp_path, processes):
+    """`--editor openai-image` with the served /v1/images/edits: the real SDK, no OPENAI_API_KEY."""
+    from imageedit_r1.sample_images import sample_image
+
+    sample_image("portrait", (200, 150)).save(tmp_path / "in.png")
+    port = free_port()
+    proc, line = start_server(processes, "--port", str(port))
+    assert "image edits at /v1/images/edits" in line
+    try:
+        run = subprocess.run([sys.executable, "-m", "imageedit_r1.pipeline", "--editor", "openai-image", "--mode",
+                              "original", "--image", str(tmp_path / "in.png"), "--request", "Recolor the coat to blue",
+                              "--out", str(tmp_path / "out.png"), f"editor.options.base_url=http://127.0.0.1:{port}/v1"],
+                             capture_output=True, text=True, env={k: v for k, v in env().items() if k != "OPENAI_API_KEY"},
+                             timeout=300)
+    finally:
+        stop(proc)
+    assert run.returncode == 0, run.stderr
+    before, after = Image.open(tmp_path / "in.png").convert("RGB"), Image.open(tmp_path / "out.png").convert("RGB")
+    assert after.size == before.size
+    middle = after.getpixel((100, 75))
+    assert middle[2] > middle[0] and middle != before.getpixel((100, 75))  # tinted towards blue, in the middle
+
+
+def test_config_eval_makes_an_offline_evaluation_one_command(tmp_path, processes, tiny_flux_kontext):
+    models = tmp_path / "tiny"
+    models.mkdir()
+    (models / "tiny-flux-kontext").symlink_to(tiny_flux_kontext)
+    port = free_port()
+    config = subprocess.run([sys.executable, "-m", "imageedit_r1.testing", "config", "--eval", "--models", str(models),
+                             "--port", str(port)], capture_output=True, text=True, env=env(), timeout=60)
+    assert config.returncode == 0, config.stderr
+    assert (models / "eval-samples" / "manifest.jsonl").is_file()
+    (tmp_path / "offline-eval.yaml").write_text(config.stdout)
+    proc, _ = start_server(processes, "--port", str(port))
+    try:
+        run = subprocess.run([sys.executable, "-m", "imageedit_r1.eval", "run", "--config",
+                              str(tmp_path / "offline-eval.yaml"), "-q"], capture_output=True, text=True,
+                             env={k: v for k, v in env().items() if k != "OPENAI_API_KEY"}, cwd=tmp_path, timeout=900)
+    finally:
+        stop(proc)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "edits:      done 16" in run.stdout and "judgments:  scored 16" in run.stdout
+    results = [json.loads(line) for line in (tmp_path / "runs" / "offline-eval" / "results.jsonl").read_text().splitlines()]
+    totals: dict[str, list[float]] = {}
+    for record in results:
+        totals.setdefault(record["method"], []).append(record["total"])
+    # The judge tells the editors apart: the tiny random editor's noise scores below the stand-in's edits.
+    assert max(totals["tiny-flux-original"]) < min(totals["images-original"])
+    assert set(totals) == {"tiny-flux-original", "tiny-flux-r1", "images-original", "images-r1"}

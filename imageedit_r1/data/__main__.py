@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.cli_common import add_common_flags, interrupted, print_error
 from imageedit_r1.store import IF_BUSY
 
 SOURCE_HELP = (
@@ -266,7 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
         "VLM, export EasyR1 / verl training files, draw evaluation subsets. See docs/data.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     inspect = commands.add_parser("inspect", help="print a few samples of a source (ids, sizes, requests)")
@@ -355,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     subsets.add_argument("--request-field", default="instruction", choices=["instruction", "simplified_instruction"])
     subsets.add_argument("--out", default="subsets", help="output folder (default: subsets)")
     subsets.set_defaults(func=cmd_subsets)
+    add_common_flags(parser, commands)
     return parser
 
 

@@ -138,11 +138,12 @@ def split_backend(spec: str) -> tuple[str | None, str]:
 
 
 def load_cli_config(args):
-    """The config file, then ``--decomposer``, then the other flags and ``key=value`` overrides.
+    """The config file, then ``--decomposer`` and ``--editor``, then the other flags and ``key=value``
+    overrides.
 
-    ``--decomposer BACKEND:MODEL`` that switches to another backend drops the file's
-    ``decomposer.options``, ``base_url`` and ``api_key_env``: they belong to the other backend.
-    Overrides on the command line still apply after it.
+    A switch to another decomposer backend or another editor drops the settings the file gives
+    the old one (``decomposer.options``, ``base_url``, ``api_key_env``; ``editor.options``): they
+    belong to it, and a note says so. Overrides on the command line still apply after it.
     """
     from dataclasses import replace
 
@@ -151,25 +152,36 @@ def load_cli_config(args):
     from imageedit_r1.pipeline.config import load_pipeline_config
 
     overrides = [*_overrides_from_flags(args), *args.overrides]
-    if not args.decomposer:
+    if not args.decomposer and not args.editor:
         return load_pipeline_config(args.config, overrides)
     config = load_pipeline_config(args.config)
-    backend, model = split_backend(args.decomposer)
-    agent = config.decomposer
-    if backend is not None and backend_spellings()[backend] != agent.backend:
-        dropped = [name for name, value in (("options", agent.options), ("base_url", agent.base_url),
-                                              ("api_key_env", agent.api_key_env)) if value]
-        if dropped:
-            print(f"note: --decomposer switches the backend from {agent.backend} to {backend}; the config's "
-                  f"decomposer {', '.join(dropped)} (for {agent.backend}) are not used", file=sys.stderr)
-        config.decomposer = replace(agent, options={}, base_url=None, api_key_env=None)
-    # The backend as written, through the config door: an old spelling reads as the config file's would.
-    flags = [*([f"decomposer.backend={backend}"] if backend is not None else []), f"decomposer.model={json.dumps(model)}"]
+    flags = []
+    if args.decomposer:
+        backend, model = split_backend(args.decomposer)
+        agent = config.decomposer
+        if backend is not None and backend_spellings()[backend] != agent.backend:
+            dropped = [name for name, value in (("options", agent.options), ("base_url", agent.base_url),
+                                                  ("api_key_env", agent.api_key_env)) if value]
+            _note_switch("--decomposer", "backend", agent.backend, backend, "decomposer", dropped)
+            config.decomposer = replace(agent, options={}, base_url=None, api_key_env=None)
+        # The backend as written, through the config door: an old spelling reads as the config file's would.
+        flags += [*([f"decomposer.backend={backend}"] if backend is not None else []),
+                  f"decomposer.model={json.dumps(model)}"]
+    if args.editor and args.editor != config.editor.name:
+        _note_switch("--editor", "editor", config.editor.name, args.editor, "editor",
+                     ["options"] if config.editor.options else [])
+        config.editor = replace(config.editor, name=args.editor, options={})
     return apply_overrides(config, [*flags, *overrides]).validate()
 
 
 # Flags of a batch: given without --manifest they would be ignored, so they are refused.
 BATCH_FLAGS = ("out_dir", "out_format", "if_busy", "retry_failed")
+
+
+def _note_switch(flag: str, what: str, old: str, new: str, section: str, dropped: list[str]) -> None:
+    if dropped:
+        print(f"note: {flag} switches the {what} from {old} to {new}; the config's {section} "
+              f"{', '.join(dropped)} (for {old}) are not used", file=sys.stderr)
 
 
 def _check_args(parser, args) -> None:

@@ -81,10 +81,12 @@ def run_preflight(args: argparse.Namespace) -> int:
     check_devices = not (args.dry_run or args.no_gpu_check)
     if args.trainer == "trl":
         trainer_args, launch = _trl_launch(cmd)
+        _print_dry_run(args, cmd)
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the resolved command only
             report = preflight.check_trl(trainer_args, check_devices=check_devices, **launch)
-        return _finish_preflight(args, cmd, report)
+        return _finish_preflight(args, report)
     overrides = _overrides_from_command(args.trainer, cmd)
+    _print_dry_run(args, cmd)
     from imageedit_r1.train.data_files import trainer_problem
 
     wrong_trainer = trainer_problem(args.trainer)
@@ -105,10 +107,17 @@ def run_preflight(args: argparse.Namespace) -> int:
     except preflight.PreflightError as exc:
         print_error(exc)
         return 2
-    return _finish_preflight(args, cmd, report)
+    return _finish_preflight(args, report)
 
 
-def _finish_preflight(args: argparse.Namespace, cmd: Sequence[str], report) -> int:
+def _print_dry_run(args: argparse.Namespace, cmd: Sequence[str]) -> None:
+    """A dry run shows the command it would launch first, whatever the checks then find."""
+    if args.dry_run:
+        print(f"# {args.trainer}: the command a launch would run (dry run; GPUs not checked):")
+        print(_format_command(cmd, flags=args.trainer == "trl"), flush=True)
+
+
+def _finish_preflight(args: argparse.Namespace, report) -> int:
     from imageedit_r1.train import preflight
 
     try:
@@ -119,8 +128,7 @@ def _finish_preflight(args: argparse.Namespace, cmd: Sequence[str], report) -> i
     for note in report.notes:
         print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
     if args.dry_run:
-        print(f"# {args.trainer} launch checked (dry run; GPUs not checked). Resolved command:")
-        print(_format_command(cmd, flags=args.trainer == "trl"))
+        print(f"# {args.trainer} launch checked: no problem found")
     return 0
 
 
@@ -213,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the visible GPU count.",
     )
     pre.add_argument("trainer", choices=sorted(_TRAINER_MODULES), help="which trainer the command runs")
-    pre.add_argument("--dry-run", action="store_true", help="print the resolved command; skip the GPU check")
+    pre.add_argument("--dry-run", action="store_true",
+                     help="print the command first, then check it (GPUs not counted); exit 2 when a check fails")
     pre.add_argument("--no-gpu-check", action="store_true", help="do not count visible GPUs")
     pre.set_defaults(func=run_preflight)
     pre.epilog = (
@@ -290,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("folder")
     chk.add_argument("--device", default="auto")
     chk.set_defaults(func=run_check)
+    from imageedit_r1.cli_common import add_common_flags
+
+    add_common_flags(parser, sub)
     return parser
 
 

@@ -16,7 +16,13 @@ from imageedit_r1.retry import RetryPolicy
 
 class HostedEditor(BaseEditor):
     """Connection settings every hosted editor takes; the SDK client is built on first use. ``retry``
-    is an endpoint's ``RetryConfig`` (or its fields as a mapping, or a ``RetryPolicy``)."""
+    is an endpoint's ``RetryConfig`` (or its fields as a mapping, or a ``RetryPolicy``).
+
+    ``key_optional_with_base_url``: a ``base_url`` then names a server of the same API (a local
+    stand-in, a self-hosted gateway) that may need no key; a key in the environment is still sent.
+    """
+
+    key_optional_with_base_url = False
 
     def __init__(
         self,
@@ -36,9 +42,12 @@ class HostedEditor(BaseEditor):
         self._secrets: list[str | None] = []
 
 
-def api_key_from_env(names: list[str] | tuple[str, ...], service: str) -> str:
-    """The first non-empty variable among ``names``; keys are read from the environment only."""
+def api_key_from_env(names: list[str] | tuple[str, ...], service: str, *, optional: bool = False) -> str | None:
+    """The first non-empty variable among ``names``; keys are read from the environment only.
+    ``optional``: None when none is set, instead of an error."""
     key = _first_key_in_env(names, required=False, service=service)
+    if key is None and optional:
+        return None
     if key is None:
         raise EditorUnavailableError(
             f"no API key for {service}: set the environment variable {' or '.join(names)} "

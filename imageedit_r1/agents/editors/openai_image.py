@@ -36,6 +36,7 @@ AUTO_MAX_UPLOAD_PIXELS = 8_294_400  # gpt-image-2's largest output (3840x2160)
 
 class OpenAIImageEditor(HostedEditor):
     name = "openai-image"
+    key_optional_with_base_url = True
 
     def __init__(
         self,
@@ -75,10 +76,12 @@ class OpenAIImageEditor(HostedEditor):
                 import openai
             except ImportError as exc:
                 raise EditorUnavailableError("openai is not installed: pip install 'imageedit-r1[api]'") from exc
-            key = api_key_from_env(self.api_key_env, "OpenAI images")
+            key = api_key_from_env(self.api_key_env, "OpenAI images",
+                                   optional=bool(self.base_url) and self.key_optional_with_base_url)
             self._secrets = [key]
-            # The SDK's own retries are off: one bounded policy (ours) decides.
-            self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+            # The SDK's own retries are off: one bounded policy (ours) decides. It wants a non-empty key.
+            self._client = openai.OpenAI(api_key=key or "EMPTY", base_url=self.base_url, timeout=self.timeout,
+                                         max_retries=0)
         return self._client
 
     def _request_size(self, image: Image.Image) -> tuple[Image.Image, tuple, str]:

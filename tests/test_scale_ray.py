@@ -184,7 +184,7 @@ def test_in_flight_items_per_replica_are_bounded(cluster):
     assert pool.concurrency == 4 and pool.in_flight == [0, 0]
 
 
-def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster, tmp_path):
+def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster, tmp_path, processes):
     bench = make_benchmark(tmp_path, "drv", 14)
     config = tmp_path / "eval.yaml"
     import yaml
@@ -198,7 +198,7 @@ def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster,
                "--no-progress"]
     env = {**os.environ, "RAY_ADDRESS": cluster["address"]}  # joins the running cluster, as on a real one
     edits = tmp_path / "run" / "edits.jsonl"
-    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    driver = processes.start(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline and len(list(read_jsonl(edits))) < 4 and driver.poll() is None:
         time.sleep(0.05)

@@ -38,6 +38,8 @@ logger = logging.getLogger("imageedit_r1.backends.openai")
 
 class OpenAIBackend(ConcurrentBatches):
     name = "openai"
+    # A base_url means an OpenAI-compatible server (vLLM, a local endpoint): it may need no key.
+    key_optional_with_base_url = True
 
     def __init__(
         self,
@@ -84,7 +86,8 @@ class OpenAIBackend(ConcurrentBatches):
         except ImageBudgetError as exc:
             raise BackendError(f"openai backend ({model}): {exc}") from exc
         # A self-hosted server usually needs no key; the SDK still wants a non-empty string.
-        key = api_key_from_env(api_key_env, required=base_url is None, service=f"openai backend ({model})")
+        key = api_key_from_env(api_key_env, required=not (base_url and self.key_optional_with_base_url),
+                               service=f"openai backend ({model})")
         self._secrets = [key]
         # The client is thread-safe; one per backend reuses its connection pool.
         self._client = openai.OpenAI(api_key=key or "EMPTY", base_url=base_url, timeout=timeout, max_retries=0)

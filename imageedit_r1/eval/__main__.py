@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.cli_common import add_common_flags, interrupted, print_error
 from imageedit_r1.store import IF_BUSY, atomic_write_text
 
 DESCRIPTION = """\
@@ -28,12 +28,18 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _select(items, names: list[str] | None, what: str):
+    """The items ``--methods`` / ``--benchmarks`` / ``--judges`` name; a name the config lacks is a
+    one-line error (exit status 2) with the name probably meant."""
+    from imageedit_r1.config import ConfigError, did_you_mean
+
     if not names:
         return items
-    known = {item.name for item in items}
+    known = sorted({item.name for item in items})
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise SystemExit(f"unknown {what} {unknown}; the config has {sorted(known)}")
+        guesses = [f"{name!r}" + (f" (did you mean {hint!r}?)" if (hint := did_you_mean(name, known)) else "")
+                   for name in unknown]
+        raise ConfigError(f"--{what}: no {what.removesuffix('s')} named {', '.join(guesses)}; the config has {known}")
     return [item for item in items if item.name in names]
 
 
@@ -78,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             bench.limit = args.limit
     if args.out_dir:
         config.out_dir = args.out_dir
-    runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.no_progress, if_busy=args.if_busy)
+    runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.quiet, if_busy=args.if_busy)
     _setup_logging(Path(config.out_dir))
     for warning in runner.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -179,7 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the pending edits and judge calls with their estimated cost, and stop")
     run.add_argument("--retry-failed", action="store_true",
                      help="also redo items that failed permanently (refusals, unreadable replies)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--if-busy", choices=IF_BUSY, default="wait",
                      help="when another run is using out_dir: wait for it, then do only what it left (default), "
                           "or stop at once")
@@ -213,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-items", type=int, default=40, help="gallery size (default 40)")
     report.add_argument("--bootstrap", type=int, default=1000)
     report.set_defaults(func=cmd_report)
+    add_common_flags(parser, sub)
     return parser
 
 

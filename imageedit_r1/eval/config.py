@@ -209,13 +209,13 @@ class EvalConfig:
                     method.pipeline_config().validate()
                 except ValueError as exc:
                     problems.append(f"method {method.name!r}: {exc}")
-        for judge in self.judges:
+        for index, judge in enumerate(self.judges):
             if judge.backend not in JUDGE_BACKENDS:
                 problems.append(f"judge {judge.name!r}: backend {judge.backend!r} is not one of {JUDGE_BACKENDS} "
                                 "(an OpenAI-compatible server is backend 'openai' with its base_url)")
             if not judge.model:
                 problems.append(f"judge {judge.name!r}: set 'model' (a pinned model id)")
-            problems += [f"judge {judge.name!r}: {problem}" for problem in judge.problems("judge")]
+            problems += [f"judge {judge.name!r}: {problem}" for problem in judge.problems(f"judges[{index}]")]
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
         problems += executor_problems(self.executor, self.ray)
@@ -232,44 +232,17 @@ class EvalConfig:
 def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
     """The YAML at ``path`` (default: the packaged paper setup) with ``key=value`` overrides.
 
-    One method is overridden as ``methods.NAME.KEY=VALUE`` (any ``MethodConfig`` key, pipeline keys
-    included: ``methods.flux-r1.on_decompose_failure=keywords``,
-    ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
+    A method, judge or benchmark is overridden by name or by position: ``methods.NAME.KEY=VALUE``
+    (any ``MethodConfig`` key, pipeline keys included: ``methods.flux-r1.on_decompose_failure=keywords``,
+    ``methods.flux-r1.decomposer.model=/ckpt/merged``), ``judges.GPT-4o.reasks=2``,
+    ``benchmarks[0].limit=5``. Unknown keys are one-line ``ConfigError``s.
     """
-    from imageedit_r1.config import (
-        ConfigError,
-        apply_overrides,
-        did_you_mean,
-        load_config,
-        read_config_file,
-        report_renamed,
-    )
+    from imageedit_r1.config import load_config, read_config_file
 
     path = path or DEFAULT_CONFIG
-    method_overrides = [item for item in overrides if item.startswith("methods.")]
-    others = [item for item in overrides if not item.startswith("methods.")]
     raw = read_config_file(path)
     raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
-    deprecated: list[str] = []  # old spellings, reported in one line once every part is read
-    config = load_config(EvalConfig, overrides=others, data=raw, where=str(path), deprecated=deprecated)
-    by_name = {method.name: index for index, method in enumerate(config.methods)}
-    for item in method_overrides:
-        name, _, rest = item[len("methods."):].partition(".")
-        if name not in by_name and name.isdigit() and int(name) < len(config.methods):
-            name = config.methods[int(name)].name  # methods.0.KEY: by position
-        if name not in by_name or not rest:
-            hint = did_you_mean(name, by_name)
-            raise ConfigError(f"override {item!r}: no method named {name!r}"
-                              + (f" (did you mean {hint!r}?)" if hint else f"; have {sorted(by_name)}")
-                              + "; write methods.NAME.KEY=VALUE")
-        index = by_name[name]
-        found: list[str] = []
-        try:
-            config.methods[index] = apply_overrides(config.methods[index], [rest], deprecated=found)
-        except ConfigError as exc:
-            raise ConfigError(f"method {name!r}: {exc}") from None
-        deprecated += [f"methods.{name}." + item.replace(" -> ", f" -> methods.{name}.") for item in found]
-    report_renamed(deprecated, str(path))
+    config = load_config(EvalConfig, overrides=list(overrides), data=raw, where=str(path))
     config.validate()
     return config
 

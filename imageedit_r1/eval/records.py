@@ -9,7 +9,7 @@ model, prompt hash and settings, and the scores. A failure never becomes a score
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -63,10 +63,6 @@ class Summary:
         out.extend(f"not run:    {error}" for error in self.setup_errors)
         out.extend(f"replicas:   {note}" for note in self.replicas)
         return out
-
-
-def summary_dict(summary: Summary) -> dict[str, Any]:
-    return asdict(summary)
 
 
 def now() -> str:

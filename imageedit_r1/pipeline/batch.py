@@ -19,54 +19,56 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.executors import executor_entry
+from imageedit_r1.manifest import ManifestError
+from imageedit_r1.masking import mask
 from imageedit_r1.store import run_lock
-
-
-class ManifestError(ValueError):
-    pass
-
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """Items of a JSONL manifest (read by ``imageedit_r1.data``'s manifest loader), validated up
-    front so a typo stops the batch before any work. Each item: id (safe as a file name), image
-    (a path), request, and the line's other fields (e.g. ``mode``, ``seed``)."""
-    from imageedit_r1.data import ManifestLoader
-    from imageedit_r1.data.rows import MissingColumnError
+    """Items of a JSONL manifest (``imageedit_r1.manifest``), validated up front so a typo stops the
+    batch before any work. Each item: id (safe as a file name), image (a path), request (forum tags
+    dropped, as the data tools read it), and the line's other fields (e.g. ``mode``, ``seed``)."""
+    from imageedit_r1.manifest import MissingColumnError, read_manifest_lines
+    from imageedit_r1.request_text import clean_request
 
     items, seen = [], set()
     try:
-        records = list(ManifestLoader(path).records())
+        lines = list(read_manifest_lines(path))
     except (FileNotFoundError, ValueError, MissingColumnError) as exc:
         raise ManifestError(exc.args[0] if exc.args else str(exc)) from exc
-    for record in records:
-        where = f"{path}:{record.meta['row'] + 1}"
-        if not record.request or not record.image:
-            raise ManifestError(f"{where}: empty {'request' if not record.request else 'image'}")
-        safe_id = _SAFE_ID.sub("_", record.id).strip("._") or f"item-{record.meta['row'] + 1:05d}"
+    for line in lines:
+        where = f"{path}:{line.number}"
+        request = clean_request(line.request) if line.request else line.request
+        if not request or not line.image:
+            raise ManifestError(f"{where}: empty {'request' if not request else 'image'}")
+        safe_id = _SAFE_ID.sub("_", line.id).strip("._") or f"item-{line.number:05d}"
         if safe_id in seen:
-            raise ManifestError(f"{where}: duplicate id {record.id!r}")
+            raise ManifestError(f"{where}: duplicate id {line.id!r}")
         seen.add(safe_id)
-        extra = {k: v for k, v in record.meta.items() if k != "row"}
-        items.append({**extra, "id": safe_id, "image": record.image, "request": record.request})
+        items.append({**line.extra, "id": safe_id, "image": line.image, "request": request})
     if not items:
         raise ManifestError(f"manifest {path} has no items")
     return items
 
 
-def is_finished(out_dir: Path, item_id: str) -> bool:
-    """The item's trace says ``ok`` and the image it names (``output.file``; ``<id>.png`` in traces
-    that name none) is there."""
+def finished_as(out_dir: Path, item_id: str) -> str | None:
+    """The file name a finished item was asked to be written as (``<id>.jpg``), or None when it is
+    not finished: finished means its trace says ``ok`` and the image it names (``output.file``;
+    ``<id>.png`` in traces that name none) is there."""
     trace_path = out_dir / f"{item_id}.trace.json"
     try:
         trace = json.loads(trace_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return False
+        return None
     output = trace.get("output") if isinstance(trace, dict) else None
-    name = (output.get("file") if isinstance(output, dict) else None) or f"{item_id}.png"
-    return trace.get("status") == "ok" and (out_dir / Path(name).name).exists()
+    output = output if isinstance(output, dict) else {}
+    name = Path(output.get("file") or f"{item_id}.png").name
+    if trace.get("status") != "ok" or not (out_dir / name).exists():
+        return None
+    asked = output.get("not_written")  # written as a PNG because the format asked for could not hold it
+    return str(asked.get("file") or name) if isinstance(asked, dict) else name
 
 
 def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait",
@@ -89,7 +91,7 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
                     raise plan
                 else:
                     shown = plan.trace()
-                print(json.dumps({"id": item["id"], **shown}, ensure_ascii=False, default=str))
+                print(json.dumps(mask({"id": item["id"], **shown}), ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
         return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed)
@@ -108,10 +110,15 @@ def plan_items(planner, items: list[dict[str, Any]]) -> list[Any]:
 def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False) -> int:
     from tqdm import tqdm
 
+    from imageedit_r1.images import output_format
     from imageedit_r1.store import JsonlStore
 
     results = JsonlStore(out_dir / "results.jsonl", key_field="id")
-    pending = [item for item in items if not is_finished(out_dir, item["id"])]
+    finished = {item["id"]: finished_as(out_dir, item["id"]) for item in items}
+    pending = [item for item in items if finished[item["id"]] is None]
+    # Finished in another format by an earlier run: kept as they are, and said so below.
+    other_format = sorted(name for name in finished.values()
+                          if name and output_format(name) != output_format(f"item{suffix}"))
     held = [] if retry_failed else [item for item in pending if (results.get(item["id"]) or {}).get("retryable") is False]
     todo = [item for item in pending if item not in held]
     counts = {"ok": 0, "failed": 0, "skipped": len(items) - len(pending)}
@@ -159,6 +166,10 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
             editor.close()
     print(f"{counts['ok']} edited, {counts['skipped']} already done, {counts['failed']} failed; "
           f"results in {out_dir / 'results.jsonl'}")
+    if other_format:
+        print(f"note: {len(other_format)} item(s) were finished earlier as another format ({', '.join(other_format[:5])}"
+              f"{', ...' if len(other_format) > 5 else ''}), not {suffix}: they are kept as they are; for {suffix} "
+              "files, write to another --out-dir")
     if held:
         print(f"{len(held)} quarantined earlier, not sent again ({', '.join(item['id'] for item in held[:10])}"
               f"{', ...' if len(held) > 10 else ''}): --retry-failed sends them")
@@ -207,7 +218,7 @@ def _edit_item(pipeline, item: dict[str, Any], plan: Any, out_dir: Path, results
             if getattr(exc, "failure_kind", None) else {}
         results.put(item_id, {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}", **kind})
         return "failed"
-    image_path = write_edit(result.image, result.trace, image_path)
+    image_path = write_edit(result.image, result.trace, image_path, trace_path=trace_path)
     extra = {"worker": result.trace["worker"]} if result.trace.get("worker") else {}
     results.put(item_id, {**record, "status": "ok", "output": image_path.name, "trace": trace_path.name,
                           "seconds": result.trace["seconds"], **extra})

@@ -37,6 +37,19 @@ from imageedit_r1.config import Rename
 # Backends reached over the network: they take a timeout, retries, a server URL and a key.
 API_BACKENDS = ("openai", "gemini")
 DEFAULT_AGENT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+# How an endpoint is reached and how hard it is tried, as fields or options: never what it answers,
+# so never part of what identifies a plan or a method's results.
+HOW_REACHED = ("timeout", "retry", "api_key_env", "max_concurrency", "max_batch_size", "max_batch_tokens",
+               "requests_per_minute")
+
+
+def answer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's settings (a dict of its fields, or of an editor's options) without ``HOW_REACHED``,
+    in ``options`` too."""
+    kept = {key: value for key, value in settings.items() if key not in HOW_REACHED}
+    if isinstance(kept.get("options"), dict):
+        kept["options"] = answer_settings(kept["options"])
+    return kept
 
 
 def reasks_from_asks(asks: Any) -> int:

@@ -19,7 +19,7 @@ from tests.eval_fixtures import ScriptedJudge, config_for, make_benchmark
 
 pytest.importorskip("openai")
 fakes = pytest.importorskip("imageedit_r1.testing.fake_servers")
-from imageedit_r1.testing.__main__ import reply_in_kind  # noqa: E402
+from imageedit_r1.testing.stand_ins import reply_in_kind, sub_requests_by_rule  # noqa: E402
 
 SAMPLES = 4
 
@@ -96,7 +96,9 @@ def test_two_methods_sharing_agents_make_one_plan_per_sample_and_a_rerun_makes_n
         assert dark["planning"] == dim["planning"]
         assert dark["planning"]["shared_by"] == ["dark", "dim"] and dark["planning"]["batch"] == SAMPLES
         assert dark["planning"]["key"] in {p["key"] for p in plans}
-        assert dark["sub_requests"] == dim["sub_requests"] == ["Recolor the coat to scarlet"]
+        # The stand-in agents plan by rule (imageedit_r1.testing.stand_ins): two steps for these requests.
+        planned = sub_requests_by_rule(f"[A-{index}] make it brighter and add a hat")
+        assert dark["sub_requests"] == dim["sub_requests"] == planned and len(planned) == 2
         assert dark["models"]["decomposer"] == "fake-model"
         assert edits[("dark", f"A-{index}")]["edited_sha256"] != edits[("dim", f"A-{index}")]["edited_sha256"]
     manifest = json.loads((run / "run.json").read_text())

@@ -210,9 +210,9 @@ def test_the_offline_demo_runs_all_three_agents_and_says_its_output_is_noise(tmp
     ("editor.options.retry.attempts=0", "error: editor.options.retry.attempts must be >= 1, got 0"),
 ])
 def test_a_bad_editor_retry_stops_before_any_agent_or_editor_call(tmp_path, monkeypatch, capsys, override, line):
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-retry-options")
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
@@ -227,8 +227,8 @@ def test_a_bad_editor_retry_stops_before_any_agent_or_editor_call(tmp_path, monk
 
 
 def test_backend_flags_read_the_backend_names_the_config_takes(tmp_path, capsys):
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
     plan = ["--image", str(tmp_path / "in.png"), "--request", "make the coat scarlet", "--dry-run"]

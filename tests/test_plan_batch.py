@@ -127,8 +127,8 @@ def test_a_manifest_is_planned_in_batches_then_edited_and_a_rerun_asks_nothing(t
     from imageedit_r1.agents import editors
     from imageedit_r1.pipeline.cli import main
     from imageedit_r1.store import read_jsonl
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind, sub_requests_by_rule
 
     monkeypatch.setitem(editors.EDITORS, "darken", "tests.test_eval_plans:Darken")
     items = []
@@ -148,5 +148,5 @@ def test_a_manifest_is_planned_in_batches_then_edited_and_a_rerun_asks_nothing(t
         assert [records[f"i{i}"]["status"] for i in range(5)] == ["ok", "ok", "ok", "failed", "ok"]
         traces = [json.loads((tmp_path / "out" / f"i{i}.trace.json").read_text()) for i in (0, 1, 2, 4)]
         assert [trace["planning"]["batch"] for trace in traces] == [2, 2, 1, 1]  # batches of two; i3 failed alone
-        assert all(trace["sub_requests"] == ["Recolor the coat to scarlet"] for trace in traces)
+        assert [trace["sub_requests"] for trace in traces] == [sub_requests_by_rule(f"make item {i} red") for i in (0, 1, 2, 4)]
         assert main(args) == 1 and len(server.requests) == 8  # finished items are not planned again

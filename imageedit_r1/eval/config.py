@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.costs import Price, is_snapshot
-from imageedit_r1.endpoints import AgentConfig, JudgeConfig
+from imageedit_r1.endpoints import AgentConfig, JudgeConfig, answer_settings
 from imageedit_r1.executors import RayConfig, executor_problems
 from imageedit_r1.pipeline.config import EditorConfig, PipelineConfig, VerifyConfig
 from imageedit_r1.store import content_key
@@ -93,6 +93,7 @@ class MethodConfig(PipelineConfig):
             ident["pipeline"].pop("seed", None)
             for key in ("executor", "ray", "plan_batch"):  # where and in what batches never changes the pixels
                 ident["pipeline"].pop(key, None)
+            _drop_how_reached(ident["pipeline"])
             if self.kind == "original":  # the agents do not run: their settings change nothing
                 for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
                     ident["pipeline"].pop(key, None)
@@ -104,6 +105,26 @@ class MethodConfig(PipelineConfig):
 
     def config_hash(self) -> str:
         return content_key("method", self.identity())[:16]
+
+
+def _drop_how_reached(pipeline: dict[str, Any]) -> None:
+    """Timeouts, retries, keys and concurrency of the agents, the verify judge and the editor never
+    change the pixels: a method keeps its results when only they change."""
+    def keep(holder: dict[str, Any], name: str) -> None:
+        if isinstance(holder.get(name), dict):
+            kept = answer_settings(holder[name])
+            if isinstance(kept.get("options"), dict) and not kept["options"]:
+                del kept["options"]
+            holder[name] = kept
+            if not kept:  # only how it is reached was off its defaults
+                del holder[name]
+
+    for name in ("decomposer", "sequencer", "editor"):
+        keep(pipeline, name)
+    if isinstance(pipeline.get("verify"), dict):
+        keep(pipeline["verify"], "judge")
+        if not pipeline["verify"]:
+            del pipeline["verify"]
 
 
 def _verify_config(values: dict[str, Any]) -> VerifyConfig:

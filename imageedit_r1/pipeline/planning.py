@@ -42,7 +42,6 @@ _UNUSABLE_ANSWER = {"DecompositionError", "DecompositionParseError", "Sequencing
 # The prompts the agents ask with: a change to either changes every plan.
 AGENT_PROMPTS = ("decompose", "sequence")
 # Backend options that change where or how fast an agent answers, never what it answers.
-_NOT_IN_IDENTITY = ("timeout", "retry", "api_key_env", "max_concurrency", "max_batch_size", "max_batch_tokens")
 # Backends that fit images to an image budget unless told otherwise (the API backends send them as they are).
 LOCAL_BUDGET_BACKENDS = ("transformers", "vllm")
 
@@ -308,9 +307,9 @@ def agents_identity(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _agent_identity(agent, agent_options: dict[str, Any]) -> dict[str, Any]:
-    from imageedit_r1.endpoints import endpoint_options
+    from imageedit_r1.endpoints import answer_settings, endpoint_options
 
-    options = {key: value for key, value in endpoint_options(agent).items() if key not in _NOT_IN_IDENTITY}
+    options = answer_settings(endpoint_options(agent))
     if agent.backend in LOCAL_BUDGET_BACKENDS or "image_budget" in options:
         options["image_budget"] = _budget(options.get("image_budget", "auto"), agent.model)
     return {"backend": agent.backend, "options": options, "temperature": agent.temperature,

@@ -5,7 +5,8 @@ through ``ask``: the reply goes to ``parse``; an error of the kinds in ``unreada
 again", at most ``reasks`` more times, either with the same messages or with the ``Ask`` that
 ``reask(ask, reply, error)`` builds from the failed reply and the reason (a repair turn, a stricter
 schema, another parser). Any other error stops at once (a refusal, a transport failure, an answer
-cut off before any text).
+cut off before any text), and so does an unreadable answer cut off at ``max_tokens``: asked again
+with the same room it would be cut off again, so the error says to raise ``max_tokens``.
 
 ``ask_batch`` asks many questions at once: each round sends every question still open to the
 backend's ``chat_batch`` (one batched call per JSON schema asked under, usually one), so the
@@ -142,6 +143,13 @@ def ask_batch(backend, firsts: Sequence[Ask], *, reasks: int = 1,
                 try:
                     results[index] = Answer(current.parse(reply.text), reply, current, log)
                 except unreadable as exc:
+                    if getattr(reply, "finish_reason", None) == "length":
+                        # Asked again with the same room, the answer would be cut off again.
+                        cut = f"the answer was cut off at max_tokens={max_tokens} before it could be read: raise max_tokens"
+                        log.errors.append(f"{cut} ({exc})")
+                        exc.args = (f"{cut} ({exc})", *exc.args[1:])
+                        results[index] = _with_log(exc, log)
+                        continue
                     log.errors.append(str(exc))
                     if number == reasks:
                         results[index] = _with_log(exc, log)

@@ -197,10 +197,12 @@ class Decomposer:
 
     def _read(self, answer, mode: str, reasks: int, started: float) -> DecomposerResult | Exception:
         if isinstance(answer, DecompositionParseError):
-            how = "repair is off" if reasks == 0 else f"after one {mode} repair" if reasks == 1 else \
-                f"after {reasks} {mode} repairs"
+            log = ask_log_of(answer)
+            made = log.asks - 1 if log is not None else reasks
+            how = "repair is off" if reasks == 0 else f"after one {mode} repair" if made == 1 else \
+                f"after {made} {mode} repairs" if made else f"({answer})"
             error = DecompositionError(f"the decomposition agent ({self.backend.model}) gave no readable "
-                                       f"decomposition {how}", ask_log_of(answer))
+                                       f"decomposition {how}", log)
             error.__cause__ = answer
             return error
         if isinstance(answer, BaseException):

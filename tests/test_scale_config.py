@@ -179,17 +179,20 @@ def test_a_batch_item_quarantined_on_ray_is_not_sent_again_unless_asked(tmp_path
     from imageedit_r1.store import read_jsonl
     from tests.test_pipeline_verify import SeedEditor
 
-    class OnReplicas:  # what the batch loop sees of RemotePipeline: a call per item
+    class OnReplicas:  # what the batch loop sees of RemotePipeline: plans in batches, an edit per item
         def __init__(self) -> None:
             self.pipe = ImageEditR1(editor=SeedEditor(), config=PipelineConfig(mode="original", seed=1))
             self.config, self.requests = self.pipe.config, []
 
-        def __call__(self, image, request, **options):
-            self.requests.append(request)
-            if "[kill]" in request:
+        def plan_batch(self, images, requests, **options):
+            return self.pipe.plan_batch(images, requests, **options)
+
+        def execute(self, image, plan, **options):
+            self.requests.append(plan.request)
+            if "[kill]" in plan.request:
                 raise PoisonItemError("an item killed its pipeline replica 2 times (the last time running alone): "
                                       "quarantined")
-            return self.pipe(image, request, **options)
+            return self.pipe.execute(image, plan, **options)
 
     for index in range(3):
         Image.new("RGB", (16, 12), (80 * index, 40, 40)).save(tmp_path / f"{index}.png")

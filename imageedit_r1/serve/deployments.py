@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import threading
 from typing import Any
@@ -33,11 +32,11 @@ from imageedit_r1.serve import errors
 from imageedit_r1.serve.api import ApiSettings, ServedModel, create_api
 from imageedit_r1.serve.config import ServeConfig
 from imageedit_r1.serve.errors import APIError
+from imageedit_r1.serve.sizing import deployment_options
 from imageedit_r1.serve.work import edit_image, plan_requests
 
 log = logging.getLogger("imageedit_r1.serve")
 APP_NAME = "imageedit-r1"
-HOSTED_EDITOR_CONCURRENCY = 8  # a hosted editor's replica waits on the provider, not a GPU
 
 
 def _pipeline(config: PipelineConfig):
@@ -141,69 +140,6 @@ class Service:
 
 def _served_model(name: str, pipeline: PipelineConfig) -> ServedModel:
     return ServedModel(name=name, editor=pipeline.editor.name, mode=pipeline.mode, seed=pipeline.seed)
-
-
-def planner_gpus(config: ServeConfig, pipeline: PipelineConfig) -> float:
-    from imageedit_r1.scale.placement import agents_are_local
-
-    if config.planner.num_gpus is not None:
-        return config.planner.num_gpus
-    local = pipeline.mode != "original" and agents_are_local(pipeline.decomposer, pipeline.sequencer)
-    return 1.0 if local else 0.0
-
-
-def deployment_options(config: ServeConfig, cluster_gpus: float) -> dict[str, dict[str, dict[str, Any]]]:
-    """Serve options of every deployment: ``{"planners": {name: ...}, "editors": {name: ...}, "ingress": ...}``.
-
-    Editors ask ``gpus_per_replica`` GPUs (hosted editors none). An autoscaled editor's
-    ``max_replicas`` defaults to the GPUs the planners leave, over ``gpus_per_replica``; the
-    local editors start with those GPUs shared among them.
-    """
-    from imageedit_r1.scale.placement import is_hosted_editor
-
-    backpressure = {"status_code": config.queue_full_status, "retry_after_s": config.retry_after_s}
-    planner = config.planner
-    planners = {name: {
-        "num_replicas": planner.replicas,
-        "ray_actor_options": {"num_gpus": planner_gpus(config, pipeline), "num_cpus": planner.num_cpus},
-        # Room for the batch being planned and the next one filling up.
-        "max_ongoing_requests": 2 * planner.max_batch_size,
-        "max_queued_requests": planner.max_queued_requests,
-        "backpressure_config": backpressure,
-    } for name, pipeline in config.pipelines.items()}
-    spare_gpus = cluster_gpus - sum(options["ray_actor_options"]["num_gpus"] * options["num_replicas"]
-                                    for options in planners.values())
-    editor = config.editor
-    hosted = {name: is_hosted_editor(pipeline.editor.name) for name, pipeline in config.pipelines.items()}
-    local_count = max(1, sum(not value for value in hosted.values()))
-    editors = {}
-    for name in config.pipelines:
-        gpus = 0.0 if hosted[name] else editor.gpus_per_replica
-        ongoing = editor.max_ongoing_requests or (HOSTED_EDITOR_CONCURRENCY if hosted[name] else 1)
-        options: dict[str, Any] = {
-            "ray_actor_options": {"num_gpus": gpus, "num_cpus": editor.num_cpus},
-            "max_ongoing_requests": ongoing,
-            "max_queued_requests": editor.max_queued_requests,
-            "backpressure_config": backpressure,
-            "health_check_period_s": editor.health_check_period_s,
-            "init_args": (ongoing,),
-        }
-        if editor.replicas is not None:
-            options["num_replicas"] = editor.replicas
-        else:
-            most = editor.max_replicas or (max(1, math.floor(spare_gpus / gpus + 1e-9)) if gpus > 0 else 1)
-            least = min(editor.min_replicas, most)
-            start = editor.initial_replicas if editor.initial_replicas is not None else max(least, 1, most // local_count)
-            options["autoscaling_config"] = {
-                "min_replicas": least, "max_replicas": most, "initial_replicas": min(start, most),
-                "target_ongoing_requests": editor.target_ongoing_requests,
-                "downscale_delay_s": editor.downscale_delay_s,
-            }
-        editors[name] = options
-    ingress = {"num_replicas": config.ingress.replicas, "ray_actor_options": {"num_cpus": config.ingress.num_cpus},
-               "max_ongoing_requests": config.ingress.max_ongoing_requests,
-               "max_queued_requests": config.ingress.max_queued_requests, "backpressure_config": backpressure}
-    return {"planners": planners, "editors": editors, "ingress": ingress}
 
 
 def build_application(config: ServeConfig, key_digests: tuple[str, ...] = ()):

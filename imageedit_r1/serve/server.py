@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from imageedit_r1.serve.config import DEFAULT_MODEL, ServeConfig, load_serve_config
@@ -39,34 +41,42 @@ def metrics_url(host: str) -> str | None:
     return f"http://{host}:{port}/metrics" if port else None
 
 
-def run(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str, ...], demo: bool = False) -> int:
+@contextmanager
+def running(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str, ...] = ()) -> Iterator[str]:
+    """The service deployed and answering at the URL this yields; on leaving, the application is
+    deleted and a local Ray instance started here is shut down, whatever happened."""
     from ray import serve
 
     from imageedit_r1.scale.cluster import connect
     from imageedit_r1.serve.deployments import APP_NAME, build_application
 
     local = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
-    stop = threading.Event()
     connect(config.ray)
     try:
+        serve.start(http_options={"host": host, "port": port, "request_timeout_s": config.request_timeout_s})
+        serve.run(build_application(config, key_digests), name=APP_NAME, route_prefix="/")
+        yield f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    finally:
+        _stop(local)
+
+
+def run(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str, ...], demo: bool = False) -> int:
+    """Serve until SIGINT or SIGTERM (see the module docstring)."""
+    stop = threading.Event()
+    print(f"deploying {', '.join(config.pipelines)} (planner and editor replicas load their models)...", flush=True)
+    with running(config, host=host, port=port, key_digests=key_digests) as url:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        serve.start(http_options={"host": host, "port": port, "request_timeout_s": config.request_timeout_s})
-        print(f"deploying {', '.join(config.pipelines)} (planner and editor replicas load their models)...", flush=True)
-        serve.run(build_application(config, key_digests), name=APP_NAME, route_prefix="/")
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        print(f"ImageEdit-R1 is serving {', '.join(config.pipelines)} at http://{shown}:{port}/v1 "
+        print(f"ImageEdit-R1 is serving {', '.join(config.pipelines)} at {url}/v1 "
               f"(POST /v1/images/edits, /v1/plans, /v1/plans/execute; GET /v1/models, /healthz)"
               + (" [OFFLINE DEMO: random weights, the edits are noise]" if demo else ""), flush=True)
-        url = metrics_url("127.0.0.1" if local else "<node>")
-        if url:
-            print(f"Prometheus metrics (Ray Serve's): {url}", flush=True)
+        metrics = metrics_url("127.0.0.1" if url.startswith("http://127.0.0.1") else "<node>")
+        if metrics:
+            print(f"Prometheus metrics (Ray Serve's): {metrics}", flush=True)
         print("Ctrl-C stops it.", flush=True)
         stop.wait()
         print("stopping...", flush=True)
-        return 0
-    finally:
-        _stop(local)
+    return 0
 
 
 def _stop(local: bool) -> None:

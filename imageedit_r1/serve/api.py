@@ -31,13 +31,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imageedit_r1.pipeline.plan import MAX_TEXT_CHARS, Plan, PlanError
 from imageedit_r1.serve import errors
 from imageedit_r1.serve.errors import APIError
-from imageedit_r1.serve.front_door import BodyLimit, UploadLimits, UploadRefused, read_image
+from imageedit_r1.serve.front_door import UPLOAD_ROUTES, BodyLimit, UploadLimits, UploadRefused, read_image
 from imageedit_r1.serve.work import OUTPUT_FORMATS
 
 log = logging.getLogger("imageedit_r1.serve")
 
-EDITS, PLANS, EXECUTE = "/v1/images/edits", "/v1/plans", "/v1/plans/execute"
-PUBLIC_ROUTES = ("/healthz",)
+EDITS, PLANS, EXECUTE = UPLOAD_ROUTES
 MAX_SEED = 2**31 - 1
 MAX_FORM_FILES = 4  # enough to say "one image per request" rather than fail the parse
 # OpenAI parameters the service takes, and the values of the ones it takes as long as they ask for nothing
@@ -96,8 +95,7 @@ class EditForm:
 def create_api(backend: Backend, settings: ApiSettings) -> FastAPI:
     """The FastAPI app for ``backend``, behind the front door."""
     app = FastAPI(title="ImageEdit-R1", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit, key_digests=settings.key_digests, upload_bytes=settings.limits.max_bytes,
-                       upload_routes=(EDITS, PLANS, EXECUTE), public_routes=PUBLIC_ROUTES)
+    app.add_middleware(BodyLimit, key_digests=settings.key_digests, upload_bytes=settings.limits.max_bytes)
     models = {model.name: model for model in settings.models}
 
     @app.exception_handler(APIError)

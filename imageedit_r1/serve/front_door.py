@@ -12,7 +12,10 @@ body-size and key checks below are the ones the shared front door takes over whe
 - **Bodies.** ``BodyLimit`` is ASGI middleware: a body over its route's limit gets 413 from its
   Content-Length, before a byte of it is read, or as its bytes arrive, never read whole; a
   client without a valid key gets 401 with its body unread. Both answer with
-  ``Connection: close``, so the server stops reading the socket.
+  ``Connection: close``, so the server stops reading the socket. It sits in the ingress's app
+  and, where the proxy is configured for it (``proxy_middlewares``: a local instance started
+  by the service, or a RayService's nodes), in Ray Serve's HTTP proxy itself, which otherwise
+  reads a body ahead into memory while the replica decides.
 - **Images.** ``read_image`` refuses a file over the byte limit, a format outside the accepted
   ones, or more pixels than the limit from its header, before decoding it.
 """
@@ -32,11 +35,20 @@ from imageedit_r1.app.uploads import UploadLimits, UploadRefused, read_upload
 from imageedit_r1.serve.errors import APIError, too_large, unauthorized
 
 KEYS_ENV = "IMAGEEDIT_R1_API_KEYS"
+# Ray Serve's HTTP proxy builds its middleware from this import path (read when the proxy starts) ...
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+PROXY_CALLBACK = "imageedit_r1.serve.front_door:proxy_middlewares"
+# ... and the door's settings from this JSON: {"key_digests": [...], "upload_bytes": N}.
+DOOR_ENV = "IMAGEEDIT_R1_SERVE_DOOR"
+UPLOAD_ROUTES = ("/v1/images/edits", "/v1/plans", "/v1/plans/execute")
+# Liveness, for probes: the service's own and the Serve proxy's.
+PUBLIC_ROUTES = ("/healthz", "/-/healthz", "/-/routes")
 MIN_KEY_CHARS = 15  # the shortest login secret the served surfaces accept
 MULTIPART_SLACK = 1024 * 1024 + 64 * 1024  # a plan field beside the image, boundaries and part headers
 SMALL_BODY_BYTES = 64 * 1024  # any body but an upload
 
-__all__ = ["KEYS_ENV", "BodyLimit", "UploadLimits", "UploadRefused", "key_digest", "read_api_keys", "read_image"]
+__all__ = ["KEYS_ENV", "BodyLimit", "UploadLimits", "UploadRefused", "key_digest", "proxy_door_environment",
+           "proxy_middlewares", "read_api_keys", "read_image"]
 
 
 # ----------------------------------------------------------------------------- keys
@@ -80,17 +92,18 @@ def _key_is_valid(scope: Mapping[str, Any], digests: Iterable[str]) -> bool:
 # ----------------------------------------------------------------------------- bodies
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: 401 without a valid key (``key_digests``; none: every client may call),
     then 413 for a body over ``upload_bytes`` + slack on ``upload_routes`` or ``SMALL_BODY_BYTES``
-    elsewhere. ``public_routes`` need no key."""
+    elsewhere. ``public_routes`` need no key.
 
-    def __init__(self, app, *, key_digests: Iterable[str] = (), upload_bytes: int, upload_routes: Iterable[str] = (),
-                 public_routes: Iterable[str] = ()) -> None:
+    A body past its limit reads as the client's disconnect to the app behind (a Serve proxy stops
+    forwarding it, a route stops parsing it); whatever the app then answers is dropped and the
+    client gets the 413.
+    """
+
+    def __init__(self, app, *, key_digests: Iterable[str] = (), upload_bytes: int,
+                 upload_routes: Iterable[str] = UPLOAD_ROUTES, public_routes: Iterable[str] = PUBLIC_ROUTES) -> None:
         self.app, self.digests = app, tuple(key_digests)
         self.upload_limit = upload_bytes + MULTIPART_SLACK
         self.upload_routes, self.public_routes = frozenset(upload_routes), frozenset(public_routes)
@@ -108,27 +121,34 @@ class BodyLimit:
         if declared is not None and declared > limit:
             await answer(send, too_large(limit))
             return
-        received, started = 0, False
+        received, refused, started = 0, False, False
 
         async def counted_receive():
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge()
+                    refused = True
+                    return {"type": "http.disconnect"}
             return message
 
         async def watched_send(message):
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted_receive, watched_send)
-        except _BodyTooLarge:
-            if not started:
-                await answer(send, too_large(limit))
+        except Exception:
+            if not refused:  # the app's own failure; a refused body's is the disconnect it was shown
+                raise
+        if refused and not started:
+            await answer(send, too_large(limit))
 
 
 def _content_length(scope) -> int | None:
@@ -149,6 +169,27 @@ async def answer(send, error: APIError) -> None:
     headers += [(name.lower().encode(), value.encode()) for name, value in error.headers().items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+# ----------------------------------------------------------------------------- at Serve's proxy
+
+
+def proxy_middlewares() -> list:
+    """The door for Ray Serve's HTTP proxy (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` names
+    this): keys and sizes checked as the proxy receives a request, before it routes the request or
+    queues a byte of its body for a replica. Settings from ``$IMAGEEDIT_R1_SERVE_DOOR``; without
+    digests there, keys from ``$IMAGEEDIT_R1_API_KEYS``."""
+    from starlette.middleware import Middleware
+
+    settings = json.loads(os.environ.get(DOOR_ENV) or "{}")
+    digests = settings.get("key_digests") or [key_digest(key) for key in read_api_keys(None)]
+    return [Middleware(BodyLimit, key_digests=digests, upload_bytes=settings.get("upload_bytes") or UploadLimits().max_bytes)]
+
+
+def proxy_door_environment(key_digests: Iterable[str], upload_bytes: int) -> dict[str, str]:
+    """The variables that put the door in a new local Ray instance's Serve proxy."""
+    return {PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+            DOOR_ENV: json.dumps({"key_digests": list(key_digests), "upload_bytes": int(upload_bytes)})}
 
 
 # ----------------------------------------------------------------------------- images

@@ -1,9 +1,10 @@
 """Start the service on Ray Serve, wait for a stop signal, and leave nothing running.
 
 ``run`` joins Ray (``$RAY_ADDRESS`` or ``ray.address``: a cluster; otherwise a new local
-instance), starts Serve's HTTP proxy on ``host:port``, deploys the application
-(``imageedit_r1.serve.deployments``) and blocks until SIGINT or SIGTERM. Then it deletes the
-application; a local Ray instance it started is shut down with every replica.
+instance, whose Serve proxy gets the front door: ``front_door.proxy_middlewares``), starts
+Serve's HTTP proxy on ``host:port``, deploys the application (``imageedit_r1.serve.deployments``)
+and blocks until SIGINT or SIGTERM. Then it deletes the application; a local Ray instance it
+started is shut down with every replica. ``running`` is the same without the wait.
 """
 
 from __future__ import annotations
@@ -49,15 +50,32 @@ def running(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str
 
     from imageedit_r1.scale.cluster import connect
     from imageedit_r1.serve.deployments import APP_NAME, build_application
+    from imageedit_r1.serve.front_door import proxy_door_environment
 
     local = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
-    connect(config.ray)
+    with _environment(proxy_door_environment(key_digests, config.limits.max_bytes) if local else {}):
+        connect(config.ray)  # a new local instance's Serve proxy gets the front door too
     try:
         serve.start(http_options={"host": host, "port": port, "request_timeout_s": config.request_timeout_s})
         serve.run(build_application(config, key_digests), name=APP_NAME, route_prefix="/")
         yield f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     finally:
         _stop(local)
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` set in this process's environment (which a new local Ray instance inherits) while inside."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str, ...], demo: bool = False) -> int:

@@ -50,10 +50,12 @@ def test_editors_get_one_gpu_each_from_what_the_planners_leave_and_hosted_ones_n
     assert hosted_planner["ray_actor_options"]["num_gpus"] == 0.0  # agents behind an API
     assert planner["max_ongoing_requests"] == 2 * config.planner.max_batch_size
     editor, hosted = options["editors"]["flux"], options["editors"]["hosted"]
-    assert editor["ray_actor_options"]["num_gpus"] == 1.0 and editor["max_ongoing_requests"] == 1
+    # One edit at a time on the GPU, the next request waiting in the replica.
+    assert editor["ray_actor_options"]["num_gpus"] == 1.0 and editor["max_ongoing_requests"] == 2
+    assert editor["init_args"] == (1,) and hosted["init_args"] == (8,)
     assert editor["autoscaling_config"]["max_replicas"] == 7  # 8 GPUs, one to the planner
     assert editor["autoscaling_config"]["initial_replicas"] == 7 and editor["autoscaling_config"]["min_replicas"] == 1
-    assert hosted["ray_actor_options"]["num_gpus"] == 0.0 and hosted["max_ongoing_requests"] == 8
+    assert hosted["ray_actor_options"]["num_gpus"] == 0.0 and hosted["max_ongoing_requests"] == 9
     assert editor["max_queued_requests"] == 16
     assert editor["backpressure_config"] == {"status_code": 429, "retry_after_s": 2.0}
 
@@ -271,3 +273,67 @@ def test_an_edit_comes_back_encoded_as_asked_with_its_trace_summary(sleepy):
     with pytest.raises(APIError) as caught:
         edit_image(sleepy, png_bytes(), refused, seed=4)
     assert caught.value.code == "content_policy_violation"
+
+
+# ----------------------------------------------------------------------------- the command line and deployment files
+
+
+def test_the_command_line_refuses_before_starting_anything(tmp_path, capsys):
+    from imageedit_r1.serve.__main__ import main
+
+    def refusal(argv) -> str:
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2
+        return capsys.readouterr().err
+
+    assert "give --config CONFIG, or --demo" in refusal([])
+    assert "give --config CONFIG, or --demo" in refusal(["--demo", "--config", "x.yaml"])
+    assert "needs API keys" in refusal(["--demo", "--host", "0.0.0.0"])
+    short = tmp_path / "keys.txt"
+    short.write_text("tiny\n")
+    assert "API key 1 has 4 characters" in refusal(["--demo", "--api-keys-file", str(short)])
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_the_application_builder_refuses_to_build_without_keys_unless_told(monkeypatch):
+    pytest.importorskip("ray.serve")
+    from imageedit_r1.serve.deployments import app_builder
+
+    monkeypatch.delenv(KEYS_ENV, raising=False)
+    with pytest.raises(ValueError, match="no API keys: set IMAGEEDIT_R1_API_KEYS on every node"):
+        app_builder({"config": "examples/serve.yaml"})
+
+
+def test_the_rayservice_and_the_docker_stage_start_this_service_with_keys_and_the_proxy_door():
+    from pathlib import Path
+
+    import yaml
+
+    from imageedit_r1.serve.__main__ import build_parser
+    from imageedit_r1.serve.front_door import DOOR_ENV, PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
+    root = Path(__file__).resolve().parents[1]
+    service = yaml.safe_load((root / "recipes/k8s/rayservice.yaml").read_text())
+    assert service["kind"] == "RayService"
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    application = serve_config["applications"][0]
+    assert application["import_path"] == "imageedit_r1.serve.deployments:app_builder"
+    config_path = application["args"]["config"].replace("/workspace/imageedit-r1/", "")
+    config = load_serve_config(root / config_path, application["args"]["overrides"])
+    assert config.pipelines["imageedit-r1"].decomposer.model == "/data/models/decomposer"
+    assert config.editor.max_replicas == 8
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"], *(group["template"] for group in cluster["workerGroupSpecs"])]
+    for pod in pods:
+        container = pod["spec"]["containers"][0]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env[PROXY_CALLBACK_ENV] == PROXY_CALLBACK and json.loads(env[DOOR_ENV])["upload_bytes"] == config.limits.max_bytes
+        assert {"secretRef": {"name": "imageedit-r1-serve-keys"}} in container["envFrom"]  # not optional
+    stage = (root / "Dockerfile").read_text().split(" AS serve\n", 1)[1].split("\nFROM ", 1)[0]
+    entry = json.loads(stage.split("ENTRYPOINT ", 1)[1].splitlines()[0])
+    cmd = json.loads(stage.split("\nCMD ", 1)[1].splitlines()[0])
+    assert entry[:3] == ["python", "-m", "imageedit_r1.serve"] and "EXPOSE 8000" in stage
+    parsed = build_parser().parse_args(entry[3:] + cmd)
+    assert parsed.port == 8000 and (root / parsed.config).is_file()

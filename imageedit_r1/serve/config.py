@@ -16,8 +16,9 @@ One YAML file, loaded through the project's config door (``imageedit_r1.config.l
       replicas: null                 # a fixed count; null: autoscaling between min and max
       min_replicas: 1
       max_replicas: null             # null: the cluster's GPUs / gpus_per_replica (1 without GPUs)
-      max_ongoing_requests: null     # edits at once per replica; null: 1 (a GPU), 8 (a hosted editor)
-      max_queued_requests: 16        # waiting edits; beyond them a request gets 429 + Retry-After
+      concurrent_edits: null         # edits at once per replica; null: 1 (a GPU), 8 (a hosted editor)
+      max_ongoing_requests: null     # requests a replica holds; null: concurrent_edits + 1 (the next one waits there)
+      max_queued_requests: 16        # requests waiting for a replica; beyond them 429 + Retry-After
     queue_full_status: 429           # or 503
     retry_after_s: 2
     limits: {max_upload_mb: 25, max_megapixels: 40, max_n: 4}
@@ -61,9 +62,12 @@ class EditorOptions:
     min_replicas: int = 1
     max_replicas: int | None = None  # null: the cluster's GPUs / gpus_per_replica (1 without GPUs)
     initial_replicas: int | None = None  # null: max_replicas (every GPU loaded at start)
-    target_ongoing_requests: float = 1.0
+    target_ongoing_requests: float = 2.0  # the autoscaler's aim per replica: one edit running, one waiting
     downscale_delay_s: float = 600.0
-    max_ongoing_requests: int | None = None  # null: 1 for a local editor, 8 for a hosted one
+    concurrent_edits: int | None = None  # edits at once per replica; null: 1 for a local editor, 8 for a hosted one
+    # Requests a replica holds; null: concurrent_edits + 1. The one waiting in the replica starts the
+    # moment an edit ends: Serve's router, finding every replica full, retries with backoff (up to 0.5 s).
+    max_ongoing_requests: int | None = None
     max_queued_requests: int = 16
     health_check_period_s: float = 10.0
 
@@ -139,8 +143,9 @@ class ServeConfig:
                             ("ingress.max_queued_requests", self.ingress.max_queued_requests)):
             if value < 1:
                 problems.append(f"{name} must be >= 1")
-        if editor.max_ongoing_requests is not None and editor.max_ongoing_requests < 1:
-            problems.append("editor.max_ongoing_requests must be >= 1 (or null)")
+        for name in ("concurrent_edits", "max_ongoing_requests"):
+            if getattr(editor, name) is not None and getattr(editor, name) < 1:
+                problems.append(f"editor.{name} must be >= 1 (or null)")
         limits = self.limits
         if limits.max_upload_mb <= 0 or limits.max_megapixels <= 0 or limits.max_n < 1:
             problems.append("limits.max_upload_mb and limits.max_megapixels must be > 0, limits.max_n >= 1")

@@ -6,9 +6,9 @@
   ``@serve.batch`` hands them to ``plan_requests`` together (``imageedit_r1.serve.work``).
 - ``Editor`` holds a pipeline's editor, one replica per GPU (``num_gpus``; hosted editors take
   none), scaled by Serve's autoscaler between ``min_replicas`` and ``max_replicas``. Each
-  replica runs ``max_ongoing_requests`` edits at once (1 on a GPU) and Serve queues up to
-  ``max_queued_requests`` more; beyond that the request gets ``queue_full_status`` with
-  ``Retry-After``, in OpenAI's error shape.
+  replica runs ``concurrent_edits`` edits at once (1 on a GPU) with the next request waiting in
+  it, and Serve queues up to ``max_queued_requests`` more; beyond that the request gets
+  ``queue_full_status`` with ``Retry-After``, in OpenAI's error shape.
 
 A client's ``model`` picks one of these pipelines; nothing a request says makes a replica load
 another model or read another key. ``build_application(config)`` binds it all;
@@ -18,7 +18,6 @@ another model or read another key. ``build_application(config)`` binds it all;
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import threading
 from typing import Any
@@ -35,7 +34,6 @@ from imageedit_r1.serve.errors import APIError
 from imageedit_r1.serve.sizing import deployment_options
 from imageedit_r1.serve.work import edit_image, plan_requests
 
-log = logging.getLogger("imageedit_r1.serve")
 APP_NAME = "imageedit-r1"
 
 
@@ -67,16 +65,16 @@ class Planner:
 class Editor:
     """A pipeline's editor on one GPU (or none, for a hosted editor); runs plans as given."""
 
-    def __init__(self, pipeline: PipelineConfig, max_ongoing_requests: int) -> None:
+    def __init__(self, pipeline: PipelineConfig, concurrent_edits: int) -> None:
         from imageedit_r1.scale.replicas import where
 
         self.pipeline = _pipeline(pipeline)
         editor = self.pipeline.editor
         if hasattr(editor, "load"):  # the model is on the GPU before the replica takes requests
             editor.load()
-        # A request cancelled while its edit runs frees Serve's slot, not the GPU: the edit thread
-        # holds this until it is done, so no more than max_ongoing_requests edits ever share the device.
-        self._slots = threading.BoundedSemaphore(max_ongoing_requests)
+        # Requests beyond concurrent_edits wait here for the device. A request cancelled while its
+        # edit runs frees Serve's slot, not the GPU: the edit thread holds its slot until it is done.
+        self._slots = threading.BoundedSemaphore(concurrent_edits)
         self._worker = where(serve.get_replica_context().replica_id.unique_id)
 
     async def edit(self, image: bytes, plan: dict[str, Any], seed: int, output_format: str,
@@ -171,12 +169,14 @@ def _upload_limits(config: ServeConfig):
 def app_builder(args: dict[str, Any]):
     """For ``serve run imageedit_r1.serve.deployments:app_builder config=PATH`` and a RayService's
     ``import_path``: the application for the service config at ``args["config"]`` (``overrides``: a
-    list of ``key=value``). API keys come from ``$IMAGEEDIT_R1_API_KEYS`` on the node that builds it."""
+    list of ``key=value``). API keys come from ``$IMAGEEDIT_R1_API_KEYS`` where Ray builds it (set it
+    on every node); without them it refuses to build unless ``args["anonymous"]`` is true."""
     from imageedit_r1.serve.config import load_serve_config
-    from imageedit_r1.serve.front_door import key_digest, read_api_keys
+    from imageedit_r1.serve.front_door import KEYS_ENV, key_digest, read_api_keys
 
     config = load_serve_config(args["config"], args.get("overrides") or ())
     keys = read_api_keys(None, os.environ)
-    if not keys:
-        log.warning("no API keys set ($IMAGEEDIT_R1_API_KEYS): every client that reaches the service may call it")
+    if not keys and str(args.get("anonymous", "")).lower() not in ("1", "true", "yes"):
+        raise ValueError(f"no API keys: set {KEYS_ENV} on every node (comma-separated), or pass anonymous=true "
+                         "for a service no one else can reach")
     return build_application(config, tuple(key_digest(key) for key in keys))

@@ -52,14 +52,14 @@ def deployment_options(config: ServeConfig, cluster_gpus: float) -> dict[str, di
     editors = {}
     for name in config.pipelines:
         gpus = 0.0 if hosted[name] else editor.gpus_per_replica
-        ongoing = editor.max_ongoing_requests or (HOSTED_EDITOR_CONCURRENCY if hosted[name] else 1)
+        edits = editor.concurrent_edits or (HOSTED_EDITOR_CONCURRENCY if hosted[name] else 1)
         options: dict[str, Any] = {
             "ray_actor_options": {"num_gpus": gpus, "num_cpus": editor.num_cpus},
-            "max_ongoing_requests": ongoing,
+            "max_ongoing_requests": editor.max_ongoing_requests or edits + 1,
             "max_queued_requests": editor.max_queued_requests,
             "backpressure_config": backpressure,
             "health_check_period_s": editor.health_check_period_s,
-            "init_args": (ongoing,),
+            "init_args": (edits,),
         }
         if editor.replicas is not None:
             options["num_replicas"] = editor.replicas

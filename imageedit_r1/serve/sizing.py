@@ -14,6 +14,7 @@ from imageedit_r1.pipeline.config import PipelineConfig
 from imageedit_r1.serve.config import ServeConfig
 
 HOSTED_EDITOR_CONCURRENCY = 8  # a hosted editor's replica waits on the provider, not a GPU
+EDITOR_ROUTER = "imageedit_r1.serve.routing:LeastLoaded"
 
 
 def planner_gpus(config: ServeConfig, pipeline: PipelineConfig) -> float:
@@ -59,6 +60,7 @@ def deployment_options(config: ServeConfig, cluster_gpus: float) -> dict[str, di
             "max_queued_requests": editor.max_queued_requests,
             "backpressure_config": backpressure,
             "health_check_period_s": editor.health_check_period_s,
+            "request_router_config": {"request_router_class": EDITOR_ROUTER},
             "init_args": (edits,),
         }
         if editor.replicas is not None:

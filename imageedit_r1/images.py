@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +73,10 @@ _ORIENTATION_TRANSPOSE = {
 def upright(image: Image.Image) -> Image.Image:
     """``image`` turned upright per its EXIF orientation; a metadata fault never loses the pixels.
 
-    ``ImageOps.exif_transpose`` re-serialises the EXIF block and raises on malformed tags
-    (``struct.error`` for an SRATIONAL with a zero denominator, also ``ValueError``,
-    ``TypeError``, ...). Then the orientation tag alone is read and applied; if even that
-    cannot be read, the image is returned as stored.
+    Only the orientation tag is read and applied (``ImageOps.exif_transpose`` also re-serialises
+    the EXIF block, which raises on malformed tags, and copies an image that needs no turn). An
+    upright image comes back as it is; if the tag cannot be read, the image is returned as stored.
     """
-    try:
-        return ImageOps.exif_transpose(image) or image
-    except Exception as exc:  # noqa: BLE001 - any metadata fault: the pixels are what matter
-        logger.warning("malformed EXIF (%s: %s); applying the orientation tag alone", type(exc).__name__, exc)
     try:
         orientation = image.getexif().get(_ORIENTATION_TAG)
     except Exception:  # noqa: BLE001 - unreadable EXIF: keep the stored orientation
@@ -126,34 +121,55 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Integer modes map ``[0, 2**bits - 1]`` onto ``[0, 255]`` (16 bits: divide by 257; 32-bit
     mode ``I`` is signed, so ``[0, 2**31 - 1]``); float
     mode ``F`` is taken as nominal ``[0, 1]``, as image tools store it. Out-of-range values clip.
+    Memory stays a few bytes per pixel whatever the mode: high-depth samples are scaled a tile
+    at a time, and transparency is pasted onto white rather than blended through RGBA copies.
     """
     if image.mode == "RGB" and "transparency" not in image.info:
         return image
     if image.mode.startswith("I") or image.mode == "F":
-        import numpy as np  # local: numpy only for the rare high-bit-depth case
-
-        arr = np.asarray(image, dtype=np.float64)
-        if image.mode == "F":
-            scaled = arr * 255.0
-        else:
-            bits = bit_depth(image) or 16
-            # Mode I is signed 32-bit: its 32-bit data tops out at 2**31 - 1.
-            scaled = arr * (255.0 / (2**31 - 1 if bits == 32 else 2**bits - 1))
-        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-        gray = np.clip(np.rint(scaled), 0, 255).astype("uint8")
-        key = image.info.get("transparency")
-        if isinstance(key, int):  # a transparent grey level: those pixels become white
-            gray[arr == key] = 255
-        return Image.fromarray(gray, mode="L").convert("RGB")
-    if image.mode == "La":  # premultiplied grey: Pillow converts it to LA only
-        image = image.convert("LA")
+        return _high_depth_to_gray(image).convert("RGB")
+    if image.mode in ("RGBa", "La"):  # premultiplied alpha: undone before pasting by alpha
+        image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
     if "transparency" in image.info and image.mode not in _ALPHA_MODES:
         image = image.convert("RGBA")  # the transparent colour becomes alpha 0
     if image.mode in _ALPHA_MODES:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image.convert("RGB"), mask=image.getchannel("A"))
+        return white
     return image.convert("RGB")
+
+
+_TILE_PIXELS = 1 << 20  # high-depth samples are scaled this many at a time
+
+
+def _tiles(width: int, height: int, pixels: int = _TILE_PIXELS):
+    """Boxes covering a ``width x height`` image, each about ``pixels`` in area (any aspect)."""
+    rows = max(1, pixels // width)
+    columns = width if rows > 1 else min(width, pixels)
+    for top in range(0, height, rows):
+        for left in range(0, width, columns):
+            yield left, top, min(width, left + columns), min(height, top + rows)
+
+
+def _high_depth_to_gray(image: Image.Image) -> Image.Image:
+    import numpy as np  # local: numpy only for the rare high-bit-depth case
+
+    if image.mode == "F":
+        scale = 255.0
+    else:
+        bits = bit_depth(image) or 16
+        # Mode I is signed 32-bit: its 32-bit data tops out at 2**31 - 1.
+        scale = 255.0 / (2**31 - 1 if bits == 32 else 2**bits - 1)
+    key = image.info.get("transparency")
+    gray = Image.new("L", image.size)
+    for box in _tiles(*image.size):
+        samples = np.asarray(image.crop(box), dtype=np.float64)
+        scaled = np.nan_to_num(samples * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        tile = np.clip(np.rint(scaled), 0, 255).astype("uint8")
+        if isinstance(key, int):  # a transparent grey level: those pixels become white
+            tile[samples == key] = 255
+        gray.paste(Image.fromarray(tile), box[:2])
+    return gray
 
 
 def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -175,27 +191,66 @@ def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
         raise ImageLoadError(f"unreadable image: {exc}") from exc
 
 
+_RESAMPLE_TILE = 1 << 17  # output pixels resampled per Pillow call
+_REDUCING_GAP = 3.0  # box-reduce first when shrinking more than twice this (Pillow: indistinguishable from fair resampling)
+
+
+def resize(image: Image.Image, size: tuple[int, int], resample: int = Image.Resampling.LANCZOS) -> Image.Image:
+    """``image`` at ``size``, in memory bounded by the input and the output whatever their aspects.
+
+    Pillow's ``resize`` precomputes filter weights for a whole output axis (8 bytes a tap: a
+    39,000,000-pixel line upscaled with Lanczos asks for 2 GB) and passes through an image as
+    wide as the output and as tall as the input. Here a large shrink is box-reduced first, and
+    the output is resampled a tile at a time, each tile from the input region it covers (the
+    same sample positions as one call, so the tiles meet without seams).
+    """
+    width, height = size
+    if width < 1 or height < 1:
+        raise ValueError(f"invalid target size {width}x{height}")
+    if image.size == (width, height):
+        return image
+    factors = (max(1, int(image.width / width / _REDUCING_GAP)), max(1, int(image.height / height / _REDUCING_GAP)))
+    if factors != (1, 1):
+        image = image.reduce(factors)
+    tile_w = min(width, _RESAMPLE_TILE)
+    tile_h = max(1, min(height, _RESAMPLE_TILE // tile_w))
+    if (tile_w, tile_h) == (width, height):
+        return image.resize((width, height), resample)
+    scale_x, scale_y = image.width / width, image.height / height
+    out = Image.new(image.mode, (width, height))
+    for top in range(0, height, tile_h):
+        bottom = min(height, top + tile_h)
+        for left in range(0, width, tile_w):
+            right = min(width, left + tile_w)
+            box = (left * scale_x, top * scale_y, right * scale_x, bottom * scale_y)
+            out.paste(image.resize((right - left, bottom - top), resample, box=box), (left, top))
+    return out
+
+
 def fit_to_budget(image: Image.Image, budget: Any) -> Image.Image:
     """``image`` (RGB) at exactly the size Qwen's processor keeps under ``budget`` (an
     ``image_budget.ImageBudget``, not imported: that module writes through the store, whose image
     writer uses this one); None: unchanged.
 
-    An aspect ratio the processor refuses is padded first (black bars, content centred); then the
-    image is resized (bicubic) to ``budget.fit(...).size``. Every stage that hands an image to the
-    decomposition agent (the exporter, the inference backends) calls this, so they agree to the
-    pixel. See ``imageedit_r1.image_budget``.
+    An aspect ratio the processor refuses is padded (black bars, content centred) as
+    ``budget.fit`` lays out. The content is shrunk straight to its place in the final size and
+    padded there, never padded at its own scale first: a 39,000,000 x 1 banner would pad to
+    terabytes. Memory is bounded by the input and the final size. Every stage that hands an
+    image to the decomposition agent (the exporter, the inference backends) calls this, so they
+    agree to the pixel. See ``imageedit_r1.image_budget``.
     """
     if budget is None:
         return image
     image = to_rgb(image)
     fit = budget.fit(image.width, image.height)
-    if fit.padded:
-        canvas = Image.new("RGB", fit.canvas, (0, 0, 0))
-        canvas.paste(image, ((fit.canvas[0] - image.width) // 2, (fit.canvas[1] - image.height) // 2))
-        image = canvas
-    if image.size != fit.size:
-        image = image.resize(fit.size, Image.Resampling.BICUBIC)
-    return image
+    if not fit.padded:
+        return resize(image, fit.size, Image.Resampling.BICUBIC)
+    (width, height), (canvas_w, canvas_h) = fit.size, fit.canvas
+    inner = (min(width, max(1, round(image.width * width / canvas_w))),
+             min(height, max(1, round(image.height * height / canvas_h))))
+    canvas = Image.new("RGB", fit.size, (0, 0, 0))
+    canvas.paste(resize(image, inner, Image.Resampling.BICUBIC), ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return canvas
 
 
 def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
@@ -204,7 +259,7 @@ def shrink_to_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
         return image
     scale = (max_pixels / (image.width * image.height)) ** 0.5
     size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
+    return resize(image, size, Image.Resampling.LANCZOS)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -300,11 +355,25 @@ def to_png_bytes(image: Image.Image) -> bytes:
 
 
 def image_sha256(image: Image.Image) -> str:
-    """Content hash of the decoded pixels (mode, size and bytes), independent of file format."""
+    """Content hash of the decoded pixels (mode, size and bytes), independent of file format.
+
+    The bytes are hashed a band of rows at a time (a long row in pieces), in row order: the hash
+    of ``tobytes()`` without holding a copy of the whole image."""
     digest = hashlib.sha256()
     digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
-    digest.update(image.tobytes())
+    for box in _row_major_tiles(*image.size):
+        digest.update(image.crop(box).tobytes())
     return digest.hexdigest()
+
+
+def _row_major_tiles(width: int, height: int, pixels: int = _TILE_PIXELS):
+    """Boxes whose bytes, one after another, are the image's bytes in row order."""
+    rows = max(1, pixels // width)
+    if rows > 1 or width <= pixels:
+        yield from ((0, top, width, min(height, top + rows)) for top in range(0, height, rows))
+        return
+    for top in range(height):  # rows longer than a tile: each in pieces, left to right
+        yield from ((left, top, min(width, left + pixels), top + 1) for left in range(0, width, pixels))
 
 
 @dataclass

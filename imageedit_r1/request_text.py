@@ -37,32 +37,72 @@ _SEP = r"(?:\s*[-–—:/|,+&]\s*|\s+)"
 _CONTENT = rf"(?:(?:{_WORDS}|{_CURRENCY}|{_MONEY}){_END})(?:{_SEP}(?:(?:{_WORDS}|{_CURRENCY}|{_AMOUNT}){_END}))*"
 _TAG = rf"(?:\[\s*{_CONTENT}\s*\]|\(\s*{_CONTENT}\s*\)|\{{\s*{_CONTENT}\s*\}})"
 _TAG_SEP = r"\s*(?:[-–—:|]\s*)?"
-_LEADING_TAGS = re.compile(rf"^\s*(?:{_TAG}{_TAG_SEP})+", re.IGNORECASE)
-# One tag at a time (``strip_forum_tags`` repeats): a search for a chain of tags before the end
-# would rescan the chain from each of its tags when the text goes on after it.
-_TRAILING_TAGS = re.compile(rf"{_TAG_SEP}{_TAG}\s*$", re.IGNORECASE)
+# Each pattern is matched at a position of the text (the text is never cut and rescanned), so
+# stripping costs time linear in the text, whatever it holds ("paid - paid - ..." once took
+# seconds per kilobyte: every strip rescanned the whole rest).
+_LEADING_TAGS = re.compile(rf"\s*(?:{_TAG}{_TAG_SEP})+", re.IGNORECASE)
+_ONE_TAG = re.compile(_TAG, re.IGNORECASE)
 # A closing sentence made only of tag words: "... a sunny day? Will tip!", "... the glare. Paid $5."
-_TRAILING_SENTENCE = re.compile(rf"(?<=[.!?])\s+{_CONTENT}\s*[.!]*\s*$", re.IGNORECASE)
+_CLOSING_SENTENCE = re.compile(rf"\s+{_CONTENT}\s*[.!]*\s*", re.IGNORECASE)
 # A bare label only with a separator after it: "Paid $10 - remove ...", "Specific: ...";
 # never "Free the bird from the cage".
 _LEADING_LABEL = re.compile(
-    rf"^\s*(?:paid|unpaid|free|specific|creative)(?:\s*[-–—]?\s*(?:{_AMOUNT}))?(?:\s*[-–—/]\s*(?:no\s+ai|ai\s+ok))?"
+    rf"\s*(?:paid|unpaid|free|specific|creative)(?:\s*[-–—]?\s*(?:{_AMOUNT}))?(?:\s*[-–—/]\s*(?:no\s+ai|ai\s+ok))?"
     r"\s*[-–—:|]\s+",
     re.IGNORECASE,
 )
+_OPENING = {"]": "[", ")": "(", "}": "{"}
+_SEPARATORS = "-–—:|"
+_ROUNDS = 8  # stripping one end exposes tags at the other only when tags are all that is left
+
+
+def _back_over(text: str, start: int, end: int, chars: str | None = None) -> int:
+    """``end`` moved left over whitespace (or over ``chars``), not past ``start``."""
+    while end > start and (text[end - 1].isspace() if chars is None else text[end - 1] in chars):
+        end -= 1
+    return end
+
+
+def _trailing_tag(text: str, start: int, end: int) -> int | None:
+    """Where the text ends without its last tag and the separator before it; None: no tag there."""
+    close = _back_over(text, start, end)
+    if close == start or text[close - 1] not in _OPENING:
+        return None
+    opening = text.rfind(_OPENING[text[close - 1]], start, close - 1)
+    if opening < 0 or not _ONE_TAG.fullmatch(text, opening, close):
+        return None
+    cut = _back_over(text, start, opening)
+    if cut > start and text[cut - 1] in _SEPARATORS:
+        cut = _back_over(text, start, cut - 1)
+    return cut
+
+
+def _closing_sentence(text: str, start: int, end: int) -> int | None:
+    """Where the text ends without a closing sentence of tag words (kept: the mark before it)."""
+    tail = _back_over(text, start, _back_over(text, start, _back_over(text, start, end), ".!"))
+    mark = tail - 1  # the last end of a sentence followed by a space, before the closing marks
+    while mark > start and not (text[mark - 1] in ".!?" and text[mark].isspace()):
+        mark -= 1
+    if mark <= start or not _CLOSING_SENTENCE.fullmatch(text, mark, end):
+        return None
+    return mark
 
 
 def strip_forum_tags(request: str) -> str:
     """``request`` without the forum tags at its start and end (see the module docstring)."""
-    text = request
-    while True:
-        before = text
-        text = _LEADING_TAGS.sub("", text)
-        text = _LEADING_LABEL.sub("", text)
-        text = _TRAILING_TAGS.sub("", text)
-        text = _TRAILING_SENTENCE.sub("", text)
-        if text == before:
-            return text
+    text, start, end = request, 0, len(request)
+    for _ in range(_ROUNDS):
+        before = (start, end)
+        while match := _LEADING_TAGS.match(text, start, end) or _LEADING_LABEL.match(text, start, end):
+            if match.end() == start:
+                break
+            start = match.end()
+        while (cut := _trailing_tag(text, start, end)) is not None or \
+                (cut := _closing_sentence(text, start, end)) is not None:
+            end = cut
+        if (start, end) == before:
+            break
+    return text[start:end]
 
 
 def clean_request(request: str) -> str:

@@ -2,7 +2,6 @@
 /execute; a headless Chromium (Playwright driving Debian's chromium) uploads, plans, changes a
 sub-request, edits, and checks the page; refusals arrive as clear messages; the bind is loopback."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -13,6 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.app_fixtures import BLUE, RED, free_port, private_upload_folder, scripted_app, two_tone
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 gradio = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
@@ -21,51 +22,26 @@ pytestmark = [pytest.mark.slow]
 
 MAX_BYTES = 400_000
 MAX_MEGAPIXELS = 2.0
-RED, BLUE = (220, 30, 30), (30, 40, 220)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture(scope="module", autouse=True)
+def folders(tmp_path_factory):
+    """Uploads in a folder of this module's own (the app sweeps its upload folder); the system's
+    temp folder moved, so that the app's output folder lies outside it and outside the working
+    folder, where Gradio would not serve a file by itself."""
+    import tempfile
 
-
-def two_tone(size):
-    """Left half red, right half blue: easy to find in a screenshot."""
-    image = Image.new("RGB", size, RED)
-    image.paste(BLUE, (size[0] // 2, 0, size[0], size[1]))
-    return image
-
-
-@contextlib.contextmanager
-def scripted_app(tmp_path, editor, queue_size=4, auth=None):
-    """The app served with scripted agents and ``editor`` (no models): yields its URL."""
-    from gradio.utils import get_upload_folder
-
-    from imageedit_r1.app.server import launch
-    from imageedit_r1.app.service import AppSettings, EditService
-    from imageedit_r1.app.ui import build_app
-    from imageedit_r1.app.uploads import UploadLimits
-    from imageedit_r1.pipeline import ImageEditR1, PipelineConfig
-    from tests.test_pipeline import DECOMPOSITION, SUBS, ScriptedDecomposer, ScriptedSequencer
-
-    config = PipelineConfig()
-    planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS),
-                          config=config)
-    settings = AppSettings(config=config, limits=UploadLimits(), upload_roots=[get_upload_folder()],
-                           output_dir=str(tmp_path / "out"), auth_passwords=[password for _, password in auth or []])
-    app = build_app(EditService(settings, planner=planner, editor=editor))
-    port = free_port()
-    launch(app, host="127.0.0.1", port=port, share=False, auth=auth, limits=settings.limits, queue_size=queue_size,
-           prevent_thread_lock=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    root = tmp_path_factory.mktemp("app-folders")
+    monkey = pytest.MonkeyPatch()
+    (root / "tmp").mkdir()
+    monkey.setattr(tempfile, "tempdir", str(root / "tmp"))
+    with private_upload_folder(root / "uploads"):
+        yield SimpleNamespace(root=root, outputs=root / "outputs")
+    monkey.undo()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(folders):
     from imageedit_r1.app.__main__ import build_parser
     from imageedit_r1.app.server import build_settings, launch
     from imageedit_r1.app.service import EditService
@@ -76,11 +52,11 @@ def served(tmp_path_factory):
     monkey.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     args = build_parser().parse_args(["--demo", "--port", str(free_port()), "--max-upload-mb", str(MAX_BYTES / 2**20),
                                       "--max-megapixels", str(MAX_MEGAPIXELS), "--queue-size", "4",
-                                      "--output-dir", str(tmp_path_factory.mktemp("app-out"))])
+                                      "--output-dir", str(folders.outputs)])
     settings = build_settings(args, [])
     app = build_app(EditService(settings), title="ImageEdit-R1 (offline demo)", demo_mode=True)
     launch(app, host=args.host, port=args.port, share=args.share, auth=None, limits=settings.limits,
-           queue_size=args.queue_size, prevent_thread_lock=True)
+           queue_size=args.queue_size, store=settings.upload_store, prevent_thread_lock=True)
     yield SimpleNamespace(app=app, url=f"http://127.0.0.1:{args.port}/", port=args.port, args=args)
     app.close()
     monkey.undo()
@@ -134,10 +110,10 @@ def test_oversized_bomb_corrupt_and_empty_inputs_are_refused_clearly(served, tmp
     # A client that skips that check is refused by the server before the file is stored.
     response = httpx.post(f"{served.url}gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")},
                           timeout=30)
-    assert response.status_code == 413 and f"maximum allowed size of {MAX_BYTES} bytes" in response.text
+    assert response.status_code == 413 and "over this server's limit" in response.text, response.text
     bomb = tmp_path / "bomb.png"
     Image.new("1", (12_000, 12_000)).save(bomb, optimize=True)
-    assert "144.0 megapixels; this app accepts at most 2 megapixels" in \
+    assert "144.0 megapixels; this server accepts at most 2 megapixels" in \
         _client_error(served, handle_file(str(bomb)), "x", "single-turn")
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x07" * 300)
@@ -235,6 +211,95 @@ def test_in_the_browser_upload_plan_change_a_sub_request_edit_and_download_the_t
     assert full.width == 1400 and full.height >= 900
 
 
+def _error_badges(page) -> int:
+    """Gradio's red "Error" marks on panels (and error toasts) visible in the page."""
+    return page.get_by_text("Error", exact=True).count() + page.locator(".toast-body.error").count()
+
+
+def _in_view(locator) -> bool:
+    """Whether the element's first lines are on screen, without scrolling."""
+    return locator.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.top + 40 <= innerHeight; }")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_the_first_clicks_read_clearly(served, tmp_path):
+    """Plan is the first action; Edit before Plan is a sentence, not red Error badges; the progress
+    under the buttons names each stage and each denoising step; the time shown is the time waited."""
+    pytest.importorskip("playwright.sync_api")
+    import time
+
+    from playwright.sync_api import expect, sync_playwright
+
+    size = (1600, 1200)  # near the 2 MP limit: saving and showing the images takes real time
+    path = tmp_path / "photo.jpg"
+    two_tone(size).save(path, quality=90)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(served.url)
+            plan_button, edit_button, status = (page.locator(f"#{name}") for name in ("plan-button", "edit-button",
+                                                                                       "status"))
+            expect(plan_button).to_have_class(_primary := __import__("re").compile(r"\bprimary\b"))
+            expect(edit_button).not_to_have_class(_primary)
+            page.screenshot(path=str(shots / "1-empty.png"))
+
+            edit_button.click()  # before any plan
+            expect(status).to_contain_text("press Plan first", timeout=30_000)
+            page.wait_for_timeout(500)
+            assert _error_badges(page) == 0
+            page.screenshot(path=str(shots / "2-edit-before-plan.png"))
+
+            page.locator("#input-image input[type=file]").set_input_files(str(path))
+            expect(page.locator("#input-image img")).to_be_visible(timeout=30_000)
+            page.locator("#request textarea").fill("Change the color of the car to blue and remove the sign")
+            plan_button.click()
+            expect(status).to_contain_text("Plan ready", timeout=120_000)
+            expect(edit_button).to_have_class(_primary)
+            assert _error_badges(page) == 0
+
+            page.locator("#steps input[type=number]").fill("25")
+            page.locator("#steps input[type=number]").press("Enter")
+            clicked = time.perf_counter()
+            edit_button.click()
+            expect(status).to_contain_text("denoising step", timeout=60_000)
+            page.screenshot(path=str(shots / "3-denoising.png"))
+            assert _in_view(status)  # where the person is looking, not below the fold
+            expect(status).to_contain_text("Edited in", timeout=180_000)
+            expect(page.locator("#after img")).to_be_visible(timeout=30_000)
+            waited = time.perf_counter() - clicked
+            shown = float(__import__("re").search(r"Edited in ([0-9.]+) s", status.inner_text()).group(1))
+            page.screenshot(path=str(shots / "4-edited.png"), full_page=True)
+            assert _error_badges(page) == 0
+        finally:
+            browser.close()
+            if os.environ.get("IMAGEEDIT_R1_KEEP_SCREENSHOTS"):  # kept on failure too: to look at the page
+                shutil.copytree(shots, os.environ["IMAGEEDIT_R1_KEEP_SCREENSHOTS"], dirs_exist_ok=True)
+    # The figure is the wait: at most what the test measured from click to image, and short of it
+    # by no more than the page needs to fetch and draw the result.
+    assert waited - 1.5 <= shown <= waited + 0.1, (shown, waited)
+
+
+def test_a_busy_port_is_one_line_naming_the_port_option_before_any_model_is_built():
+    import subprocess
+    import sys
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "imageedit_r1.app", "--demo", "--port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: port {port} on 127.0.0.1 is in use (another program, or the app already running); "
+                     "choose another with --port"], result.stderr
+    assert "building tiny" not in result.stdout
+
+
 class SlowEditor:
     """A real Editor that takes a while and records how many edits ran at once."""
 
@@ -265,7 +330,8 @@ def test_concurrent_users_wait_in_a_bounded_queue_and_never_share_the_model(tmp_
     from gradio_client import Client, handle_file
 
     editor = SlowEditor()
-    with scripted_app(tmp_path, editor, queue_size=2) as url:
+    with scripted_app(tmp_path, editor, queue_size=2) as app:
+        url = app.url
         path = tmp_path / "in.png"
         two_tone((64, 40)).save(path)
         plan = Client(url, verbose=False).predict(handle_file(str(path)), "Recolor it", "single-turn", api_name="/plan")
@@ -298,7 +364,8 @@ def test_in_the_browser_a_sample_image_fills_the_input_and_the_request(tmp_path)
     from imageedit_r1.sample_images import SAMPLE_REQUESTS
     from tests.test_pipeline import SUBS, InvertingEditor
 
-    with scripted_app(tmp_path, InvertingEditor()) as url, sync_playwright() as playwright:
+    with scripted_app(tmp_path, InvertingEditor()) as app, sync_playwright() as playwright:
+        url = app.url
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -316,6 +383,71 @@ def test_in_the_browser_a_sample_image_fills_the_input_and_the_request(tmp_path)
             browser.close()
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_a_failed_edit_is_its_sentence_and_no_error_badge(tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    from imageedit_r1.agents.editors import EditRefusedError
+    from tests.test_pipeline import InvertingEditor
+
+    editor = InvertingEditor(fail=EditRefusedError("blocked by the <b>safety</b> filter"))
+    with scripted_app(tmp_path, editor) as app, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(app.url)
+            page.locator("#sample input").click()
+            page.get_by_role("option", name="portrait").click()
+            expect(page.locator("#input-image img")).to_be_visible(timeout=20_000)
+            page.locator("#plan-button").click()
+            expect(page.locator("#status")).to_contain_text("Plan ready", timeout=30_000)
+            page.locator("#edit-button").click()
+            status = page.locator("#status")
+            expect(status).to_contain_text("Could not edit: editing failed: blocked by the <b>safety</b> filter",
+                                           timeout=30_000)
+            page.wait_for_timeout(500)
+            assert _error_badges(page) == 0 and _in_view(status)
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+def test_in_the_browser_the_login_page_works_behind_the_front_door(tmp_path):
+    """The front door refuses every route to a client without a login but the login page and
+    what it loads: the page must still draw its form, refuse a wrong password and let the right
+    one in."""
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_pipeline import InvertingEditor
+
+    password = "correct-horse-battery-staple"
+    with scripted_app(tmp_path, InvertingEditor(), auth=[("alice", password)]) as app, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(app.url)
+            username = page.get_by_label("username")
+            expect(username).to_be_visible(timeout=20_000)
+            username.fill("alice")
+            page.get_by_label("password").fill("not-the-password")
+            page.get_by_role("button", name="Login").click()
+            expect(page.get_by_text("Incorrect Credentials", exact=False)).to_be_visible(timeout=10_000)
+            page.screenshot(path=str(tmp_path / "login.png"))
+            username.fill("alice")  # Gradio's form empties it after a refusal
+            page.get_by_label("password").fill(password)
+            page.get_by_role("button", name="Login").click()
+            expect(page.locator("#plan-button")).to_be_visible(timeout=20_000)
+        finally:
+            browser.close()
+            if os.environ.get("IMAGEEDIT_R1_KEEP_SCREENSHOTS"):
+                shutil.copy(tmp_path / "login.png", os.environ["IMAGEEDIT_R1_KEEP_SCREENSHOTS"])
+
+
 def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
 
@@ -324,7 +456,8 @@ def test_with_a_login_only_signed_in_clients_reach_the_endpoints(tmp_path, monke
 
     monkeypatch.setenv("IMAGEEDIT_R1_APP_AUTH", "alice:correct-horse-battery")
     auth = read_auth(None)
-    with scripted_app(tmp_path, InvertingEditor(), auth=auth) as url:
+    with scripted_app(tmp_path, InvertingEditor(), auth=auth) as app:
+        url = app.url
         assert httpx.get(f"{url}config", timeout=10).status_code in (401, 403)
         with pytest.raises(Exception):  # noqa: B017, PT011 - gradio_client refuses to connect without the login
             Client(url, verbose=False)

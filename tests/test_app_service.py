@@ -54,13 +54,13 @@ def test_a_good_upload_is_read_upright_and_rgb(uploads):
 def test_an_oversized_file_is_refused_before_it_is_decoded(uploads):
     noise = Image.effect_noise((800, 600), 120).convert("RGB")  # incompressible: well over 300 kB as PNG
     path = save(noise, uploads / "big.png")
-    with pytest.raises(UploadRefused, match=r"MiB; this app accepts at most"):
+    with pytest.raises(UploadRefused, match=r"MiB; this server accepts at most"):
         read_upload(path, LIMITS, [uploads])
 
 
 @pytest.mark.parametrize(("side", "message"), [
-    (5_000, r"5000x5000 = 25.0 megapixels; this app accepts at most 2 megapixels"),
-    (20_000, r"more pixels than Pillow will open \(400000000 pixels\); this app accepts at most 2 megapixels"),
+    (5_000, r"5000x5000 = 25.0 megapixels; this server accepts at most 2 megapixels"),
+    (20_000, r"more pixels than Pillow will open \(400000000 pixels\); this server accepts at most 2 megapixels"),
 ])
 def test_a_decompression_bomb_is_refused_from_its_header(uploads, side, message):
     bomb = Image.new("1", (side, side))  # megapixels in a file of a few kB
@@ -131,7 +131,7 @@ def test_page_errors_are_sentences_without_secrets(tmp_path, uploads, monkeypatc
         svc.execute(path, plan, seed="abc")
     with pytest.raises(AppError, match="steps must be between 1 and 200"):
         svc.execute(path, plan, steps=10_000)
-    with pytest.raises(AppError, match="unknown editor 'paint'"):
+    with pytest.raises(AppError, match="runs the flux-kontext editor only, not 'paint'"):
         svc.execute(path, plan, editor="paint")
     with pytest.raises(AppError, match="sub-request 1 is empty"):
         svc.execute(path, {**plan.to_dict(), "sub_requests": [""]})
@@ -167,12 +167,19 @@ def test_an_agent_key_echoed_by_its_server_reaches_no_page_plan_or_download(tmp_
     assert not any(key in instruction for _, instruction, _ in editor.calls)
 
 
-def test_an_editor_that_cannot_start_is_a_clear_error(tmp_path, uploads):
-    svc = service(tmp_path, uploads)
+def test_an_editor_that_cannot_start_is_a_clear_error(tmp_path, uploads, monkeypatch):
+    from imageedit_r1.pipeline.config import EditorConfig
+
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    config = PipelineConfig(editor=EditorConfig(name="nano-banana"))
+    planner = ImageEditR1(decomposer=ScriptedDecomposer(DECOMPOSITION), sequencer=ScriptedSequencer(SUBS), config=config)
+    svc = EditService(AppSettings(config=config, limits=LIMITS, upload_roots=[str(uploads)],
+                                  output_dir=str(tmp_path / "out")), planner=planner)
     path = save(Image.new("RGB", (32, 32)), uploads / "in.png")
     _, plan = svc.plan(path, REQUEST)
-    with pytest.raises(AppError, match="nano-banana|GEMINI|GOOGLE|key|cannot run"):
-        svc.execute(path, plan, editor="nano-banana")
+    with pytest.raises(AppError, match="cannot run here.*(GEMINI|GOOGLE)"):
+        svc.execute(path, plan)
 
 
 def test_the_default_bind_is_loopback_and_no_share_link():
@@ -184,13 +191,44 @@ def test_the_default_bind_is_loopback_and_no_share_link():
 
 def test_logins_come_from_a_file_or_the_environment(tmp_path):
     path = tmp_path / "auth"
-    path.write_text("# users\nalice:pass:with:colons\nbob:b0b\n")
-    assert read_auth(str(path), {}) == [("alice", "pass:with:colons"), ("bob", "b0b")]
-    assert read_auth(None, {"IMAGEEDIT_R1_APP_AUTH": "carol:c, dave:d"}) == [("carol", "c"), ("dave", "d")]
+    path.write_text("# users\nalice:pass:with:colons-long\nbob:b0b-a-long-passphrase\n")
+    assert read_auth(str(path), {}) == [("alice", "pass:with:colons-long"), ("bob", "b0b-a-long-passphrase")]
+    env = {"IMAGEEDIT_R1_APP_AUTH": "carol:carol-long-passphrase, dave:dave-long-passphrase"}
+    assert read_auth(None, env) == [("carol", "carol-long-passphrase"), ("dave", "dave-long-passphrase")]
     assert read_auth(None, {}) == []
     with pytest.raises(ValueError, match="user:password") as info:
         read_auth(None, {"IMAGEEDIT_R1_APP_AUTH": "nopassword"})
     assert "nopassword" not in str(info.value)
+
+
+def test_in_the_auth_file_one_line_is_one_login_split_at_the_first_colon(tmp_path):
+    """Commas belong to the password in the file: once read as separators, `alice:Tr0ub4dor,3x`
+    was refused and `alice:one,two:three` became two accounts."""
+    path = tmp_path / "auth"
+    path.write_text("alice:Tr0ub4dor,3x-and-more\r\n  # a comment\n\nbob:one,two:three and four \n", encoding="utf-8")
+    assert read_auth(str(path), {}) == [("alice", "Tr0ub4dor,3x-and-more"), ("bob", "one,two:three and four ")]
+    # The variable separates entries by commas; a comma or backslash in a password is escaped.
+    env = {"IMAGEEDIT_R1_APP_AUTH": r"alice:Tr0ub4dor\,3x-and-more,bob:back\\slash-passphrase"}
+    assert read_auth(None, env) == [("alice", "Tr0ub4dor,3x-and-more"), ("bob", "back\\slash-passphrase")]
+
+
+@pytest.mark.parametrize("entry", ["alice:x", "alice:fourteen-chars"])
+def test_a_short_password_is_refused_without_showing_it(entry, tmp_path):
+    path = tmp_path / "auth"
+    path.write_text(entry + "\n")
+    with pytest.raises(ValueError, match=r"password of 'alice' has \d+ characters; use at least 15") as info:
+        read_auth(str(path), {})
+    assert entry.split(":", 1)[1] not in str(info.value)
+
+
+def test_a_short_password_stops_the_app_before_it_starts(tmp_path, capsys):
+    from imageedit_r1.app.__main__ import main
+
+    path = tmp_path / "auth"
+    path.write_text("alice:x\n")
+    with pytest.raises(SystemExit) as info:
+        main(["--auth-file", str(path)])
+    assert info.value.code == 2 and "use at least 15" in capsys.readouterr().err
 
 
 def test_importing_the_app_package_and_the_pipeline_loads_no_gradio():
@@ -242,11 +280,11 @@ def test_config_and_overrides_from_the_command_line_reach_the_service(tmp_path):
 
     args = build_parser().parse_args(["--config", "examples/configs/nano_banana.yaml", "--max-upload-mb", "2",
                                       "--max-megapixels", "12", "--output-dir", str(tmp_path), "seed=5"])
-    settings = build_settings(args, [("alice", "pw-123456")])
+    settings = build_settings(args, [("alice", "pw-123456-abcdefg")])
     assert settings.config.editor.name == "nano-banana" and settings.config.seed == 5
     assert settings.limits.max_bytes == 2 * 2**20 and settings.limits.max_pixels == 12_000_000
-    assert settings.auth_passwords == ["pw-123456"] and settings.upload_roots
-    assert EditService(settings).editor_names()[0] == "nano-banana"
+    assert settings.auth_passwords == ["pw-123456-abcdefg"] and settings.upload_roots
+    assert EditService(settings).editor_name == "nano-banana"
     with pytest.raises(FileNotFoundError, match="config file not found"):
         build_settings(build_parser().parse_args(["--config", "nope.yaml"]), [])
 

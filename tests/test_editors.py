@@ -5,7 +5,7 @@ from PIL import Image
 
 from imageedit_r1.agents.editors import EDITORS, EditorUnavailableError, build_editor
 from imageedit_r1.agents.editors.base import (
-    letterbox,
+    fit_to_size,
     nearest_aspect,
     restore_size,
     unletterbox,
@@ -34,6 +34,25 @@ def test_working_size_keeps_aspect_snaps_to_the_multiple_and_respects_the_area_b
     assert working_size(5, 5, max_area=10**6, min_area=0, multiple=16) == (16, 16)
 
 
+@pytest.mark.parametrize("size", [(39_000_000, 1), (1, 39_000_000), (100_000, 3), (16, 1)])
+def test_the_working_area_never_passes_max_area_whatever_the_aspect(size):
+    # A side raised to one multiple must not leave the other at full length: 39,000,000 x 1 once
+    # asked FLUX for 6,394,864 x 16, 98 times its budget.
+    for max_area, min_area in ((1024**2, 512 * 512), (80 * 60, 0)):
+        w, h = working_size(*size, max_area=max_area, min_area=min_area, multiple=16)
+        assert w % 16 == 0 and h % 16 == 0 and w * h <= max_area
+        assert (w >= h) == (size[0] >= size[1])  # the long side stays the long side
+
+
+@pytest.mark.parametrize("size", [(39_000, 1), (1, 39_000)])
+def test_a_thin_region_comes_back_at_the_input_size(size):
+    work = working_size(*size, max_area=64 * 64, multiple=16)
+    assert restore_size(Image.new("RGB", work, (9, 9, 9)), size).size == size
+    padded, box = fit_to_size(Image.new("RGB", size, (9, 9, 9)), (64, 64))
+    assert padded.size == (64, 64)
+    assert restore_size(unletterbox(padded.resize((96, 96)), box), size).size == size
+
+
 def test_restore_size_crops_a_different_aspect_instead_of_stretching():
     wide = Image.new("RGB", (200, 100), (0, 0, 255))
     wide.paste((255, 0, 0), (0, 0, 50, 100))  # a red band at the left that a centre crop removes
@@ -42,9 +61,9 @@ def test_restore_size_crops_a_different_aspect_instead_of_stretching():
     assert restored.getpixel((2, 25))[2] > 200  # blue: the left band was cropped, not squeezed in
 
 
-def test_letterbox_round_trip_recovers_the_original_region():
+def test_padding_round_trip_recovers_the_original_region():
     image = gradient(90, 30)
-    padded, box = letterbox(image, 1.0)
+    padded, box = fit_to_size(image, (90, 90))
     assert padded.size == (90, 90)
     # A model answering at another resolution: the box is in fractions, so it still lines up.
     answer = padded.resize((300, 300), Image.Resampling.LANCZOS)

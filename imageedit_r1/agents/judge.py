@@ -386,7 +386,9 @@ def fit_within(image, max_side: int | None):
         return image
     scale = max_side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, resample=3)  # bicubic
+    from imageedit_r1.images import resize
+
+    return resize(image, size, 3)  # bicubic
 
 
 class Judge:

@@ -1,8 +1,9 @@
-"""The app's work, with no web code: plan, execute, choose the editor, word errors for the page.
+"""The app's work, with no web code: plan, execute, word errors for the page.
 
 ``EditService`` wraps ``ImageEditR1``: ``plan`` runs the decomposition and sequencing agents,
-``execute`` runs the chosen editor on a (possibly changed) plan and writes the edited image and
-its trace to the app's output folder for download. Every failure becomes an ``AppError`` whose
+``execute`` runs the operator's editor (the config's, and no other: a client cannot make the
+server load other weights or spend other keys) on a (possibly changed) plan and writes the
+edited image and its trace to the app's output folder for download. Every failure becomes an ``AppError`` whose
 message is safe to show in a page: no stack trace, and no secret. Messages, plans and traces go
 through the project's one secret policy (``imageedit_r1.masking``): every key the app's models can
 reach, by value, and the app's login passwords.
@@ -10,20 +11,20 @@ reach, by value, and the app's login passwords.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import secrets
 import tempfile
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imageedit_r1.app.uploads import UploadLimits, UploadRefused, read_upload
-from imageedit_r1.masking import mask, register_config, register_values
-from imageedit_r1.pipeline.config import MODES, EditorConfig, PipelineConfig
+from imageedit_r1.masking import mask
+from imageedit_r1.pipeline.config import MODES, PipelineConfig
 from imageedit_r1.pipeline.plan import MAX_TEXT_CHARS, Plan, PlanError
+from imageedit_r1.request_limits import UploadStore, protect_secrets
 from imageedit_r1.store import atomic_save_image, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class AppSettings:
     config: PipelineConfig = field(default_factory=PipelineConfig)
     limits: UploadLimits = field(default_factory=UploadLimits)
     upload_roots: list[str] = field(default_factory=list)  # where the web framework stores uploads
+    upload_store: UploadStore | None = None  # keeps that folder within its quota
     output_dir: str | None = None  # edited images and traces for download (default: a temp folder)
     auth_passwords: list[str] = field(default_factory=list)
     demo: bool = False
@@ -63,19 +65,17 @@ class Outcome:
 
 
 class EditService:
-    """Plans and edits for the app; one editor is kept loaded at a time (GPU memory)."""
+    """Plans and edits for the app with the operator's agents and editor, loaded once."""
 
     def __init__(self, settings: AppSettings, *, planner=None, editor=None) -> None:
-        """``planner`` (an ``ImageEditR1``) and ``editor`` (for the configured editor name) may be
-        given ready-made; by default both are built from ``settings.config`` on first use."""
+        """``planner`` (an ``ImageEditR1``) and ``editor`` (the configured editor) may be given
+        ready-made; by default both are built from ``settings.config`` on first use."""
         from imageedit_r1.pipeline.core import ImageEditR1
 
         self.settings = settings
         self.config = settings.config
-        register_config(self.config)
-        register_values(settings.auth_passwords)
+        protect_secrets(settings.auth_passwords, self.config)
         self.planner = planner or ImageEditR1(config=self.config)
-        self._editor_name = self.config.editor.name if editor is not None else None
         self._editor = editor
         self._lock = threading.Lock()
         self._first_plan = True
@@ -84,21 +84,19 @@ class EditService:
 
     # ------------------------------------------------------------------ choices shown in the page
 
-    def editor_names(self) -> list[str]:
-        from imageedit_r1.agents.editors import EDITORS
+    @property
+    def editor_name(self) -> str:
+        """The one editor this app runs: the operator's (``editor.name`` in the config)."""
+        return self.config.editor.name
 
-        configured = self.config.editor.name
-        return [configured, *[name for name in EDITORS if name != configured]]
-
-    def default_steps(self, editor_name: str | None = None) -> int | None:
+    def default_steps(self) -> int | None:
         """The editor's denoising steps (config, else the editor's default); None for hosted editors."""
         from imageedit_r1.agents.editors import editor_class
 
-        name = editor_name or self.config.editor.name
-        if name == self.config.editor.name and self.config.editor.options.get("num_inference_steps"):
+        if self.config.editor.options.get("num_inference_steps"):
             return int(self.config.editor.options["num_inference_steps"])
         try:
-            return getattr(editor_class(name), "default_steps", None)
+            return getattr(editor_class(self.editor_name), "default_steps", None)
         except (ValueError, ImportError):
             return None
 
@@ -112,9 +110,9 @@ class EditService:
         image = self._guard(lambda: self.load_upload(upload))
         request = self._check_request(request)
         mode = self._check_mode(mode)
-        if progress:
-            progress(0.05, "planning: decomposition and sequencing agents"
-                     + (" (the first run loads the model)" if self._first_plan else ""))
+        if progress is not None:  # a gr.Progress is falsy (it has a length)
+            progress(0.05, "Planning: the decomposition and sequencing agents read the image"
+                     + (" (the first plan loads the model)" if self._first_plan else ""))
         with self._lock:
             plan = self._guard(lambda: self.planner.plan(image, request, mode=mode))
         self._first_plan = False
@@ -122,38 +120,45 @@ class EditService:
 
     def execute(self, upload, plan: Plan | dict, *, editor: str | None = None, seed: int | None = None,
                 steps: int | None = None, progress=None) -> Outcome:
-        """Run ``editor`` on ``plan``; write the image and trace for download. Raises ``AppError``."""
+        """Run the operator's editor on ``plan``; write the image and trace for download.
+
+        ``editor`` may name that editor (or be empty); any other name is refused before any work.
+        ``progress(fraction, text)`` hears each stage and, for a diffusion editor, each denoising
+        step. Raises ``AppError``."""
         from imageedit_r1.pipeline.core import ImageEditR1
 
+        if editor not in (None, "", self.editor_name):
+            raise AppError(f"this app runs the {self.editor_name} editor only, not {str(editor)[:80]!r}; "
+                           "its operator chooses the editor in the config (editor.name)")
         image = self._guard(lambda: self.load_upload(upload))
         if isinstance(plan, dict) and len(json.dumps(plan, default=str)) > MAX_PLAN_BYTES:
             raise AppError(f"the plan is over {MAX_PLAN_BYTES // 2**20} MiB of JSON; send the one /plan returned")
         plan = self._guard(lambda: (Plan.from_dict(plan) if isinstance(plan, dict) else plan).validate())
         seed = self._check_int(seed, "seed", 0, MAX_SEED)
         steps = self._check_int(steps, "steps", 1, MAX_STEPS)
-        name = editor or self.config.editor.name
-        if name not in self.editor_names():
-            raise AppError(f"unknown editor {name!r}; choose one of: {', '.join(self.editor_names())}")
         if seed is None:
             seed = secrets.randbelow(MAX_SEED)
-
-        def on_step(step: int, total: int, instruction: str) -> None:
-            if progress:
-                progress(0.2 + 0.8 * step / total, f"editing {step + 1}/{total}: {instruction[:80]}")
+        report = _EditProgress(progress, self.editor_name)
 
         with self._lock:
-            if progress:
-                progress(0.05, f"loading the {name} editor" if self._editor_name != name else f"editing with {name}")
-            built = self._guard(lambda: self._editor_for(name))
+            report.stage(0.02, f"Loading the {self.editor_name} editor (first use)" if self._editor is None
+                         else f"Starting the {self.editor_name} editor")
+            built = self._guard(self._editor_for)
             if steps is not None and hasattr(built, "num_inference_steps"):
                 built.num_inference_steps = steps
-            config = replace(self.config, editor=self._editor_config(name))
             # The planner's verifier, built once and sharing the planner's backends (a local judge
             # can be the decomposer's own model): never a second copy per click.
             verifier = (self._guard(lambda: getattr(self.planner, "verifier", None))
-                        if config.verify is not None else None)
-            runner = ImageEditR1(editor=built, verifier=verifier, config=config)
-            result = self._guard(lambda: runner.execute(image, plan, seed=seed, on_step=on_step))
+                        if self.config.verify is not None else None)
+            runner = ImageEditR1(editor=built, verifier=verifier, config=self.config)
+            if hasattr(built, "on_denoise_step"):
+                built.on_denoise_step = report.denoised
+            try:
+                result = self._guard(lambda: runner.execute(image, plan, seed=seed, on_step=report.call))
+            finally:
+                if hasattr(built, "on_denoise_step"):
+                    built.on_denoise_step = None
+        report.stage(0.97, "Saving the edited image and its trace")
         trace = mask(result.trace)
         stem = f"edit-{trace['output']['sha256'][:12]}-seed{seed}"
         image_path = atomic_save_image(result.image, self.output_dir / f"{stem}.png", "PNG")
@@ -162,20 +167,12 @@ class EditService:
 
     # ------------------------------------------------------------------ helpers
 
-    def _editor_config(self, name: str) -> EditorConfig:
-        if name == self.config.editor.name:
-            return copy.deepcopy(self.config.editor)
-        return EditorConfig(name=name, options={})
-
-    def _editor_for(self, name: str):
-        """The editor ``name``, built on first use; switching editors drops the previous one."""
-        if self._editor_name != name:
+    def _editor_for(self):
+        """The operator's editor, built on first use."""
+        if self._editor is None:
             from imageedit_r1.agents.editors import build_editor
 
-            self._editor, self._editor_name = None, None
-            _free_accelerator_memory()
-            options = dict(self._editor_config(name).options)
-            self._editor, self._editor_name = build_editor(name, **options), name
+            self._editor = build_editor(self.editor_name, **dict(self.config.editor.options))
         return self._editor
 
     @staticmethod
@@ -235,11 +232,22 @@ class EditService:
             raise AppError(mask(f"unexpected error ({type(exc).__name__}): {exc}")) from None
 
 
-def _free_accelerator_memory() -> None:
-    import gc
-    import sys
+class _EditProgress:
+    """The page's progress during an edit: each editor call, and within it each denoising step."""
 
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def __init__(self, progress, editor: str) -> None:
+        self.progress, self.editor = progress, editor
+        self.call_index, self.calls, self.instruction = 0, 1, ""
+
+    def stage(self, fraction: float, text: str) -> None:
+        if self.progress is not None:
+            self.progress(fraction, text)
+
+    def call(self, index: int, total: int, instruction: str) -> None:
+        self.call_index, self.calls, self.instruction = index, total, " ".join(instruction.split())[:80]
+        self.stage(0.05 + 0.9 * index / total, f"Editing {index + 1}/{total} with {self.editor}: {self.instruction}")
+
+    def denoised(self, step: int, steps: int) -> None:
+        done = (self.call_index + step / steps) / self.calls
+        self.stage(0.05 + 0.9 * done, f"Editing {self.call_index + 1}/{self.calls} with {self.editor}: "
+                   f"denoising step {step}/{steps} · {self.instruction}")

@@ -9,7 +9,8 @@ Kinds:
   ``pipeline`` in Table 1 it shows what verification adds. These kinds run through
   ``imageedit_r1.pipeline.ImageEditR1`` (modes "original", "single-turn", "multi-turn"), so the
   edit records carry its trace (decomposition, sub-requests, model ids, seeds, timings).
-- ``precomputed``: edited images made elsewhere (a closed model's outputs), read from a folder.
+- ``precomputed``: edited images made elsewhere (a closed model's outputs), read from a folder
+  (``<images_dir>/<sample id>.png``; an id that is not a plain file name is looked up by its safe name).
 - ``identity``: returns the original unchanged; a judge sanity check (fulfillment should be low).
 - ``callable``: any ``module:function(image, request, *, seed, sample)`` returning an image,
   an ``(image, trace)`` pair or an object with ``.image`` and ``.trace``; or ``module:Class``, built
@@ -27,6 +28,7 @@ from typing import Any
 from imageedit_r1.eval.benchmark_samples import safe_name
 from imageedit_r1.eval.config import PIPELINE_KINDS, MethodConfig
 from imageedit_r1.images import load_image
+from imageedit_r1.paths import file_name
 
 
 @dataclass
@@ -66,12 +68,17 @@ def _precomputed(method: MethodConfig) -> EditFn:
         raise FileNotFoundError(f"method {method.name!r}: images_dir {folder} is not a folder")
 
     def edit(sample: Any, image: Any) -> EditOutput:
-        for stem in dict.fromkeys((str(sample.id), safe_name(str(sample.id)))):
+        # A sample id names a file in the folder, never a path: "../secret" is looked up as its
+        # safe name only, so no id reads outside images_dir.
+        sample_id = str(sample.id)
+        stems = (sample_id, safe_name(sample_id)) if file_name(sample_id) else (safe_name(sample_id),)
+        for stem in dict.fromkeys(stems):
             for ext in (".png", ".jpg", ".jpeg", ".webp"):
                 path = folder / f"{stem}{ext}"
                 if path.exists():
                     return EditOutput(load_image(path), {"source": str(path)})
-        raise FileNotFoundError(f"no edited image for sample {sample.id!r} in {folder}")
+        raise FileNotFoundError(f"no edited image for sample {sample.id!r} in {folder} "
+                                f"(looked for {' or '.join(dict.fromkeys(stems))} with .png, .jpg, .jpeg or .webp)")
 
     return edit
 

@@ -2,7 +2,8 @@
 
 Everything is inlined (images as base64 JPEG thumbnails, plots as base64 PNG drawn with
 matplotlib's Agg backend, CSS in a <style> block), so the file can be mailed or archived and
-opens offline. All text from data (requests, sub-requests, judge reasoning) is HTML-escaped.
+opens offline. All text from data (requests, sub-requests, judge reasoning) is HTML-escaped,
+and only images inside the run folder are embedded, whatever path a record names.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ details{font-size:12px;color:#444}
 """
 
 
-def _thumbnail(path: Path, size: int) -> str | None:
+def _thumbnail(path: Path | None, size: int) -> str | None:
+    if path is None:
+        return None
     try:
         image = load_image(path)
     except ImageLoadError:
@@ -196,7 +199,7 @@ def gallery_html(run: RunData, max_items: int = 40, thumb: int = 256) -> str:
         if first is None:
             continue
         original = next((r.get("original_path") for r in records if r and r.get("original_path")), None)
-        original_src = _thumbnail(run.run_dir / original, thumb) if original else None
+        original_src = _thumbnail(run.file(original), thumb)
         # "Input", not "Original": "Original" is also the name of the baseline method's rows.
         cells = ['<div class="cell"><div><b>Input</b></div>'
                  + (f'<img alt="input" src="{original_src}">' if original_src else '<div class="fail">missing</div>')
@@ -209,7 +212,7 @@ def gallery_html(run: RunData, max_items: int = 40, thumb: int = 256) -> str:
                 body += (f'<div class="fail">edit {html.escape(_failure_text(record))}: '
                          f'{html.escape(_failure_reason(record))}</div>')
             else:
-                src = _thumbnail(run.run_dir / record["edited_path"], thumb)
+                src = _thumbnail(run.file(record.get("edited_path")), thumb)
                 body += f'<img alt="{html.escape(name)}" src="{src}">' if src else '<div class="fail">image missing</div>'
                 subs = (record.get("trace") or {}).get("sub_requests") or []
                 if subs and subs != [first["request"]]:

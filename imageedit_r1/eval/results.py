@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.paths import OutsideFolder, inside
 from imageedit_r1.store import latest_by_key
 
 CRITERIA = ("fulfillment", "quality", "preservation", "total")
@@ -39,6 +40,22 @@ class RunData:
 
     def scored(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r.get("status") == "scored"]
+
+    def file(self, name: str | None) -> Path | None:
+        """The file a record names (``original_path``, ``edited_path``), or None when it names
+        none or one outside the run folder (records can be edited or copied: only the run's own
+        files are read, embedded in a report or sent to a judge)."""
+        return run_file(self.run_dir, name)
+
+
+def run_file(run_dir: str | Path, name: str | None) -> Path | None:
+    """``run_dir / name`` when ``name`` is a relative path that stays inside ``run_dir``; else None."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return inside(run_dir, name)
+    except OutsideFolder:
+        return None
 
 
 def load_run(run_dir: str | Path) -> RunData:

@@ -54,6 +54,7 @@ from imageedit_r1.eval.records import (
     now,
     scored_fields,
 )
+from imageedit_r1.eval.results import run_file
 from imageedit_r1.executors import executor_entry
 from imageedit_r1.images import image_sha256, load_image
 from imageedit_r1.masking import mask, register_config
@@ -175,8 +176,18 @@ class EvalRunner:
     def edit_needed(self, item: Item) -> bool:
         record = self.edits.get(self.edit_key(item))
         if record is not None and record.get("status") == "ok":
-            return not (self.out / record["edited_path"]).exists()
+            edited = run_file(self.out, record.get("edited_path"))
+            return edited is None or not edited.exists()
         return not self._finished(record, "ok")
+
+    def _run_file(self, record: dict[str, Any], key: str) -> Path:
+        """The run's own file a record names: a path leading out of the run folder is never read
+        (nor sent to a judge)."""
+        path = run_file(self.out, record.get(key))
+        if path is None:
+            raise ValueError(f"the edit record's {key} {str(record.get(key))[:200]!r} is not a file inside the run "
+                             f"folder {self.out}; re-run the edit")
+        return path
 
     def judgment_needed(self, item: Item, judge: JudgeConfig, edited_sha: str | None) -> bool:
         record = self.results.get(self.judgment_key(item, judge))
@@ -300,8 +311,7 @@ class EvalRunner:
         record = judgment_record(item, cfg, cfg.settings(), self.prompt_sha256, edit.get("edited_sha256"))
         prompt_tokens = completion_tokens = 0
         try:
-            original = load_image(self.out / edit["original_path"])
-            edited = load_image(self.out / edit["edited_path"])
+            original, edited = (load_image(self._run_file(edit, key)) for key in ("original_path", "edited_path"))
             limiter.acquire()
             judgment = judge(original, edited, item.sample.request)
             prompt_tokens, completion_tokens = judgment.prompt_tokens, judgment.completion_tokens

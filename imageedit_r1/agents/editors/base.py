@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from PIL import Image
 
-from imageedit_r1.images import has_alpha, to_rgb
+from imageedit_r1.images import has_alpha, resize, to_rgb
 from imageedit_r1.refusals import DECLINED, Refusal
 from imageedit_r1.unavailable import Unavailable
 
@@ -112,7 +112,10 @@ def working_size(
     width: int, height: int, *, max_area: int, min_area: int = 0, multiple: int = 16
 ) -> tuple[int, int]:
     """The size a model should edit at: the input's aspect, scaled into [min_area, max_area],
-    both sides snapped down to ``multiple`` (never below one multiple)."""
+    both sides snapped down to ``multiple`` (never below one multiple).
+
+    The area never passes ``max_area``: a side raised to one multiple (a 39,000,000 x 1 banner)
+    shortens the other side instead, so the aspect is clamped, never the model's budget."""
     if width < 1 or height < 1:
         raise ValueError(f"invalid image size {width}x{height}")
     area = width * height
@@ -123,6 +126,11 @@ def working_size(
         scale = math.sqrt(min_area / area)
     snapped_w = max(multiple, int(width * scale) // multiple * multiple)
     snapped_h = max(multiple, int(height * scale) // multiple * multiple)
+    if max_area and snapped_w * snapped_h > max_area:
+        if snapped_w >= snapped_h:
+            snapped_w = max(multiple, max_area // snapped_h // multiple * multiple)
+        else:
+            snapped_h = max(multiple, max_area // snapped_w // multiple * multiple)
     return snapped_w, snapped_h
 
 
@@ -135,31 +143,14 @@ def restore_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     target_aspect, src_aspect = target_w / target_h, src_w / src_h
     if abs(src_aspect / target_aspect - 1.0) > 0.01:
         if src_aspect > target_aspect:
-            crop_w = round(src_h * target_aspect)
+            crop_w = max(1, round(src_h * target_aspect))
             left = (src_w - crop_w) // 2
             image = image.crop((left, 0, left + crop_w, src_h))
         else:
-            crop_h = round(src_w / target_aspect)
+            crop_h = max(1, round(src_w / target_aspect))
             top = (src_h - crop_h) // 2
             image = image.crop((0, top, src_w, top + crop_h))
-    return image.resize((target_w, target_h), Image.Resampling.LANCZOS)
-
-
-def letterbox(
-    image: Image.Image, aspect: float, fill: tuple[int, int, int] = (255, 255, 255)
-) -> tuple[Image.Image, tuple[float, float, float, float]]:
-    """Pad ``image`` to ``aspect`` (width / height); return it and the original's box as fractions."""
-    width, height = image.size
-    if abs((width / height) / aspect - 1.0) <= 0.01:
-        return image, (0.0, 0.0, 1.0, 1.0)
-    if width / height > aspect:
-        new_w, new_h = width, round(width / aspect)
-    else:
-        new_w, new_h = round(height * aspect), height
-    canvas = Image.new("RGB", (new_w, new_h), fill)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
-    canvas.paste(image, (left, top))
-    return canvas, (left / new_w, top / new_h, (left + width) / new_w, (top + height) / new_h)
+    return resize(image, (target_w, target_h), Image.Resampling.LANCZOS)
 
 
 def fit_to_size(
@@ -176,12 +167,12 @@ def fit_to_size(
     if width < 1 or height < 1:
         raise ValueError(f"invalid target size {width}x{height}")
     if abs(math.log((image.width / image.height) / (width / height))) <= stretch:
-        return image.resize((width, height), Image.Resampling.LANCZOS), (0.0, 0.0, 1.0, 1.0)
+        return resize(image, (width, height), Image.Resampling.LANCZOS), (0.0, 0.0, 1.0, 1.0)
     scale = min(width / image.width, height / image.height)
     inner = (min(width, max(1, round(image.width * scale))), min(height, max(1, round(image.height * scale))))
     canvas = Image.new("RGB", (width, height), fill)
     left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
-    canvas.paste(image.resize(inner, Image.Resampling.LANCZOS), (left, top))
+    canvas.paste(resize(image, inner, Image.Resampling.LANCZOS), (left, top))
     return canvas, (left / width, top / height, (left + inner[0]) / width, (top + inner[1]) / height)
 
 
@@ -192,12 +183,15 @@ def aspect_size(aspect: float, area: int) -> tuple[int, int]:
 
 
 def unletterbox(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
-    """Cut the region ``letterbox`` recorded out of a model's output (whatever size it came back at)."""
+    """Cut the region ``fit_to_size`` recorded out of a model's output (whatever size it came back at);
+    at least one pixel each way, however thin the region."""
     if box == (0.0, 0.0, 1.0, 1.0):
         return image
     width, height = image.size
-    left, top, right, bottom = box
-    return image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
+    left, top, right, bottom = (round(box[0] * width), round(box[1] * height),
+                                round(box[2] * width), round(box[3] * height))
+    left, top = min(left, width - 1), min(top, height - 1)
+    return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
 def nearest_aspect(width: int, height: int, ratios: list[str]) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from PIL import Image
 
 from imageedit_r1.agents.editors.base import BaseEditor, EditorUnavailableError, working_size
+from imageedit_r1.images import resize
 
 _PIPELINES: dict[tuple, Any] = {}
 _PIPELINES_LOCK = threading.Lock()
@@ -86,6 +88,8 @@ class DiffusersEditor(BaseEditor):
         self.max_sequence_length = int(max_sequence_length)
         self.local_files_only = bool(local_files_only)
         self.call_kwargs = dict(call_kwargs or {})
+        # Told (step, steps) after each denoising step, when set (an app's progress bar).
+        self.on_denoise_step: Callable[[int, int], None] | None = None
         self._pipe = None
 
     @classmethod
@@ -152,10 +156,10 @@ class DiffusersEditor(BaseEditor):
     # ------------------------------------------------------------------ editing
 
     def _generator(self, pipe, seed: int | None):
-        import torch
-
         if seed is None:
             return None
+        import torch
+
         # Noise is drawn where the pipeline runs (the GPU even under CPU offload), as diffusers expects.
         return torch.Generator(device=pipe._execution_device).manual_seed(int(seed))
 
@@ -167,11 +171,19 @@ class DiffusersEditor(BaseEditor):
         width, height = working_size(
             *image.size, max_area=self.max_area, min_area=self.min_area, multiple=self._multiple(pipe)
         )
-        condition = image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
+        condition = resize(image, (width, height), Image.Resampling.LANCZOS)
         kwargs = self._call_kwargs(pipe, condition, instruction, width, height)
+        if self.on_denoise_step is not None:
+            kwargs["callback_on_step_end"] = self._denoised
         kwargs.update(self.call_kwargs)
         accepted = inspect.signature(pipe.__call__).parameters
         return pipe, {name: value for name, value in kwargs.items() if name in accepted}
+
+    def _denoised(self, pipe, step: int, timestep, tensors: dict) -> dict:
+        # diffusers' callback_on_step_end contract: return the tensors (unchanged here).
+        if self.on_denoise_step is not None:
+            self.on_denoise_step(step + 1, int(getattr(pipe, "num_timesteps", 0) or self.num_inference_steps))
+        return tensors
 
     def _edit(self, image: Image.Image, instruction: str, *, seed: int | None) -> Image.Image:
         pipe, kwargs = self._prepared_call(image, instruction)

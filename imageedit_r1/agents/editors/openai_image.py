@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 from typing import Any
 
 from PIL import Image
@@ -27,7 +26,7 @@ from imageedit_r1.agents.editors.api_common import HostedEditor, api_key_from_en
 from imageedit_r1.agents.editors.base import EditorError, EditorUnavailableError, fit_to_size, unletterbox
 from imageedit_r1.agents.editors.openai_sizes import size_rule
 from imageedit_r1.backends.sdk_errors import classify_openai_error
-from imageedit_r1.images import to_png_bytes
+from imageedit_r1.images import shrink_to_pixels, to_png_bytes
 from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MODEL = "gpt-image-2"
@@ -84,11 +83,7 @@ class OpenAIImageEditor(HostedEditor):
     def _request_size(self, image: Image.Image) -> tuple[Image.Image, tuple, str]:
         """(the upload, the input's box in it as fractions, the ``size`` to ask for)."""
         if self.size == "auto":  # the service picks; keep the upload within the largest size any model makes
-            if image.width * image.height > AUTO_MAX_UPLOAD_PIXELS:
-                scale = math.sqrt(AUTO_MAX_UPLOAD_PIXELS / (image.width * image.height))
-                image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))),
-                                     Image.Resampling.LANCZOS)
-            return image, (0.0, 0.0, 1.0, 1.0), "auto"
+            return shrink_to_pixels(image, AUTO_MAX_UPLOAD_PIXELS), (0.0, 0.0, 1.0, 1.0), "auto"
         if self.size == "match":
             width, height = self.size_rule.choose(image.width, image.height, area=self.area)
         else:

@@ -53,12 +53,6 @@ def decode(b64: str) -> Image.Image:
     return image
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def upload_until_answered(port: int, path: str, total: int, *, key: str = KEY, chunked: bool = False,
                           chunk: int = 64 * 1024, pause: float = 0.02, limit_s: float = 60.0) -> tuple[int, bytes]:
     """POST a ``total``-byte body to ``path`` at the pace of ``chunk`` bytes per ``pause`` seconds,

@@ -220,6 +220,18 @@ def test_the_front_door_answers_401_and_413_without_reading_the_body(api):
     assert backend.calls == []
 
 
+def test_wrong_keys_are_throttled_per_client_in_openais_shape_and_probes_stay_open(api):
+    client, backend = api
+    wrong = {"Authorization": "Bearer sk-wrong-key-0123456789"}
+    answers = [client.get("/v1/models", headers=wrong) for _ in range(6)]
+    assert [answer.status_code for answer in answers] == [401] * 5 + [429]
+    throttled = answers[-1]
+    assert throttled.json()["error"]["type"] == "rate_limit_error"
+    assert throttled.json()["error"]["code"] == "too_many_failed_keys" and int(throttled.headers["retry-after"]) >= 1
+    assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
+    assert backend.calls == []
+
+
 def test_plans_round_trip_and_a_broken_plan_is_a_400_before_any_edit(api):
     client, backend = api
     files, _ = edit_form()

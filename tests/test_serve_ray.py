@@ -28,12 +28,12 @@ pytestmark = pytest.mark.slow  # a Ray instance and six replica processes: about
 
 from imageedit_r1.serve.config import load_serve_config  # noqa: E402
 from imageedit_r1.testing import sleepy_editor  # noqa: E402
+from tests.app_fixtures import free_port  # noqa: E402
 from tests.serve_fixtures import (  # noqa: E402
     DIGESTS,
     KEY,
     decode,
     fake_agents,
-    free_port,
     png_bytes,
     sleepy_pipeline,
     upload_until_answered,

@@ -31,7 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imageedit_r1.pipeline.plan import MAX_TEXT_CHARS, Plan, PlanError
 from imageedit_r1.serve import errors
 from imageedit_r1.serve.errors import APIError
-from imageedit_r1.serve.front_door import UPLOAD_ROUTES, BodyLimit, UploadLimits, UploadRefused, read_image
+from imageedit_r1.serve.front_door import (
+    UPLOAD_ROUTES,
+    UploadLimits,
+    UploadRefused,
+    door_middlewares,
+    read_image,
+)
 from imageedit_r1.serve.work import OUTPUT_FORMATS
 
 log = logging.getLogger("imageedit_r1.serve")
@@ -95,7 +101,8 @@ class EditForm:
 def create_api(backend: Backend, settings: ApiSettings) -> FastAPI:
     """The FastAPI app for ``backend``, behind the front door."""
     app = FastAPI(title="ImageEdit-R1", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit, key_digests=settings.key_digests, upload_bytes=settings.limits.max_bytes)
+    for entry in door_middlewares(settings.key_digests, settings.limits.max_bytes):  # the last added is outermost
+        app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
     models = {model.name: model for model in settings.models}
 
     @app.exception_handler(APIError)

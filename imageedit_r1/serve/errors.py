@@ -62,11 +62,6 @@ def unauthorized() -> APIError:
                     "service was started with (--api-keys-file)", code="invalid_api_key")
 
 
-def too_large(limit_bytes: int) -> APIError:
-    return APIError(413, f"The request body is over this service's limit of {limit_bytes:,} bytes "
-                    f"({limit_bytes / 2**20:.1f} MiB); send a smaller image", code="request_too_large")
-
-
 def queue_full(status: int, retry_after: float) -> APIError:
     return APIError(status, "The service is at capacity: every editor is busy and the queue is full; "
                     f"retry after {max(0, math.ceil(retry_after))} s", type="rate_limit_error" if status == 429

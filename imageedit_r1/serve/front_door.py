@@ -1,23 +1,24 @@
-"""The service's front door: API keys, body sizes and uploaded images, checked before any work.
+"""The service's front door: the served surfaces' shared one, set up for API keys and OpenAI's errors.
 
-THE SEAM for the request limits the served surfaces share (DESIGN decision 14). Everything the
-service checks at its door goes through this module, and only this module knows where the
-shared rules live: the image checks are the app's (``imageedit_r1.app.uploads``), and the
-body-size and key checks below are the ones the shared front door takes over when it lands.
+The checks are ``imageedit_r1.request_limits``'s, the same the app runs (DESIGN decision 14):
+``FrontDoor`` answers before any route runs (a client throttled for wrong keys gets 429, a client
+without a valid key 401 with its body unread, a body over its route's limit 413 from its
+Content-Length or as its bytes arrive, never read whole), and ``read_image`` checks an upload's
+bytes, format and pixels from its header before decoding it within the pixel limit. What this
+module adds is what only the service knows:
 
-- **Keys.** Clients send ``Authorization: Bearer <key>``. Keys come from ``--api-keys-file``
-  (one a line) or ``$IMAGEEDIT_R1_API_KEYS`` (comma-separated); replicas hold only their
-  SHA-256 digests, so no key travels to a replica or sits in Ray's stores. With no keys, only a
-  loopback service may start (``imageedit_r1.serve.__main__``).
-- **Bodies.** ``BodyLimit`` is ASGI middleware: a body over its route's limit gets 413 from its
-  Content-Length, before a byte of it is read, or as its bytes arrive, never read whole; a
-  client without a valid key gets 401 with its body unread. Both answer with
-  ``Connection: close``, so the server stops reading the socket. It sits in the ingress's app
-  and, where the proxy is configured for it (``proxy_middlewares``: a local instance started
-  by the service, or a RayService's nodes), in Ray Serve's HTTP proxy itself, which otherwise
+- **Keys.** Clients send ``Authorization: Bearer <key>``. Keys come from ``--api-keys-file`` (one a
+  line) or ``$IMAGEEDIT_R1_API_KEYS`` (comma-separated), each at least ``MIN_PASSWORD_CHARS``
+  long; the door holds only their SHA-256 digests, so no key travels to a replica or sits in
+  Ray's stores. Every route but the probes' (``PUBLIC_ROUTES``) needs one, and a wrong one counts
+  as a failed login.
+- **OpenAI's shape.** ``OpenAIRefusals`` rewrites the door's own refusals into
+  ``{"error": {"message", "type", "param", "code"}}``, so SDK clients raise what they raise for
+  OpenAI (``imageedit_r1.serve.errors``).
+- **Where it stands.** In the ingress's app always (``door_middlewares``), and in Ray Serve's HTTP
+  proxy wherever the proxy is told to (``proxy_middlewares``: a local instance the service starts,
+  or a RayService's nodes): there it answers before the proxy routes a request, which otherwise
   reads a body ahead into memory while the replica decides.
-- **Images.** ``read_image`` refuses a file over the byte limit, a format outside the accepted
-  ones, or more pixels than the limit from its header, before decoding it.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ import hashlib
 import hmac
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from imageedit_r1.app.uploads import UploadLimits, UploadRefused, read_upload
-from imageedit_r1.serve.errors import APIError, too_large, unauthorized
+from imageedit_r1.request_limits import (
+    MIN_PASSWORD_CHARS,
+    DoorRules,
+    FrontDoor,
+    LoginThrottle,
+    UploadLimits,
+    UploadRefused,
+    read_image,
+)
+from imageedit_r1.serve.errors import APIError, unauthorized
 
 KEYS_ENV = "IMAGEEDIT_R1_API_KEYS"
 # Ray Serve's HTTP proxy builds its middleware from this import path (read when the proxy starts) ...
@@ -43,11 +51,11 @@ DOOR_ENV = "IMAGEEDIT_R1_SERVE_DOOR"
 UPLOAD_ROUTES = ("/v1/images/edits", "/v1/plans", "/v1/plans/execute")
 # Liveness, for probes: the service's own and the Serve proxy's.
 PUBLIC_ROUTES = ("/healthz", "/-/healthz", "/-/routes")
-MIN_KEY_CHARS = 15  # the shortest login secret the served surfaces accept
-MULTIPART_SLACK = 1024 * 1024 + 64 * 1024  # a plan field beside the image, boundaries and part headers
-SMALL_BODY_BYTES = 64 * 1024  # any body but an upload
+PLAN_FIELD_BYTES = 2**20  # the plan beside the image on /v1/plans/execute (a plan is a few kB)
+SMALL_BODY_BYTES = 64 * 1024  # any other body
+DOOR_STATUSES = (401, 413, 429)
 
-__all__ = ["KEYS_ENV", "BodyLimit", "UploadLimits", "UploadRefused", "key_digest", "proxy_door_environment",
+__all__ = ["KEYS_ENV", "UploadLimits", "UploadRefused", "door_middlewares", "key_digest", "proxy_door_environment",
            "proxy_middlewares", "read_api_keys", "read_image"]
 
 
@@ -56,14 +64,14 @@ __all__ = ["KEYS_ENV", "BodyLimit", "UploadLimits", "UploadRefused", "key_digest
 
 def read_api_keys(path: str | os.PathLike | None, environ: Mapping[str, str] = os.environ) -> list[str]:
     """Keys from ``path`` (one a line, ``#`` comments) or ``$IMAGEEDIT_R1_API_KEYS`` (comma-separated);
-    ValueError (which never shows a key) for a key under ``MIN_KEY_CHARS`` characters."""
+    ValueError (which never shows a key) for a key under ``MIN_PASSWORD_CHARS`` characters."""
     text = Path(path).read_text(encoding="utf-8") if path else environ.get(KEYS_ENV, "")
     keys = [item.strip() for item in text.replace(",", "\n").splitlines()]
     keys = [key for key in keys if key and not key.startswith("#")]
     for number, key in enumerate(keys, 1):
-        if len(key) < MIN_KEY_CHARS or any(char.isspace() for char in key):
+        if len(key) < MIN_PASSWORD_CHARS or any(char.isspace() for char in key):
             raise ValueError(f"API key {number} has {len(key)} characters or holds a space; use keys of at least "
-                             f"{MIN_KEY_CHARS} characters without spaces (e.g. python -c 'import secrets; "
+                             f"{MIN_PASSWORD_CHARS} characters without spaces (e.g. python -c 'import secrets; "
                              "print(secrets.token_urlsafe(32))')")
     return keys
 
@@ -72,103 +80,100 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _presented_key(scope: Mapping[str, Any]) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, key = value.decode("latin-1").partition(" ")
-            return key.strip() if scheme.lower() == "bearer" else None
-    return None
+class KeyCheck:
+    """The door's ``signed_in``: whether a request carries a key with one of these digests."""
+
+    def __init__(self, digests: Iterable[str]) -> None:
+        self.digests = tuple(digests)
+
+    def __call__(self, scope: Mapping[str, Any]) -> bool:
+        key = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, key = value.decode("latin-1").partition(" ")
+                key = key.strip() if scheme.lower() == "bearer" else None
+        if not key:
+            return False
+        presented = key_digest(key)
+        # Compared with every digest, in constant time each: no early exit to time.
+        return any([hmac.compare_digest(presented, digest) for digest in self.digests])
 
 
-def _key_is_valid(scope: Mapping[str, Any], digests: Iterable[str]) -> bool:
-    key = _presented_key(scope)
-    if not key:
-        return False
-    presented = key_digest(key)
-    # Compared with every digest, in constant time each: no early exit to time.
-    return any([hmac.compare_digest(presented, digest) for digest in digests])
+# ----------------------------------------------------------------------------- the door
 
 
-# ----------------------------------------------------------------------------- bodies
+def door_rules(upload_bytes: int) -> DoorRules:
+    """What the service's door lets through: a key on every route but the probes' (a wrong key is a
+    failed login), uploads of ``upload_bytes`` with a plan beside them, small bodies elsewhere."""
+    return DoorRules(body_bytes=SMALL_BODY_BYTES, upload_bytes=upload_bytes + PLAN_FIELD_BYTES,
+                     public_routes=PUBLIC_ROUTES, upload_routes=UPLOAD_ROUTES, login_routes=("*",),
+                     failed_login_statuses=(401,))
 
 
-class BodyLimit:
-    """ASGI middleware: 401 without a valid key (``key_digests``; none: every client may call),
-    then 413 for a body over ``upload_bytes`` + slack on ``upload_routes`` or ``SMALL_BODY_BYTES``
-    elsewhere. ``public_routes`` need no key.
+def door_middlewares(key_digests: Iterable[str], upload_bytes: int) -> list:
+    """Starlette middleware entries, innermost first: the shared front door, then ``OpenAIRefusals``
+    around it. No digests: every client counts as signed in (a loopback service without keys)."""
+    from starlette.middleware import Middleware
 
-    A body past its limit reads as the client's disconnect to the app behind (a Serve proxy stops
-    forwarding it, a route stops parsing it); whatever the app then answers is dropped and the
-    client gets the 413.
-    """
+    digests = tuple(key_digests)
+    return [Middleware(FrontDoor, rules=door_rules(upload_bytes), signed_in=KeyCheck(digests) if digests else None,
+                     throttle=LoginThrottle()),
+            Middleware(OpenAIRefusals)]
 
-    def __init__(self, app, *, key_digests: Iterable[str] = (), upload_bytes: int,
-                 upload_routes: Iterable[str] = UPLOAD_ROUTES, public_routes: Iterable[str] = PUBLIC_ROUTES) -> None:
-        self.app, self.digests = app, tuple(key_digests)
-        self.upload_limit = upload_bytes + MULTIPART_SLACK
-        self.upload_routes, self.public_routes = frozenset(upload_routes), frozenset(public_routes)
+
+class OpenAIRefusals:
+    """ASGI middleware: the front door's refusals (401, 413, 429, answered ``{"detail", "error"}``)
+    re-worded as OpenAI's error object, their headers (``Retry-After``, ``Connection: close``) kept.
+    The service's own errors are OpenAI's already and pass as they are."""
+
+    def __init__(self, app) -> None:
+        self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "/")
-        if self.digests and path not in self.public_routes and not _key_is_valid(scope, self.digests):
-            await answer(send, unauthorized())
-            return
-        limit = self.upload_limit if path in self.upload_routes else SMALL_BODY_BYTES
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await answer(send, too_large(limit))
-            return
-        received, refused, started = 0, False, False
+        held: dict | None = None
+        body = b""
 
-        async def counted_receive():
-            nonlocal received, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    refused = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def watched_send(message):
-            nonlocal started
-            if refused:
+        async def reshaping_send(message):
+            nonlocal held, body
+            if message["type"] == "http.response.start" and message["status"] in DOOR_STATUSES:
+                held = message
                 return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                start, held = held, None
+                await _send_reshaped(send, start, body)
 
-        try:
-            await self.app(scope, counted_receive, watched_send)
-        except Exception:
-            if not refused:  # the app's own failure; a refused body's is the disconnect it was shown
-                raise
-        if refused and not started:
-            await answer(send, too_large(limit))
-
-
-def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+        await self.app(scope, receive, reshaping_send)
 
 
-async def answer(send, error: APIError) -> None:
-    """Send ``error`` as a whole response and close the connection (the rest of a body stays unread)."""
-    body = json.dumps(error.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
-    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers().items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+async def _send_reshaped(send, start: dict, body: bytes) -> None:
+    error = _door_refusal(start["status"], body)
+    if error is not None:
+        body = json.dumps(error.body()).encode()
+        headers = [(name, value) for name, value in start["headers"] if name.lower() not in (b"content-length",)]
+        start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+    await send(start)
     await send({"type": "http.response.body", "body": body})
+
+
+def _door_refusal(status: int, body: bytes) -> APIError | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not (isinstance(data, dict) and isinstance(data.get("detail"), str) and isinstance(data.get("error"), str)):
+        return None  # not the door's: the service's own answer
+    if status == 401:
+        return unauthorized()
+    if status == 413:
+        return APIError(413, data["detail"], code="request_too_large")
+    return APIError(429, data["detail"], type="rate_limit_error", code="too_many_failed_keys")
 
 
 # ----------------------------------------------------------------------------- at Serve's proxy
@@ -179,26 +184,12 @@ def proxy_middlewares() -> list:
     this): keys and sizes checked as the proxy receives a request, before it routes the request or
     queues a byte of its body for a replica. Settings from ``$IMAGEEDIT_R1_SERVE_DOOR``; without
     digests there, keys from ``$IMAGEEDIT_R1_API_KEYS``."""
-    from starlette.middleware import Middleware
-
     settings = json.loads(os.environ.get(DOOR_ENV) or "{}")
     digests = settings.get("key_digests") or [key_digest(key) for key in read_api_keys(None)]
-    return [Middleware(BodyLimit, key_digests=digests, upload_bytes=settings.get("upload_bytes") or UploadLimits().max_bytes)]
+    return door_middlewares(digests, settings.get("upload_bytes") or UploadLimits().max_bytes)
 
 
 def proxy_door_environment(key_digests: Iterable[str], upload_bytes: int) -> dict[str, str]:
     """The variables that put the door in a new local Ray instance's Serve proxy."""
     return {PROXY_CALLBACK_ENV: PROXY_CALLBACK,
             DOOR_ENV: json.dumps({"key_digests": list(key_digests), "upload_bytes": int(upload_bytes)})}
-
-
-# ----------------------------------------------------------------------------- images
-
-
-def read_image(data: bytes, limits: UploadLimits):
-    """The uploaded ``data`` decoded upright RGB within ``limits`` (bytes, format, pixels checked
-    from the header first); ``UploadRefused`` saying why otherwise."""
-    with tempfile.TemporaryDirectory(prefix="imageedit-r1-serve-") as folder:
-        path = Path(folder) / "upload"
-        path.write_bytes(data)
-        return read_upload(str(path), limits, [folder])

@@ -70,6 +70,18 @@ def test_two_local_editors_share_the_gpus_at_start_and_a_fixed_count_is_kept():
     assert editor["ray_actor_options"]["num_gpus"] == 0.5
 
 
+def test_deployments_that_cannot_all_start_on_a_fixed_machine_say_what_to_change():
+    from imageedit_r1.serve.sizing import gpu_shortfall
+
+    paper = load_serve_config("examples/configs/flux_kontext.yaml")  # local agents and a local editor
+    message = gpu_shortfall(deployment_options(paper, 1), 1)
+    assert "asks for 2 GPU(s) at start" in message and "planner.num_gpus=0.5 editor.gpus_per_replica=0.5" in message
+    shared = load_serve_config("examples/configs/flux_kontext.yaml",
+                               ["planner.num_gpus=0.5", "editor.gpus_per_replica=0.5"])
+    assert gpu_shortfall(deployment_options(shared, 1), 1) is None
+    assert gpu_shortfall(deployment_options(paper, 8), 8) is None
+
+
 # ----------------------------------------------------------------------------- keys, seeds, errors
 
 
@@ -242,6 +254,13 @@ def test_plans_round_trip_and_a_broken_plan_is_a_400_before_any_edit(api):
     executed = client.post("/v1/plans/execute", files=files, data={"plan": json.dumps(plan_json), "seed": "11"})
     assert executed.status_code == 200 and executed.json()["imageedit_r1"]["plan"]["sub_requests"] == ["Make it blue"]
     assert backend.calls[-1] == ("edit", "first", [11], "png", None)
+    from imageedit_r1.pipeline.plan import Plan
+
+    dry_run = Plan(request="Make it red", mode="multi-turn", sub_requests=["Make it red", "Blur it"]).trace()
+    executed = client.post("/v1/plans/execute", files=files, data={"plan": json.dumps(dry_run), "n": "2", "seed": "3"})
+    assert executed.status_code == 200 and executed.json()["imageedit_r1"]["plan"]["instructions"] == [
+        "Make it red", "Blur it"]
+    assert backend.calls[-1] == ("edit", "first", [3, 5], "png", None)  # two steps apart: 3, 4 and 5, 6
     calls = len(backend.calls)
     for broken in ("{", json.dumps({"mode": "single-turn"}), json.dumps({**plan_json, "mode": "sideways"})):
         answer = client.post("/v1/plans/execute", files=files, data={"plan": broken})
@@ -349,3 +368,22 @@ def test_the_rayservice_and_the_docker_stage_start_this_service_with_keys_and_th
     assert entry[:3] == ["python", "-m", "imageedit_r1.serve"] and "EXPOSE 8000" in stage
     parsed = build_parser().parse_args(entry[3:] + cmd)
     assert parsed.port == 8000 and (root / parsed.config).is_file()
+
+
+def test_an_editor_request_goes_to_the_least_loaded_replica_with_room_and_a_full_deployment_backs_off():
+    import asyncio
+    import types
+
+    pytest.importorskip("ray.serve")
+    from imageedit_r1.serve.routing import LeastLoaded
+
+    replicas = [types.SimpleNamespace(replica_id=name, max_ongoing_requests=2) for name in ("a", "b", "c", "d")]
+    router = object.__new__(LeastLoaded)  # the policy alone: Serve's own state is what it reads
+    router._replica_queue_len_cache = {"a": 2, "b": 1, "c": None, "d": 2}
+    pending = types.SimpleNamespace(routing_context=types.SimpleNamespace(should_backoff=False))
+    groups = asyncio.run(router.choose_replicas(replicas, pending))
+    assert [[replica.replica_id for replica in group] for group in groups] == [["b", "c"]]  # Serve picks the lower
+    assert pending.routing_context.should_backoff is True  # else Serve asks again at once, in a loop
+    router._replica_queue_len_cache = {"a": 2, "b": 2, "c": 2, "d": 2}
+    full = asyncio.run(router.choose_replicas(replicas, pending))
+    assert len(full) == 1 and len(full[0]) == 2  # probed two at a time, as Serve's default does

@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from imageedit_r1.serve.config import load_serve_config
     from imageedit_r1.serve.server import demo_config, run
+    from imageedit_r1.unavailable import Unavailable
 
     work = Path(tempfile.mkdtemp(prefix="imageedit-r1-serve-demo-")) if args.demo else None
     try:
@@ -85,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        return run(config, host=args.host, port=args.port, key_digests=tuple(key_digest(key) for key in keys),
-                   demo=args.demo)
+        try:
+            return run(config, host=args.host, port=args.port, key_digests=tuple(key_digest(key) for key in keys),
+                       demo=args.demo)
+        except (ValueError, Unavailable) as exc:  # too few GPUs, a cluster out of reach, a model that cannot load
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from typing import Any
 
@@ -31,7 +32,7 @@ from imageedit_r1.serve import errors
 from imageedit_r1.serve.api import ApiSettings, ServedModel, create_api
 from imageedit_r1.serve.config import ServeConfig
 from imageedit_r1.serve.errors import APIError
-from imageedit_r1.serve.sizing import deployment_options
+from imageedit_r1.serve.sizing import deployment_options, gpu_shortfall
 from imageedit_r1.serve.work import edit_image, plan_requests
 
 APP_NAME = "imageedit-r1"
@@ -140,12 +141,20 @@ def _served_model(name: str, pipeline: PipelineConfig) -> ServedModel:
     return ServedModel(name=name, editor=pipeline.editor.name, mode=pipeline.mode, seed=pipeline.seed)
 
 
-def build_application(config: ServeConfig, key_digests: tuple[str, ...] = ()):
+def build_application(config: ServeConfig, key_digests: tuple[str, ...] = (), *, fixed_gpus: bool = False):
     """The bound Serve application for ``config`` (Ray must be initialised: the cluster's GPUs size
-    the editors). ``key_digests``: SHA-256 digests of the API keys (none: no key needed)."""
+    the editors). ``key_digests``: SHA-256 digests of the API keys (none: no key needed).
+    ``fixed_gpus``: the cluster cannot grow (a local instance), so deployments that could never all
+    start are a ValueError saying what to change, not a wait."""
     import ray
 
-    options = deployment_options(config, float(ray.cluster_resources().get("GPU", 0)))
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    options = deployment_options(config, gpus)
+    shortfall = gpu_shortfall(options, gpus)
+    if shortfall and fixed_gpus:
+        raise ValueError(shortfall)
+    if shortfall:
+        print(f"warning: {shortfall}; waiting for the cluster to add GPUs", file=sys.stderr)
     planners, editors = {}, {}
     for name, pipeline in config.pipelines.items():
         planners[name] = serve.deployment(Planner).options(name=f"planner-{name}", **options["planners"][name]).bind(

@@ -20,6 +20,8 @@ from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, R
 class LeastLoaded(FIFOMixin, RequestRouter):
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+        if pending_request is not None:  # every replica was considered: Serve backs off before asking again
+            pending_request.routing_context.should_backoff = True
         cache = self.replica_queue_len_cache
         with_room = [replica for replica in candidate_replicas
                      if (cache.get(replica.replica_id) or 0) < replica.max_ongoing_requests]

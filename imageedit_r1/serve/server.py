@@ -57,7 +57,7 @@ def running(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str
         connect(config.ray)  # a new local instance's Serve proxy gets the front door too
     try:
         serve.start(http_options={"host": host, "port": port, "request_timeout_s": config.request_timeout_s})
-        serve.run(build_application(config, key_digests), name=APP_NAME, route_prefix="/")
+        serve.run(build_application(config, key_digests, fixed_gpus=local), name=APP_NAME, route_prefix="/")
         yield f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     finally:
         _stop(local)

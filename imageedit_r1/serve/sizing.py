@@ -81,3 +81,25 @@ def deployment_options(config: ServeConfig, cluster_gpus: float) -> dict[str, di
     return {"planners": planners, "editors": editors, "ingress": ingress}
 
 
+
+
+def gpus_at_start(options: dict[str, dict[str, Any]]) -> float:
+    """GPUs the deployments ask for before any request: every planner replica and every editor's
+    first replicas (its fixed count, or the autoscaler's ``initial_replicas``)."""
+    def replicas(option: dict[str, Any]) -> int:
+        scaling = option.get("autoscaling_config")
+        return scaling["initial_replicas"] if scaling else option["num_replicas"]
+
+    return sum(option["ray_actor_options"]["num_gpus"] * replicas(option)
+               for group in ("planners", "editors") for option in options[group].values())
+
+
+def gpu_shortfall(options: dict[str, dict[str, Any]], cluster_gpus: float) -> str | None:
+    """Why the deployments cannot all start on ``cluster_gpus`` GPUs, and what to change; None when they can."""
+    needed = gpus_at_start(options)
+    if needed <= cluster_gpus + 1e-9:
+        return None
+    return (f"the service asks for {needed:g} GPU(s) at start (its planners and first editor replicas) and Ray "
+            f"has {cluster_gpus:g}: share them (planner.num_gpus=0.5 editor.gpus_per_replica=0.5, if both models "
+            "fit in one GPU's memory), serve the agents from a server (docs/agents.md), add GPUs, or fake them "
+            "for a test (ray.num_gpus=N)")

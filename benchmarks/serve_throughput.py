@@ -14,7 +14,7 @@ machine; replicas are started and every client warmed before the clock starts. T
 batch sizes seen (``imageedit_r1.planning.batch_size`` of each answer) are counted per cell.
 
     python benchmarks/serve_throughput.py [--replicas 1,2,4] [--concurrency 1,4,16] [--seconds 0.5]
-        [--per-client 6] [--json rows.json]
+        [--per-client 6] [--repeats 2] [--json rows.json]
 """
 
 from __future__ import annotations
@@ -92,12 +92,17 @@ def measure(url: str, replicas: int, concurrency: int, args) -> dict:
             out.append((time.perf_counter() - started, response.model_extra["imageedit_r1"]["planning"]["batch_size"]))
         return out
 
+    best = None
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(client, range(concurrency), [1] * concurrency))  # warm: every connection and replica
-        started, cpu_before = time.perf_counter(), cpu_seconds()
-        results = [item for chunk in pool.map(client, range(concurrency), [args.per_client] * concurrency)
+        for _ in range(args.repeats):  # other work on the machine only slows a run down: the best is kept
+            started, cpu_before = time.perf_counter(), cpu_seconds()
+            run = [item for chunk in pool.map(client, range(concurrency), [args.per_client] * concurrency)
                    for item in chunk]
-        elapsed, cpu_after = time.perf_counter() - started, cpu_seconds()
+            elapsed, cpu_after = time.perf_counter() - started, cpu_seconds()
+            if best is None or elapsed < best[1]:
+                best = (run, elapsed, cpu_before, cpu_after)
+    results, elapsed, cpu_before, cpu_after = best
     latencies = [seconds for seconds, _ in results]
     rate, ideal = len(results) / elapsed, min(replicas, concurrency) / args.seconds
     return {"replicas": replicas, "concurrency": concurrency, "requests": len(results),
@@ -115,6 +120,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.5, help="sleep per edit")
     parser.add_argument("--per-client", type=int, default=6, help="timed requests per client")
     parser.add_argument("--size", type=int, default=64, help="input width in pixels, height 3/4 of it")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per cell; the fastest is reported")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     counts = [int(part) for part in args.replicas.split(",")]

@@ -19,17 +19,17 @@ FROM nvcr.io/nvidia/pytorch:25.09-py3 AS base-verl
 FROM base-easyr1 AS trainer-easyr1
 ARG EASYR1_REPO=https://github.com/hiyouga/EasyR1.git
 ARG EASYR1_COMMIT=b44b311b669bf1fd1aa2fc36f2251482ba33cb16
+ARG FLASH_ATTN_VERSION=2.8.3
 ENV VLLM_WORKER_MULTIPROC_METHOD=spawn PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1 EASYR1_DIR=/opt/EasyR1
 # The NGC image ships forks of torch and friends that EasyR1's pinned wheels replace.
 RUN pip uninstall -y torch torchvision torchaudio pytorch-quantization pytorch-triton torch-tensorrt \
         transformer-engine flash-attn apex megatron-core xgboost opencv grpcio || true
-RUN pip install "vllm==0.11.0" "torch==2.8.0" "torchvision==0.23.0" "torchaudio==2.8.0" tensordict torchdata \
-        "transformers>=4.54.0,<5.0.0" accelerate datasets peft hf-transfer "numpy<2.0.0" "pyarrow>=15.0.0" \
-        "grpcio>=1.62.1" "optree>=0.13.0" pandas "ray[default]" codetiming hydra-core pylatexenc qwen-vl-utils \
-        wandb liger-kernel mathruler
+# The same list `make setup-easyr1` installs outside Docker.
+COPY recipes/easyr1-requirements.txt /tmp/easyr1-requirements.txt
+RUN pip install -r /tmp/easyr1-requirements.txt
 RUN ABI=$(python -c "import torch; print('TRUE' if torch._C._GLIBCXX_USE_CXX11_ABI else 'FALSE')") && \
     PY=$(python -c "import sys; print(f'cp{sys.version_info.major}{sys.version_info.minor}')") && \
-    pip install "https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.3/flash_attn-2.8.3+cu12torch2.8cxx11abi${ABI}-${PY}-${PY}-linux_x86_64.whl"
+    pip install "https://github.com/Dao-AILab/flash-attention/releases/download/v${FLASH_ATTN_VERSION}/flash_attn-${FLASH_ATTN_VERSION}+cu12torch2.8cxx11abi${ABI}-${PY}-${PY}-linux_x86_64.whl"
 RUN git clone "$EASYR1_REPO" "$EASYR1_DIR" && git -C "$EASYR1_DIR" checkout "$EASYR1_COMMIT" && \
     pip install --no-deps -e "$EASYR1_DIR"
 

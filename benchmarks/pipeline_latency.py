@@ -149,6 +149,15 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def real_shapes_device(smoke: bool, needs_cuda: str) -> str:
+    """``cpu`` for a smoke run, else ``cuda``; without CUDA, stop with ``needs_cuda`` and the smoke hint."""
+    import torch
+
+    if not smoke and not torch.cuda.is_available():
+        raise SystemExit(f"{needs_cuda}; --smoke runs the same code narrowed on a CPU")
+    return "cpu" if smoke else "cuda"
+
+
 def build_real_agent(dtype, device="cuda", smoke=False):
     """Qwen2.5-VL-7B at its real shapes with random weights, and the tiny model's processor."""
     from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -224,10 +233,8 @@ def run_real_shapes(args) -> dict:
     from imageedit_r1.sample_images import sample_image
 
     smoke = args.smoke
-    device = "cpu" if smoke else "cuda"
-    if not smoke and not torch.cuda.is_available():
-        raise SystemExit("--real-shapes needs CUDA (random-weight Qwen2.5-VL-7B + FLUX.1-Kontext-dev, bf16, ~55 GB); "
-                         "--smoke runs the same code narrowed on a CPU")
+    device = real_shapes_device(smoke, "--real-shapes needs CUDA (random-weight Qwen2.5-VL-7B + FLUX.1-Kontext-dev, "
+                                       "bf16, ~55 GB)")
     dtype = torch.float32 if smoke else torch.bfloat16
     width, height = args.size
     image = sample_image("portrait", (width, height))

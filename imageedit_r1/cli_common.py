@@ -1,7 +1,8 @@
-"""What every command line of the project does alike: error lines and Ctrl-C."""
+"""What every command line of the project does alike: common flags, error lines (secrets masked) and Ctrl-C."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -9,9 +10,26 @@ import threading
 INTERRUPTED = "interrupted: re-run the same command to resume"
 
 
+def add_common_flags(parser: argparse.ArgumentParser, subcommands: argparse._SubParsersAction) -> None:
+    """``-q``/``--quiet`` (also spelled ``--no-progress``): no progress bars, read as ``args.quiet``.
+
+    Accepted before the subcommand and after it, by every subcommand alike: ``data -q label`` and
+    ``data label -q`` mean the same. The subcommands' copy has no default of its own, so it never
+    overwrites a flag given before the subcommand.
+    """
+    flags = ("-q", "--quiet", "--no-progress")
+    parser.add_argument(*flags, dest="quiet", action="store_true", default=False, help="no progress bars")
+    for command in subcommands.choices.values():
+        command.add_argument(*flags, dest="quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="no progress bars")
+
+
 def print_error(exc: BaseException | str) -> None:
-    """``error: …`` on stderr, one line per line of the message (a list of problems stays readable)."""
-    lines = str(exc).splitlines() or [type(exc).__name__]
+    """``error: …`` on stderr, one line per line of the message (a list of problems stays readable),
+    every secret masked (``imageedit_r1.masking``): an error may quote a key, a URL with one, a header."""
+    from imageedit_r1.masking import mask_text
+
+    lines = mask_text(str(exc)).splitlines() or [type(exc).__name__]
     for line in lines:
         print(f"error: {line.strip()}" if line.strip() else "", file=sys.stderr)
 

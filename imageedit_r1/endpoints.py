@@ -37,10 +37,25 @@ from imageedit_r1.config import Rename
 # Backends reached over the network: they take a timeout, retries, a server URL and a key.
 API_BACKENDS = ("openai", "gemini")
 DEFAULT_AGENT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+# How an endpoint is reached and how hard it is tried, as fields or options: never what it answers,
+# so never part of what identifies a plan or a method's results.
+HOW_REACHED = ("timeout", "retry", "api_key_env", "max_concurrency", "max_batch_size", "max_batch_tokens",
+               "requests_per_minute")
+
+
+def answer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's settings (a dict of its fields, or of an editor's options) without ``HOW_REACHED``,
+    in ``options`` too."""
+    kept = {key: value for key, value in settings.items() if key not in HOW_REACHED}
+    if isinstance(kept.get("options"), dict):
+        kept["options"] = answer_settings(kept["options"])
+    return kept
 
 
 def reasks_from_asks(asks: Any) -> int:
     """An old count of asks in all (the first included) as a count of re-asks."""
+    if int(asks) < 1:
+        raise ValueError("it counts the asks in all, the first included: at least 1")
     return int(asks) - 1
 
 
@@ -56,6 +71,34 @@ class RetryConfig:
         from imageedit_r1.retry import RetryPolicy
 
         return RetryPolicy(attempts=self.attempts, base_delay=self.base_delay, max_delay=self.max_delay)
+
+    def problems(self, setting: str) -> list[str]:
+        """What is wrong with these retries, one line each, keys named under ``setting``."""
+        out = []
+        if self.attempts < 1:
+            out.append(f"{setting}.attempts must be >= 1, got {self.attempts}")
+        for name in ("base_delay", "max_delay"):
+            if getattr(self, name) < 0:
+                out.append(f"{setting}.{name} must be >= 0, got {getattr(self, name)}")
+        return out
+
+
+def retry_policy(value: Any, setting: str = "retry"):
+    """The ``RetryPolicy`` that ``value`` describes: a ``RetryConfig``, its fields as a mapping (an
+    editor's ``options.retry`` from YAML, read through the config door: a typo is one line naming
+    the key meant), a ``RetryPolicy`` as is, or None (the defaults). ``ValueError`` names ``setting``."""
+    from imageedit_r1.config import load_config
+    from imageedit_r1.retry import RetryPolicy
+
+    if value is None:
+        return RetryPolicy()
+    if isinstance(value, RetryPolicy):
+        return value
+    config = value if isinstance(value, RetryConfig) else load_config(RetryConfig, data=dict(value), where=setting)
+    problems = config.problems(setting)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return config.policy()
 
 
 @dataclass
@@ -75,7 +118,10 @@ class EndpointConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     renamed_keys: ClassVar[dict[str, str | Rename]] = {"retry_attempts": "retry.attempts"}
-    renamed_values: ClassVar[dict[str, dict[Any, Any]]] = {"backend": {"openai-compatible": "openai"}}
+    # An OpenAI-compatible server is backend openai with its base_url; without one, the old spelling
+    # would send requests (and images) to OpenAI itself, so it is an error instead.
+    renamed_values: ClassVar[dict[str, dict[Any, Any]]] = {
+        "backend": {"openai-compatible": Rename("openai", requires="base_url")}}
 
     def role_options(self) -> dict[str, Any]:
         """Backend options this role sets by default (the config's ``options`` override them)."""
@@ -83,9 +129,7 @@ class EndpointConfig:
 
     def problems(self, setting: str) -> list[str]:
         """What is wrong with these settings, one line each, keys named under ``setting``."""
-        out = []
-        if self.retry.attempts < 1:
-            out.append(f"{setting}.retry.attempts must be >= 1, got {self.retry.attempts}")
+        out = self.retry.problems(f"{setting}.retry")
         if self.reasks < 0:
             out.append(f"{setting}.reasks must be >= 0 (0: ask once), got {self.reasks}")
         if self.timeout <= 0:
@@ -176,6 +220,17 @@ class TeacherConfig(EndpointConfig):
         "max_delay": "retry.max_delay",
         "invalid_retries": "reasks",
     }
+
+
+def backend_spellings() -> dict[str, str]:
+    """Every backend name a config or a command line may give -> the backend it reads as: the
+    registered backends, and their old spellings (``EndpointConfig.renamed_values``)."""
+    from imageedit_r1.backends import available_backends
+
+    names = {name: name for name in available_backends()}
+    for old, new in EndpointConfig.renamed_values["backend"].items():
+        names[old] = new.to if isinstance(new, Rename) else new
+    return names
 
 
 def endpoint_options(cfg: EndpointConfig) -> dict[str, Any]:

@@ -7,6 +7,7 @@ The same ``executor`` / ``ray`` pair sits in the pipeline config and in the eval
       replicas: null          # one editor replica per GPU of the cluster
       gpus_per_replica: 1     # 0.5 puts two replicas on one GPU
       max_in_flight: 2        # items queued on one replica (backpressure)
+      agent_gpus: 1           # the agents' actor (local agents plan there, in batches, for every replica)
 
 Executors other than ``local`` are named in ``EXECUTORS`` by ``"module:attribute"`` paths that
 are imported only when a run chooses them (as chat backends and editors are), so the pipeline
@@ -27,24 +28,29 @@ LOCAL = "local"
 class Executor:
     """Where an executor's two entry points live, as ``"module:attribute"`` paths.
 
-    ``pipeline(config: PipelineConfig)`` returns an object the batch loop calls like ``ImageEditR1``
-    (with ``concurrency`` and ``close()``); ``eval_edits(config: EvalConfig, edit_fn_factory)``
-    returns the edit-function factory the evaluation runner uses instead of ``edit_fn_factory``.
+    ``pipeline(config: PipelineConfig)`` returns an object the batch loop uses like ``ImageEditR1``
+    (``plan_batch`` and ``execute``, with ``concurrency`` and ``close()``); ``eval_edits(config:
+    EvalConfig, edit_fn_factory)`` returns the edit-function factory the evaluation runner uses
+    instead of ``edit_fn_factory``; ``planner(config: EvalConfig, planner_factory)`` the factory of
+    what makes the plan stage's plans (``plan_batch``, and ``close()``).
     """
 
     pipeline: str
     eval_edits: str
+    planner: str
 
 
 EXECUTORS: dict[str, Executor | None] = {
     LOCAL: None,
     "ray": Executor(pipeline="imageedit_r1.scale.batch:RemotePipeline",
-                    eval_edits="imageedit_r1.scale.eval_edits:ray_edit_fn_factory"),
+                    eval_edits="imageedit_r1.scale.eval_edits:ray_edit_fn_factory",
+                    planner="imageedit_r1.scale.planner:ray_planner_factory"),
 }
 
 
 def executor_entry(name: str, role: str) -> Callable[..., Any] | None:
-    """The ``role`` entry point (``pipeline`` or ``eval_edits``) of executor ``name``; None for ``local``."""
+    """The ``role`` entry point (``pipeline``, ``eval_edits`` or ``planner``) of executor ``name``;
+    None for ``local``."""
     if name not in EXECUTORS:
         raise ValueError(f"executor must be one of {tuple(EXECUTORS)}, got {name!r}")
     executor = EXECUTORS[name]
@@ -68,6 +74,9 @@ class RayConfig:
     runtime_env: dict[str, Any] = field(default_factory=dict)
     replicas: int | None = None  # None: every GPU of the cluster / gpus_per_replica
     gpus_per_replica: float = 1.0  # a fraction packs several replicas on one GPU
+    # The agents' actor: agents that run in-process (transformers, vLLM) plan there, once, in batches,
+    # for every editor replica; it holds this many GPUs (0: the agents run on its CPU).
+    agent_gpus: float = 1.0
     cpus_per_replica: float = 1.0  # 0 on a machine whose CPUs are all taken (tests)
     max_in_flight: int = 2  # items sent to one replica and not yet back: one edited, one waiting
     max_attempts: int = 3  # tries of one item when the replica holding it dies
@@ -83,8 +92,8 @@ class RayConfig:
                        f"got {self.quarantine_after}")
         if self.replicas is not None and self.replicas < 1:
             out.append("ray.replicas must be >= 1 (or null: one per GPU)")
-        if self.gpus_per_replica < 0 or self.cpus_per_replica < 0:
-            out.append("ray.gpus_per_replica and ray.cpus_per_replica must be >= 0")
+        if self.gpus_per_replica < 0 or self.cpus_per_replica < 0 or self.agent_gpus < 0:
+            out.append("ray.gpus_per_replica, ray.cpus_per_replica and ray.agent_gpus must be >= 0")
         if self.max_in_flight < 1 or self.max_attempts < 1 or self.max_restarts < 0:
             out.append("ray.max_in_flight and ray.max_attempts must be >= 1, ray.max_restarts >= 0")
         return out

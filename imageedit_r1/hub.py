@@ -1,4 +1,5 @@
-"""Is a model there? A local folder, a Hugging Face cache entry, or a hub that answers.
+"""Is a model there? A local folder, a Hugging Face cache entry, or a hub that answers. Can the
+hub be reached at all (a dataset read from it streams every row from there)?
 
 Without this check an offline run that names a hub id (``Qwen/Qwen2.5-VL-7B-Instruct``, the
 default decomposer) spends minutes in the hub client's retries before it fails. ``model_problem``
@@ -51,6 +52,16 @@ def hub_reachable(endpoint: str | None = None, timeout: float = 3.0) -> bool:
         return False
 
 
+def offline_reason() -> str | None:
+    """Why the hub cannot be reached from this process, or None when it can. Asked once per run
+    (``hub_reachable`` is cached): every later check answers at once."""
+    from huggingface_hub import constants
+
+    if hub_reachable():
+        return None
+    return "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{constants.ENDPOINT} cannot be reached"
+
+
 def model_problem(model: str, *, setting: str, what: str = "model") -> str | None:
     """None when ``model`` can be loaded here; else one line saying why and how to fix it.
 
@@ -68,11 +79,11 @@ def model_problem(model: str, *, setting: str, what: str = "model") -> str | Non
         return f"{setting}: model folder not found: {model}"
     if is_cached(model):
         return None
+    why = offline_reason()
+    if why is None:
+        return None
     from huggingface_hub import constants
 
-    if hub_reachable():
-        return None
-    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{constants.ENDPOINT} cannot be reached"
     return (
         f"the {what} {model!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}: "
         f"download it first (`hf download {model}` where the hub is reachable, then copy the cache here) "

@@ -1,6 +1,7 @@
 """The run store: JSONL records that survive a killed run, atomic file writes, and the run lock.
 
-- ``append_jsonl`` writes one record with one ``write`` call, flushed and fsynced. A run killed
+- ``append_jsonl`` writes one record with one ``write`` call, flushed and fsynced, secrets masked
+  (every record of every store goes through ``imageedit_r1.masking``). A run killed
   mid-write leaves at most one line without its newline; the next append starts a new line, so
   the record after it is never fused into the torn one.
 - ``read_jsonl`` yields every readable record and skips unreadable lines wherever they are, with
@@ -10,7 +11,8 @@
   rewrites a store with one line per key.
 - ``atomic_write_*`` and ``AtomicFile`` write a file beside its target and rename it into place:
   a killed run leaves the old file or the new one, never half of one. ``atomic_save_image`` is the
-  one image writer: any format Pillow writes, chosen by the file's extension.
+  one image writer: any format Pillow writes, chosen by the file's extension. ``claim_free_path``
+  picks a name beside one that is taken, for a file the user did not name (never over an existing one).
 - ``run_lock`` gives one run at a time a run folder (or one output file, such as a labels file).
   Take it before reading any cache: a second run on the same output then says who holds it and
   waits (and resumes from what the first one wrote) or stops, and never pays twice for an item.
@@ -31,6 +33,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.masking import mask
+
 log = logging.getLogger(__name__)
 
 IF_BUSY = ("wait", "stop")
@@ -50,8 +54,12 @@ def _json_line(record: Any) -> bytes:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one record as a line of its own (after a torn tail too), flushed and fsynced."""
-    line = _json_line(record)
+    """Append one record as a line of its own (after a torn tail too), flushed and fsynced, every
+    secret in it masked (``imageedit_r1.masking``)."""
+    _append_line(path, _json_line(mask(record)))
+
+
+def _append_line(path: str | os.PathLike, line: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab+") as handle:
@@ -151,9 +159,10 @@ class JsonlStore:
         return list(self._records.values())
 
     def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
-        record = {self.key_field: key, **{k: v for k, v in record.items() if k != self.key_field}}
+        """Record ``record`` for ``key`` (secrets masked, as ``append_jsonl`` writes it); returns it as stored."""
+        record = mask({self.key_field: key, **{k: v for k, v in record.items() if k != self.key_field}})
         with self._lock:
-            append_jsonl(self.path, record)
+            _append_line(self.path, _json_line(record))
             self._records[key] = record
         return record
 
@@ -221,6 +230,23 @@ def atomic_save_image(image: Any, path: str | os.PathLike, format: str | None = 
     with AtomicFile(path) as tmp:
         ready.save(tmp, format=fmt, **save_options(fmt))
     return path
+
+
+def claim_free_path(path: str | os.PathLike) -> Path:
+    """The first of ``path``, ``<stem>-1<suffix>``, ``<stem>-2<suffix>``, ... that no file has,
+    created empty, exclusively: a file already there (the user's input, an earlier output) is never
+    written over, and two writers never take one name. The caller writes over the empty file (or
+    removes it when it cannot)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(10_000):
+        candidate = path if number == 0 else path.with_name(f"{path.stem}-{number}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free name for {path}: {path.stem}-1{path.suffix} to -9999 are all taken")
 
 
 def writable_problem(path: str | os.PathLike) -> str | None:

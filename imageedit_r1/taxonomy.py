@@ -108,10 +108,19 @@ def canonical_action(label: str) -> str:
         return ""
     if norm in _SYNONYMS:
         return _SYNONYMS[norm]
-    for phrase, canonical in _PHRASES:
-        if norm.startswith(phrase + " "):
-            return canonical
-    return norm.title()
+    leading = leading_action(norm)
+    return leading[0] if leading else norm.title()
+
+
+def leading_action(phrase: str) -> tuple[str, str] | None:
+    """(canonical label, the rest of the phrase) for the longest synonym that starts ``phrase``
+    ("get rid of the lamp" -> ("Removal", "the lamp")); None when no synonym does. The rest is
+    normalised as synonyms are (lower case, punctuation dropped)."""
+    norm = _norm_phrase(phrase)
+    for synonym, canonical in _PHRASES:
+        if norm.startswith(synonym + " "):
+            return canonical, norm[len(synonym) + 1:]
+    return None
 
 
 def is_known_action(label: str) -> bool:

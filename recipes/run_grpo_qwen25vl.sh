@@ -18,8 +18,10 @@
 #   CONFIG              [recipes/configs/grpo_qwen25vl.yaml]
 #   IMAGE_MIN_PIXELS / IMAGE_MAX_PIXELS  [262144 / 1003520]  the image budget (export with the same one);
 #                       data.max_prompt_length is derived from it and the prompt
-#   PYTHON              [python3]   SKIP_GPU_CHECK=1 skips the visible-GPU count check
+#   PYTHON              [.venv-easyr1/bin/python when it exists (make setup-easyr1), else python3]
+#   SKIP_GPU_CHECK=1 skips the visible-GPU count check
 # Extra key=value arguments are passed to EasyR1 last, so they override everything above.
+# --dry-run prints the command it would run, then every problem the checks find (exit status 2 if any).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +32,8 @@ RECIPE="${BASH_SOURCE[0]}"
 source "$ROOT/recipes/common.sh"
 parse_recipe_args "$@"
 
+# EasyR1 installs as `verl`, like upstream verl: it lives in an environment of its own.
+if [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv-easyr1/bin/python" ]; then PYTHON=$ROOT/.venv-easyr1/bin/python; fi
 PYTHON=${PYTHON:-python3}
 CONFIG=${CONFIG:-$ROOT/recipes/configs/grpo_qwen25vl.yaml}
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-7B-Instruct}

@@ -9,10 +9,11 @@
 #   MODEL_PATH          [Qwen/Qwen2.5-VL-7B-Instruct]
 #   TRAIN_FILES         [data/rl/trl/train.parquet]  from `python -m imageedit_r1.data export --format trl`
 #   VAL_FILES           []      held-out TRL parquet; evaluated every EVAL_STEPS [5] steps when set
-#   N_GPUS_PER_NODE     [8]     NNODES [1]   (0 GPUs: one CPU process, for smoke tests)
+#   N_GPUS_PER_NODE     [8]     NNODES [1]   (0 GPUs: one CPU process, for smoke tests; see below)
 #   ROLLOUT_BATCH_SIZE  [32]    prompts per policy update (x ROLLOUT_N completions)
 #   MICRO_BATCH_SIZE    [8]     completions per GPU per forward/backward (per_device_train_batch_size)
 #   ROLLOUT_N           [8]     TEMPERATURE [1.0]   LR [1e-6]   KL_COEF [1e-2]   TOTAL_EPOCHS [3]
+#   MAX_RESPONSE_LENGTH [512]   max_completion_length (tokens per answer)
 #   MAX_STEPS           []      stop after this many updates (overrides TOTAL_EPOCHS)
 #   REWARD_FORMAT / REWARD_ACTION / REWARD_SUBJECT / REWARD_GOAL   [0.25 each] component weights
 #   USE_LORA            [0]     1: train a LoRA adapter (peft; rank LORA_R [64]) instead of all weights
@@ -25,6 +26,10 @@
 #   PYTHON              [python3]   SKIP_GPU_CHECK=1 skips the visible-GPU count check
 # Extra key=value arguments become TRL flags (--key value), passed last, so they override everything
 # above: any GRPOConfig or ModelConfig field (python -m imageedit_r1.train.trl_grpo --help).
+#
+# N_GPUS_PER_NODE=0 smoke-tests the recipe on a CPU, never to train: float32, one process, and
+# unless set otherwise the sizes of a few-row export of a tiny model (ROLLOUT_BATCH_SIZE=2,
+# ROLLOUT_N=4, MICRO_BATCH_SIZE=4, MAX_RESPONSE_LENGTH=64). docs/training.md has the whole run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,9 +48,14 @@ VAL_FILES=${VAL_FILES:-}
 EVAL_STEPS=${EVAL_STEPS:-5}
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE-8}
 NNODES=${NNODES:-1}
+if [ "$N_GPUS_PER_NODE" = 0 ]; then  # a CPU smoke test: one step must fit a few rows and a few seconds
+  ROLLOUT_BATCH_SIZE=${ROLLOUT_BATCH_SIZE:-2} ROLLOUT_N=${ROLLOUT_N:-4} MICRO_BATCH_SIZE=${MICRO_BATCH_SIZE:-4}
+  MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-64}
+fi
 ROLLOUT_BATCH_SIZE=${ROLLOUT_BATCH_SIZE:-32}
 MICRO_BATCH_SIZE=${MICRO_BATCH_SIZE:-8}
 ROLLOUT_N=${ROLLOUT_N:-8}
+MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-512}
 TEMPERATURE=${TEMPERATURE:-1.0}
 LR=${LR:-1e-6}
 KL_COEF=${KL_COEF:-1e-2}
@@ -64,7 +74,7 @@ if [ -n "$VAL_FILES" ]; then VAL_FILES=$(absolute "$VAL_FILES"); fi
 MODEL_PATH=$(absolute "$MODEL_PATH")
 case "$CHECKPOINT_DIR" in /*) ;; *) CHECKPOINT_DIR="$PWD/$CHECKPOINT_DIR" ;; esac
 
-for name in N_GPUS_PER_NODE NNODES ROLLOUT_BATCH_SIZE MICRO_BATCH_SIZE ROLLOUT_N; do
+for name in N_GPUS_PER_NODE NNODES ROLLOUT_BATCH_SIZE MICRO_BATCH_SIZE ROLLOUT_N MAX_RESPONSE_LENGTH; do
   if ! [[ "${!name}" =~ ^[0-9]+$ ]]; then
     echo "error: $name must be a non-negative integer, got '${!name}'" >&2
     exit 2
@@ -112,6 +122,7 @@ CMD=(
   --per_device_train_batch_size "$MICRO_BATCH_SIZE"
   --gradient_accumulation_steps "$GRAD_ACCUM"
   --temperature "$TEMPERATURE"
+  --max_completion_length "$MAX_RESPONSE_LENGTH"
   --learning_rate "$LR"
   --beta "$KL_COEF"
   --num_train_epochs "$TOTAL_EPOCHS"

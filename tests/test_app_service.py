@@ -141,8 +141,8 @@ def test_page_errors_are_sentences_without_secrets(tmp_path, uploads, monkeypatc
 
 def test_an_agent_key_echoed_by_its_server_reaches_no_page_plan_or_download(tmp_path, uploads, monkeypatch):
     from imageedit_r1.pipeline.config import AgentConfig
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     key = "llm-test-SECRET-agent-key-4242"  # kept in a variable whose name says nothing of a key
     monkeypatch.setenv("LLM_SK", key)

@@ -69,3 +69,65 @@ def test_other_errors_stop_at_once_and_carry_the_asks_so_far():
     assert ask(Scripted("5"), FIRST, reasks=0, unreadable=Unreadable).log.asks == 1
     with pytest.raises(Unreadable):
         ask(Scripted("five", "5"), FIRST, reasks=0, unreadable=Unreadable)
+
+
+class Batching:
+    """Answers each conversation by its text: "n:<answers separated by |>" gives them in turn per ask;
+    "boom" raises. Records the size of every batch it is sent."""
+
+    model = "batching"
+
+    def __init__(self):
+        self.batches, self.schemas = [], []
+
+    def chat_batch(self, conversations, *, json_schema=None, **settings):
+        self.batches.append(len(conversations))
+        self.schemas.append(json_schema)
+        return [self._answer(messages) for messages in conversations]
+
+    @staticmethod
+    def _answer(messages):
+        question = messages[0].text()
+        if question == "boom":
+            return RetriesExhausted(4, RuntimeError("HTTP 503"))
+        answers = question.split(":", 1)[1].split("|")
+        asked = sum(1 for message in messages if message.role == "user")
+        return ChatResponse(text=answers[min(asked, len(answers)) - 1], model="batching", prompt_tokens=10,
+                            completion_tokens=2)
+
+
+def test_a_batch_is_asked_round_by_round_and_each_question_ends_on_its_own():
+    from imageedit_r1.agents.asking import ask_batch
+
+    def reask(previous, reply, error):
+        return Ask([*previous.messages, ChatMessage("assistant", reply.text), ChatMessage("user", str(error))],
+                   read_number, {"type": "integer"})
+
+    questions = ["n:1", "n:one|2", "n:one|two", "boom", "n:three|3"]
+    backend = Batching()
+    results = ask_batch(backend, [Ask([ChatMessage("user", q)], read_number) for q in questions], reasks=1,
+                        unreadable=Unreadable, reask=reask)
+    # Round 1: all five; round 2: the three unreadable ones, together, under the re-ask's schema.
+    assert backend.batches == [5, 3] and backend.schemas == [None, {"type": "integer"}]
+    assert results[0].value == 1 and not results[0].reasked
+    assert results[1].value == 2 and results[1].log.asks == 2 and results[4].value == 3
+    assert isinstance(results[2], Unreadable) and ask_log_of(results[2]).asks == 2
+    assert ask_log_of(results[2]).errors == ["not a number: 'one'", "not a number: 'two'"]
+    assert isinstance(results[3], RetriesExhausted) and ask_log_of(results[3]).asks == 1
+    assert ask_log_of(results[3]) is not ask_log_of(results[2])
+
+
+def test_a_backend_without_chat_batch_is_asked_one_conversation_at_a_time_and_a_failed_batch_fails_each_item():
+    from imageedit_r1.backends.batching import chat_batch
+
+    backend = Scripted("1", RuntimeError("down"), "3")
+    replies = chat_batch(backend, [FIRST.messages] * 3)
+    assert [getattr(reply, "text", None) for reply in replies] == ["1", None, "3"]
+    assert isinstance(replies[1], RuntimeError)
+
+    class Broken:
+        def chat_batch(self, conversations, **settings):
+            raise RuntimeError("the whole batch failed")
+
+    first, second = chat_batch(Broken(), [FIRST.messages] * 2)
+    assert str(first) == str(second) == "the whole batch failed" and first is not second  # each its own error

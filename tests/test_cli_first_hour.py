@@ -168,7 +168,7 @@ def test_missing_api_keys_of_every_stage_are_reported_before_the_first_stage(pho
         "or GOOGLE_API_KEY (or decomposer.api_key_env to the variable that holds it)",
         "error: no API key for the openai-image editor: set the environment variable OPENAI_API_KEY "
         "(or editor.options.api_key_env to the variable that holds it)"]
-    assert not (tmp_path / "o.trace.json").exists()  # no stage ran
+    assert not (tmp_path / "o.png.trace.json").exists()  # no stage ran
 
     from tests.eval_fixtures import make_benchmark
 
@@ -203,6 +203,56 @@ def test_decomposer_flag_switches_backend_over_a_config_written_for_another(phot
     assert code == 1, err  # the plan was attempted against the server named on the command line
     assert error_lines(err) == ["error: decomposition failed: gave up after 1 attempts: openai served: "
                                 "connection failed: Connection error."]
+
+
+def test_editor_flag_switches_the_editor_over_a_config_written_for_another(photo, tmp_path, offline_env):
+    """--editor openai-image on the flux-kontext example: its options are dropped with a note, and the
+    editor's base_url to a local server needs no provider key (none is set here)."""
+    from PIL import ImageOps
+
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+
+    with fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image)) as server:
+        code, out, err, _ = run_cli(
+            "imageedit_r1.pipeline", "--config", ROOT / "examples" / "configs" / "flux_kontext.yaml",
+            "--editor", "openai-image", "--mode", "original", "--image", photo, "--request", "make it red",
+            "--out", tmp_path / "out.png", f"editor.options.base_url={server.url}/v1", env=offline_env)
+    assert code == 0, err
+    assert ("note: --editor switches the editor from flux-kontext to openai-image; the config's editor options "
+            "(for flux-kontext) are not used") in err
+    assert "unknown config key" not in err and error_lines(err) == []
+    (edit,) = server.requests_to("/v1/images/edits")
+    assert edit.multipart()["prompt"][0].text == "make it red"
+    assert Image.open(tmp_path / "out.png").size == (96, 64)
+
+
+@pytest.mark.parametrize("flag", ["-q", "--no-progress"])
+def test_data_label_takes_the_quiet_flag_after_the_subcommand_as_eval_run_does(tmp_path, offline_env, flag):
+    from imageedit_r1.testing.fake_servers import fake_openai_server
+    from tests.data_fixtures import write_manifest
+
+    manifest = write_manifest(tmp_path / "m", ["rgb", "rgb"])
+    reply = json.dumps({"rationale": "a recolouring", "actions": ["Recoloring"], "subjects": ["sky"], "goals": ["red"]})
+    with fake_openai_server(lambda body: reply) as server:
+        code, out, err, _ = run_cli("imageedit_r1.data", "label", "--source", f"manifest:{manifest}", "--out",
+                                    tmp_path / "labels.jsonl", f"teacher.base_url={server.url}/v1", flag,
+                                    env={**offline_env, "TQDM_DISABLE": ""})
+    assert code == 0, err
+    assert "samples: 2 = 0 from cache + 2 labelled now + 0 failed" in out
+    assert "samples/s" not in err and "labelling with" not in err  # no progress bar
+
+
+def test_data_subsets_offline_checks_the_hub_once_and_stops_at_once(tmp_path, offline_env):
+    env = {k: v for k, v in offline_env.items() if k not in ("HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code, out, err, seconds = run_cli("imageedit_r1.data", "subsets", "--out", tmp_path / "subsets",
+                                      env={**env, "HF_DATASETS_CACHE": str(tmp_path / "ds-cache")})
+    assert code == 2, err
+    assert seconds < 15  # it used to spend 26 s in the hub client's retries
+    (line,) = error_lines(err)
+    assert line.startswith("error: could not open dataset PSRDataset/PSR-328 (split test): "
+                           f"{offline_env['HF_ENDPOINT']} cannot be reached. Pass a local copy instead")
+    assert "HF_DATASETS_OFFLINE=1" in line and "Traceback" not in err
+    assert not (tmp_path / "subsets").exists()
 
 
 # ----------------------------------------------------------------------------- 2. Ctrl-C
@@ -246,20 +296,20 @@ def assert_one_interrupt_line(code: int, err: str, seconds: float) -> None:
     assert [line for line in err.splitlines() if line.strip()][-1] == "interrupted: re-run the same command to resume"
 
 
-def test_ctrl_c_in_a_pipeline_batch_prints_one_line_and_exits_130(tmp_path, offline_env):
+def test_ctrl_c_in_a_pipeline_batch_prints_one_line_and_exits_130(tmp_path, offline_env, processes):
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     ready = _blocking_image(tmp_path / "b.png")
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "image": "a.png", "request": "make it red"}) + "\n"
                                       + json.dumps({"id": "b", "image": "b.png", "request": "make it blue"}) + "\n")
     env = {**offline_env, "GEMINI_API_KEY": "k"}
-    proc = subprocess.Popen([PYTHON, "-m", "imageedit_r1.pipeline", "--manifest", tmp_path / "m.jsonl",
-                             "--out-dir", tmp_path / "run", "--mode", "original", "--editor", "nano-banana",
-                             "editor.options.base_url=http://127.0.0.1:9", "editor.options.retry={attempts: 1}"],
-                            env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = processes.start([PYTHON, "-m", "imageedit_r1.pipeline", "--manifest", tmp_path / "m.jsonl",
+                            "--out-dir", tmp_path / "run", "--mode", "original", "--editor", "nano-banana",
+                            "editor.options.base_url=http://127.0.0.1:9", "editor.options.retry={attempts: 1}"],
+                           env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert_one_interrupt_line(*_interrupt_when(proc, ready))
 
 
-def test_ctrl_c_in_eval_run_prints_one_line_and_exits_130(tmp_path, offline_env):
+def test_ctrl_c_in_eval_run_prints_one_line_and_exits_130(tmp_path, offline_env, processes):
     from tests.eval_fixtures import make_benchmark
 
     bench = make_benchmark(tmp_path, "A", 3)
@@ -272,8 +322,8 @@ def test_ctrl_c_in_eval_run_prints_one_line_and_exits_130(tmp_path, offline_env)
         "judges": [{"name": "J", "backend": "openai-compatible", "model": "m", "base_url": "http://127.0.0.1:9/v1"}],
     }))
     env = {**offline_env, "SLOW_EDIT_MARKER": str(marker)}
-    proc = subprocess.Popen([PYTHON, "-m", "imageedit_r1.eval", "run", "--config", config, "--stage", "edit"],
-                            env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = processes.start([PYTHON, "-m", "imageedit_r1.eval", "run", "--config", config, "--stage", "edit"],
+                           env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert_one_interrupt_line(*_interrupt_when(proc, marker.exists))
 
 
@@ -284,7 +334,7 @@ def slow_edit(image, request, *, seed=0, sample=None):
     return image
 
 
-def test_ctrl_c_in_data_export_prints_one_line_and_exits_130(tmp_path, offline_env):
+def test_ctrl_c_in_data_export_prints_one_line_and_exits_130(tmp_path, offline_env, processes):
     folder = tmp_path / "src"
     folder.mkdir()
     ready = _blocking_image(folder / "a.png")
@@ -292,9 +342,10 @@ def test_ctrl_c_in_data_export_prints_one_line_and_exits_130(tmp_path, offline_e
     labels = tmp_path / "labels.jsonl"
     labels.write_text(json.dumps({"id": "a", "sample_key": "k", "status": "ok", "model": "t",
                                   "ground_truth": "{}"}) + "\n")
-    proc = subprocess.Popen([PYTHON, "-m", "imageedit_r1.data", "export", "--source", f"manifest:{folder / 'm.jsonl'}",
-                             "--labels", labels, "--out", tmp_path / "out", "--no-leakage-guard"],
-                            env=offline_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = processes.start([PYTHON, "-m", "imageedit_r1.data", "export", "--source",
+                            f"manifest:{folder / 'm.jsonl'}", "--labels", labels, "--out", tmp_path / "out",
+                            "--no-leakage-guard"],
+                           env=offline_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert_one_interrupt_line(*_interrupt_when(proc, ready))
 
 
@@ -353,6 +404,14 @@ def test_export_counts_every_sample_left_out(tmp_path, offline_env):
     assert code == 1
     assert "unlabelled (no ok label, not exported): 3" in out
     assert error_lines(err)[-1].startswith("error: nothing was exported")
+    assert not (tmp_path / "out2").exists() and "wrote" not in out  # no empty trainer files, no manifest
+
+    # Exporting nothing over an earlier export leaves it whole.
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    code, out, err, _ = run_cli("imageedit_r1.data", "-q", "export", "--source", f"manifest:{manifest}",
+                                "--labels", empty, "--out", tmp_path / "out", "--no-leakage-guard", env=offline_env)
+    assert code == 1
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
 
 
 # ----------------------------------------------------------------------------- 7. the trace gives the details
@@ -407,8 +466,8 @@ def test_eval_methods_take_pipeline_keys_and_per_method_overrides(tmp_path, offl
     code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r1.on_sequence_failur=template",
                                 env=offline_env)
     assert code == 2
-    assert err.strip() == ("error: method 'r1': unknown config key 'on_sequence_failur' "
-                           "(did you mean 'on_sequence_failure'?)")
+    assert err.strip() == ("error: unknown config key 'methods.r1.on_sequence_failur' "
+                           "(did you mean 'methods.r1.on_sequence_failure'?)")
     code, out, err, _ = run_cli("imageedit_r1.eval", *base, "methods.r2.mode=multi-turn", env=offline_env)
     assert code == 2
     assert err.strip() == ("error: override 'methods.r2.mode=multi-turn': no method named 'r2'; have ['r1']; "

@@ -107,3 +107,67 @@ def test_no_module_but_the_door_merges_or_loads_with_omegaconf():
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "OmegaConf":
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} OmegaConf.{node.attr}")
     assert found == [], "read configs through imageedit_r1.config (load_config / apply_overrides):\n" + "\n".join(found)
+
+
+# ----------------------------------------------------------------------------- named list items, dotted dict keys
+
+
+def test_judges_benchmarks_and_methods_are_overridden_by_name_or_position(tmp_path, capsys):
+    from imageedit_r1.eval.__main__ import main as eval_main
+    from imageedit_r1.eval.config import load_eval_config
+    from tests.eval_fixtures import make_benchmark
+
+    bench = make_benchmark(tmp_path, "Mine", 3)
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"""
+out_dir: {tmp_path / 'run'}
+benchmarks: [{{name: Mine, source: manifest, manifest: {bench.manifest}}}]
+methods: [{{name: orig, kind: original, editor: nano-banana}}]
+judges: [{{name: Fake, backend: openai, model: fake-judge, base_url: "http://127.0.0.1:9/v1"}}]
+""")
+    by_name = ["judges.Fake.reasks=3", "benchmarks.Mine.limit=1", "methods.orig.seed=7"]
+    loaded = load_eval_config(str(config), by_name)
+    assert (loaded.judges[0].reasks, loaded.benchmarks[0].limit, loaded.methods[0].seed) == (3, 1, 7)
+    assert loaded == load_eval_config(str(config), ["judges[0].reasks=3", "benchmarks.0.limit=1", "methods[0].seed=7"])
+    assert eval_main(["run", "--config", str(config), "--estimate", *by_name]) == 0
+    assert "error" not in capsys.readouterr().err
+
+    assert eval_main(["run", "--config", str(config), "--estimate", "judges.Fak.reasks=3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: override 'judges.Fak.reasks=3': no judge named 'Fak' (did you mean 'Fake'?); "
+        "write judges.NAME.KEY=VALUE")
+    assert eval_main(["run", "--config", str(config), "--estimate", "benchmarks.Mine.limt=1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: unknown config key 'benchmarks.Mine.limt' (did you mean 'benchmarks.Mine.limit'?)")
+
+
+def test_a_dict_key_with_dots_is_told_to_take_brackets(capsys):
+    from imageedit_r1.data.__main__ import main as data_main
+
+    assert data_main(["label", "--print-config", "prices.gpt-5.1.input_per_mtok=1.25"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: unknown config key 'prices.gpt-5.1': names with dots need brackets: "
+        "prices[gpt-5.1].input_per_mtok=1.25")
+    assert data_main(["label", "--print-config", "prices[gpt-5.1].input_per_mtok=1.25"]) == 0
+    assert "gpt-5.1:\n    input_per_mtok: 1.25" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        data_main(["label", "--help"])
+    assert "'prices[gpt-5.1].input_per_mtok=1.25' (a model name with dots goes in brackets)" in " ".join(
+        capsys.readouterr().out.split())
+
+
+def test_a_name_the_config_lacks_in_a_selection_flag_is_one_line_exit_2(tmp_path, capsys):
+    from imageedit_r1.eval.__main__ import main as eval_main
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"""
+out_dir: {tmp_path / 'run'}
+benchmarks: [{{name: Mine, source: manifest, manifest: m.jsonl}}]
+methods: [{{name: orig, kind: original, editor: nano-banana}}]
+judges: [{{name: Fake, backend: openai, model: fake-judge, base_url: "http://127.0.0.1:9/v1"}}]
+""")
+    assert eval_main(["run", "--config", str(config), "--estimate", "--judges", "Fak"]) == 2
+    assert capsys.readouterr().err == "error: --judges: no judge named 'Fak' (did you mean 'Fake'?); the config has ['Fake']\n"
+    assert eval_main(["run", "--config", str(config), "--estimate", "--methods", "orig,r1"]) == 2
+    assert capsys.readouterr().err.startswith("error: --methods: no method named 'r1'; the config has ['orig']")
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,5 @@
-"""Configs in the old endpoint spelling load as the new one, with one deprecation line per load."""
+"""Configs in the old endpoint spelling load as the new one, with one deprecation line for the file
+and one for the overrides."""
 
 import pytest
 
@@ -56,7 +57,8 @@ def warnings(err: str) -> list[str]:
     return [line for line in err.splitlines() if "deprecated" in line]
 
 
-def test_an_eval_config_in_the_old_spelling_loads_the_same_values_with_one_deprecation_line(tmp_path, capsys):
+def test_an_eval_config_in_the_old_spelling_loads_the_same_values_with_a_line_for_the_file_and_the_overrides(
+        tmp_path, capsys):
     old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
     old.write_text(OLD_EVAL)
     new.write_text(NEW_EVAL)
@@ -66,17 +68,20 @@ def test_an_eval_config_in_the_old_spelling_loads_the_same_values_with_one_depre
                      "methods.r1.decomposer.retry.attempts=3", "methods.r1-verify.verify.judge.reasks=1"]
     assert load_eval_config(str(old), overrides_old) == load_eval_config(str(new), overrides_new)
     lines = warnings(capsys.readouterr().err)
-    assert len(lines) == 1, lines  # the new spelling printed nothing; the old one, one line
-    line = lines[0]
+    assert len(lines) == 2, lines  # the new spelling printed nothing; the old one, a line per source
+    in_file, in_overrides = lines
+    assert in_file.startswith(f"warning: {old}: deprecated config spelling")
+    assert in_overrides.startswith("warning: deprecated spelling in the overrides")
     for old_key, new_key in [("judges[0].attempts", "judges[0].retry.attempts"),
                              ("judges[0].invalid_reply_attempts", "judges[0].reasks"),
                              ("judges[0].backend=openai-compatible", "judges[0].backend=openai"),
                              ("methods[1].verify.structured", "methods[1].verify.judge.structured"),
                              ("methods[1].verify.prices.input", "methods[1].verify.prices.input_per_mtok"),
-                             ("prices[gpt-4o-2024-08-06].output", "prices[gpt-4o-2024-08-06].output_per_mtok"),
-                             ("judges.1.invalid_reply_attempts", "judges.1.reasks"),
+                             ("prices[gpt-4o-2024-08-06].output", "prices[gpt-4o-2024-08-06].output_per_mtok")]:
+        assert f"{old_key} -> {new_key}" in in_file and old_key not in in_overrides, (old_key, lines)
+    for old_key, new_key in [("judges.1.invalid_reply_attempts", "judges.1.reasks"),
                              ("methods.r1.decomposer.retry_attempts", "methods.r1.decomposer.retry.attempts")]:
-        assert f"{old_key} -> {new_key}" in line, (old_key, line)
+        assert f"{old_key} -> {new_key}" in in_overrides and old_key not in in_file, (old_key, lines)
     config = load_eval_config(str(old), overrides_old)
     judge = config.judges[0]
     assert (judge.backend, judge.retry.attempts, judge.retry.base_delay, judge.reasks) == ("openai", 2, 0.5, 0)
@@ -93,7 +98,7 @@ def test_label_and_pipeline_configs_in_the_old_spelling(tmp_path, capsys):
     loaded = load_config(LabelConfig, old, ["prices[gpt-5.1].input=1.25", "teacher.invalid_retries=3"])
     assert loaded == load_config(LabelConfig, new, ["prices[gpt-5.1].input_per_mtok=1.25", "teacher.reasks=3"])
     assert loaded.teacher.reasks == 3 and loaded.prices["gpt-5.1"].input_per_mtok == 1.25
-    assert len(warnings(capsys.readouterr().err)) == 1
+    assert len(warnings(capsys.readouterr().err)) == 2  # the file's, the overrides'
 
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text("decomposer: {backend: openai, model: m, base_url: 'http://127.0.0.1:9/v1', retry_attempts: 1}\n"
@@ -102,7 +107,7 @@ def test_label_and_pipeline_configs_in_the_old_spelling(tmp_path, capsys):
     assert config.decomposer.retry.attempts == 1 and config.verify.judge.reasks == 0
     assert config.verify.judge.max_image_side == 256
     lines = warnings(capsys.readouterr().err)
-    assert len(lines) == 1 and "verify.max_image_side -> verify.judge.max_image_side" in lines[0]
+    assert len(lines) == 2 and "verify.max_image_side -> verify.judge.max_image_side" in lines[1]
 
 
 def test_the_data_command_reads_old_overrides_and_says_so_once(capsys):
@@ -120,3 +125,109 @@ def test_an_old_key_beside_its_new_spelling_is_a_clear_error(tmp_path):
     path.write_text("teacher: {attempts: 2, retry: {attempts: 3}}\n")
     with pytest.raises(ValueError, match="both 'attempts' and its new spelling 'retry.attempts'"):
         load_config(LabelConfig, path)
+
+
+# ----------------------------------------------------------------------------- through the command lines
+
+
+def pipeline_cli(*argv: str) -> int:
+    from imageedit_r1.pipeline.cli import main as pipeline_main
+
+    return pipeline_main(list(argv))
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(tmp_path / "photo.png")
+    return str(tmp_path / "photo.png")
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+EVAL_JUDGES = """
+out_dir: {out}
+benchmarks: [{{name: A, source: manifest, manifest: m.jsonl}}]
+methods: [{{name: orig, kind: original, editor: nano-banana}}]
+judges:
+  - {{name: Fake, backend: openai, model: fake-judge, base_url: "http://127.0.0.1:9/v1"}}
+  - {judge}
+"""
+
+
+def eval_cli(tmp_path, judge: str, *overrides: str) -> int:
+    from imageedit_r1.eval.__main__ import main as eval_main
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(EVAL_JUDGES.format(out=tmp_path / "run", judge=judge))
+    return eval_main(["run", "--config", str(config), "--estimate", *overrides])
+
+
+def test_an_old_openai_compatible_backend_without_base_url_is_an_error_for_every_role(tmp_path, photo, capsys):
+    # Read as backend openai, it would send the user's images to OpenAI with their key.
+    config = tmp_path / "p.yaml"
+    config.write_text("decomposer: {backend: openai-compatible, model: served}\n")
+    assert pipeline_cli("--config", str(config), "--image", photo, "--request", "r", "--dry-run") == 2
+    assert error_lines(capsys.readouterr().err) == [
+        f"error: {config}: decomposer.backend=openai-compatible is the old spelling of decomposer.backend=openai "
+        "with decomposer.base_url set, and decomposer.base_url is not set: set decomposer.base_url, or write "
+        "decomposer.backend=openai"]
+    assert pipeline_cli("--image", photo, "--request", "r", "--dry-run", "--mode", "original",
+                        "--verify", "openai:j", "verify.judge.backend=openai-compatible") == 2
+    assert "verify.judge.base_url is not set" in capsys.readouterr().err
+
+    assert eval_cli(tmp_path, "{name: Old, backend: openai-compatible, model: old-judge}") == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "judges[1].backend=openai-compatible" in line and "judges[1].base_url is not set" in line
+    assert eval_cli(tmp_path, "{name: Old, backend: gemini, model: g}", "judges.Fake.base_url=",
+                    "judges.Fake.backend=openai-compatible") == 2
+    assert "judges.Fake.base_url is not set" in capsys.readouterr().err
+
+    from imageedit_r1.data.__main__ import main as data_main
+
+    assert data_main(["label", "--print-config", "teacher.backend=openai-compatible"]) == 2
+    assert "teacher.base_url is not set" in capsys.readouterr().err
+    # With its base_url, in the file or in an override, the old spelling still reads as backend openai.
+    assert pipeline_cli("--config", str(config), "--image", photo, "--request", "r", "--dry-run", "--mode", "original",
+                        "decomposer.base_url=http://127.0.0.1:9/v1") == 0
+    assert not error_lines(capsys.readouterr().err)
+
+
+def test_a_converted_old_key_with_a_bad_value_names_the_key_the_user_wrote(tmp_path, photo, capsys):
+    assert pipeline_cli("--image", photo, "--request", "r", "--dry-run", "verify.invalid_reply_attempts=0") == 2
+    assert error_lines(capsys.readouterr().err) == [
+        "error: bad value for config key 'verify.invalid_reply_attempts': 0 (it counts the asks in all, the first "
+        "included: at least 1)"]
+    assert eval_cli(tmp_path, "{name: Old, backend: openai, model: o, invalid_reply_attempts: 0}") == 2
+    assert "bad value for config key 'judges[1].invalid_reply_attempts': 0" in capsys.readouterr().err
+    assert eval_cli(tmp_path, "{name: Old, backend: openai, model: o}", "judges.Old.reasks=-1") == 2
+    assert "judge 'Old': judges[1].reasks must be >= 0" in capsys.readouterr().err
+
+
+def test_an_unknown_key_suggests_the_new_spelling_of_an_old_key(tmp_path, photo, capsys):
+    for override in ("decomposer.retry_atempts=2", "decomposer.attempts=3"):
+        assert pipeline_cli("--image", photo, "--request", "r", "--dry-run", override) == 2
+        key = override.partition("=")[0]
+        assert error_lines(capsys.readouterr().err) == [
+            f"error: unknown config key {key!r} (did you mean 'decomposer.retry.attempts'?)"]
+    assert eval_cli(tmp_path, "{name: Old, backend: openai, model: o}", "judges[0].atempts=2") == 2
+    assert error_lines(capsys.readouterr().err) == [
+        "error: unknown config key 'judges[0].atempts' (did you mean 'judges[0].retry.attempts'?)"]
+
+
+def test_the_deprecation_lines_say_which_old_spellings_are_the_files_and_which_the_overrides(tmp_path, photo,
+                                                                                           capsys):
+    config = tmp_path / "echo.yaml"
+    config.write_text("verify: {judge: {backend: openai, model: j, base_url: 'http://127.0.0.1:9/v1'}, "
+                      "structured: false}\n")
+    assert pipeline_cli("--config", str(config), "--image", photo, "--request", "r", "--dry-run", "--mode", "original",
+                        "verify.judge.attempts=2") == 0
+    lines = warnings(capsys.readouterr().err)
+    assert lines == [
+        f"warning: {config}: deprecated config spelling, read as the new one (update the config): "
+        "verify.structured -> verify.judge.structured",
+        "warning: deprecated spelling in the overrides, read as the new one: "
+        "verify.judge.attempts -> verify.judge.retry.attempts"]

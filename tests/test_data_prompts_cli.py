@@ -6,7 +6,6 @@ import json
 import re
 
 import jinja2
-import pytest
 
 from imageedit_r1.data.__main__ import main
 from imageedit_r1.data.export import decomposition_prompt, easyr1_problem, iter_rows
@@ -97,9 +96,10 @@ def test_cli_export_without_subsets_is_a_clear_error(tmp_path, capsys):
     from tests.test_data_subsets_export import _label_file
 
     labels = _label_file(tmp_path / "l.jsonl", list(PSRLoader(tmp_path / "psr")))
-    with pytest.raises(SystemExit, match="leakage guard needs them"):
-        main(["export", "--source", f"psr:{tmp_path / 'psr'}", "--labels", str(labels), "--out", str(tmp_path / "o"),
-              "--subsets", str(tmp_path / "missing")])
+    assert main(["export", "--source", f"psr:{tmp_path / 'psr'}", "--labels", str(labels), "--out",
+                 str(tmp_path / "o"), "--subsets", str(tmp_path / "missing")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: eval subsets not found at") and "leakage guard needs them" in line
 
 
 def test_cli_inspect_and_missing_column_message(tmp_path, capsys):

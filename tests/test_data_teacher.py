@@ -184,7 +184,7 @@ def test_a_run_killed_halfway_keeps_what_it_paid_for(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_label_runs_on_one_labels_file_at_once_ask_once_per_sample(tmp_path):
+def test_two_label_runs_on_one_labels_file_at_once_ask_once_per_sample(tmp_path, processes):
     manifest = _manifest(tmp_path, [f"make the coat {i} red" for i in range(6)])
     labels = tmp_path / "labels.jsonl"
     with fake_openai_server(_teacher_reply, latency=0.5) as server:
@@ -192,7 +192,7 @@ def test_two_label_runs_on_one_labels_file_at_once_ask_once_per_sample(tmp_path)
                    "--out", str(labels), f"teacher.base_url={server.url}/v1", "teacher.base_delay=0.01",
                    "concurrency=2"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs = [processes.start(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(2)]
         outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs

@@ -53,14 +53,14 @@ def openai_judge(server, **extra):
             "timeout": 5.0, "retry_base_delay": 0.01, **extra}
 
 
-def test_killed_run_resumes_without_repeating_finished_items(tmp_path):
+def test_killed_run_resumes_without_repeating_finished_items(tmp_path, processes):
     bench = make_benchmark(tmp_path, "A", 12)
     with fakes.fake_openai_server(lambda body: judge_reply_json(REQUEST_RE.search(fakes.openai_text(body)).group(1)),
                             latency=0.25) as server:
         config = write_config(tmp_path, [bench], [openai_judge(server)])
         results = tmp_path / "run" / "results.jsonl"
-        process = subprocess.Popen(cli(config), cwd=ROOT, env=env_with(OPENAI_API_KEY="sk-test-resume-key"),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = processes.start(cli(config), cwd=ROOT, env=env_with(OPENAI_API_KEY="sk-test-resume-key"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
             if results.exists() and len(list(read_jsonl(results))) >= 4:
@@ -124,7 +124,7 @@ def test_api_keys_never_reach_files_or_logs(tmp_path):
     assert "[REDACTED]" in failed[0]["raw"]
 
 
-def test_two_runs_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
+def test_two_runs_on_one_out_dir_at_once_edit_each_item_once(tmp_path, processes):
     bench = make_benchmark(tmp_path, "A", 3)
     config = write_config(tmp_path, [bench], [{"name": "GPT", "backend": "openai", "model": "gpt-judge",
                                                "base_url": "http://127.0.0.1:9/v1"}])
@@ -133,8 +133,8 @@ def test_two_runs_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
     config.write_text(json.dumps(settings))
     calls = tmp_path / "editor-calls.jsonl"
     env = env_with(IMAGEEDIT_R1_SLEEPY_SECONDS="0.8", IMAGEEDIT_R1_SLEEPY_LOG=str(calls))
-    runs = [subprocess.Popen(cli(config, "--stage", "edit"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [processes.start(cli(config, "--stage", "edit"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     started = [r for r in read_jsonl(calls) if r["event"] == "start"]

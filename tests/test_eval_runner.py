@@ -178,7 +178,7 @@ def test_config_errors_are_clear(tmp_path):
         JudgeConfig(name="J", backend="vllm-server", model="", reasks=-1)])
     with pytest.raises(ValueError, match="backend 'openai' with its base_url") as info:
         bad.validate()
-    assert "set 'model'" in str(info.value) and "judge.reasks must be >= 0" in str(info.value)
+    assert "set 'model'" in str(info.value) and "judges[0].reasks must be >= 0" in str(info.value)
 
 
 def missing_weights(image, request, *, seed=0, sample=None):

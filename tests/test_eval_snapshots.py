@@ -85,3 +85,49 @@ def test_the_report_flags_it_too(run_dir):
     html = render_report(load_run(run_dir), n_boot=50)
     assert "A · GPT-4o ‡" in html and "mixes judge snapshots: gpt-4o-2024-08-06 judged Original (3)" in html
     assert "GPT-4o = gpt-4o (served as gpt-4o-2024-08-06, gpt-4o-2024-11-20)" in html
+
+
+def table_notes(run_dir, capsys) -> list[str]:
+    assert eval_main(["table", "--run-dir", str(run_dir), "--bootstrap", "20"]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("‡")]
+
+
+def test_the_advice_for_a_mixed_column_works_whether_the_judge_is_an_alias_or_already_pinned(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """An alias's note names the pin that judges every method afresh, and following it unmixes the
+    column. A judge already asked for one id (a proxy answering as another model the next day) is
+    told that running again changes nothing, and what does."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-snapshots")
+    day = {"snapshot": "gpt-4o-2024-08-06"}
+
+    def served(model: str) -> str:
+        return day["snapshot"] if model in ("gpt-4o", "gpt-4o-2024-08-06") else model
+
+    def reply(body):
+        return judge_reply_json(REQUEST_RE.search(fakes.openai_text(body)).group(1))
+
+    bench = make_benchmark(tmp_path, "A", 2)
+    with fakes.fake_openai_server(reply, snapshots=served) as server:
+        def judge(name, model):
+            return JudgeConfig(name=name, model=model, base_url=f"{server.url}/v1", retry=RetryConfig(attempts=1))
+
+        config = config_for(tmp_path, [bench], judges=[judge("GPT-4o", "gpt-4o"), judge("Dated", "gpt-4o-2024-08-06")])
+        methods = config.methods
+        config.methods = methods[:1]
+        EvalRunner(config, progress=False).run()
+        day["snapshot"] = "gpt-4o-2024-11-20"
+        config.methods = methods
+        EvalRunner(config, progress=False).run()
+        alias, dated = table_notes(tmp_path / "run", capsys)
+        assert alias.startswith("‡ A · GPT-4o mixes") and alias.endswith(
+            "pin the judge's model to one of them (judges.GPT-4o.model=gpt-4o-2024-11-20) and run `eval run` again: "
+            "the pinned judge judges every method afresh.")
+        assert dated.startswith("‡ A · Dated mixes") and "pin" not in dated
+        assert ("the judge already asks for gpt-4o-2024-08-06, and the service answered as more than one, so running "
+                "again keeps these judgments") in dated
+
+        # Following the alias's advice: every method judged again by the pinned snapshot; that column is one model's.
+        config.judges[0].model = "gpt-4o-2024-11-20"
+        assert EvalRunner(config, progress=False).run().judgments == {"scored": 4, "cached": 4}
+    (left,) = table_notes(tmp_path / "run", capsys)
+    assert left.startswith("‡ A · Dated mixes")

@@ -216,3 +216,19 @@ judges: [{{name: GPT-4o, backend: openai, model: gpt-4o-2024-08-06}}]
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("verifies with gpt-4o") == 1, done.stderr
     assert done.stderr.startswith("warning: method 'v' verifies with gpt-4o")
+
+
+def test_a_methods_results_survive_changes_to_how_its_endpoints_are_reached():
+    """Timeouts, retries, key variables and concurrency never change the pixels: changing them keeps
+    a method's results (its identity); changing the model does not."""
+    base = MethodConfig(kind="pipeline-verify", verify={})
+    reached = MethodConfig(
+        kind="pipeline-verify",
+        decomposer={"timeout": 5.0, "retry": {"attempts": 9}, "api_key_env": "MY_KEY",
+                    "options": {"max_concurrency": 3}},
+        editor={"options": {"retry": {"attempts": 2}, "timeout": 30}},
+        verify={"judge": {"timeout": 7.0, "requests_per_minute": 10}},
+    )
+    assert reached.config_hash() == base.config_hash()
+    other_model = MethodConfig(kind="pipeline-verify", verify={}, decomposer={"model": "other/model"})
+    assert other_model.config_hash() != base.config_hash()

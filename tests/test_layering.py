@@ -1,5 +1,5 @@
-"""Layers never point up: the pipeline package imports nothing from the evaluation, the scale-out,
-the app or the service."""
+"""Layers never point up: the pipeline package imports nothing from the layers built on it (data
+tools, training, evaluation, scale-out, app, service)."""
 
 import ast
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "imageedit_r1"
-ABOVE_THE_PIPELINE = ("imageedit_r1.eval", "imageedit_r1.scale", "imageedit_r1.app", "imageedit_r1.serve")
+ABOVE_THE_PIPELINE = tuple(f"imageedit_r1.{name}" for name in ("data", "train", "eval", "scale", "app", "serve"))
 
 
 def is_above(name: str) -> bool:
@@ -34,6 +34,8 @@ def test_no_module_of_the_pipeline_imports_a_layer_above_it(path):
 
 def test_the_check_sees_an_upward_import(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("def run():\n    from imageedit_r1 import scale\n    import imageedit_r1.eval.runner\n")
+    module.write_text("def run():\n    from imageedit_r1 import scale\n    import imageedit_r1.eval.runner\n"
+                      "    from imageedit_r1.data.rows import MissingColumnError\n    import imageedit_r1.database\n")
     assert [name for _, name in imported_modules(module) if is_above(name)] == [
-        "imageedit_r1.scale", "imageedit_r1.eval.runner"]
+        "imageedit_r1.scale", "imageedit_r1.eval.runner", "imageedit_r1.data.rows",
+        "imageedit_r1.data.rows.MissingColumnError"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from imageedit_r1.config import load_config
@@ -46,3 +47,47 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks(monkeypatch):
     assert MaskingFilter().filter(record)
     text = logging.Formatter().format(record)
     assert "vllm-served-key-77" not in text and text.count(MASK) == 2
+
+
+# ----------------------------------------------------------------------------- what the command lines write
+
+SECRET = "sk-quoted-back-0123456789"  # as an error quotes it: a path, a URL or a server's echo holding a key
+
+
+def test_a_batchs_records_and_its_dry_run_mask_what_an_error_quotes(tmp_path, monkeypatch, capsys):
+    from imageedit_r1.pipeline.cli import main
+    from imageedit_r1.store import read_jsonl
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "image": f"{SECRET}.png", "request": "make it red"}) + "\n")
+    editor = ["--mode", "original", "--editor", "openai-image", "editor.options.base_url=http://127.0.0.1:9/v1"]
+    assert main(["--manifest", str(manifest), "--out-dir", str(tmp_path / "run"), *editor]) == 1
+    assert main(["--manifest", str(manifest), "--dry-run", *editor]) == 1
+    (record,) = read_jsonl(tmp_path / "run" / "results.jsonl")
+    assert record["status"] == "failed" and f"{MASK}.png" in record["error"] and f"{MASK}.png" in record["image"]
+    printed = capsys.readouterr()
+    assert f"{MASK}.png" in printed.out
+    for text in ((tmp_path / "run" / "results.jsonl").read_text(), printed.out, printed.err):
+        assert SECRET not in text
+
+
+def run_main(module: str, argv: list[str]) -> int:
+    import importlib
+
+    return importlib.import_module(module).main(argv)
+
+
+def test_every_command_lines_error_line_masks_a_key_it_quotes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    missing = str(tmp_path / f"{SECRET}.yaml")
+    for module, argv in [
+        ("imageedit_r1.pipeline.cli", ["--image", f"{SECRET}.png", "--request", "r", "--out", str(tmp_path / "o.png")]),
+        ("imageedit_r1.eval.__main__", ["run", "--config", missing]),
+        ("imageedit_r1.data.__main__", ["label", "--print-config", "--config", missing]),
+        ("imageedit_r1.train.__main__", ["preflight", "verl", "--", "python", "-m", "verl.trainer.main_ppo", SECRET]),
+        ("imageedit_r1.testing.__main__", ["config", "--models", str(tmp_path / SECRET)]),
+    ]:
+        assert run_main(module, argv) == 2, module
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and MASK in err and SECRET not in err, (module, err)

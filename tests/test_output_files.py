@@ -51,7 +51,7 @@ def test_the_offline_demo_writes_a_tif(tmp_path, capsys):
     assert main(["--demo", "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.format == "TIFF" and image.size == (320, 240)
-    trace = json.loads((tmp_path / "edited.trace.json").read_text())
+    trace = json.loads((tmp_path / "edited.tif.trace.json").read_text())
     assert trace["status"] == "ok" and trace["output"]["file"] == "edited.tif"
     assert f"wrote {out}" in capsys.readouterr().out
 
@@ -76,7 +76,7 @@ def test_pipeline_out_writes_the_extensions_format(tmp_path, images_server, ext,
                  *openai_editor(images_server)]) == 0
     with Image.open(out) as image:
         assert image.format == fmt and image.size == (48, 36)
-    assert json.loads((tmp_path / "edited.trace.json").read_text())["output"]["file"] == out.name
+    assert json.loads((tmp_path / f"edited{ext}.trace.json").read_text())["output"]["file"] == out.name
 
 
 @pytest.mark.parametrize("name", ["edited.xyz", "edited.psd"])
@@ -107,7 +107,7 @@ def test_an_edit_the_format_cannot_hold_is_kept_as_png_with_one_line(tmp_path, i
     assert not out.exists()
     with Image.open(tmp_path / "edited.png") as image:
         assert image.size == (16400, 8)
-    trace = json.loads((tmp_path / "edited.trace.json").read_text())
+    trace = json.loads((tmp_path / "edited.webp.trace.json").read_text())
     assert trace["status"] == "ok" and trace["output"]["file"] == "edited.png"
     assert "WebP" in trace["output"]["not_written"]["reason"]
 
@@ -131,3 +131,65 @@ def test_manifest_outputs_take_the_out_format_and_resume(tmp_path, images_server
     assert main([*args, "--out-format", "xyz"]) == 2
     assert "error: --out-format: cannot write item.xyz" in capsys.readouterr().err
     assert len(images_server.requests) == asked
+
+
+def test_the_png_fallback_never_writes_over_the_input_or_any_file(tmp_path, images_server, capsys):
+    # The input is photo.png; photo.webp cannot hold 17000 pixels a side: the PNG goes to a free name.
+    source = tmp_path / "photo.png"
+    Image.new("RGB", (17000, 16), (20, 90, 200)).save(source)
+    before = source.read_bytes()
+    out = tmp_path / "photo.webp"
+    assert main(["--image", str(source), "--request", "invert it", "--out", str(out),
+                 *openai_editor(images_server)]) == 0
+    assert source.read_bytes() == before
+    written = tmp_path / "photo-1.png"
+    assert f"could not write {out} (" in (err := capsys.readouterr().err) and f"; wrote {written} instead" in err
+    with Image.open(written) as image:
+        assert image.size == (17000, 16) and image.getpixel((0, 0)) == (235, 165, 55)  # the edit, inverted
+    trace = json.loads((tmp_path / "photo.webp.trace.json").read_text())
+    assert trace["output"]["file"] == "photo-1.png" and trace["output"]["not_written"]["file"] == "photo.webp"
+
+
+def test_a_batchs_png_fallback_never_writes_over_an_input_beside_it(tmp_path, images_server, capsys):
+    # Inputs kept in the output folder under their ids, as a user may: wide.webp fails, wide.png is the input.
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    Image.new("RGB", (17000, 8), (20, 90, 200)).save(out_dir / "wide.png")
+    before = (out_dir / "wide.png").read_bytes()
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "wide", "image": "run/wide.png", "request": "invert it"}) + "\n")
+    assert main(["--manifest", str(manifest), "--out-dir", str(out_dir), "--out-format", "webp",
+                 *openai_editor(images_server)]) == 0
+    assert (out_dir / "wide.png").read_bytes() == before
+    assert f"wrote {out_dir / 'wide-1.png'} instead" in capsys.readouterr().err
+    (record,) = read_jsonl(out_dir / "results.jsonl")
+    assert record["output"] == "wide-1.png"
+    assert json.loads((out_dir / "wide.trace.json").read_text())["output"]["file"] == "wide-1.png"
+
+
+def test_two_outputs_of_one_name_in_two_formats_keep_a_trace_each(tmp_path, images_server):
+    Image.new("RGB", (40, 30), (20, 90, 200)).save(tmp_path / "in.png")
+    for name, request in (("a.png", "invert it"), ("a.jpg", "invert it again")):
+        assert main(["--image", str(tmp_path / "in.png"), "--request", request, "--out", str(tmp_path / name),
+                     *openai_editor(images_server)]) == 0
+    for name, request in (("a.png", "invert it"), ("a.jpg", "invert it again")):
+        trace = json.loads((tmp_path / f"{name}.trace.json").read_text())
+        assert trace["output"]["file"] == name and trace["request"] == request
+
+
+def test_a_batch_rerun_in_another_format_says_the_items_done_earlier_are_kept(tmp_path, images_server, capsys):
+    for index in range(2):
+        Image.new("RGB", (40, 30), (90 * index, 60, 10)).save(tmp_path / f"{index}.png")
+    manifest = tmp_path / "requests.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"item{i}", "image": f"{i}.png", "request": "invert it"}) + "\n"
+                                for i in range(2)))
+    args = ["--manifest", str(manifest), "--out-dir", str(tmp_path / "run"), *openai_editor(images_server)]
+    assert main([*args, "--out-format", "jpg"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # png now: the .jpg items are not edited again, and the run says so
+    out = capsys.readouterr().out
+    assert "0 edited, 2 already done, 0 failed" in out
+    assert ("note: 2 item(s) were finished earlier as another format (item0.jpg, item1.jpg), not .png: they are "
+            "kept as they are; for .png files, write to another --out-dir") in out
+    assert main([*args, "--out-format", "jpeg"]) == 0  # the same format by another name: nothing to say
+    assert "note:" not in capsys.readouterr().out

@@ -36,7 +36,7 @@ def test_single_image_writes_the_image_at_the_input_size_and_its_trace(tmp_path,
     out = tmp_path / "out" / "edited.png"
     assert main(["--image", str(source), "--request", "make it red", "--out", str(out), *flux_args]) == 0
     assert Image.open(out).size == (67, 45)
-    trace = json.loads((tmp_path / "out" / "edited.trace.json").read_text())
+    trace = json.loads((tmp_path / "out" / "edited.png.trace.json").read_text())
     assert trace["status"] == "ok" and trace["mode"] == "original" and trace["seeds"] == [3]
     assert f"editor.options.model_id={trace['models']['editor']}" in flux_args
     assert "wrote" in capsys.readouterr().out
@@ -72,7 +72,7 @@ def test_batch_records_a_failed_item_goes_on_and_resumes_without_redoing_work(tm
 
 
 @pytest.mark.slow
-def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
+def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path, processes):
     from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
 
     for index in range(3):
@@ -85,7 +85,7 @@ def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
                    str(out_dir), "--mode", "original", "--editor", "openai-image",
                    f"editor.options.base_url={server.url}/v1"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-batch-key"}
-        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs = [processes.start(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(2)]
         outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
@@ -99,9 +99,9 @@ def test_two_batches_on_one_out_dir_at_once_edit_each_item_once(tmp_path):
 
 def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsys):
     from imageedit_r1.pipeline import AgentConfig, EditorConfig, ImageEditR1, PipelineConfig
-    from imageedit_r1.testing.__main__ import reply_in_kind
     from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     key = "llm-test-SECRET-agent-key-4242"  # kept in a variable whose name says nothing of a key
     monkeypatch.setenv("LLM_SK", key)
@@ -127,7 +127,7 @@ def test_traces_mask_an_agent_key_its_server_echoes(tmp_path, monkeypatch, capsy
         planned = pipeline.plan(str(tmp_path / "in.png"), "make the coat scarlet")
         assert agents.requests[0].headers["authorization"] == f"Bearer {key}"  # the key did travel
     printed = capsys.readouterr()
-    written = (tmp_path / "out" / "edited.trace.json").read_text()
+    written = (tmp_path / "out" / "edited.png.trace.json").read_text()
     for text in (written, printed.out, printed.err, json.dumps(returned), json.dumps(planned.record),
                  json.dumps(planned.trace())):
         assert key not in text
@@ -196,10 +196,73 @@ def test_the_offline_demo_runs_all_three_agents_and_says_its_output_is_noise(tmp
     assert main(["--demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "OFFLINE DEMO" in printed and "NOISE" in printed
-    assert Image.open(out).size == Image.open(tmp_path / "demo_out" / "input.png").size == (320, 240)
-    trace = json.loads((tmp_path / "demo_out" / "edited.trace.json").read_text())
+    assert Image.open(out).size == Image.open(tmp_path / "demo_out" / "edited.input.png").size == (320, 240)
+    trace = json.loads((tmp_path / "demo_out" / "edited.png.trace.json").read_text())
     assert trace["status"] == "ok" and trace["demo"]["offline_demo"] is True
     # The tiny agents really answered (raw outputs kept) and the fallbacks that took over are named.
     assert trace["raw_outputs"]["decompose"] and trace["raw_outputs"]["sequence"]
     assert {f["stage"] for f in trace["fallbacks"]} <= {"decompose", "sequence"}
     assert trace["sub_requests"] and trace["seconds"]["edit"] > 0
+
+
+@pytest.mark.parametrize(("override", "line"), [
+    ("editor.options.retry.atempts=2", "error: editor.options.retry: unknown config key 'atempts' (did you mean 'attempts'?)"),
+    ("editor.options.retry.attempts=0", "error: editor.options.retry.attempts must be >= 1, got 0"),
+])
+def test_a_bad_editor_retry_stops_before_any_agent_or_editor_call(tmp_path, monkeypatch, capsys, override, line):
+    from imageedit_r1.testing.fake_image_servers import fake_openai_images_server
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-retry-options")
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
+    with fake_openai_server(lambda body: reply_in_kind(openai_text(body))) as agents, \
+            fake_openai_images_server(lambda image, prompt, request: ImageOps.invert(image)) as images:
+        code = main(["--image", str(tmp_path / "in.png"), "--request", "make the coat scarlet", "--out",
+                     str(tmp_path / "o.png"), "--decomposer", "openai:served-r1", "--editor", "openai-image",
+                     f"decomposer.base_url={agents.url}/v1", f"editor.options.base_url={images.url}/v1", override])
+        assert code == 2 and not agents.requests and not images.requests
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")] == [line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_backend_flags_read_the_backend_names_the_config_takes(tmp_path, capsys):
+    from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "in.png")
+    plan = ["--image", str(tmp_path / "in.png"), "--request", "make the coat scarlet", "--dry-run"]
+    with fake_openai_server(lambda body: reply_in_kind(openai_text(body))) as agents:
+        # The old spelling of a served model's backend, as in a config file: read as openai with its base_url.
+        assert main([*plan, "--decomposer", "openai-compatible:served-r1", f"decomposer.base_url={agents.url}/v1"]) == 0
+        assert agents.requests and {r.json["model"] for r in agents.requests} == {"served-r1"}
+    assert "decomposer.backend=openai-compatible -> decomposer.backend=openai" in capsys.readouterr().err
+    # Without a base_url it would call OpenAI itself: one line naming the key, for --verify too.
+    for flag, role in (("--decomposer", "decomposer"), ("--verify", "verify.judge")):
+        assert main([*plan, "--mode", "original", flag, "openai-compatible:served-r1"]) == 2
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+        assert line.startswith(f"error: {role}.backend=openai-compatible is the old spelling") and \
+            f"{role}.base_url is not set" in line
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--out-format", "jpg"], "--out-format: for a batch (--manifest) only"),
+    (["--if-busy", "stop"], "--if-busy: for a batch (--manifest) only"),
+    (["--retry-failed"], "--retry-failed: for a batch (--manifest) only"),
+    (["--out-dir", "runs/x"], "--out-dir: for a batch (--manifest) only"),
+    (["--json"], "--json goes with --dry-run"),
+])
+def test_a_flag_the_single_image_run_would_ignore_is_refused(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as info:
+        main(["--image", "x.png", "--request", "r", "--out", str(tmp_path / "o.png"), *flags])
+    assert info.value.code == 2 and f"error: {message}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flags", [["--config", "examples/configs/flux_kontext.yaml"], ["--decomposer", "openai:m"]])
+def test_the_demo_refuses_a_setup_it_would_not_use(tmp_path, capsys, flags):
+    with pytest.raises(SystemExit) as info:
+        main(["--demo", "--out", str(tmp_path / "edited.png"), *flags])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"--demo builds its own tiny models; it does not take {flags[0]}" in err
+    assert not list(tmp_path.iterdir())

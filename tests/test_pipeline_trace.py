@@ -25,7 +25,7 @@ def test_a_run_trace_a_plan_record_and_a_planning_trace_hold_the_declared_fields
     assert list(plan.record) == list(RECORD_FIELDS)
     assert list(plan.trace()) == [*RECORD_FIELDS, *PLAN_FIELDS]
     result = pipe.execute(image(), plan)
-    assert list(result.trace) == [name for name in FIELDS if name not in OPTIONAL or name == "plan"]
+    assert list(result.trace) == [name for name in FIELDS if name not in OPTIONAL or name in ("plan", "planning")]
     json.dumps(result.trace)  # plain JSON for users and files
     assert result.trace["plan"]["changed"] is False and result.trace["seeds"] == [3]
     # The planning record reaches the run: the agents' seconds and model ids, the run's own input.
@@ -82,9 +82,9 @@ def test_the_summary_reads_a_run_trace_of_an_earlier_version(capsys):
     earlier = {"request": REQUEST, "mode": "single-turn", "status": "ok", "sub_requests": SUBS,
                "fallbacks": [{"stage": "sequence", "used": "template", "reason": "no JSON"}],
                "seconds": {"edit": 1.25, "total": 2.5}}  # no tokens, no verify
-    print_summary(earlier, "out.png")
+    print_summary(earlier, "out.png", "out.png.trace.json")
     assert capsys.readouterr().out.splitlines() == [
-        "wrote out.png and out.trace.json", "sub-requests:", f"  1. {SUBS[0]}", f"  2. {SUBS[1]}",
+        "wrote out.png and out.png.trace.json", "sub-requests:", f"  1. {SUBS[0]}", f"  2. {SUBS[1]}",
         "fallback: the sequence stage used 'template' (no JSON)", "seconds: edit 1.25s, total 2.50s"]
 
 

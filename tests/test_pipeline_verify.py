@@ -429,7 +429,7 @@ editor:
                      "verify.rubric=checklist", "verify.candidates=2", "verify.strategy=both"])
         checked = len(judge_server.requests)
     assert code == 0 and checked == 3
-    trace = json.loads((tmp_path / "out" / "edited.trace.json").read_text())
+    trace = json.loads((tmp_path / "out" / "edited.png.trace.json").read_text())
     verify = trace["verify"]
     assert [a["batched"] for a in verify["attempts"]] == [True, True]
     assert verify["attempts"][1]["plan"]["instructions"] == ["Recoloring hair to copper red."]

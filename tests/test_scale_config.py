@@ -40,8 +40,10 @@ def test_methods_that_hold_a_model_go_to_replicas_and_hosted_ones_stay_in_the_dr
     assert runs_on_replicas(MethodConfig(name="a", kind="original", editor="flux-kontext"))
     assert runs_on_replicas(MethodConfig(name="b", kind="callable", target="m:f"))
     assert runs_on_replicas(MethodConfig(name="c", kind="pipeline", editor="qwen-image-edit", decomposer=hosted_agent))
-    # a hosted editor with local agents: the agents need the GPU
-    assert runs_on_replicas(MethodConfig(name="d", kind="pipeline", editor="nano-banana"))
+    # a hosted editor with local agents: the agents plan on their own actor, the edits need no GPU
+    assert not runs_on_replicas(MethodConfig(name="d", kind="pipeline", editor="nano-banana"))
+    # ... unless a local verifier judges each edit there
+    assert runs_on_replicas(MethodConfig(name="v", kind="pipeline-verify", editor="nano-banana", verify={}))
     # hosted editor and hosted (served) agents: the driver's edit_concurrency, the API's limits
     assert not runs_on_replicas(MethodConfig(name="e", kind="pipeline", editor="nano-banana", decomposer=hosted_agent))
     assert not runs_on_replicas(MethodConfig(name="f", kind="original", editor="openai-image"))
@@ -49,12 +51,13 @@ def test_methods_that_hold_a_model_go_to_replicas_and_hosted_ones_stay_in_the_dr
     assert not runs_on_replicas(MethodConfig(name="h", kind="precomputed", images_dir="x"))
 
 
-def test_pipeline_batches_ask_a_gpu_only_when_a_model_runs_on_the_replica():
+def test_pipeline_batches_ask_a_gpu_only_when_a_model_runs_on_the_editor_replica():
     from imageedit_r1.scale.batch import needs_gpu
 
     served = AgentConfig(backend="openai", model="imageedit-r1", base_url="http://vllm:8000/v1")
     assert needs_gpu(PipelineConfig(editor=EditorConfig(name="flux-kontext"), decomposer=served))
-    assert needs_gpu(PipelineConfig(editor=EditorConfig(name="nano-banana")))  # local transformers agents
+    # local transformers agents plan on the agents' actor: an editor replica never loads them
+    assert not needs_gpu(PipelineConfig(editor=EditorConfig(name="nano-banana")))
     assert not needs_gpu(PipelineConfig(editor=EditorConfig(name="nano-banana"), decomposer=served))
     assert not needs_gpu(PipelineConfig(mode="original", editor=EditorConfig(name="openai-image")))
 
@@ -123,6 +126,11 @@ def test_replicas_default_to_one_per_gpu_and_a_cluster_without_gpus_stops_the_ba
     assert cluster.replica_count(RayConfig(), 0.5) == 32
     assert cluster.replica_count(RayConfig(replicas=3), 1.0) == 3
     assert cluster.replica_count(RayConfig(), 0.0) == 64  # CPU replicas (hosted editor and agents)
+    assert cluster.replica_count(RayConfig(), 1.0, reserved_gpus=1.0) == 15  # one GPU holds the agents
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 1.0})
+    with pytest.raises(cluster.ClusterUnavailableError, match="agent_gpus=0.5"):
+        cluster.replica_count(RayConfig(), 1.0, reserved_gpus=1.0)
+    assert cluster.replica_count(RayConfig(), 0.5, reserved_gpus=0.5) == 1
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     with pytest.raises(cluster.ClusterUnavailableError, match="no GPU"):
         cluster.replica_count(RayConfig(), 1.0)

@@ -75,8 +75,8 @@ def edit_lines(out: Path) -> list[dict]:
     return list(read_jsonl(out / "edits.jsonl"))
 
 
-def edited_bytes(out: Path) -> dict[str, str]:
-    return {record["sample_id"]: hashlib.sha256((out / record["edited_path"]).read_bytes()).hexdigest()
+def edited_bytes(out: Path) -> dict[tuple[str, str], str]:
+    return {(record["method"], record["sample_id"]): hashlib.sha256((out / record["edited_path"]).read_bytes()).hexdigest()
             for record in edit_lines(out) if record["status"] == "ok"}
 
 
@@ -184,7 +184,7 @@ def test_in_flight_items_per_replica_are_bounded(cluster):
     assert pool.concurrency == 4 and pool.in_flight == [0, 0]
 
 
-def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster, tmp_path):
+def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster, tmp_path, processes):
     bench = make_benchmark(tmp_path, "drv", 14)
     config = tmp_path / "eval.yaml"
     import yaml
@@ -198,7 +198,7 @@ def test_a_driver_killed_mid_run_and_restarted_repeats_no_finished_item(cluster,
                "--no-progress"]
     env = {**os.environ, "RAY_ADDRESS": cluster["address"]}  # joins the running cluster, as on a real one
     edits = tmp_path / "run" / "edits.jsonl"
-    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    driver = processes.start(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline and len(list(read_jsonl(edits))) < 4 and driver.poll() is None:
         time.sleep(0.05)
@@ -334,3 +334,48 @@ def test_the_method_stops_only_when_no_replica_is_healthy(cluster, tmp_path):
     assert error.startswith("method never: NoHealthyReplica: no healthy never replica is left")
     assert error.count("could not set up: OutOfMemoryError: CUDA out of memory") == 2
     assert edit_lines(tmp_path / "run") == []  # nothing recorded as failed: the items wait for a run that can
+
+
+def test_the_agents_plan_once_in_their_own_actor_and_the_editor_replicas_only_execute(cluster, flux_method, tmp_path,
+                                                                                       tiny_qwen25vl):
+    """Two FLUX methods share local (transformers) agents: the plan stage runs them once per sample in the
+    agents' actor on its own fake GPU; with the agents' weights gone, the editor replicas still edit every
+    item (they never load the agents) and write the local executor's bytes."""
+    import shutil
+
+    agents_dir = tmp_path / "agents"
+    shutil.copytree(tiny_qwen25vl, agents_dir)
+    agent = {"backend": "transformers", "model": str(agents_dir), "max_tokens": 8, "options": {"device": "cpu"}}
+    options = dict(flux_method.editor.options)
+    methods = [MethodConfig(name=name, kind="pipeline", seed=3, decomposer=dict(agent), on_decompose_failure="keywords",
+                            on_sequence_failure="template",
+                            editor={"name": "flux-kontext", "options": {**options, "guidance_scale": guidance}})
+               for name, guidance in (("flux-a", 2.5), ("flux-b", 4.0))]
+    bench = make_benchmark(tmp_path, "agents", 3, size=40)
+
+    def config(root: Path, executor: str) -> EvalConfig:
+        return EvalConfig(out_dir=str(root / "run"), benchmarks=[bench], methods=methods, executor=executor,
+                          ray=RayConfig(replicas=2, cpus_per_replica=0, agent_gpus=1))
+
+    local = EvalRunner(config(tmp_path / "local", "local"), progress=False).run("edit")
+    assert local.plans == {"made": 3} and local.edits["done"] == 6, local.lines()
+
+    remote = tmp_path / "ray"
+    planned = EvalRunner(config(remote, "ray"), progress=False).run("plan")
+    assert planned.plans == {"made": 3} and not planned.edits, planned.lines()
+    plans = list(read_jsonl(remote / "run" / "plans.jsonl"))
+    workers = [p["plan"]["record"]["planning"]["worker"] for p in plans]
+    assert len(plans) == 3 and all(p["methods"] == ["flux-a", "flux-b"] and p["batch"] == 3 for p in plans)
+    assert len({(w["pid"], w["agents"]) for w in workers}) == 1 and all(len(w["gpu"]) == 1 for w in workers)
+    assert workers[0]["pid"] != os.getpid()  # planned in the actor, not in the driver
+
+    (agents_dir / "model.safetensors").unlink()  # an editor replica that loaded the agents would now fail
+    edited = EvalRunner(config(remote, "ray"), progress=False).run("edit")
+    assert not edited.plans and edited.edits["done"] == 6 and not edited.setup_errors, edited.lines()
+    assert edited_bytes(remote / "run") == edited_bytes(tmp_path / "local" / "run")
+    records = edit_lines(remote / "run")
+    assert len({record["edited_sha256"] for record in records}) == 6  # the two editors differ
+    for record in records:
+        assert record["worker"]["replica"] in (0, 1)
+        assert record["trace"]["planning"]["shared_by"] == ["flux-a", "flux-b"]
+        assert record["trace"]["planning"]["worker"]["pid"] == workers[0]["pid"]

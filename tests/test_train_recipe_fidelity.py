@@ -177,13 +177,7 @@ def test_lora_adapts_the_language_models_projections_only(tmp_path):
 
 
 def _trl_file(tmp_path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from imageedit_r1.data.export import trl_features
+    from tests.trl_fixtures import write_trl_rows
 
     path = tmp_path / "trl.parquet"
-    if path.exists():
-        return path
-    pq.write_table(pa.Table.from_pylist([], schema=trl_features().arrow_schema), path)
-    return path
+    return path if path.exists() else write_trl_rows(path, 32)  # one rollout batch of the recipe

@@ -24,16 +24,18 @@ CONFIG = ROOT / "recipes" / "configs" / "grpo_qwen25vl_trl.yaml"
 
 @pytest.fixture()
 def trl_files(tmp_path):
-    """Empty parquet files with the TRL export's schema (the preflight reads only the schema)."""
+    """Parquet files with the TRL export's schema: one batch of 32 prompts to train on, 5 rows, 4 held out,
+    and an (empty) EasyR1 file. The preflight reads the schema and the row count only."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imageedit_r1.data.export import easyr1, trl
+    from imageedit_r1.data.export import easyr1
+    from tests.trl_fixtures import write_trl_rows
 
-    paths = {}
-    for name, features in (("train", trl.features()), ("val", trl.features()), ("easyr1", easyr1.features())):
-        paths[name] = tmp_path / f"{name}.parquet"
-        pq.write_table(pa.Table.from_pylist([], schema=features.arrow_schema), paths[name])
+    paths = {name: write_trl_rows(tmp_path / f"{name}.parquet", rows)
+             for name, rows in (("train", 32), ("short", 5), ("val", 4))}
+    paths["easyr1"] = tmp_path / "easyr1.parquet"
+    pq.write_table(pa.Table.from_pylist([], schema=easyr1.features().arrow_schema), paths["easyr1"])
     return paths
 
 
@@ -104,6 +106,21 @@ def test_one_gpu_lora_and_vllm_options(trl_files, tmp_path):
     assert "val_files" not in flags
 
 
+def test_zero_gpus_is_a_cpu_smoke_test_sized_for_a_few_rows(trl_files, tmp_path):
+    """The documented smoke test, `N_GPUS_PER_NODE=0 MODEL_PATH=... MAX_STEPS=2`, sizes itself to make steps
+    from a few-row export; the data here holds 5 rows."""
+    result = run_recipe("--dry-run", env={"TRAIN_FILES": str(trl_files["short"]), "N_GPUS_PER_NODE": "0",
+                                          "MAX_STEPS": "2", "CHECKPOINT_DIR": str(tmp_path / "ck")})
+    assert result.returncode == 0, result.stderr
+    launcher, flags = flags_of(result.stdout)
+    assert "--cpu" in launcher and launcher[launcher.index("--num_processes") + 1] == "1"
+    assert flags["num_generations"] == ["4"] and flags["per_device_train_batch_size"] == ["4"]
+    assert flags["gradient_accumulation_steps"] == ["2"]  # 2 prompts x 4 generations per update
+    assert flags["max_completion_length"] == ["64"] and flags["max_steps"] == ["2"]
+    assert flags["use_cpu"] == ["true"] and flags["dtype"] == ["float32"]
+    assert "2 prompts x 4 generations per generation batch on 1 process(es)" in result.stderr
+
+
 def test_recipe_rejects_bad_inputs_before_launching(trl_files, tmp_path):
     base = {"TRAIN_FILES": str(trl_files["train"]), "CHECKPOINT_DIR": str(tmp_path / "ck")}
     result = run_recipe("--dry-run", env={**base, "MICRO_BATCH_SIZE": "3"})
@@ -146,6 +163,20 @@ def test_preflight_accepts_the_recipe_config(trl_files):
                                  num_processes=2, check_devices=False)
     assert report.problems == [], report.problems
     assert "1 prompts x 8 generations per generation batch on 2 process(es)" in report.notes[0]
+
+
+def test_preflight_refuses_a_run_that_could_not_make_one_step_and_names_what_fits(trl_files):
+    # The recipe's one-GPU batch: 32 prompts x 8 generations in micro-batches of 8, 32 accumulation steps.
+    one_gpu = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "32"]
+    report = preflight.check_trl(_args(trl_files["short"], *one_gpu), check_devices=False)
+    assert report.problems == [
+        "--train_files holds 5 row(s), fewer than one batch of 32 prompts (prompts per generation batch): the trainer "
+        "drops an incomplete batch, so this run would make no training step; 5 prompts x 8 generations fit: "
+        "ROLLOUT_BATCH_SIZE=5 MICRO_BATCH_SIZE=8 in the recipe (--per_device_train_batch_size 8 "
+        "--gradient_accumulation_steps 5), or export at least 32 rows"]
+    # What it names passes: 5 prompts x 8 generations in micro-batches of 8.
+    fits = _args(trl_files["short"], "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "5")
+    assert preflight.check_trl(fits, check_devices=False).problems == []
 
 
 def test_help_lists_the_environment_and_options():

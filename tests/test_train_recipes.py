@@ -149,25 +149,38 @@ def test_easyr1_dry_run_prints_the_resolved_command(data_files, tmp_path, easyr1
 
 
 @pytest.mark.parametrize(
-    ("env", "args", "message"),
+    ("env", "args", "message", "command_printed"),
     [
-        ({"TRAIN_FILES": "/nonexistent/train.parquet"}, [], "data file not found: /nonexistent/train.parquet"),
-        ({"N_GPUS_PER_NODE": ""}, [], "N_GPUS_PER_NODE is empty"),
-        ({"N_GPUS_PER_NODE": "eight"}, [], "trainer.n_gpus_per_node must be a positive integer"),
-        ({"ROLLOUT_BATCH_SIZE": "40"}, [], "data.rollout_batch_size (40) must be divisible"),
-        ({"ROLLOUT_N": "1"}, [], "worker.rollout.n must be > 1"),
-        ({}, ["worker.actor.model.model_path=/no/such/model"], "model directory not found"),
-        ({}, ["bogus"], "expected key=value"),
+        ({"TRAIN_FILES": "/nonexistent/train.parquet"}, [], "data file not found: /nonexistent/train.parquet", True),
+        ({"N_GPUS_PER_NODE": "eight"}, [], "trainer.n_gpus_per_node must be a positive integer", True),
+        ({"ROLLOUT_BATCH_SIZE": "40"}, [], "data.rollout_batch_size (40) must be divisible", True),
+        ({"ROLLOUT_N": "1"}, [], "worker.rollout.n must be > 1", True),
+        ({}, ["worker.actor.model.model_path=/no/such/model"], "model directory not found", True),
+        # The recipe's own usage errors come before there is a command to show.
+        ({"N_GPUS_PER_NODE": ""}, [], "N_GPUS_PER_NODE is empty", False),
+        ({}, ["bogus"], "expected key=value", False),
     ],
 )
 @pytest.mark.slow
-def test_easyr1_recipe_rejects_bad_inputs_up_front(data_files, env, args, message, easyr1_layout):
+def test_easyr1_dry_run_prints_the_command_then_the_problems(data_files, env, args, message, command_printed,
+                                                            easyr1_layout):
     train, val = data_files
     result = run_recipe(EASYR1_RECIPE, "--dry-run", *args,
                         env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), **env}, easyr1=easyr1_layout)
     assert result.returncode == 2
     assert message in result.stderr, result.stderr
-    assert "verl.trainer.main" not in result.stdout  # nothing was launched or printed as launchable
+    assert ("verl.trainer.main" in result.stdout) == command_printed
+    assert "launch checked" not in result.stdout
+
+
+@pytest.mark.slow
+def test_a_launch_with_a_problem_starts_nothing(data_files, easyr1_layout):
+    train, val = data_files
+    result = run_recipe(EASYR1_RECIPE, "worker.actor.model.model_path=/no/such/model",
+                        env={"TRAIN_FILES": str(train), "VAL_FILES": str(val), "SKIP_GPU_CHECK": "1"},
+                        easyr1=easyr1_layout)
+    assert result.returncode == 2 and "model directory not found" in result.stderr
+    assert result.stdout == ""  # no command shown as if it ran, no trainer started
 
 
 @pytest.mark.slow
@@ -245,6 +258,32 @@ def test_verl_recipe_composes_with_verls_config_and_passes_its_validation(verl_f
         preflight.compose_verl_config(overrides + ["actor_rollout_ref.rollout.temprature=0.7"])
 
 
+VERL_CPU_PYTHON = ROOT / ".venv-verl" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gpus", [
+    pytest.param("8", marks=verl_needed),
+    pytest.param("0", marks=pytest.mark.skipif(not VERL_CPU_PYTHON.exists(), reason="needs .venv-verl")),
+])
+def test_the_verl_recipe_sets_each_key_once_for_the_run_it_is(verl_files, tmp_path, gpus):
+    """A dry run prints the command as verl gets it: a key given twice (a GPU value, then the CPU's)
+    reads as two settings; each is given once, with the value for this run."""
+    train, val = verl_files
+    env = {"TRAIN_FILES": str(train), "VAL_FILES": str(val), "N_GPUS_PER_NODE": gpus,
+           "CHECKPOINT_DIR": str(tmp_path / "ck")}
+    if gpus == "0":
+        env["PYTHON"] = str(VERL_CPU_PYTHON)
+    result = run_recipe(VERL_RECIPE, "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = [arg.split("=", 1)[0].lstrip("+") for arg in printed_command(result.stdout)[3:] if "=" in arg]
+    assert sorted({key for key in keys if keys.count(key) > 1}) == []
+    overrides = overrides_of(printed_command(result.stdout))
+    cpu = gpus == "0"
+    assert overrides["actor_rollout_ref.rollout.tensor_model_parallel_size"] == ("1" if cpu else "2")
+    assert overrides["actor_rollout_ref.model.use_remove_padding"] == ("false" if cpu else "true")
+
+
 # ---------------------------------------------------------------- multi-node launchers
 
 
@@ -270,14 +309,43 @@ def test_multi_node_launchers_wire_nnodes_through():
 
 
 @pytest.mark.slow
-def test_easyr1_dry_run_says_when_upstream_verl_is_installed_instead(data_files):
-    train, val = data_files  # this environment holds upstream verl (verl.trainer.main_ppo)
+def test_easyr1_dry_run_in_the_projects_venv_prints_the_command_and_says_how_to_get_easyr1(data_files):
+    train, val = data_files  # this environment holds upstream verl (verl.trainer.main_ppo), as .venv does
     result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)})
     assert result.returncode == 2
+    command = printed_command(result.stdout)
+    assert command[:3] == [sys.executable, "-m", "verl.trainer.main"]  # the command first, whatever follows
+    assert overrides_of(command)["data.train_files"] == str(train)
     assert "launch checked" not in result.stdout
-    assert ("this interpreter has upstream verl installed as 'verl', not EasyR1: `-m verl.trainer.main` "
-            "would fail with No module named verl.trainer.main") in result.stderr
-    assert "recipes/run_grpo_qwen25vl_verl.sh" in result.stderr
+    (problem,) = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert problem.startswith("  - this interpreter has upstream verl installed as 'verl', not EasyR1: "
+                              "`-m verl.trainer.main` would fail with No module named verl.trainer.main. "
+                              "Install EasyR1 in an environment of its own with `make setup-easyr1`")
+    assert "recipes/run_grpo_qwen25vl_verl.sh" in problem
+
+
+@pytest.mark.slow
+def test_the_easyr1_recipe_uses_the_easyr1_venv_when_python_is_not_set(data_files, tmp_path, easyr1_layout):
+    """``make setup-easyr1`` makes .venv-easyr1; the recipe picks its interpreter without PYTHON."""
+    root = tmp_path / "checkout"
+    (root / "recipes").mkdir(parents=True)
+    for name in ("run_grpo_qwen25vl.sh", "common.sh"):
+        (root / "recipes" / name).write_text((ROOT / "recipes" / name).read_text())
+    (root / "recipes" / "configs").symlink_to(ROOT / "recipes" / "configs")
+    for name in ("imageedit_r1", "reward_fns"):
+        (root / name).symlink_to(ROOT / name)
+    venv_bin = root / ".venv-easyr1" / "bin"
+    venv_bin.mkdir(parents=True)
+    interpreter = venv_bin / "python"  # stands in for the EasyR1 environment's interpreter
+    interpreter.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    interpreter.chmod(0o755)
+    train, val = data_files
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    env.update(TRAIN_FILES=str(train), VAL_FILES=str(val), PYTHONPATH=easyr1_layout)
+    result = subprocess.run(["bash", str(root / "recipes" / "run_grpo_qwen25vl.sh"), "--dry-run"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert printed_command(result.stdout)[0] == str(interpreter)
 
 
 @pytest.mark.slow
@@ -289,12 +357,14 @@ def test_verl_preflight_says_when_easyr1_is_installed_instead(tmp_path, easyr1_l
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: this interpreter has EasyR1 installed as 'verl', not upstream verl: `-m verl.trainer.main_ppo` "
-        "would fail with No module named verl.trainer.main_ppo. Install upstream verl in this environment, set "
-        "PYTHON to an interpreter that has it, or use recipes/run_grpo_qwen25vl.sh for EasyR1")
+        "would fail with No module named verl.trainer.main_ppo. Install upstream verl in an environment of its own "
+        "with `pip install -e '.[verl]'` (docs/training.md), set PYTHON to an interpreter that has it, or use "
+        "recipes/run_grpo_qwen25vl.sh for EasyR1")
+    assert printed_command(result.stdout) == ["python3", "-m", "verl.trainer.main_ppo", "data.train_batch_size=8"]
 
 
 @pytest.mark.slow
-def test_easyr1_recipe_rejects_verl_files_and_warns_on_a_short_dataset(verl_files, tmp_path, easyr1_layout):
+def test_easyr1_recipe_rejects_verl_files_and_a_dataset_too_short_for_one_step(verl_files, tmp_path, easyr1_layout):
     train, val = verl_files
     result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(train), "VAL_FILES": str(val)},
                         easyr1=easyr1_layout)
@@ -305,9 +375,32 @@ def test_easyr1_recipe_rejects_verl_files_and_warns_on_a_short_dataset(verl_file
     short = write_rows(tmp_path / "short.parquet", EASYR1_COLUMNS, 5)
     result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(short), "VAL_FILES": str(short)},
                         easyr1=easyr1_layout)
+    assert result.returncode == 2, result.stderr
+    # 5 prompts x 8 rollouts split over 8 GPUs in EasyR1's micro-batches: all 5 rows make one step.
+    assert ("data.train_files holds 5 row(s), fewer than one batch of 32 prompts (data.rollout_batch_size): the "
+            "trainer drops an incomplete batch, so this run would make no training step; "
+            "data.rollout_batch_size=5 worker.actor.global_batch_size=5 fit (ROLLOUT_BATCH_SIZE=5 "
+            "GLOBAL_BATCH_SIZE=5 in the recipe), or export at least 32 rows") in result.stderr
+    result = run_recipe(EASYR1_RECIPE, "--dry-run", env={"TRAIN_FILES": str(short), "VAL_FILES": str(short),
+                                                        "ROLLOUT_BATCH_SIZE": "5", "GLOBAL_BATCH_SIZE": "5"},
+                        easyr1=easyr1_layout)
+    assert result.returncode == 0, result.stderr  # the settings it named pass
+
+
+@verl_needed
+@pytest.mark.slow
+def test_verl_recipe_refuses_a_dataset_too_short_for_one_step_naming_what_fits(tmp_path):
+    short = write_rows(tmp_path / "short.parquet", VERL_COLUMNS, 5)
+    result = run_recipe(VERL_RECIPE, "--dry-run", env={"TRAIN_FILES": str(short), "VAL_FILES": str(short)})
+    assert result.returncode == 2
+    assert printed_command(result.stdout)[2] == "verl.trainer.main_ppo"
+    assert ("data.train_files holds 5 row(s), fewer than one batch of 32 prompts (data.train_batch_size): the trainer "
+            "drops an incomplete batch, so this run would make no training step; data.train_batch_size=5 "
+            "actor_rollout_ref.actor.ppo_mini_batch_size=5 fit (ROLLOUT_BATCH_SIZE=5 GLOBAL_BATCH_SIZE=5 in the "
+            "recipe), or export at least 32 rows") in result.stderr
+    result = run_recipe(VERL_RECIPE, "--dry-run", env={"TRAIN_FILES": str(short), "VAL_FILES": str(short),
+                                                      "ROLLOUT_BATCH_SIZE": "5", "GLOBAL_BATCH_SIZE": "5"})
     assert result.returncode == 0, result.stderr
-    assert ("warning: data.train_files holds 5 row(s), fewer than one rollout batch (data.rollout_batch_size=32)"
-            in result.stderr)
 
 
 @verl_needed

@@ -80,7 +80,8 @@ def test_asked_for_transparency_a_png_keeps_it(tmp_path):
 def test_asked_for_transparency_a_jpeg_gets_white_and_one_line_saying_so(tmp_path, capsys):
     with fake_openai_images_server(cut_out) as server:
         assert run_cli(tmp_path, "cut.jpg", server, "editor.options.background=transparent") == 0
-    assert "cut.jpg cannot hold transparency; it is composited onto white" in capsys.readouterr().err
+    assert ("cut.jpg cannot hold transparency; it is composited onto white (.png, .webp, .tif or .gif keep it)"
+            in capsys.readouterr().err)
     with Image.open(tmp_path / "cut.jpg") as image:
         assert image.mode == "RGB" and min(image.getpixel((5, 24))) > 245  # white, not black
 
@@ -90,7 +91,7 @@ def test_not_asked_for_transparency_a_png_gets_white(tmp_path):
         assert run_cli(tmp_path, "cut.png", server) == 0
     with Image.open(tmp_path / "cut.png") as image:
         assert image.mode == "RGB" and image.getpixel((5, 24)) == WHITE
-    assert json.loads((tmp_path / "cut.trace.json").read_text())["editor"]["background"] is None
+    assert json.loads((tmp_path / "cut.png.trace.json").read_text())["editor"]["background"] is None
 
 
 def png_with(image: Image.Image, **options) -> Image.Image:

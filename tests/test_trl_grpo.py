@@ -69,6 +69,7 @@ def test_recipe_trains_logs_four_rewards_and_exports_a_checkpoint_the_pipeline_l
     result = subprocess.run(["bash", str(RECIPE), *overrides], capture_output=True, text=True, env=env,
                             cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"saved the trained model to {out} after 2 step(s)" in result.stdout
 
     # TRL's own log history: one record per step, each with the four components and their sum.
     checkpoint = out / "checkpoint-2"
@@ -106,6 +107,24 @@ def test_recipe_trains_logs_four_rewards_and_exports_a_checkpoint_the_pipeline_l
     # The decomposer drives it (random weights answer garbage, which it reports, not crashes on).
     with pytest.raises(DecompositionError):
         Decomposer(backend, repair="none", max_tokens=8).run(image, request)
+
+
+def test_a_run_that_makes_no_step_exits_non_zero_and_saves_no_model(tiny, trl_data, tmp_path):
+    """Past the recipe's preflight (the entry point run by hand): 4 rows hold no batch of 8 prompts."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "imageedit_r1.train.trl_grpo", "--config", str(ROOT / "recipes" / "configs" /
+               "grpo_qwen25vl_trl.yaml"), "--model_name_or_path", str(tiny), "--train_files",
+               str(trl_data / "train.parquet"), "--output_dir", str(out), "--use_cpu", "true", "--bf16", "false",
+               "--dtype", "float32", "--num_generations", "4", "--per_device_train_batch_size", "4",
+               "--gradient_accumulation_steps", "8", "--max_steps", "2", "--min_pixels", str(MIN_PIXELS),
+               "--max_pixels", str(MAX_PIXELS), "--gradient_checkpointing", "false"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("error: the run made no training step: 4 training row(s) hold no whole batch of 8 prompts (x 4 "
+            "generations), and TRL drops an incomplete batch; no model was saved") in result.stderr
+    assert "saved the trained model" not in result.stdout + result.stderr
+    assert not list(out.glob("*.safetensors"))
 
 
 # ----------------------------------------------------------------------------- learning check

@@ -49,6 +49,7 @@ psutil = pytest.importorskip("psutil")
 pytest.importorskip("transformers")
 
 from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image  # noqa: E402
+from tests.processes import Processes  # noqa: E402
 
 # (id, drawing, size): every request has its own length, so no two prompts have the same token count.
 SCENES = [
@@ -81,15 +82,17 @@ def _free_port() -> int:
 def _label(manifest: Path, labels: Path) -> None:
     """``data label`` against the offline teacher stand-in on a loopback port."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "imageedit_r1.testing", "serve", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    children = Processes()
+    server = children.start([sys.executable, "-m", "imageedit_r1.testing", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
     try:
         assert server.stdout.readline().startswith("fake openai server"), server.stderr.read()
         _cli("imageedit_r1.data", "label", "--source", f"manifest:{manifest}", "--out", str(labels),
              f"teacher.base_url=http://127.0.0.1:{port}/v1", "teacher.model=fake-model")
-    finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
+    finally:
+        children.stop_all()
 
 
 def _eval_subsets(folder: Path) -> Path:
@@ -182,6 +185,9 @@ def test_one_switch_sets_the_cpu_run_and_a_dry_run_prints_it(data, tmp_path):
     assert model.override_config.attn_implementation == "sdpa"
     assert rollout.dtype == "float32" and rollout.tensor_model_parallel_size == 1 and not rollout.enable_sleep_mode
     assert config.transfer_queue.backend.SimpleStorage.num_data_storage_units == 1
+    # Sized for a few rows: 2 prompts x 4 rollouts a step (the 3 training rows make one).
+    assert (config.data.train_batch_size, actor.ppo_mini_batch_size, rollout.n) == (2, 2, 4)
+    assert config.data.max_response_length == 96
 
 
 # ----------------------------------------------------------------------------- the run

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -49,21 +45,14 @@ from PIL import Image  # noqa: E402
 from imageedit_r1.agents.decomposer import Decomposer, decomposition_json_schema  # noqa: E402
 from imageedit_r1.agents.sequencer import Sequencer  # noqa: E402
 from imageedit_r1.backends import ChatMessage, build_backend  # noqa: E402
+from imageedit_r1.testing.vllm_server import ServerFailed, vllm_server  # noqa: E402
 
 IMAGE = Image.new("RGB", (64, 48), (200, 30, 30))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server_command(model_dir: Path, port: int) -> list[str]:
+def _server_args(model_dir: Path) -> list[str]:
     return [
-        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_dir), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
         "--enforce-eager", "--dtype", ENGINE_ARGS["dtype"],
         "--kv-cache-memory-bytes", str(ENGINE_ARGS["kv_cache_memory_bytes"]),
         "--max-model-len", str(ENGINE_ARGS["max_model_len"]),
@@ -93,9 +82,20 @@ def test_offline_vllm_backend_runs_a_schema_constrained_decomposition(model_dir,
             reply = backend.chat([ChatMessage("user", [image, "Describe."])], max_tokens=8)
             result = Decomposer(backend, schema_max_items=3, schema_max_chars=24, max_tokens=256).run(
                 image, "Remove the car")
+            # One LLM.chat call for a batch; a malformed conversation fails alone.
+            batch = [[ChatMessage("user", [image, "Describe item " + str(i) + "."])] for i in range(3)]
+            batch.insert(1, [ChatMessage("user", "Describe."), ChatMessage("assistant", "A red square.")])
+            calls = []
+            chat = backend._llm.chat
+            backend._llm.chat = lambda conversations, *a, **k: calls.append(len(conversations)) or chat(
+                conversations, *a, **k)
+            batched = backend.chat_batch(batch, max_tokens=8)
+            backend._llm.chat = chat
+            singles = [backend.chat(messages, max_tokens=8).text for i, messages in enumerate(batch) if i != 1]
             print("RESULT " + json.dumps({{"prompt_tokens": reply.prompt_tokens, "completion_tokens":
                 reply.completion_tokens, "decomposition": result.decomposition.to_dict(),
-                "repairs": result.repairs, "raw": result.raw_outputs}}))
+                "repairs": result.repairs, "raw": result.raw_outputs, "calls": calls, "singles": singles,
+                "batched": [getattr(r, "text", type(r).__name__) for r in batched]}}))
 
         if __name__ == "__main__":
             main()
@@ -111,41 +111,20 @@ def test_offline_vllm_backend_runs_a_schema_constrained_decomposition(model_dir,
     assert result["prompt_tokens"] == _transformers_prompt_tokens(model_dir)
     assert 1 <= result["completion_tokens"] <= 8
     _assert_schema_repair(result["raw"], result["repairs"], result["decomposition"])
+    # chat_batch: one LLM.chat call for the three good conversations, each answer the single call's
+    assert result["calls"] == [3]
+    assert result["batched"][1] == "ValueError"
+    assert [text for i, text in enumerate(result["batched"]) if i != 1] == result["singles"]
 
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            _server_command(model_dir, port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=log_path.parent,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vLLM server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(url + "/v1/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not up after {STARTUP_TIMEOUT:.0f}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(1.0)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+        with vllm_server(VLLM_PYTHON, _server_args(model_dir), log=log_path, timeout=STARTUP_TIMEOUT) as url:
+            yield url
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -84,3 +84,17 @@ def export_trl(folder: Path, *extra: str) -> Path:
     ])
     assert code == 0
     return out / "trl"
+
+
+def write_trl_rows(path: Path, rows: int) -> Path:
+    """A parquet file with the TRL export's schema and ``rows`` placeholder rows (what preflight reads:
+    the schema and the row count; no image in it decodes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imageedit_r1.data.export import trl
+
+    row = {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Change the coat to red"}]}],
+           "images": [{"bytes": b"", "path": "a.png"}], "ground_truth": "{}", "data_source": "d", "id": "a"}
+    pq.write_table(pa.Table.from_pylist([row] * rows, schema=trl.features().arrow_schema), path)
+    return path

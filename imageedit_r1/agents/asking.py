@@ -5,16 +5,23 @@ through ``ask``: the reply goes to ``parse``; an error of the kinds in ``unreada
 again", at most ``reasks`` more times, either with the same messages or with the ``Ask`` that
 ``reask(ask, reply, error)`` builds from the failed reply and the reason (a repair turn, a stricter
 schema, another parser). Any other error stops at once (a refusal, a transport failure, an answer
-cut off before any text).
+cut off before any text), and so does an unreadable answer cut off at ``max_tokens``: asked again
+with the same room it would be cut off again, so the error says to raise ``max_tokens``.
 
-What the asks cost is counted in one ``AskLog``, the replies and the reasons included. It comes
-back with the answer, and it rides on any error that leaves ``ask`` as ``error.ask_log``, so a
-caller records the tokens of a failed attempt too (``ask_log_of``).
+``ask_batch`` asks many questions at once: each round sends every question still open to the
+backend's ``chat_batch`` (one batched call per JSON schema asked under, usually one), so the
+re-asks of a batch are a batch too. Each question ends on its own: an answer, or its own error.
+``ask`` is ``ask_batch`` of one question.
+
+What the asks cost is counted in one ``AskLog`` per question, the replies and the reasons
+included. It comes back with the answer, and it rides on any error that leaves ``ask`` as
+``error.ask_log``, so a caller records the tokens of a failed attempt too (``ask_log_of``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -99,29 +106,75 @@ def ask(backend, first: Ask, *, reasks: int = 1, unreadable: type[BaseException]
     Returns the ``Answer``; raises the last ``unreadable`` error when every ask failed, any other
     error at once, each with ``ask_log`` attached.
     """
-    log = AskLog()
-    current = first
+    (result,) = ask_batch(backend, [first], reasks=reasks, unreadable=unreadable, reask=reask,
+                          schema_name=schema_name, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def ask_batch(backend, firsts: Sequence[Ask], *, reasks: int = 1,
+              unreadable: type[BaseException] | tuple[type[BaseException], ...],
+              reask: Callable[[Ask, Any, BaseException], Ask] | None = None, schema_name: str = "response",
+              temperature: float = 0.0, max_tokens: int = 1024, seed: int | None = None) -> list[Answer | Exception]:
+    """``ask`` for every question of ``firsts`` at once: one result per question, in order, an
+    ``Answer`` or the error that question ended with (``ask_log`` attached). Each round is one
+    ``chat_batch`` of the questions still open (per JSON schema), at most ``reasks + 1`` rounds."""
+    from imageedit_r1.backends.batching import chat_batch
+
+    results: list[Any] = [None] * len(firsts)
+    logs = [AskLog() for _ in firsts]
+    open_asks: dict[int, Ask] = dict(enumerate(firsts))
+    settings = {"schema_name": schema_name, "temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     for number in range(reasks + 1):
-        log.asks += 1
-        try:
-            reply = backend.chat(current.messages, json_schema=current.json_schema, schema_name=schema_name,
-                                 temperature=temperature, max_tokens=max_tokens, seed=seed)
-        except Exception as exc:
-            billed = getattr(exc, "reply", None)  # an answer cut off before any text is billed all the same
-            if hasattr(billed, "completion_tokens"):
-                log.replies.append(billed)
-            exc.ask_log = log
-            raise
-        log.replies.append(reply)
-        try:
-            return Answer(current.parse(reply.text), reply, current, log)
-        except unreadable as exc:
-            log.errors.append(str(exc))
-            if number == reasks:
-                exc.ask_log = log
-                raise
-            current = reask(current, reply, exc) if reask is not None else current
-        except Exception as exc:
-            exc.ask_log = log
-            raise
-    raise AssertionError("unreachable")
+        next_asks: dict[int, Ask] = {}
+        for schema, group in _by_schema(open_asks):
+            replies = chat_batch(backend, [open_asks[i].messages for i in group], json_schema=schema, **settings)
+            for index, reply in zip(group, replies, strict=True):
+                log, current = logs[index], open_asks[index]
+                log.asks += 1
+                if isinstance(reply, BaseException):
+                    billed = getattr(reply, "reply", None)  # an answer cut off before any text is billed all the same
+                    if hasattr(billed, "completion_tokens"):
+                        log.replies.append(billed)
+                    results[index] = _with_log(reply, log)
+                    continue
+                log.replies.append(reply)
+                try:
+                    results[index] = Answer(current.parse(reply.text), reply, current, log)
+                except unreadable as exc:
+                    if getattr(reply, "finish_reason", None) == "length":
+                        # Asked again with the same room, the answer would be cut off again.
+                        cut = f"the answer was cut off at max_tokens={max_tokens} before it could be read: raise max_tokens"
+                        log.errors.append(f"{cut} ({exc})")
+                        exc.args = (f"{cut} ({exc})", *exc.args[1:])
+                        results[index] = _with_log(exc, log)
+                        continue
+                    log.errors.append(str(exc))
+                    if number == reasks:
+                        results[index] = _with_log(exc, log)
+                        continue
+                    try:
+                        next_asks[index] = reask(current, reply, exc) if reask is not None else current
+                    except Exception as error:  # noqa: BLE001 - this question's error alone
+                        results[index] = _with_log(error, log)
+                except Exception as exc:  # noqa: BLE001 - this question's error alone
+                    results[index] = _with_log(exc, log)
+        open_asks = next_asks
+        if not open_asks:
+            break
+    return results
+
+
+def _by_schema(asks: dict[int, Ask]) -> list[tuple[dict[str, Any] | None, list[int]]]:
+    """The open questions grouped by the JSON schema they are asked under, in first-seen order."""
+    groups: dict[str, tuple[dict[str, Any] | None, list[int]]] = {}
+    for index, item in asks.items():
+        key = json.dumps(item.json_schema, sort_keys=True, default=str)
+        groups.setdefault(key, (item.json_schema, []))[1].append(index)
+    return list(groups.values())
+
+
+def _with_log(exc: BaseException, log: AskLog) -> BaseException:
+    exc.ask_log = log
+    return exc

@@ -14,16 +14,21 @@ that carries every raw output.
 - ``"none"``: no repair.
 Backend failures (``RefusalError``, ``RetriesExhausted``, ``BackendError``) are not repaired:
 they propagate unchanged.
+
+``run_batch(images, requests)`` decomposes many requests in one batched call per round (the
+backend's ``chat_batch``; repairs are batched too) and returns each request's result or its own
+error; ``run`` is ``run_batch`` of one.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
+from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask_batch, ask_log_of
 from imageedit_r1.backends.base import ChatBackend, ChatMessage
 from imageedit_r1.decomposition import Decomposition, DecompositionParseError, parse
 from imageedit_r1.jsontext import unfence
@@ -157,24 +162,51 @@ class Decomposer:
         return self.run(image, request).decomposition
 
     def run(self, image, request: str) -> DecomposerResult:
-        if not isinstance(request, str) or not request.strip():
-            raise ValueError("the edit request is empty")
+        """The decomposition of one request; raises what ``run_batch`` gives as its error."""
+        (result,) = self.run_batch([image], [request])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def run_batch(self, images: Sequence[Any], requests: Sequence[str]) -> list[DecomposerResult | Exception]:
+        """One result per (image, request) pair, in order: a ``DecomposerResult``, or that pair's error
+        (``ValueError`` for an empty request, ``ImageLoadError``, ``DecompositionError``, a backend error).
+        Every pair is asked in one batched call, and the repairs of those that need one in another."""
         from imageedit_r1.images import load_image
 
-        image = load_image(image)
-        messages = decomposition_messages(image, clean_request(request))
+        if len(images) != len(requests):
+            raise ValueError(f"{len(images)} images for {len(requests)} requests")
+        results: list[Any] = [None] * len(requests)
+        firsts: dict[int, Ask] = {}
+        for index, (image, request) in enumerate(zip(images, requests, strict=True)):
+            try:
+                if not isinstance(request, str) or not request.strip():
+                    raise ValueError("the edit request is empty")
+                firsts[index] = Ask(decomposition_messages(load_image(image), clean_request(request)), _from_tags)
+            except Exception as exc:  # noqa: BLE001 - this pair's error alone
+                results[index] = exc
         started = time.perf_counter()
         mode = self.repair_mode()
         reasks = 0 if mode == "none" else self.reasks
-        try:
-            answer = ask(self.backend, Ask(messages, _from_tags), reasks=reasks, unreadable=DecompositionParseError,
-                         reask=self._repair(mode), schema_name="decomposition", temperature=self.temperature,
-                         max_tokens=self.max_tokens, seed=self.seed)
-        except DecompositionParseError as exc:
-            how = "repair is off" if reasks == 0 else f"after one {mode} repair" if reasks == 1 else \
-                f"after {reasks} {mode} repairs"
-            raise DecompositionError(f"the decomposition agent ({self.backend.model}) gave no readable "
-                                     f"decomposition {how}", ask_log_of(exc)) from exc
+        answers = ask_batch(self.backend, list(firsts.values()), reasks=reasks, unreadable=DecompositionParseError,
+                            reask=self._repair(mode), schema_name="decomposition", temperature=self.temperature,
+                            max_tokens=self.max_tokens, seed=self.seed)
+        for index, answer in zip(firsts, answers, strict=True):
+            results[index] = self._read(answer, mode, reasks, started)
+        return results
+
+    def _read(self, answer, mode: str, reasks: int, started: float) -> DecomposerResult | Exception:
+        if isinstance(answer, DecompositionParseError):
+            log = ask_log_of(answer)
+            made = log.asks - 1 if log is not None else reasks
+            how = "repair is off" if reasks == 0 else f"after one {mode} repair" if made == 1 else \
+                f"after {made} {mode} repairs" if made else f"({answer})"
+            error = DecompositionError(f"the decomposition agent ({self.backend.model}) gave no readable "
+                                       f"decomposition {how}", log)
+            error.__cause__ = answer
+            return error
+        if isinstance(answer, BaseException):
+            return answer
         decomposition, repairs = answer.value
         if answer.reasked:
             repairs = ["re-asked under the decomposition JSON schema"] if mode == "schema" \

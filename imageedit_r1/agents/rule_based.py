@@ -26,6 +26,15 @@ def keyword_decomposition(request: str) -> Decomposition:
     """A rule-based decomposition, one goal per operation of the request (see the module docstring);
     ``actions`` are the operations' taxonomy labels, in order, without repeats. A fallback when
     the agent's answer is unusable, not a substitute for the trained agent."""
+    operations = keyword_operations(request)
+    actions = [label for label, _ in operations]
+    goals = [text for _, text in operations]
+    return Decomposition(actions=list(dict.fromkeys(actions)), subjects=[], goals=goals, think="keyword fallback")
+
+
+def keyword_operations(request: str) -> list[tuple[str, str]]:
+    """(taxonomy label, the operation's words) for every operation of the request, in order (see
+    the module docstring); never empty."""
     request = clean_request(request)
     actions: list[str] = []
     goals: list[str] = []
@@ -46,4 +55,4 @@ def keyword_decomposition(request: str) -> Decomposition:
             goals[-1] = f"{goals[-1]} and {clause}"
     if not goals:
         actions, goals = ["Transformation"], [request.strip()]
-    return Decomposition(actions=list(dict.fromkeys(actions)), subjects=[], goals=goals, think="keyword fallback")
+    return list(zip(actions, goals, strict=True))

@@ -7,16 +7,21 @@ answer is asked again with the validation error (``reasks`` times, one by defaul
 ``imageedit_r1.agents.asking``); after that either a ``SequencingError``
 carrying every raw output, or — only when ``fallback=True`` — the deterministic sub-requests of
 ``fallback_sub_requests`` built from the decomposition alone.
+
+``run_batch(images, decompositions, requests)`` sequences many plans in one batched call per
+round (the backend's ``chat_batch``; the re-asks of a batch are a batch too) and returns each
+plan's result or its own error; ``run`` is ``run_batch`` of one.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask, ask_log_of
+from imageedit_r1.agents.asking import Ask, AskLog, NoReadableAnswer, ask_batch, ask_log_of
 from imageedit_r1.backends.base import ChatBackend, ChatMessage
 from imageedit_r1.decomposition import Decomposition
 from imageedit_r1.jsontext import embedded_json, fenced_blocks
@@ -178,26 +183,26 @@ class Sequencer:
         return self.run(image, decomposition, request).sub_requests
 
     def run(self, image, decomposition: Decomposition, request: str) -> SequencerResult:
+        """The sub-requests of one plan; raises what ``run_batch`` gives as its error."""
+        (result,) = self.run_batch([image], [decomposition], [request])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def run_batch(self, images: Sequence[Any], decompositions: Sequence[Decomposition],
+                  requests: Sequence[str]) -> list[SequencerResult | Exception]:
+        """One result per plan, in order: a ``SequencerResult`` (the fallback's when configured), or
+        that plan's error (``SequencingError``, ``ImageLoadError``, a backend error)."""
         from imageedit_r1.images import load_image
 
-        image = load_image(image)
+        if not len(images) == len(decompositions) == len(requests):
+            raise ValueError(f"{len(images)} images, {len(decompositions)} decompositions and {len(requests)} requests")
         constrained = self.use_json_schema and getattr(self.backend, "supports_json_schema", False)
-        prompt = render_prompt(
-            "sequence",
-            request=clean_request(request),
-            actions=json.dumps(decomposition.actions, ensure_ascii=False),
-            subjects=json.dumps(decomposition.subjects, ensure_ascii=False),
-            goals=json.dumps(decomposition.goals, ensure_ascii=False),
-            max_steps=self.max_steps,
-            as_object=constrained,
-        )
-        messages = [ChatMessage("user", [image, prompt])]
         schema = (
             sub_requests_json_schema(self.max_steps, bounded=self.schema_bounds, max_chars=self.max_chars)
             if constrained
             else None
         )
-        started = time.perf_counter()
         answer_shape = 'a JSON object {"sub_requests": [...]}' if constrained else "a JSON array of strings"
 
         def read(text: str) -> list[str]:
@@ -208,21 +213,45 @@ class Sequencer:
                 "user", f"That answer is not valid ({error}). Answer again with only {answer_shape}, "
                 f"1 to {self.max_steps} non-empty sub-requests.")], read, schema)
 
-        try:
-            answer = ask(self.backend, Ask(messages, read, schema), reasks=self.reasks, unreadable=InvalidSubRequests,
-                         reask=reask, schema_name="sub_requests", temperature=self.temperature,
-                         max_tokens=self.max_tokens, seed=self.seed)
-        except InvalidSubRequests as exc:
-            unread, log = exc, ask_log_of(exc)
-        else:
+        results: list[Any] = [None] * len(requests)
+        firsts: dict[int, Ask] = {}
+        for index, (image, decomposition, request) in enumerate(zip(images, decompositions, requests, strict=True)):
+            try:
+                prompt = render_prompt(
+                    "sequence",
+                    request=clean_request(request),
+                    actions=json.dumps(decomposition.actions, ensure_ascii=False),
+                    subjects=json.dumps(decomposition.subjects, ensure_ascii=False),
+                    goals=json.dumps(decomposition.goals, ensure_ascii=False),
+                    max_steps=self.max_steps,
+                    as_object=constrained,
+                )
+                firsts[index] = Ask([ChatMessage("user", [load_image(image), prompt])], read, schema)
+            except Exception as exc:  # noqa: BLE001 - this plan's error alone
+                results[index] = exc
+        started = time.perf_counter()
+        answers = ask_batch(self.backend, list(firsts.values()), reasks=self.reasks, unreadable=InvalidSubRequests,
+                            reask=reask, schema_name="sub_requests", temperature=self.temperature,
+                            max_tokens=self.max_tokens, seed=self.seed)
+        for index, answer in zip(firsts, answers, strict=True):
+            results[index] = self._read(answer, decompositions[index], started)
+        return results
+
+    def _read(self, answer, decomposition: Decomposition, started: float) -> SequencerResult | Exception:
+        if not isinstance(answer, InvalidSubRequests):
+            if isinstance(answer, BaseException):
+                return answer
             repairs = ["re-asked with the validation error"] if answer.reasked else []
             return self._result(answer.value, repairs, answer.log, started, fallback_used=False)
+        log = ask_log_of(answer)
         if self.fallback:
             steps = fallback_sub_requests(decomposition, max_steps=self.max_steps)
             repairs = ["re-asked with the validation error"] if self.reasks else []
             return self._result(steps, [*repairs, "used the deterministic fallback"], log, started, fallback_used=True)
-        raise SequencingError(f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after "
-                              f"{'one repair' if self.reasks == 1 else f'{self.reasks} repairs'}", log) from unread
+        error = SequencingError(f"the sequencing agent ({self.backend.model}) gave no valid sub-requests after "
+                                f"{'one repair' if self.reasks == 1 else f'{self.reasks} repairs'}", log)
+        error.__cause__ = answer
+        return error
 
     @staticmethod
     def _result(steps, repairs, log: AskLog, started, *, fallback_used: bool) -> SequencerResult:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from imageedit_r1.cli_common import print_error
 from imageedit_r1.request_limits import check_logins
 
 AUTH_ENV = "IMAGEEDIT_R1_APP_AUTH"
@@ -134,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     import importlib.util
 
     if importlib.util.find_spec("gradio") is None:
-        print('error: the app needs Gradio: pip install -e ".[app]" (and ".[diffusers]" for local editors)',
-              file=sys.stderr)
+        print_error('the app needs Gradio: pip install -e ".[app]" (and ".[diffusers]" for local editors)')
         return 2
     from imageedit_r1.app.server import serve
 

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from imageedit_r1.app.service import MAX_PLAN_BYTES, AppSettings, EditService
+from imageedit_r1.cli_common import print_error
 from imageedit_r1.request_limits import DoorRules, FrontDoor, LoginThrottle, UploadLimits, UploadStore
 
 # Without a login, only the login page and what it loads (the page, the login form, static assets),
@@ -137,7 +138,7 @@ def serve(args, auth) -> int:
     try:
         settings = build_settings(args, auth)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     service = EditService(settings)
     # A stop (docker stop, kubectl delete) runs the clean-up too: the upload folder, the demo's models.

@@ -208,7 +208,6 @@ class EditService:
 
     def _guard(self, work):
         """Run ``work``; turn any failure into an ``AppError`` worded for the page (masked)."""
-        from imageedit_r1.agents.editors import EditorUnavailableError
         from imageedit_r1.pipeline.trace import EditFailed
         from imageedit_r1.unavailable import is_unavailable
 
@@ -220,10 +219,8 @@ class EditService:
             raise AppError(mask(str(exc))) from None
         except EditFailed as exc:
             raise AppError(mask(str(exc)), trace=mask(exc.trace)) from None
-        except EditorUnavailableError as exc:
-            raise AppError(mask(f"the editor cannot run here: {exc}")) from None
         except Exception as exc:
-            if is_unavailable(exc):  # a model, key or package this machine lacks
+            if is_unavailable(exc):  # a model, key or package this machine lacks, of any part
                 raise AppError(mask(f"cannot run here: {exc}")) from None
             if isinstance(exc, ValueError):
                 raise AppError(mask(str(exc))) from None

@@ -1,7 +1,10 @@
 """The chat-backend protocol: messages with images in, text out, optionally JSON-schema constrained.
 
 Every backend (hosted API, OpenAI-compatible server, local transformers model, offline vLLM
-engine) takes the same ``ChatMessage`` list and returns a ``ChatResponse``. Transient failures are
+engine) takes the same ``ChatMessage`` list and returns a ``ChatResponse``; ``chat_batch`` takes a
+list of such conversations and returns one result per conversation (a ``ChatResponse`` or that
+conversation's own error), decoding them together where the model runs here and sending them
+concurrently where it runs elsewhere. Transient failures are
 retried inside the backend within its ``RetryPolicy`` and then surface as
 ``imageedit_r1.retry.RetriesExhausted``; permanent failures raise ``BackendError``; a refusal or
 safety block raises ``RefusalError`` (a ``BackendError``), never an empty answer; a backend that
@@ -116,6 +119,20 @@ class ChatBackend(Protocol):
         max_tokens: int = 1024,
         seed: int | None = None,
     ) -> ChatResponse: ...
+
+    def chat_batch(
+        self,
+        conversations: list[list[ChatMessage]],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        schema_name: str = "response",
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        seed: int | None = None,
+    ) -> list[ChatResponse | Exception]:
+        """One result per conversation, in order: its answer, or the error it alone raised
+        (``imageedit_r1.backends.batching``). At temperature 0 each answer equals ``chat``'s."""
+        ...
 
 
 # ----------------------------------------------------------------------------- shared helpers

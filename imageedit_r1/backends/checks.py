@@ -46,9 +46,14 @@ def unknown_options(factory: Callable[..., Any], options: Iterable[str], setting
 
 
 def api_key_problem(factory: Callable[..., Any], options: dict[str, Any], what: str, setting: str) -> str | None:
-    """A missing key for ``factory`` (which reads the variables named by its ``api_key_env``)."""
+    """A missing key for ``factory`` (which reads the variables named by its ``api_key_env``).
+
+    None for a ``base_url`` when the factory says a server of its API may need no key
+    (``key_optional_with_base_url``: the OpenAI chat backend and image editor)."""
     params = inspect.signature(factory).parameters
     if "api_key_env" not in params:
+        return None
+    if options.get("base_url") and getattr(factory, "key_optional_with_base_url", False):
         return None
     names = options.get("api_key_env") or params["api_key_env"].default
     names = [names] if isinstance(names, str) else list(names or [])
@@ -69,11 +74,9 @@ def backend_problems(name: str, options: dict[str, Any], setting: str, *, check_
     problems = [] if open_ended else [
         unknown_key_message(f"{setting}.options.{key}", names) for key in options if key not in names]
     model = str(options.get("model") or "")
-    # An OpenAI-compatible server (vLLM, a local endpoint) needs no key.
-    if not (name == "openai" and options.get("base_url")):
-        missing_key = api_key_problem(factory, options, f"{setting} ({name}, {model})", setting)
-        if missing_key:
-            problems.append(missing_key)
+    missing_key = api_key_problem(factory, options, f"{setting} ({name}, {model})", setting)
+    if missing_key:
+        problems.append(missing_key)
     if check_models and name in LOCAL_BACKENDS:
         from imageedit_r1.hub import model_problem
 

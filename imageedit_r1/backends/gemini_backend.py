@@ -14,6 +14,9 @@ model family's default in ``THINKING_FAMILIES``; -1: the model decides; 0: off, 
 allows it). A candidate that ends ``MAX_TOKENS`` with no text raises ``TruncatedReply`` (retryable)
 naming the limit. Thinking tokens (``usage_metadata.thoughts_token_count``) are billed as output:
 they are counted in ``completion_tokens``.
+
+``chat_batch`` sends its conversations as concurrent requests, at most ``max_concurrency`` in flight;
+each conversation gets its answer or its own error.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from imageedit_r1.backends.base import (
     image_png_bytes,
     validate_messages,
 )
+from imageedit_r1.backends.batching import ConcurrentBatches
 from imageedit_r1.backends.sdk_errors import (
     classify_genai_error,
     gemini_finish_reason,
@@ -139,7 +143,7 @@ def gemini_thinking(model: str, budget: int | None = None) -> Thinking:
     return Thinking(budget, budget)
 
 
-class GeminiBackend:
+class GeminiBackend(ConcurrentBatches):
     name = "gemini"
     supports_json_schema = True
 
@@ -152,7 +156,9 @@ class GeminiBackend:
         timeout: float = 60.0,
         retry: RetryPolicy = RetryPolicy(),
         thinking_budget: int | None = None,
+        max_concurrency: int = 8,
     ) -> None:
+        """``max_concurrency``: requests of one ``chat_batch`` in flight at once."""
         try:
             from google import genai
             from google.genai import types
@@ -164,6 +170,7 @@ class GeminiBackend:
         self.base_url = base_url
         self.timeout = timeout
         self.retry = retry
+        self.max_concurrency = max(1, int(max_concurrency))
         try:
             self.thinking = gemini_thinking(model, thinking_budget)
         except ValueError as exc:

@@ -6,6 +6,9 @@ which OpenAI and vLLM enforce while decoding. The SDK's own retries are off: thi
 retries 408/409/429/5xx, timeouts, dropped connections and malformed bodies within its
 ``RetryPolicy`` (the rules of ``sdk_errors``, shared with the hosted image editors). A refusal,
 a ``content_filter`` stop or a request blocked for its content raises ``RefusalError``.
+
+``chat_batch`` sends its conversations as concurrent requests, at most ``max_concurrency`` in flight
+(a vLLM server batches what arrives together); each conversation gets its answer or its own error.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from imageedit_r1.backends.base import (
     image_data_url,
     validate_messages,
 )
+from imageedit_r1.backends.batching import ConcurrentBatches
 from imageedit_r1.backends.sdk_errors import classify_openai_error
 from imageedit_r1.images import fit_to_budget
 from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
@@ -32,8 +36,10 @@ from imageedit_r1.retry import RetryableError, RetryPolicy, call_with_retries
 logger = logging.getLogger("imageedit_r1.backends.openai")
 
 
-class OpenAIBackend:
+class OpenAIBackend(ConcurrentBatches):
     name = "openai"
+    # A base_url means an OpenAI-compatible server (vLLM, a local endpoint): it may need no key.
+    key_optional_with_base_url = True
 
     def __init__(
         self,
@@ -47,8 +53,11 @@ class OpenAIBackend:
         image_detail: str | None = None,
         extra_body: dict[str, Any] | None = None,
         image_budget: Any = "off",
+        max_concurrency: int = 8,
     ) -> None:
         """``base_url`` set means an OpenAI-compatible server: a key is then optional.
+
+        ``max_concurrency``: requests of one ``chat_batch`` in flight at once.
 
         ``image_budget``: for a server running the Qwen decomposer (vLLM), ``"auto"`` or
         ``{"min_pixels": …, "max_pixels": …}`` resizes every image here with Qwen's smart-resize
@@ -69,6 +78,7 @@ class OpenAIBackend:
         self.supports_json_schema = structured_output
         self.image_detail = image_detail
         self.extra_body = dict(extra_body or {})
+        self.max_concurrency = max(1, int(max_concurrency))
         from imageedit_r1.image_budget import ImageBudgetError, resolve
 
         try:
@@ -76,7 +86,8 @@ class OpenAIBackend:
         except ImageBudgetError as exc:
             raise BackendError(f"openai backend ({model}): {exc}") from exc
         # A self-hosted server usually needs no key; the SDK still wants a non-empty string.
-        key = api_key_from_env(api_key_env, required=base_url is None, service=f"openai backend ({model})")
+        key = api_key_from_env(api_key_env, required=not (base_url and self.key_optional_with_base_url),
+                               service=f"openai backend ({model})")
         self._secrets = [key]
         # The client is thread-safe; one per backend reuses its connection pool.
         self._client = openai.OpenAI(api_key=key or "EMPTY", base_url=base_url, timeout=timeout, max_retries=0)

@@ -4,6 +4,10 @@ The engine is created once per process per checkpoint and shared. A JSON schema 
 by vLLM's structured-output decoding (``StructuredOutputsParams(json=…)``; the older
 ``GuidedDecodingParams`` on vLLM < 0.12). To serve several processes, run
 ``vllm serve`` instead and use the ``openai`` backend with ``base_url``.
+
+``chat_batch`` hands every conversation to one ``LLM.chat`` call, where vLLM's scheduler decodes
+them together; a conversation that cannot be encoded fails alone, and a call the engine refuses
+is split until the conversation that causes it is alone (``batching.run_isolated``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from imageedit_r1.backends.base import (
     image_data_url,
     validate_messages,
 )
+from imageedit_r1.backends.batching import InProcessBatches, encode_each, run_isolated
 from imageedit_r1.images import fit_to_budget
 
 logger = logging.getLogger("imageedit_r1.backends.vllm")
@@ -57,7 +62,7 @@ def structured_output_params(json_schema: dict[str, Any]) -> dict[str, Any]:
     return {"structured_outputs": StructuredOutputsParams(json=json_schema)}
 
 
-class VLLMBackend:
+class VLLMBackend(InProcessBatches):
     name = "vllm"
     supports_json_schema = True
 
@@ -113,29 +118,40 @@ class VLLMBackend:
             encoded.append({"role": message.role, "content": parts})
         return encoded
 
-    def chat(
+    def chat_batch(
         self,
-        messages: list[ChatMessage],
+        conversations: list[list[ChatMessage]],
         *,
         json_schema: dict[str, Any] | None = None,
         schema_name: str = "response",
         temperature: float | None = 0.0,
         max_tokens: int = 1024,
         seed: int | None = None,
-    ) -> ChatResponse:
+    ) -> list[ChatResponse | Exception]:
+        """One answer (or error) per conversation, all decoded by one ``LLM.chat`` call (module docs)."""
         from vllm import SamplingParams
 
-        validate_messages(messages)
+        results, encoded = encode_each(lambda messages: self._encode(validate_messages(messages)), conversations)
         params: dict[str, Any] = {"temperature": temperature or 0.0, "max_tokens": max_tokens, "seed": seed}
         if json_schema is not None:
             params.update(structured_output_params(json_schema))
-        started = time.perf_counter()
-        with self._lock:
-            try:
-                outputs = self._llm.chat(self._encode(messages), SamplingParams(**params), use_tqdm=False)
-            except (RuntimeError, ValueError) as exc:
-                raise BackendError(f"vllm {self.model}: generation failed: {exc}") from exc
-        result = outputs[0]
+        sampling = SamplingParams(**params)
+
+        def run(items: list[tuple[int, list[dict[str, Any]]]]) -> list[ChatResponse]:
+            started = time.perf_counter()
+            with self._lock:
+                try:
+                    outputs = self._llm.chat([chat for _, chat in items], sampling, use_tqdm=False)
+                except (RuntimeError, ValueError) as exc:
+                    raise BackendError(f"vllm {self.model}: generation failed: {exc}") from exc
+            seconds = time.perf_counter() - started
+            return [self._response(output, seconds) for output in outputs]
+
+        for (index, _), answer in zip(encoded, run_isolated(run, encoded), strict=True):
+            results[index] = answer
+        return results
+
+    def _response(self, result, seconds: float) -> ChatResponse:
         completion = result.outputs[0]
         return ChatResponse(
             text=completion.text,
@@ -143,5 +159,5 @@ class VLLMBackend:
             prompt_tokens=len(result.prompt_token_ids or []),
             completion_tokens=len(completion.token_ids),
             finish_reason=completion.finish_reason,
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
         )

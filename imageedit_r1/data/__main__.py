@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.cli_common import add_common_flags, interrupted, print_error
 from imageedit_r1.store import IF_BUSY
 
 SOURCE_HELP = (
@@ -64,7 +64,7 @@ def _loaders(args: argparse.Namespace):
     for item in args.column:
         role, sep, column = item.partition("=")
         if not sep or not column:
-            raise SystemExit(f"--column takes ROLE=COLUMN, got {item!r}")
+            raise ValueError(f"--column takes ROLE=COLUMN, got {item!r}")
         columns[role.strip()] = column.strip()
     ids = read_subset(args.ids_file).ids if args.ids_file else None
     loaders = []
@@ -124,7 +124,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         print(to_yaml(config))
         return 0
     if not args.source or not args.out:
-        raise SystemExit("label needs --source and --out (or --print-config)")
+        raise ValueError("label needs --source and --out (or --print-config)")
     # Option names, the API key and the teacher's weights, before any sample is read.
     problems = config.teacher.problems("teacher") or backend_problems(
         config.teacher.backend, endpoint_options(config.teacher), "teacher")
@@ -167,11 +167,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     labels = LabelIndex.from_files(args.labels)
     if not labels.records:
-        raise SystemExit(f"no successful labels in {args.labels}; run `python -m imageedit_r1.data label` first")
+        raise ValueError(f"no successful labels in {args.labels}; run `python -m imageedit_r1.data label` first")
     guard = None
     if not args.no_leakage_guard:
         if not Path(args.subsets).exists():
-            raise SystemExit(
+            raise ValueError(
                 f"eval subsets not found at {args.subsets!r}: the leakage guard needs them. Draw them with "
                 "`python -m imageedit_r1.data subsets`, point --subsets at them, or pass --no-leakage-guard."
             )
@@ -182,7 +182,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         budget = ImageBudget(args.image_min_pixels, args.image_max_pixels)
     except ImageBudgetError as exc:
-        raise SystemExit(f"error: --image-min-pixels/--image-max-pixels: {exc}") from None
+        raise ValueError(f"--image-min-pixels/--image-max-pixels: {exc}") from None
     try:
         report = export_labelled(
             _loaders(args),
@@ -198,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             image_budget=budget,
         )
     except LeakageError as exc:
-        print(str(exc), file=sys.stderr)
+        print_error(exc)
         return 3
     except KeyboardInterrupt:
         return interrupted()
@@ -219,15 +219,15 @@ def cmd_subsets(args: argparse.Namespace) -> int:
 
     benchmarks = args.benchmark or list(PAPER_SUBSETS)
     if args.source and len(benchmarks) != len(args.source):
-        raise SystemExit("give one --source per --benchmark (in the same order), or none for the defaults")
+        raise ValueError("give one --source per --benchmark (in the same order), or none for the defaults")
     sizes = args.size or []
     if len(sizes) not in (0, 1, len(benchmarks)):
-        raise SystemExit("give one --size for all benchmarks, or one per --benchmark (in the same order)")
+        raise ValueError("give one --size for all benchmarks, or one per --benchmark (in the same order)")
     for position, benchmark in enumerate(benchmarks):
         default_spec, default_size = PAPER_SUBSETS.get(benchmark, (None, None))
         spec = args.source[position] if args.source else default_spec
         if spec is None:
-            raise SystemExit(f"no default source for benchmark {benchmark!r}; pass --source")
+            raise ValueError(f"no default source for benchmark {benchmark!r}; pass --source")
         size = default_size if not sizes else _size(sizes[position if len(sizes) > 1 else 0])
         name, _, _ = parse_source_spec(spec)
         options = {"max_rows": args.max_rows}
@@ -253,7 +253,7 @@ def _size(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise SystemExit(f"--size takes a number or 'all', got {text!r}") from None
+        raise ValueError(f"--size takes a number or 'all', got {text!r}") from None
 
 
 # ----------------------------------------------------------------------------- main
@@ -266,7 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
         "VLM, export EasyR1 / verl training files, draw evaluation subsets. See docs/data.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     inspect = commands.add_parser("inspect", help="print a few samples of a source (ids, sizes, requests)")
@@ -280,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON output, validated and mapped onto the action taxonomy. Results are appended to --out, which is also "
         "the cache: a re-run sends requests only for what is missing. Settings are key=value overrides of the "
         "label config (see --print-config), e.g. teacher.model=gpt-4.1 teacher.backend=gemini "
-        "teacher.base_url=http://localhost:8000/v1 concurrency=16 prices.my-model.input_per_mtok=0.5. API keys come from "
-        "the environment only (OPENAI_API_KEY, GEMINI_API_KEY or teacher.api_key_env).",
+        "teacher.base_url=http://localhost:8000/v1 concurrency=16 'prices[gpt-5.1].input_per_mtok=1.25' (a model name "
+        "with dots goes in brackets). API keys come from the environment only (OPENAI_API_KEY, GEMINI_API_KEY or "
+        "teacher.api_key_env).",
     )
     _add_source_options(label, required=False)
     label.add_argument("--out", help="labels JSONL file (appended to; the cache)")
@@ -354,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     subsets.add_argument("--request-field", default="instruction", choices=["instruction", "simplified_instruction"])
     subsets.add_argument("--out", default="subsets", help="output folder (default: subsets)")
     subsets.set_defaults(func=cmd_subsets)
+    add_common_flags(parser, commands)
     return parser
 
 

@@ -34,16 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# A dataset's missing column and a manifest's missing field are one error, defined with the manifests.
+from imageedit_r1.manifest import MissingColumnError  # noqa: F401
+
 
 class DataSourceError(RuntimeError):
     """A dataset location could not be opened or read."""
-
-
-class MissingColumnError(KeyError):
-    """A column the loader needs is absent; the message names it and lists those present."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0])
 
 
 # (column, wanted): rows whose value in ``column`` fails ``wanted`` are not needed in full.
@@ -188,6 +184,7 @@ def _datasets_stream(location: str, path: Path, split: str | None, revision: str
             return _load_with_projection(datasets, str(path), projection, split=split or "train", streaming=True)
         if _looks_like_path(location):
             raise DataSourceError(f"dataset path not found: {location}")
+        _check_hub(datasets, description)
         return _load_with_projection(datasets, location, projection, split=split, streaming=True, revision=revision)
 
     try:
@@ -218,6 +215,22 @@ def _datasets_stream(location: str, path: Path, split: str | None, revision: str
         rows = itertools.chain([first], iterator)
         return RowStream(rows, columns, description)
     return RowStream(rows, columns, description, project)
+
+
+def _check_hub(datasets: Any, description: str) -> None:
+    """A hub dataset streams from the hub: when it cannot be reached, say so at once instead of
+    after the client's retries. In offline mode ``datasets`` reads its own cache, so it is asked."""
+    if getattr(datasets.config, "HF_HUB_OFFLINE", False):
+        return
+    from imageedit_r1.hub import offline_reason
+
+    why = offline_reason()
+    if why:
+        raise DataSourceError(
+            f"could not open dataset {description}: {why}. Pass a local copy instead: a parquet file, or a folder "
+            "holding the dataset's parquet shards (a snapshot of the hub repository); or set HF_DATASETS_OFFLINE=1 "
+            "to read the datasets cache"
+        )
 
 
 def _load_with_projection(datasets: Any, location: str, projection: dict[str, Any], **kwargs: Any):

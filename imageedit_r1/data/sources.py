@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +29,8 @@ from imageedit_r1.data.edit_sample import EditSample, RawRecord
 from imageedit_r1.data.rows import MissingColumnError, open_rows, resolve_column
 from imageedit_r1.data.source_issues import SourceIssues
 from imageedit_r1.images import DEFAULT_MAX_PIXELS, SkipReport, load_or_skip
+from imageedit_r1.manifest import FIELDS as MANIFEST_FIELDS
+from imageedit_r1.manifest import read_manifest_lines
 from imageedit_r1.request_text import clean_request
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -340,7 +341,7 @@ class ManifestLoader(Loader):
     """
 
     name = "manifest"
-    column_candidates = {"id": ("id",), "image": ("image", "image_path"), "request": ("request", "instruction")}
+    column_candidates = dict(MANIFEST_FIELDS)
     unique_ids = False
 
     def __init__(self, location: str | os.PathLike, split: str | None = None, **kwargs: Any) -> None:
@@ -353,39 +354,10 @@ class ManifestLoader(Loader):
         return str(native_id)
 
     def _raw_records(self, roles: Iterable[str] = ROLES) -> Iterator[RawRecord]:
-        path = Path(self.location).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"manifest not found: {path}")
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                roles = {role: self._field(role, row, where) for role in ("image", "request")}
-                id_field = next((name for name in self._candidates("id") if name in row), None)
-                native_id = row[id_field] if id_field else f"item-{number:05d}"
-                image = row[roles["image"]]
-                if isinstance(image, str) and not os.path.isabs(image):
-                    image = str(path.parent / image)
-                used = {*roles.values(), id_field}
-                meta = {k: v for k, v in row.items() if k not in used}
-                meta["row"] = number - 1
-                yield RawRecord(
-                    id=self.make_id(native_id), image=image, request=str(row[roles["request"]]).strip(), meta=meta
-                )
-
-    def _field(self, role: str, row: dict[str, Any], where: str) -> str:
-        for name in self._candidates(role):
-            if name in row:
-                return name
-        wanted = " or ".join(repr(c) for c in self._candidates(role))
-        raise MissingColumnError(f"{where}: no field {wanted} (the {role}); fields present: {sorted(row)}")
+        fields = {role: self._candidates(role) for role in self.column_candidates}
+        for line in read_manifest_lines(self.location, fields):
+            meta = {**line.extra, "row": line.number - 1}
+            yield RawRecord(id=self.make_id(line.id), image=line.image, request=line.request, meta=meta)
 
 
 LOADERS: dict[str, type[Loader]] = {

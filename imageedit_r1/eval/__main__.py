@@ -8,14 +8,15 @@ import logging
 import sys
 from pathlib import Path
 
-from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.cli_common import add_common_flags, interrupted, print_error
 from imageedit_r1.store import IF_BUSY, atomic_write_text
 
 DESCRIPTION = """\
 Evaluate image editors the way the ImageEdit-R1 paper does: edit every benchmark sample with
 every method, score each edit with LLM judges (the paper's Table 2 prompt), and summarise.
 
-  run        edit + judge, resumable (results append to <out_dir>/results.jsonl)
+  run        plan + edit + judge, resumable (results append to <out_dir>/results.jsonl); each plan
+             is made once per (agents, sample) and shared by every method with those agents
   table      Table 1: methods x (benchmark x judge), Average, delta vs Original, bootstrap CIs
   alignment  agreement of the judges with human scores (means, Pearson, Spearman)
   report     one self-contained HTML file: tables, plots and a side-by-side gallery
@@ -27,12 +28,18 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _select(items, names: list[str] | None, what: str):
+    """The items ``--methods`` / ``--benchmarks`` / ``--judges`` name; a name the config lacks is a
+    one-line error (exit status 2) with the name probably meant."""
+    from imageedit_r1.config import ConfigError, did_you_mean
+
     if not names:
         return items
-    known = {item.name for item in items}
+    known = sorted({item.name for item in items})
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise SystemExit(f"unknown {what} {unknown}; the config has {sorted(known)}")
+        guesses = [f"{name!r}" + (f" (did you mean {hint!r}?)" if (hint := did_you_mean(name, known)) else "")
+                   for name in unknown]
+        raise ConfigError(f"--{what}: no {what.removesuffix('s')} named {', '.join(guesses)}; the config has {known}")
     return [item for item in items if item.name in names]
 
 
@@ -77,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             bench.limit = args.limit
     if args.out_dir:
         config.out_dir = args.out_dir
-    runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.no_progress, if_busy=args.if_busy)
+    runner = EvalRunner(config, retry_failed=args.retry_failed, progress=not args.quiet, if_busy=args.if_busy)
     _setup_logging(Path(config.out_dir))
     for warning in runner.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -171,13 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--judges", help="comma-separated judge names (default: all)")
     run.add_argument("--limit", type=int, help="at most this many samples per benchmark (a smoke run)")
     run.add_argument("--out-dir", help="override out_dir")
-    run.add_argument("--stage", choices=("all", "edit", "judge"), default="all",
-                     help="edit only, judge only (existing edits), or both (default)")
+    run.add_argument("--stage", choices=("all", "plan", "edit", "judge"), default="all",
+                     help="plan only (the agents' shared plans), edit only (plans first, then edits), judge only "
+                          "(existing edits), or all (default)")
     run.add_argument("--estimate", action="store_true",
                      help="print the pending edits and judge calls with their estimated cost, and stop")
     run.add_argument("--retry-failed", action="store_true",
                      help="also redo items that failed permanently (refusals, unreadable replies)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--if-busy", choices=IF_BUSY, default="wait",
                      help="when another run is using out_dir: wait for it, then do only what it left (default), "
                           "or stop at once")
@@ -211,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-items", type=int, default=40, help="gallery size (default 40)")
     report.add_argument("--bootstrap", type=int, default=1000)
     report.set_defaults(func=cmd_report)
+    add_common_flags(parser, sub)
     return parser
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imageedit_r1.costs import Price, is_snapshot
-from imageedit_r1.endpoints import AgentConfig, JudgeConfig
+from imageedit_r1.endpoints import AgentConfig, JudgeConfig, answer_settings
 from imageedit_r1.executors import RayConfig, executor_problems
 from imageedit_r1.pipeline.config import EditorConfig, PipelineConfig, VerifyConfig
 from imageedit_r1.store import content_key
@@ -91,8 +91,9 @@ class MethodConfig(PipelineConfig):
             defaults["verify"] = dataclasses.asdict(VerifyConfig())  # likewise a verify stage
             ident["pipeline"] = _non_default(dataclasses.asdict(self.pipeline_config()), defaults)
             ident["pipeline"].pop("seed", None)
-            for key in ("executor", "ray"):  # where an edit runs never changes its pixels
+            for key in ("executor", "ray", "plan_batch"):  # where and in what batches never changes the pixels
                 ident["pipeline"].pop(key, None)
+            _drop_how_reached(ident["pipeline"])
             if self.kind == "original":  # the agents do not run: their settings change nothing
                 for key in ("decomposer", "sequencer", "on_decompose_failure", "on_sequence_failure"):
                     ident["pipeline"].pop(key, None)
@@ -104,6 +105,26 @@ class MethodConfig(PipelineConfig):
 
     def config_hash(self) -> str:
         return content_key("method", self.identity())[:16]
+
+
+def _drop_how_reached(pipeline: dict[str, Any]) -> None:
+    """Timeouts, retries, keys and concurrency of the agents, the verify judge and the editor never
+    change the pixels: a method keeps its results when only they change."""
+    def keep(holder: dict[str, Any], name: str) -> None:
+        if isinstance(holder.get(name), dict):
+            kept = answer_settings(holder[name])
+            if isinstance(kept.get("options"), dict) and not kept["options"]:
+                del kept["options"]
+            holder[name] = kept
+            if not kept:  # only how it is reached was off its defaults
+                del holder[name]
+
+    for name in ("decomposer", "sequencer", "editor"):
+        keep(pipeline, name)
+    if isinstance(pipeline.get("verify"), dict):
+        keep(pipeline["verify"], "judge")
+        if not pipeline["verify"]:
+            del pipeline["verify"]
 
 
 def _verify_config(values: dict[str, Any]) -> VerifyConfig:
@@ -155,6 +176,7 @@ def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
 class EstimateConfig:
     image_side: int = 1024  # assumed image size when originals are not on disk yet
     completion_tokens: int = 250  # expected reply length of a judgment
+    plan_tokens: int = 400  # expected answer tokens of one plan (decomposition + sub-requests)
 
 
 @dataclass
@@ -208,13 +230,13 @@ class EvalConfig:
                     method.pipeline_config().validate()
                 except ValueError as exc:
                     problems.append(f"method {method.name!r}: {exc}")
-        for judge in self.judges:
+        for index, judge in enumerate(self.judges):
             if judge.backend not in JUDGE_BACKENDS:
                 problems.append(f"judge {judge.name!r}: backend {judge.backend!r} is not one of {JUDGE_BACKENDS} "
                                 "(an OpenAI-compatible server is backend 'openai' with its base_url)")
             if not judge.model:
                 problems.append(f"judge {judge.name!r}: set 'model' (a pinned model id)")
-            problems += [f"judge {judge.name!r}: {problem}" for problem in judge.problems("judge")]
+            problems += [f"judge {judge.name!r}: {problem}" for problem in judge.problems(f"judges[{index}]")]
         if self.concurrency < 1 or self.edit_concurrency < 1:
             problems.append("concurrency and edit_concurrency must be >= 1")
         problems += executor_problems(self.executor, self.ray)
@@ -231,44 +253,17 @@ class EvalConfig:
 def load_eval_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
     """The YAML at ``path`` (default: the packaged paper setup) with ``key=value`` overrides.
 
-    One method is overridden as ``methods.NAME.KEY=VALUE`` (any ``MethodConfig`` key, pipeline keys
-    included: ``methods.flux-r1.on_decompose_failure=keywords``,
-    ``methods.flux-r1.decomposer.model=/ckpt/merged``). Unknown keys are one-line ``ConfigError``s.
+    A method, judge or benchmark is overridden by name or by position: ``methods.NAME.KEY=VALUE``
+    (any ``MethodConfig`` key, pipeline keys included: ``methods.flux-r1.on_decompose_failure=keywords``,
+    ``methods.flux-r1.decomposer.model=/ckpt/merged``), ``judges.GPT-4o.reasks=2``,
+    ``benchmarks[0].limit=5``. Unknown keys are one-line ``ConfigError``s.
     """
-    from imageedit_r1.config import (
-        ConfigError,
-        apply_overrides,
-        did_you_mean,
-        load_config,
-        read_config_file,
-        report_renamed,
-    )
+    from imageedit_r1.config import load_config, read_config_file
 
     path = path or DEFAULT_CONFIG
-    method_overrides = [item for item in overrides if item.startswith("methods.")]
-    others = [item for item in overrides if not item.startswith("methods.")]
     raw = read_config_file(path)
     raw["methods"] = [_expand_editor_shorthand(m) for m in raw.get("methods") or []]
-    deprecated: list[str] = []  # old spellings, reported in one line once every part is read
-    config = load_config(EvalConfig, overrides=others, data=raw, where=str(path), deprecated=deprecated)
-    by_name = {method.name: index for index, method in enumerate(config.methods)}
-    for item in method_overrides:
-        name, _, rest = item[len("methods."):].partition(".")
-        if name not in by_name and name.isdigit() and int(name) < len(config.methods):
-            name = config.methods[int(name)].name  # methods.0.KEY: by position
-        if name not in by_name or not rest:
-            hint = did_you_mean(name, by_name)
-            raise ConfigError(f"override {item!r}: no method named {name!r}"
-                              + (f" (did you mean {hint!r}?)" if hint else f"; have {sorted(by_name)}")
-                              + "; write methods.NAME.KEY=VALUE")
-        index = by_name[name]
-        found: list[str] = []
-        try:
-            config.methods[index] = apply_overrides(config.methods[index], [rest], deprecated=found)
-        except ConfigError as exc:
-            raise ConfigError(f"method {name!r}: {exc}") from None
-        deprecated += [f"methods.{name}." + item.replace(" -> ", f" -> methods.{name}.") for item in found]
-    report_renamed(deprecated, str(path))
+    config = load_config(EvalConfig, overrides=list(overrides), data=raw, where=str(path))
     config.validate()
     return config
 

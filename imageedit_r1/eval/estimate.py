@@ -1,9 +1,10 @@
-"""``eval run --estimate``: the pending edits and judge calls of a run, with their estimated cost.
+"""``eval run --estimate``: the pending plans, edits and judge calls of a run, with their estimated cost.
 
 Only work the run would do is counted (finished items are read from the run's stores), so the
 estimate of a half-finished run is what finishing it costs. Token counts are estimates from the
 prompt text and the images' sizes (a Gemini judge's thinking room counted as output, at most);
-prices come from the config.
+prices come from the config. Plans are counted once per (agent identity, sample): one row per
+identity names the methods that share them; agents that run here (transformers, vLLM) cost nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def estimate_rows(runner: Any) -> list[EstimateRow]:
         rows.append(EstimateRow(what, calls if method.kind == "original" or method.kind in PIPELINE_KINDS
                                 else 0, cost_usd=cost))
     rows += verify_rows
+    rows += _plan_rows(runner)
     pending_set = {id(item) for item in pending_edits}
     for judge in config.judges:
         calls = prompt = 0
@@ -90,6 +92,41 @@ def _verify_row(runner: Any, method: MethodConfig, todo: list) -> EstimateRow:
         price = verify.prices
     return EstimateRow(f"verify {method.name} ({verify.judge.model}, at most)", calls, prompt, completion,
                        cost_usd(price, prompt, completion) if price else None)
+
+
+def _plan_rows(runner: Any) -> list[EstimateRow]:
+    """One row per agent identity with plans to make: two asks a plan (decompose, sequence, re-asks
+    not counted), shared by the methods named; agents that run here are free."""
+    from imageedit_r1.eval.plans import plan_groups
+    from imageedit_r1.prompts import render_prompt
+
+    config = runner.config
+    rows = []
+    for group in plan_groups(runner):
+        method = group.methods[0]
+        agents = [method.decomposer, method.sequencer or method.decomposer]
+        prompt = 0
+        for item in group.todo:
+            width, height = original_size(runner, item, config.estimate.image_side)
+            text = render_prompt("decompose", content=item.sample.request)
+            prompt += sum(text_tokens(text) + _agent_image_tokens(agent, width, height) for agent in agents)
+        completion = len(group.todo) * config.estimate.plan_tokens
+        local = all(agent.backend in ("transformers", "vllm") for agent in agents)
+        price = price_for(config.prices, method.decomposer.model)
+        cost = 0.0 if local else (cost_usd(price, prompt, completion) if price else None)
+        models = " + ".join(dict.fromkeys(agent.model.rsplit("/", 1)[-1] for agent in agents))
+        rows.append(EstimateRow(f"plan   {models} (shared by {', '.join(group.names)})", 2 * len(group.todo),
+                                prompt, completion, cost))
+    return rows
+
+
+def _agent_image_tokens(agent: Any, width: int, height: int) -> int:
+    """Image tokens an agent is sent: the image budget's count for a Qwen agent, else the provider's."""
+    if agent.backend in ("transformers", "vllm") or (agent.backend == "openai" and agent.base_url):
+        from imageedit_r1.image_budget import DEFAULT_BUDGET
+
+        return DEFAULT_BUDGET.image_tokens(width, height)
+    return image_tokens("gemini" if agent.backend == "gemini" else "openai", width, height)
 
 
 def completion_per_call(config: Any, judge: JudgeConfig) -> int:

@@ -3,7 +3,8 @@
 Kinds:
 - ``original``: the edit model alone, given the user's request as is (the paper's "Original").
 - ``pipeline``: ImageEdit-R1 (decompose → sequence → edit) with the configured decomposer;
-  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1".
+  the base VLM gives "w/o RL", the GRPO checkpoint gives "ImageEdit-R1". In an evaluation the
+  plan comes from the plan stage (``plans.py``) and the edit function only executes it.
 - ``pipeline-verify``: ``pipeline`` with the verify stage (``verify``: ``VerifyConfig`` keys): a
   verifier scores each edit, the loop refines within a budget and keeps the best; beside
   ``pipeline`` in Table 1 it shows what verification adds. These kinds run through
@@ -38,7 +39,8 @@ class EditOutput:
     worker: dict[str, Any] | None = None  # where it was made (replica, node, GPU, seconds) when not here
 
 
-EditFn = Callable[[Any, Any], EditOutput]  # (sample, original PIL image) -> EditOutput
+# (sample, original PIL image) -> EditOutput; pipeline kinds also take ``plan=``: the shared plan to execute.
+EditFn = Callable[..., EditOutput]
 
 
 def _as_output(result: Any) -> EditOutput:
@@ -93,7 +95,9 @@ def _pipeline(method: MethodConfig) -> EditFn:
 
     pipe = ImageEditR1(config=pipeline_config(method))
 
-    def edit(sample: Any, image: Any) -> EditOutput:
+    def edit(sample: Any, image: Any, plan: Any = None) -> EditOutput:
+        if plan is not None:  # the plan stage's shared plan: the agents do not run here
+            return _as_output(pipe.execute(image, plan, seed=method.seed))
         return _as_output(pipe(image, sample.request, seed=method.seed))
 
     return edit

@@ -39,7 +39,7 @@ def judge_problems(judge: JudgeConfig) -> list[str]:
 def eval_problems(config: EvalConfig, pending: dict[str, int], stage: str = "all") -> list[str]:
     """Problems of the methods and judges with work pending (``pending``: name -> calls)."""
     problems: list[str] = []
-    if stage in ("all", "edit"):
+    if stage in ("all", "plan", "edit"):
         for method in config.methods:
             if pending.get(f"method:{method.name}", 0):
                 problems += method_problems(method)

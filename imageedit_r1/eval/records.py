@@ -9,7 +9,7 @@ model, prompt hash and settings, and the scores. A failure never becomes a score
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,6 +35,7 @@ class Item:
 
 @dataclass
 class Summary:
+    plans: Counter = field(default_factory=Counter)  # made, failed (each shared by its agents' methods)
     edits: Counter = field(default_factory=Counter)
     judgments: Counter = field(default_factory=Counter)
     failure_kinds: Counter = field(default_factory=Counter)
@@ -47,6 +48,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         out = [
+            *(["plans:      " + ", ".join(f"{k} {v}" for k, v in sorted(self.plans.items()))] if self.plans else []),
             "edits:      " + ", ".join(f"{k} {v}" for k, v in sorted(self.edits.items())) if self.edits else "edits: none",
             "judgments:  " + ", ".join(f"{k} {v}" for k, v in sorted(self.judgments.items()))
             if self.judgments else "judgments: none",
@@ -61,10 +63,6 @@ class Summary:
         out.extend(f"not run:    {error}" for error in self.setup_errors)
         out.extend(f"replicas:   {note}" for note in self.replicas)
         return out
-
-
-def summary_dict(summary: Summary) -> dict[str, Any]:
-    return asdict(summary)
 
 
 def now() -> str:

@@ -1,6 +1,8 @@
-"""The benchmark runner: methods × benchmarks × judges, in two resumable stages.
+"""The benchmark runner: methods × benchmarks × judges, in resumable stages.
 
-Stage 1 (edit) writes each original and edited image to disk once and appends one record per
+Stage 0 (plan) makes each pipeline method's plans before any edit: once per (agent identity,
+sample), in batches, shared by every method with the same agents (``plans.py``; ``plans.jsonl``).
+Stage 1 (edit) executes them (pipeline methods never plan here) and writes each original and edited image to disk once and appends one record per
 (benchmark, sample, method config hash) to ``edits.jsonl``. Stage 2 (judge) asks every judge about
 every successful edit and appends one record per (benchmark, sample, method config hash, judge
 model, prompt hash, judge settings) to ``results.jsonl``. A record is appended (flushed and
@@ -19,7 +21,8 @@ stops, with ``if_busy="stop"``). Everything written goes through the secret poli
 Layout of ``out_dir``::
 
     run.json            methods / benchmarks / judges of the latest run (tables read this)
-    edits.jsonl         edit records        results.jsonl     judgment records
+    plans.jsonl         shared plans        edits.jsonl       edit records
+    results.jsonl       judgment records
     originals/<benchmark>/<sample>.png      edits/<method>-<hash>/<benchmark>/<sample>.png
     run.log             the run's log          .lock             the run lock (holder's pid)
 """
@@ -43,6 +46,17 @@ from imageedit_r1.eval.benchmark_samples import load_benchmark, safe_name
 from imageedit_r1.eval.config import EvalConfig, MethodConfig, verifier_judge_overlaps
 from imageedit_r1.eval.estimate import EstimateRow, estimate_rows, format_estimate
 from imageedit_r1.eval.methods import EditFn, build_edit_fn
+from imageedit_r1.eval.plans import (
+    PLANS_FILE,
+    PlanFailed,
+    PlannerFactory,
+    build_planner,
+    method_agents_key,
+    plan_key,
+    plan_to_execute,
+    run_plans,
+    uses_plans,
+)
 from imageedit_r1.eval.ratelimit import RateLimiter
 from imageedit_r1.eval.records import (
     RAW_REPLY_LIMIT,
@@ -71,6 +85,7 @@ from imageedit_r1.unavailable import is_unavailable
 log = logging.getLogger("imageedit_r1.eval")
 
 EDITS_FILE, RESULTS_FILE, RUN_FILE = "edits.jsonl", "results.jsonl", "run.json"
+STAGES = ("all", "plan", "edit", "judge")
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -83,7 +98,7 @@ class EvalRunner:
     def __init__(self, config: EvalConfig, *, edit_fn_factory: Callable[[MethodConfig], EditFn] = build_edit_fn,
                  judge_factory: Callable[[JudgeConfig], Judge] = build_judge,
                  sample_loader: Callable[[Any], list[Any]] = load_benchmark, retry_failed: bool = False,
-                 progress: bool = True, if_busy: str = "wait") -> None:
+                 progress: bool = True, if_busy: str = "wait", planner_factory: PlannerFactory = build_planner) -> None:
         config.validate()
         register_config(config)  # every endpoint's key variable is masked in what the run writes
         self.config = config
@@ -92,6 +107,10 @@ class EvalRunner:
         remote = executor_entry(config.executor, "eval_edits")
         if remote is not None:  # GPU methods run on Ray replicas; this runner stays the only writer
             self.edit_fn_factory = remote(config, edit_fn_factory)
+        self.planner_factory = planner_factory
+        remote = executor_entry(config.executor, "planner")
+        if remote is not None:  # local agents plan in one actor on their own GPU
+            self.planner_factory = remote(config, planner_factory)
         self.judge_factory = judge_factory
         self.sample_loader = sample_loader
         self.retry_failed = retry_failed
@@ -105,7 +124,7 @@ class EvalRunner:
         # One run at a time on out_dir; the stores are read under it (``locked``).
         self.run_lock = run_lock(self.out, if_busy=if_busy)
         self._lock_depth = 0
-        self._stores: tuple[JsonlStore, JsonlStore] | None = None
+        self._stores: tuple[JsonlStore, JsonlStore, JsonlStore] | None = None
 
     # -- the run folder
 
@@ -127,9 +146,10 @@ class EvalRunner:
             if self._lock_depth == 0:
                 self.run_lock.release()
 
-    def _open_stores(self) -> tuple[JsonlStore, JsonlStore]:
+    def _open_stores(self) -> tuple[JsonlStore, JsonlStore, JsonlStore]:
         if self._stores is None:
-            self._stores = (JsonlStore(self.out / EDITS_FILE), JsonlStore(self.out / RESULTS_FILE))
+            self._stores = (JsonlStore(self.out / EDITS_FILE), JsonlStore(self.out / RESULTS_FILE),
+                            JsonlStore(self.out / PLANS_FILE))
         return self._stores
 
     @property
@@ -139,6 +159,10 @@ class EvalRunner:
     @property
     def results(self) -> JsonlStore:
         return self._open_stores()[1]
+
+    @property
+    def plans(self) -> JsonlStore:
+        return self._open_stores()[2]
 
     # -- planning
 
@@ -173,6 +197,9 @@ class EvalRunner:
             return True
         return not (self.retry_failed or record.get("retryable", True))
 
+    def plan_needed(self, key: str) -> bool:
+        return not self._finished(self.plans.get(key), "ok")
+
     def edit_needed(self, item: Item) -> bool:
         record = self.edits.get(self.edit_key(item))
         if record is not None and record.get("status") == "ok":
@@ -205,7 +232,8 @@ class EvalRunner:
             "subset_sizes": {name: getattr(samples, "total", len(samples)) or len(samples)
                              for name, samples in self.samples().items()},
             "methods": [{"name": m.name, "label": m.label or m.name, "group": m.group, "baseline": m.baseline,
-                         "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity()}
+                         "kind": m.kind, "mode": m.mode, "hash": m.config_hash(), "identity": m.identity(),
+                         **({"agents": method_agents_key(m)} if uses_plans(m) else {})}
                         for m in self.config.methods],
             "judges": [{"name": j.name, "backend": j.backend, "model": j.model, "settings": j.settings()}
                        for j in self.config.judges],
@@ -223,15 +251,27 @@ class EvalRunner:
 
     # -- stage 1: edits
 
-    def _edit_one(self, item: Item, edit_fn: EditFn, summary: Summary) -> None:
+    def _plan_of(self, item: Item, shared_by: dict[str, list[str]]):
+        """The stored plan ``item``'s method executes (``PlanFailed`` when the sample's plan failed)."""
+        agents = method_agents_key(item.method)
+        key = plan_key(agents, item)
+        record = self.plans.get(key)
+        if record is None or record.get("status") != "ok":
+            raise PlanFailed(record or {"error": "no plan was made", "error_kind": "error", "retryable": True})
+        return plan_to_execute(record, item.method, key, shared_by[agents])
+
+    def _edit_one(self, item: Item, edit_fn: EditFn, summary: Summary,
+                  shared_by: dict[str, list[str]] | None = None) -> None:
         started = time.monotonic()
         record = edit_record(item)
         try:
+            # Pipeline methods execute the shared plan; they never plan here.
+            plan = {"plan": self._plan_of(item, shared_by or {})} if uses_plans(item.method) else {}
             original = load_image(item.sample.image)
             original_path = self.original_path(item)
             if not original_path.exists():
                 atomic_save_image(original, original_path, "PNG")
-            output = edit_fn(item.sample, original)
+            output = edit_fn(item.sample, original, **plan)
             edited = load_image(output.image)  # validates and normalises whatever the editor returned
             edited_path = self.edited_path(item)
             atomic_save_image(edited, edited_path, "PNG")
@@ -245,6 +285,8 @@ class EvalRunner:
             if is_unavailable(exc):  # every item would hit it: run_edits stops the method
                 raise
             record.update(failure_fields(exc))
+            if isinstance(exc, PlanFailed) and exc.refusal:
+                record["refusal"] = exc.refusal
             kind = record["error_kind"]
             if isinstance(getattr(exc, "trace", None), dict):  # the pipeline's trace up to the failure
                 record["trace"] = exc.trace
@@ -259,10 +301,28 @@ class EvalRunner:
             if kind is not None:
                 summary.failure_kinds[f"edit/{kind}"] += 1
 
+    def run_plans(self, summary: Summary) -> None:
+        """Stage 0: every plan the pending edits need, once per (agents, sample), in batches (``plans.py``)."""
+        run_plans(self, summary, self.planner_factory)
+
+    def shared_by(self) -> dict[str, list[str]]:
+        """Agent identity -> the names of the methods that share its plans."""
+        groups: dict[str, list[str]] = {}
+        for method in self.config.methods:
+            if uses_plans(method):
+                groups.setdefault(method_agents_key(method), []).append(method.name)
+        return groups
+
     def run_edits(self, summary: Summary) -> None:
         items = self.items()
+        shared_by = self.shared_by()
         for method in self.config.methods:
             todo = [item for item in items if item.method is method and self.edit_needed(item)]
+            if uses_plans(method):  # a sample whose plan could not be made (agents not set up) waits
+                unplanned = [item for item in todo if self.plans.get(plan_key(method_agents_key(method), item)) is None]
+                todo = [item for item in todo if item not in unplanned]
+                if unplanned:
+                    summary.edits["unplanned"] += len(unplanned)
             cached = sum(1 for item in items if item.method is method) - len(todo)
             if cached:
                 summary.edits["cached"] += cached
@@ -279,7 +339,7 @@ class EvalRunner:
             pool = ThreadPoolExecutor(max_workers=getattr(edit_fn, "concurrency", None) or self.config.edit_concurrency)
             wait = True
             try:
-                futures = [pool.submit(self._edit_one, item, edit_fn, summary) for item in todo]
+                futures = [pool.submit(self._edit_one, item, edit_fn, summary, shared_by) for item in todo]
                 bar = self._progress(as_completed(futures), len(futures), f"edit {method.name}")
                 for future in bar:
                     future.result()
@@ -378,18 +438,21 @@ class EvalRunner:
     # -- both
 
     def run(self, stage: str = "all") -> Summary:
-        if stage not in ("all", "edit", "judge"):
-            raise ValueError("stage must be 'all', 'edit' or 'judge'")
+        """Run ``stage``: ``plan`` (plans only), ``edit`` (plans, then edits), ``judge``, or ``all``."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}")
         summary = Summary()
         for warning in self.warnings:
             log.info("warning: %s", warning)
         with self.locked():
             self.write_manifest()
+            if stage in ("all", "plan", "edit"):
+                self.run_plans(summary)
             if stage in ("all", "edit"):
                 self.run_edits(summary)
             if stage in ("all", "judge"):
                 self.run_judgments(summary)
-            for name in (EDITS_FILE, RESULTS_FILE):
+            for name in (PLANS_FILE, EDITS_FILE, RESULTS_FILE):
                 if (self.out / name).exists():
                     compact_jsonl(self.out / name)
         return summary

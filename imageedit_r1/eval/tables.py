@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from imageedit_r1.costs import is_snapshot
 from imageedit_r1.eval.results import CRITERIA, CRITERION_TITLES, RunData
 from imageedit_r1.eval.stats import bootstrap_means, percentile_interval
 
@@ -87,6 +88,7 @@ class Table:
     columns: list[tuple[str, str]]  # (benchmark, judge)
     rows: list[Row]
     confidence: float
+    judge_models: dict[str, str] = field(default_factory=dict)  # judge name -> the model it was configured with
 
     def mixed_snapshots(self) -> dict[tuple[str, str], dict[str, Counter]]:
         """Columns scored by more than one served model: column -> snapshot -> judgments per method label."""
@@ -161,7 +163,7 @@ def build_table(run: RunData, criterion: str = "total", n_boot: int = 1000, conf
             continue
         row.delta = row.average - base.average
         row.delta_ci = percentile_interval(row.average_replicates - base.average_replicates, confidence)
-    return Table(criterion, columns, rows, confidence)
+    return Table(criterion, columns, rows, confidence, {judge["name"]: judge.get("model", "") for judge in run.judges})
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -194,14 +196,27 @@ MIXED_MARK = "‡"
 
 
 def snapshot_notes(table: Table) -> list[str]:
-    """One line per column whose scores come from more than one served model snapshot."""
+    """One line per column whose scores come from more than one served model snapshot, with what to do."""
     lines = []
     for (bench, judge), snapshots in table.mixed_snapshots().items():
         parts = "; ".join(f"{snapshot} judged " + ", ".join(f"{label} ({n})" for label, n in methods.items())
                           for snapshot, methods in snapshots.items())
         lines.append(f"{MIXED_MARK} {bench} · {judge} mixes judge snapshots: {parts}. Its scores come from "
-                     "different models: pin the judge's model to one dated snapshot and judge again.")
+                     f"different models: {_snapshot_advice(judge, table.judge_models.get(judge, ''), snapshots)}")
     return lines
+
+
+def _snapshot_advice(judge: str, model: str, snapshots: dict[str, Counter]) -> str:
+    """What makes the column one model's. An alias (``gpt-4o``) is pinned to one of its snapshots: the
+    judgments are keyed by the model asked for, so every method is judged again. A judge already
+    asked for one id is keyed by it: running again keeps these judgments."""
+    if model and all(is_snapshot(snapshot, model) for snapshot in snapshots):
+        key = f"judges[{judge}]" if "." in judge else f"judges.{judge}"  # a name with dots takes brackets
+        return (f"pin the judge's model to one of them ({key}.model={max(snapshots)}) and run `eval run` "
+                "again: the pinned judge judges every method afresh.")
+    return (f"the judge already asks for {model or 'one model'}, and the service answered as more than one, so "
+            "running again keeps these judgments: compare methods within one snapshot (the CSV's served_models "
+            "names each cell's), or judge every method again in a new run folder (`eval run --out-dir NEW`).")
 
 
 def to_markdown(table: Table, ci: bool = True) -> str:

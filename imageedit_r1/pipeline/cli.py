@@ -48,16 +48,15 @@ manifest: a JSONL file, one item a line: {"id": "...", "image": "path (relative 
 
 output files: the extension picks the format (anything Pillow writes); one it cannot write is refused
 before any work. Transparency is kept only when asked for and the format keeps it, else composited
-onto white. An image that cannot be written after the edit goes to <stem>.png, with one line saying so.
+onto white. An image that cannot be written after the edit goes to <stem>.png (or <stem>-1.png, ... when
+that is taken: never over an existing file), with one line naming it.
 
 exit status: 0 all edited, 1 some items failed (recorded), 2 cannot run (bad input, missing weights or keys).
 """
 
-BACKENDS = ("openai", "gemini", "transformers", "vllm")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from imageedit_r1.agents.editors import EDITORS
+    from imageedit_r1.backends import available_backends
     from imageedit_r1.pipeline.config import MODES
 
     parser = argparse.ArgumentParser(
@@ -69,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     inputs = parser.add_argument_group("what to edit")
     inputs.add_argument("--image", help="input image (any format Pillow reads)")
     inputs.add_argument("--request", help="the edit request, in natural language")
-    inputs.add_argument("--out", help="where to write the edited image (the trace goes beside it as .trace.json)")
+    inputs.add_argument("--out", help="where to write the edited image (its trace goes beside it: <out>.trace.json)")
     inputs.add_argument("--manifest", help="JSONL batch of {id, image, request}")
     inputs.add_argument("--out-dir", help="output folder for --manifest")
-    inputs.add_argument("--out-format", default="png", metavar="EXT",
+    inputs.add_argument("--out-format", metavar="EXT",
                         help="with --manifest: the images' format by extension (png, jpg, webp, tif, ...; default png)")
     inputs.add_argument("--retry-failed", action="store_true",
                         help="with --manifest: also send again items quarantined for killing their Ray replicas")
-    inputs.add_argument("--if-busy", choices=IF_BUSY, default="wait",
+    inputs.add_argument("--if-busy", choices=IF_BUSY,
                         help="when another batch is writing to --out-dir: wait for it, then edit only what it left "
                              "(default), or stop at once")
     inputs.add_argument(
@@ -93,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--decomposer",
         metavar="[BACKEND:]MODEL",
         help="decomposition agent: a model (hub id, local checkpoint or served name), optionally prefixed by "
-        f"its backend ({', '.join(BACKENDS)}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
+        f"its backend ({', '.join(available_backends())}), e.g. transformers:/ckpt/merged or openai:imageedit-r1",
     )
     setup.add_argument("--seed", type=int, help="base seed (multi-turn step i uses seed + i)")
     setup.add_argument(
@@ -119,53 +118,85 @@ def _overrides_from_flags(args) -> list[str]:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.verify:  # the judge of the verify stage: [BACKEND:]MODEL, like --decomposer
-        backend, model = _split_decomposer(args.verify)
+        backend, model = split_backend(args.verify)
         if backend is not None:
             overrides.append(f"verify.judge.backend={backend}")
         overrides.append(f"verify.judge.model={json.dumps(model)}")
     return overrides
 
 
-def _split_decomposer(spec: str) -> tuple[str | None, str]:
+def split_backend(spec: str) -> tuple[str | None, str]:
+    """``[BACKEND:]MODEL`` -> (the backend as written, or None; the model). A backend is any name
+    the config takes (``endpoints.backend_spellings``: old spellings too, read by the config door
+    like the same key in a file)."""
+    from imageedit_r1.endpoints import backend_spellings
+
     backend, sep, model = spec.partition(":")
-    if sep and backend in BACKENDS:
+    if sep and backend in backend_spellings():
         return backend, model
     return None, spec
 
 
 def load_cli_config(args):
-    """The config file, then ``--decomposer``, then the other flags and ``key=value`` overrides.
+    """The config file, then ``--decomposer`` and ``--editor``, then the other flags and ``key=value``
+    overrides.
 
-    ``--decomposer BACKEND:MODEL`` that switches to another backend drops the file's
-    ``decomposer.options``, ``base_url`` and ``api_key_env``: they belong to the other backend.
-    Overrides on the command line still apply after it.
+    A switch to another decomposer backend or another editor drops the settings the file gives
+    the old one (``decomposer.options``, ``base_url``, ``api_key_env``; ``editor.options``): they
+    belong to it, and a note says so. Overrides on the command line still apply after it.
     """
     from dataclasses import replace
 
     from imageedit_r1.config import apply_overrides
+    from imageedit_r1.endpoints import backend_spellings
     from imageedit_r1.pipeline.config import load_pipeline_config
 
     overrides = [*_overrides_from_flags(args), *args.overrides]
-    if not args.decomposer:
+    if not args.decomposer and not args.editor:
         return load_pipeline_config(args.config, overrides)
     config = load_pipeline_config(args.config)
-    backend, model = _split_decomposer(args.decomposer)
-    agent = config.decomposer
-    if backend is not None and backend != agent.backend:
-        dropped = [name for name, value in (("options", agent.options), ("base_url", agent.base_url),
-                                              ("api_key_env", agent.api_key_env)) if value]
-        if dropped:
-            print(f"note: --decomposer switches the backend from {agent.backend} to {backend}; the config's "
-                  f"decomposer {', '.join(dropped)} (for {agent.backend}) are not used", file=sys.stderr)
-        agent = replace(agent, backend=backend, options={}, base_url=None, api_key_env=None)
-    config.decomposer = replace(agent, model=model)
-    return apply_overrides(config, overrides).validate()
+    flags = []
+    if args.decomposer:
+        backend, model = split_backend(args.decomposer)
+        agent = config.decomposer
+        if backend is not None and backend_spellings()[backend] != agent.backend:
+            dropped = [name for name, value in (("options", agent.options), ("base_url", agent.base_url),
+                                                  ("api_key_env", agent.api_key_env)) if value]
+            _note_switch("--decomposer", "backend", agent.backend, backend, "decomposer", dropped)
+            config.decomposer = replace(agent, options={}, base_url=None, api_key_env=None)
+        # The backend as written, through the config door: an old spelling reads as the config file's would.
+        flags += [*([f"decomposer.backend={backend}"] if backend is not None else []),
+                  f"decomposer.model={json.dumps(model)}"]
+    if args.editor and args.editor != config.editor.name:
+        _note_switch("--editor", "editor", config.editor.name, args.editor, "editor",
+                     ["options"] if config.editor.options else [])
+        config.editor = replace(config.editor, name=args.editor, options={})
+    return apply_overrides(config, [*flags, *overrides]).validate()
+
+
+# Flags of a batch: given without --manifest they would be ignored, so they are refused.
+BATCH_FLAGS = ("out_dir", "out_format", "if_busy", "retry_failed")
+
+
+def _note_switch(flag: str, what: str, old: str, new: str, section: str, dropped: list[str]) -> None:
+    if dropped:
+        print(f"note: {flag} switches the {what} from {old} to {new}; the config's {section} "
+              f"{', '.join(dropped)} (for {old}) are not used", file=sys.stderr)
 
 
 def _check_args(parser, args) -> None:
+    """Refuse a combination of flags the run would not follow (a flag it would silently ignore)."""
+    if args.json and not args.dry_run:
+        parser.error("--json goes with --dry-run (it prints the full plan instead of the summary)")
+    ignored = [f"--{name.replace('_', '-')}" for name in BATCH_FLAGS if getattr(args, name) and not args.manifest]
+    if ignored:
+        parser.error(f"{', '.join(ignored)}: for a batch (--manifest) only")
     if args.demo:
         if args.manifest:
             parser.error("--demo edits one sample image; it does not take --manifest")
+        own = [flag for flag, value in (("--config", args.config), ("--decomposer", args.decomposer)) if value]
+        if own:
+            parser.error(f"--demo builds its own tiny models; it does not take {' or '.join(own)}")
         return
     single = args.image or args.request or args.out
     if args.manifest and single:
@@ -186,7 +217,7 @@ def check_outputs(args) -> None:
     if args.dry_run:
         return
     if args.manifest:
-        check_output(Path(args.out_dir or ".") / f"item.{args.out_format.lstrip('.')}", "--out-format")
+        check_output(Path(args.out_dir or ".") / f"item.{(args.out_format or 'png').lstrip('.')}", "--out-format")
     elif args.out or args.demo:
         check_output(args.out or "demo_out/edited.png")
 
@@ -199,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"overrides must look like key=value, got: {bad}")
 
-    from imageedit_r1.agents.editors import EditorUnavailableError
     from imageedit_r1.images import ImageLoadError, load_image
     from imageedit_r1.pipeline.batch import ManifestError, read_manifest, run_batch
     from imageedit_r1.pipeline.core import ImageEditR1
@@ -223,19 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = ImageEditR1(config=config)
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run,
-                             if_busy=args.if_busy, out_format=args.out_format, retry_failed=args.retry_failed)
+                             if_busy=args.if_busy or "wait", out_format=args.out_format or "png",
+                             retry_failed=args.retry_failed)
         return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()
     except (FileNotFoundError, ValueError, ImageLoadError, ManifestError, RunBusy) as exc:
         print_error(exc)
         return 2
-    except EditorUnavailableError as exc:
-        print(f"error: the editor cannot run here: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:
-        if is_unavailable(exc):
-            print(f"error: cannot run: {exc}", file=sys.stderr)
+        if is_unavailable(exc):  # missing weights, key or package, of any part (its message names which)
+            print_error(f"cannot run here: {exc}")
             return 2
         raise
 
@@ -249,7 +277,7 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         except EditFailed as exc:
             if as_json:
                 print(json.dumps(exc.trace, indent=2, ensure_ascii=False, default=str))
-            print(f"error: {exc}", file=sys.stderr)
+            print_error(exc)
             return 1
         if as_json:
             print(json.dumps(plan, indent=2, ensure_ascii=False, default=str))
@@ -260,8 +288,8 @@ def run_single(pipeline, image: str, request: str, out: str | None, dry_run: boo
         result = pipeline(image, request)
     except EditFailed as exc:
         write_trace(trace_path_for(out), exc.trace)
-        print(f"error: {exc} (trace: {trace_path_for(out)})", file=sys.stderr)
+        print_error(f"{exc} (trace: {trace_path_for(out)})")
         return 1
     written = write_edit(result.image, result.trace, out)
-    print_summary(result.trace, written)
+    print_summary(result.trace, written, trace_path_for(out))
     return 0

@@ -92,6 +92,9 @@ class PipelineConfig:
     on_sequence_failure: str = "error"
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     verify: VerifyConfig | None = None  # None: no verify stage (the paper's pipeline)
+    # Requests the agents plan together (--manifest, an evaluation's plan stage): one batched call per
+    # agent stage; the backend bounds what it decodes at once (transformers: max_batch_size).
+    plan_batch: int = 16
     # Batches (--manifest): "local" edits here; "ray" on one replica per GPU (docs/pipeline.md, "Many GPUs").
     executor: str = "local"
     ray: RayConfig = field(default_factory=RayConfig)
@@ -109,6 +112,8 @@ class PipelineConfig:
         if self.sequencer is not None:
             problems += self.sequencer.problems("sequencer")
         problems += executor_problems(self.executor, self.ray)
+        if self.plan_batch < 1:
+            problems.append(f"plan_batch must be >= 1, got {self.plan_batch}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -33,27 +33,16 @@ import secrets
 import time
 from typing import Any
 
-from imageedit_r1.agents.rule_based import keyword_decomposition
-from imageedit_r1.decomposition import Decomposition, DecompositionParseError
 from imageedit_r1.endpoints import EndpointConfig
 from imageedit_r1.images import image_sha256, load_image
-from imageedit_r1.masking import mask
 from imageedit_r1.pipeline.config import MODES, PipelineConfig, load_pipeline_config
 from imageedit_r1.pipeline.plan import Plan, PlanError
+from imageedit_r1.pipeline.planning import Request, error_record, plan_requests
 from imageedit_r1.pipeline.trace import EditFailed, EditResult, Trace
-from imageedit_r1.refusals import refusal_record
 from imageedit_r1.request_text import clean_request
 from imageedit_r1.unavailable import Unavailable, is_unavailable
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _error_record(stage: str, exc: BaseException) -> dict[str, str]:
-    record = {"stage": stage, "type": type(exc).__name__, "message": str(exc)}
-    refusal = refusal_record(exc)
-    if refusal is not None:  # a safety block or a declining model: say so, with the provider's code
-        record.update(kind="refusal", reason=refusal["reason"])
-    return record
 
 
 def _image_info(image) -> dict[str, Any]:
@@ -63,14 +52,6 @@ def _image_info(image) -> dict[str, Any]:
 class AgentUnavailableError(RuntimeError, Unavailable):
     """An agent cannot start here (weights, an API key or a package is missing): every run would
     fail alike, so the pipeline stops instead of falling back (``imageedit_r1.unavailable``)."""
-
-
-# An agent answered, but not usably (after its own bounded repair): the fallbacks apply to these only.
-_UNUSABLE_ANSWER = {"DecompositionError", "DecompositionParseError", "SequencingError", "InvalidSubRequests"}
-
-
-def is_unusable_answer(exc: BaseException) -> bool:
-    return any(cls.__name__ in _UNUSABLE_ANSWER for cls in type(exc).__mro__)
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -209,69 +190,6 @@ class ImageEditR1:
             trace.status = "failed"
         return EditFailed(message, trace.to_dict())
 
-    def _stage_fallback(self, trace: Trace, stage: str, exc: Exception, policy: str) -> str:
-        """Record an agent stage's failure; return the fallback ``policy`` to apply, or raise.
-
-        A missing model or key propagates as is; any other failure than an unusable answer, or
-        any failure under the ``error`` policy, ends the edit with ``EditFailed``.
-        """
-        if is_unavailable(exc):
-            raise exc
-        trace.errors.append(_error_record(stage, exc))
-        what = {"decompose": "decomposition", "sequence": "sequencing"}[stage]
-        if not is_unusable_answer(exc):
-            raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace.raw_outputs[stage] = _raw_outputs(exc)
-        if getattr(exc, "prompt_tokens", None) is not None:
-            trace.tokens[stage] = _tokens(exc)
-        if policy == "error":
-            raise self._fail(trace, f"{what} failed: {exc}") from exc
-        trace.fallbacks.append({"stage": stage, "used": policy, "reason": str(exc)})
-        return policy
-
-    def _decompose(self, image, request: str, trace: Trace) -> Decomposition | None:
-        """Run the decomposition agent; on an unusable answer apply the configured fallback."""
-        try:
-            # Loading weights (or a client) is timed apart from the agent's work.
-            with trace.stage("load_agents"):
-                decomposer = self.decomposer
-            with trace.stage("decompose"):
-                result = _call_decomposer(decomposer, image, request)
-        except Exception as exc:
-            if self._stage_fallback(trace, "decompose", exc, self.config.on_decompose_failure) == "original":
-                return None
-            decomposition = keyword_decomposition(request)
-        else:
-            decomposition = result["decomposition"]
-            trace.repairs = result["repairs"]
-            trace.raw_outputs["decompose"] = result["raw_outputs"]
-            trace.tokens["decompose"] = result["tokens"]
-        trace.decomposition = {**decomposition.to_dict(), "think": decomposition.think}
-        return decomposition
-
-    def _sequence(self, image, request: str, decomposition: Decomposition, trace: Trace) -> list[str]:
-        try:
-            with trace.stage("load_agents"):
-                sequencer = self.sequencer
-            with trace.stage("sequence"):
-                result = _call_sequencer(sequencer, image, decomposition, request)
-        except Exception as exc:
-            if self._stage_fallback(trace, "sequence", exc, self.config.on_sequence_failure) == "original":
-                return [request]
-            from imageedit_r1.agents.sequencer import fallback_sub_requests
-
-            sub_requests = fallback_sub_requests(decomposition)
-            _note_dropped(trace, decomposition, sub_requests)
-            return sub_requests
-        trace.sequence_repairs = result["repairs"]
-        trace.raw_outputs["sequence"] = result["raw_outputs"]
-        trace.tokens["sequence"] = result["tokens"]
-        sub_requests = [s.strip() for s in result["sub_requests"] if s and s.strip()]
-        if result["fallback_used"]:
-            trace.fallbacks.append({"stage": "sequence", "used": "template", "reason": "set in the sequencer"})
-            _note_dropped(trace, decomposition, sub_requests)
-        return sub_requests
-
     def plan(self, image, request: str, *, mode: str | None = None) -> Plan:
         """Run the decomposition and sequencing agents only (the editor is not built) and return
         their ``Plan``: decomposition, ordered sub-requests, mode and editor instruction(s).
@@ -279,18 +197,48 @@ class ImageEditR1:
         Change it if you like, then ``execute(image, plan)``. Raises ``ValueError`` for an empty
         request or an unknown mode, ``ImageLoadError`` for an unreadable image, ``EditFailed``
         when an agent fails under the ``error`` policy, ``AgentUnavailableError`` when one cannot
-        start.
+        start. ``plan`` is ``plan_batch`` of one request.
         """
-        image, request, mode = self._inputs(image, request, mode)
-        return self._plan(image, request, mode)
+        (plan,) = self.plan_batch([image], [request], mode=mode)
+        if isinstance(plan, BaseException):
+            raise plan
+        return plan
+
+    def plan_batch(self, images, requests: list[str], *, mode: str | list[str | None] | None = None,
+                   ) -> list[Plan | Exception]:
+        """Plan many requests at once: each agent stage is one batched call for all of them
+        (``imageedit_r1.pipeline.planning``). Returns, for each (image, request) pair in order, its
+        ``Plan`` or its own error (the errors ``plan`` raises), so one bad pair fails alone; only an
+        agent that cannot start (``AgentUnavailableError``) is raised, for the whole batch.
+
+        ``mode``: one for every pair, or one per pair (None: the config's). The pipeline holds no
+        state between calls besides its loaded agents: concurrent calls plan independently.
+        """
+        images, requests = list(images), list(requests)
+        if len(images) != len(requests):
+            raise ValueError(f"plan_batch got {len(images)} images for {len(requests)} requests")
+        modes = list(mode) if isinstance(mode, (list, tuple)) else [mode] * len(requests)
+        if len(modes) != len(requests):
+            raise ValueError(f"plan_batch got {len(modes)} modes for {len(requests)} requests")
+        results: list[Plan | Exception | None] = [None] * len(requests)
+        planning: list[tuple[int, Request]] = []
+        for index, (image, request, item_mode) in enumerate(zip(images, requests, modes, strict=True)):
+            try:
+                planning.append((index, self._request(*self._inputs(image, request, item_mode))))
+            except Exception as exc:  # noqa: BLE001 - this pair's error alone (empty request, unreadable image)
+                results[index] = exc
+        for (index, _), plan in zip(planning, plan_requests(self, [item for _, item in planning]), strict=True):
+            results[index] = plan
+        return results
+
+    def _request(self, image, request: str, mode: str) -> Request:
+        return Request(image=image, request=request, mode=mode, trace=self._new_trace(image, request, mode))
 
     def _plan(self, image, request: str, mode: str) -> Plan:
-        trace = self._new_trace(image, request, mode)
-        with trace.stage("total"):
-            decomposition, sub_requests = self._propose(image, request, mode, trace)
-        trace.models = self.model_ids(mode)
-        return Plan(request=request, mode=mode, decomposition=decomposition, sub_requests=sub_requests,
-                    record=mask(trace.record()))
+        (plan,) = plan_requests(self, [self._request(image, request, mode)])
+        if isinstance(plan, BaseException):
+            raise plan
+        return plan
 
     def _inputs(self, image, request: str, mode: str | None):
         mode = mode or self.config.mode
@@ -300,23 +248,6 @@ class ImageEditR1:
             raise ValueError("the edit request is empty")
         # Forum tags ("[Paid $10]") are not part of the request, for any agent.
         return load_image(image, max_pixels=self.config.max_image_pixels), clean_request(request), mode
-
-    def _propose(self, image, request: str, mode: str, trace: Trace) -> tuple[Decomposition | None, list[str]]:
-        """The agents' decomposition and sub-requests (``None, []`` when the raw request is edited)."""
-        if mode == "original":
-            return None, []
-        decomposition = self._decompose(image, request, trace)
-        if decomposition is None:  # the "original" fallback
-            return None, []
-        sub_requests = self._sequence(image, request, decomposition, trace)
-        if not sub_requests:
-            trace.errors.append({"stage": "sequence", "type": "EmptyPlan", "message": "no sub-requests"})
-            if self.config.on_sequence_failure == "error":
-                raise self._fail(trace, "the sequencing agent produced no sub-requests")
-            trace.fallbacks.append({"stage": "sequence", "used": "original", "reason": "no sub-requests"})
-            sub_requests = [request]
-        trace.sub_requests = sub_requests
-        return decomposition, sub_requests
 
     def execute(self, image, plan: Plan | dict, *, seed: int | None = None, on_step=None) -> EditResult:
         """Run the editor on ``plan`` (as the agents proposed it, or changed) and return the result.
@@ -375,7 +306,7 @@ class ImageEditR1:
         except Exception as exc:
             if is_unavailable(exc):
                 raise
-            trace.errors.append(_error_record("edit", exc))
+            trace.errors.append(error_record("edit", exc))
             finish()
             raise self._fail(trace, f"editing failed: {exc}") from exc
         finish()
@@ -409,13 +340,6 @@ class ImageEditR1:
 # ----------------------------------------------------------------------------- agent adapters
 
 
-def _note_dropped(trace: Trace, decomposition: Decomposition, sub_requests: list[str]) -> None:
-    """On a fallback path, record which of the plan's operations no sub-request carries ([] when none)."""
-    from imageedit_r1.agents.sequencer import dropped_operations
-
-    trace.fallbacks[-1]["dropped"] = dropped_operations(decomposition, sub_requests)
-
-
 def _describe(editor) -> dict[str, Any]:
     if hasattr(editor, "describe"):
         return editor.describe()
@@ -425,40 +349,3 @@ def _describe(editor) -> dict[str, Any]:
 def _agent_model_id(agent, config: EndpointConfig) -> str:
     backend = getattr(agent, "backend", None)
     return getattr(backend, "model", None) or config.model
-
-
-def _tokens(result) -> dict[str, int]:
-    return {"prompt": int(getattr(result, "prompt_tokens", 0) or 0),
-            "completion": int(getattr(result, "completion_tokens", 0) or 0)}
-
-
-def _raw_outputs(exc: BaseException) -> list[str]:
-    raw = getattr(exc, "raw_outputs", None)
-    if raw is None and getattr(exc, "text", None) is not None:
-        raw = [exc.text]
-    return [str(item) for item in (raw or [])]
-
-
-def _call_decomposer(decomposer, image, request: str) -> dict[str, Any]:
-    """The decomposition and what the agent reports about it (repairs, raw answers, tokens)."""
-    if hasattr(decomposer, "run"):
-        result = decomposer.run(image, request)
-        return {"decomposition": result.decomposition, "repairs": list(result.repairs),
-                "raw_outputs": list(result.raw_outputs), "tokens": _tokens(result)}
-    decomposition = decomposer.decompose(image, request)
-    if not isinstance(decomposition, Decomposition):
-        raise DecompositionParseError(f"decomposer returned {type(decomposition).__name__}", repr(decomposition))
-    return {"decomposition": decomposition, "repairs": [], "raw_outputs": [], "tokens": {}}
-
-
-def _call_sequencer(sequencer, image, decomposition: Decomposition, request: str) -> dict[str, Any]:
-    if hasattr(sequencer, "run"):
-        result = sequencer.run(image, decomposition, request)
-        return {"sub_requests": list(result.sub_requests), "repairs": list(result.repairs),
-                "raw_outputs": list(result.raw_outputs), "tokens": _tokens(result),
-                "fallback_used": bool(getattr(result, "fallback_used", False))}
-    sub_requests = sequencer.sequence(image, decomposition, request)
-    if not isinstance(sub_requests, list) or not all(isinstance(s, str) for s in sub_requests):
-        raise TypeError(f"sequencer returned {type(sub_requests).__name__}, not a list of strings")
-    return {"sub_requests": sub_requests, "repairs": [], "raw_outputs": [], "tokens": {}, "fallback_used": False}
-

@@ -85,9 +85,15 @@ def build_demo_models(work: Path) -> None:
     build_tiny_flux_kontext(work / FLUX_DIR)
 
 
+def sample_path_for(out: Path) -> Path:
+    """``<stem>.input.png`` beside the output: the drawn sample belongs to that output, as its trace
+    does, so a file of the user's (an ``input.png`` of their own) is never written over."""
+    return out.with_name(f"{out.stem}.input.png")
+
+
 def run_demo(args, overrides: list[str]) -> int:
     from imageedit_r1.pipeline.core import ImageEditR1
-    from imageedit_r1.pipeline.outputs import print_plan, print_summary, write_edit
+    from imageedit_r1.pipeline.outputs import print_plan, print_summary, trace_path_for, write_edit
     from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
     from imageedit_r1.store import atomic_save_image
 
@@ -103,7 +109,7 @@ def run_demo(args, overrides: list[str]) -> int:
             image, request = args.image, args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
         else:
             image, request = sample_image(DEMO_SAMPLE, DEMO_SIZE), args.request or SAMPLE_REQUESTS[DEMO_SAMPLE]
-            atomic_save_image(image, out.with_name("input.png"))
+            atomic_save_image(image, sample_path_for(out))
         print(f"request: {request}", flush=True)
         if args.dry_run:
             plan = pipeline.plan(image, request).trace()
@@ -118,9 +124,9 @@ def run_demo(args, overrides: list[str]) -> int:
             "note": "tiny random-weight models built on the fly: the agents' outputs are not meaningful "
             "and the edited image is noise",
         }
-        print_summary(result.trace, write_edit(result.image, result.trace, out))
+        print_summary(result.trace, write_edit(result.image, result.trace, out), trace_path_for(out))
         if not args.image:
-            print(f"input sample: {out.with_name('input.png')}")
+            print(f"input sample: {sample_path_for(out)}")
         print("reminder: OFFLINE DEMO with random weights: the edited image is noise.")
         return 0
     finally:

@@ -3,7 +3,8 @@ about a run, read from its trace.
 
 A finished edit is never lost to a writing error: ``write_edit`` writes the trace first, then the
 image in the format its name asks for; when that fails (a format's size limit, a full disk), the
-image goes to a PNG beside it, one line says so, and the trace names the file written.
+image goes to a PNG beside it under a name no file has yet (never over the input or another file),
+one line names it, and the trace names the file written.
 """
 
 from __future__ import annotations
@@ -18,8 +19,21 @@ from imageedit_r1.pipeline.trace import Trace
 
 
 def trace_path_for(out: str | os.PathLike) -> Path:
+    """``<out>.trace.json``: the whole file name, so ``a.png`` and ``a.jpg`` in one folder keep a trace each."""
     out = Path(out)
-    return out.with_name(out.stem + ".trace.json")
+    return out.with_name(out.name + ".trace.json")
+
+
+# Extensions a user reaches for, in the order a note names them.
+COMMON_EXTENSIONS = (".png", ".jpg", ".webp", ".tif", ".gif", ".bmp")
+
+
+def alpha_extensions() -> str:
+    """``.png, .webp, .tif or .gif``: the common extensions whose format keeps transparency here."""
+    from imageedit_r1.images import keeps_alpha, output_format
+
+    kept = [ext for ext in COMMON_EXTENSIONS if keeps_alpha(output_format(f"image{ext}"))]
+    return ", ".join(kept[:-1]) + f" or {kept[-1]}" if len(kept) > 1 else "".join(kept)
 
 
 def check_output(out: str | os.PathLike, setting: str = "--out") -> None:
@@ -41,38 +55,44 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def write_edit(image, trace: dict[str, Any], out: str | os.PathLike, *, say: Callable[[str], None] = _say) -> Path:
-    """Write a finished edit: its trace (``<stem>.trace.json``), then the image at ``out``; returns
-    the image's path. When ``out`` cannot be written, the image goes to ``<stem>.png`` instead and
-    ``say`` gets one line naming both; the trace records the file written (``output.file``)."""
+def write_edit(image, trace: dict[str, Any], out: str | os.PathLike, *, trace_path: str | os.PathLike | None = None,
+               say: Callable[[str], None] = _say) -> Path:
+    """Write a finished edit: its trace (``trace_path``, by default ``<out>.trace.json``), then the
+    image at ``out``; returns the image's path. When ``out`` cannot be written, the image goes to a PNG beside it under a free
+    name (``<stem>.png``, else ``<stem>-1.png``, ...: never over an existing file) and ``say`` gets
+    one line naming both; the trace records the file written (``output.file``)."""
     from imageedit_r1.images import has_alpha, keeps_alpha, output_format
     from imageedit_r1.pipeline.trace import write_trace
-    from imageedit_r1.store import atomic_save_image
+    from imageedit_r1.store import atomic_save_image, claim_free_path
 
     out = Path(out)
-    trace_path = trace_path_for(out)
+    trace_path = Path(trace_path) if trace_path is not None else trace_path_for(out)
     if has_alpha(image) and not keeps_alpha(output_format(out)):
-        say(f"note: {out.name} cannot hold transparency; it is composited onto white (.png, .webp or .tif keep it)")
+        say(f"note: {out.name} cannot hold transparency; it is composited onto white ({alpha_extensions()} keep it)")
     trace["output"] = {**(trace.get("output") or {}), "file": out.name}
     write_trace(trace_path, trace)
     try:
         return atomic_save_image(image, out)
     except Exception as exc:  # noqa: BLE001 - any writing error: the edit itself is kept below
-        fallback = out.with_suffix(".png")
         reason = f"{type(exc).__name__}: {exc}"
-        if fallback == out:
+        if output_format(out) == "PNG":
             raise OSError(f"could not write the edited image {out} ({reason}); its trace is {trace_path}") from exc
-    atomic_save_image(image, fallback)
+    fallback = claim_free_path(out.with_suffix(".png"))
+    try:
+        atomic_save_image(image, fallback)
+    except BaseException:
+        fallback.unlink(missing_ok=True)
+        raise
     trace["output"].update(file=fallback.name, not_written={"file": out.name, "reason": reason})
     write_trace(trace_path, trace)
     say(f"warning: could not write {out} ({reason}); wrote {fallback} instead")
     return fallback
 
 
-def print_summary(trace: dict[str, Any], out) -> None:
+def print_summary(trace: dict[str, Any], image_path, trace_path) -> None:
     """What a user reads after a run: the files, the sub-requests, fallbacks, verify, seconds, tokens."""
     run = Trace.from_dict(trace)
-    print(f"wrote {out} and {trace_path_for(out)}")
+    print(f"wrote {image_path} and {trace_path}")
     if run.sub_requests:
         print("sub-requests:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(run.sub_requests)))
     for fallback in run.fallbacks:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imageedit_r1.backends.checks import api_key_problem, backend_problems, unknown_options
-from imageedit_r1.endpoints import API_BACKENDS, AgentConfig, EndpointConfig, endpoint_options
+from imageedit_r1.backends.checks import accepted_options, api_key_problem, backend_problems, unknown_options
+from imageedit_r1.endpoints import API_BACKENDS, AgentConfig, EndpointConfig, endpoint_options, retry_policy
 from imageedit_r1.pipeline.config import PipelineConfig
 
 
@@ -64,6 +64,11 @@ def editor_problems(name: str, options: dict[str, Any], *, check_models: bool = 
     except ValueError as exc:
         return [f"editor.name: {exc}"]
     problems = unknown_options(cls, options, "editor.options")
+    if options.get("retry") is not None and "retry" in accepted_options(cls)[0]:
+        try:  # the hosted editors' retries: an endpoint's RetryConfig, checked key by key
+            retry_policy(options["retry"], "editor.options.retry")
+        except ValueError as exc:
+            problems.append(str(exc))
     key = api_key_problem(cls, options, f"the {name} editor", "editor.options")
     if key:
         problems.append(key)

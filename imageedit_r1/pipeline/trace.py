@@ -93,6 +93,9 @@ class Trace:
     version: str | None = _field(RECORD, default=None)  # the package version that ran
     started_at: str | None = _field(RECORD, default=None)  # local time, ISO 8601
     plan: dict[str, Any] | None = _field(PLAN, default=None, optional=True)  # Plan.change_record()
+    # How the plan was made: batch (requests planned together); in an evaluation also the shared
+    # plan's key and the methods that share it (shared_by).
+    planning: dict[str, Any] | None = _field(RECORD, default=None, optional=True)
     verify: dict[str, Any] | None = _field(RUN, default=None, optional=True)  # the verify stage's attempts
     refusal: dict[str, Any] | None = _field(RUN, default=None, optional=True)  # stage, reason, message
     worker: dict[str, Any] | None = _field(RUN, default=None, optional=True)  # the Ray replica that edited
@@ -110,7 +113,11 @@ class Trace:
         try:
             yield
         finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+            self.add_seconds(name, time.perf_counter() - start)
+
+    def add_seconds(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to stage ``name`` (a batched stage adds its call's seconds to every request)."""
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 4)
 
     def to_dict(self, parts: tuple[str, ...] = (PLAN, RECORD, RUN)) -> dict[str, Any]:
         """The JSON-able trace, in field order (only the fields of ``parts``; unset optional ones left out)."""

@@ -44,14 +44,20 @@ def connect(cfg: RayConfig) -> None:
              len([node for node in ray.nodes() if node.get("Alive")]))
 
 
-def replica_count(cfg: RayConfig, gpus_per_replica: float) -> int:
-    """How many replicas to start: ``cfg.replicas``, else every GPU of the cluster (or every CPU
-    for replicas that need no GPU). Raises ``ClusterUnavailableError`` when the cluster has no GPU at all."""
+def replica_count(cfg: RayConfig, gpus_per_replica: float, reserved_gpus: float = 0.0) -> int:
+    """How many replicas to start: ``cfg.replicas``, else every GPU of the cluster but the
+    ``reserved_gpus`` (the agents' actor) (or every CPU for replicas that need no GPU). Raises
+    ``ClusterUnavailableError`` when the cluster has no GPU at all."""
     import ray
 
     resources = ray.cluster_resources()
-    gpus = float(resources.get("GPU", 0))
-    if gpus_per_replica > 0 and gpus <= 0:
+    total = float(resources.get("GPU", 0))
+    gpus = max(0.0, total - reserved_gpus)
+    if gpus_per_replica > 0 and total > 0 and gpus < gpus_per_replica and cfg.replicas is None:
+        raise ClusterUnavailableError(f"executor 'ray': the agents' actor takes {reserved_gpus} of the cluster's {total:g} "
+                                      f"GPUs, which leaves less than one editor replica's {gpus_per_replica}; share "
+                                      "them (e.g. ray.agent_gpus=0.5 ray.gpus_per_replica=0.5) or add GPUs")
+    if gpus_per_replica > 0 and gpus <= 0 and total <= 0:
         raise ClusterUnavailableError("executor 'ray': the Ray cluster has no GPU; join one with GPUs (RAY_ADDRESS), or "
                            "set ray.gpus_per_replica=0 for CPU replicas")
     if cfg.replicas is not None:

@@ -1,13 +1,14 @@
 """The edit stage of ``python -m imageedit_r1.eval run`` on Ray replicas (``executor: ray``).
 
 ``ray_edit_fn_factory(config, base)`` wraps the runner's edit-function factory. For a method
-that holds a model (a local editor, local agents, or a ``callable``) it starts one replica per
+that holds a model (a local editor, a local verifier, or a ``callable``) it starts one replica per
 GPU, each building ``base(method)`` once, and returns a ``RemoteEditFn``: called from the
 runner's threads like any edit function, it runs the edit on a replica and hands back the
 image, so the runner's own bookkeeping (resume, records, failure kinds, the one writer) is the
-same code for both executors. Methods with nothing to load on a GPU — hosted editors with
-hosted agents, ``identity``, ``precomputed`` — run in the driver as before, at the config's
-``edit_concurrency`` (their API concurrency).
+same code for both executors. Pipeline methods get their plans from the plan stage (made once by
+the agents' actor, ``scale.planner``): the replicas execute them and never load the agents.
+Methods with nothing to load on a GPU — hosted editors, ``identity``, ``precomputed`` — run in
+the driver as before, at the config's ``edit_concurrency`` (their API concurrency).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def runs_on_replicas(method: MethodConfig) -> bool:
         return True  # user code: may load anything
     if method.kind == "original":
         return not is_hosted_editor(method.editor.name)
-    if method.kind in ("pipeline", "pipeline-verify"):
-        return not is_hosted_editor(method.editor.name) or agents_are_local(method.decomposer, method.sequencer)
+    if method.kind in ("pipeline", "pipeline-verify"):  # the agents plan elsewhere (the plan stage)
+        verifier = method.verify.judge if method.verify is not None else None
+        return not is_hosted_editor(method.editor.name) or agents_are_local(verifier, None)
     return False
 
 
@@ -54,8 +56,8 @@ class RemoteEditFn:
         # original while every slot is busy, so a replica never waits on the driver.
         self.concurrency = pool.concurrency + pool.size
 
-    def __call__(self, sample: Any, image: Any) -> EditOutput:
-        output, worker = self.pool.call(_light_sample(sample), image)
+    def __call__(self, sample: Any, image: Any, plan: Any = None) -> EditOutput:
+        output, worker = self.pool.call(_light_sample(sample), image, **({"plan": plan} if plan is not None else {}))
         output.worker = worker
         return output
 

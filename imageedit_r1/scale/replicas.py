@@ -107,10 +107,10 @@ def rebuild_chain(chain: list[BaseException]) -> BaseException:
     return chain[0]
 
 
-def where(index: int) -> dict[str, Any]:
-    """Which node, GPU and process this replica is: recorded with every item it makes."""
+def where(index: int, role: str = "replica") -> dict[str, Any]:
+    """Which node, GPU and process this replica (or the agents' actor) is: recorded with every item it makes."""
     context = ray.get_runtime_context()
-    return {"replica": index, "node": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
+    return {role: index, "node": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
             "node_id": context.get_node_id(), "gpu": [str(gpu) for gpu in ray.get_gpu_ids()], "pid": os.getpid()}
 
 

@@ -1,24 +1,29 @@
 """``python -m imageedit_r1.testing``: offline stand-ins a user can start, no weights or keys needed.
 
     python -m imageedit_r1.testing build --out tiny            # tiny random-weight models
-    python -m imageedit_r1.testing serve --api openai --port 8765 --replies replies.json
+    python -m imageedit_r1.testing serve --api openai --port 8765 [--replies replies.json]
     python -m imageedit_r1.testing config --models tiny --port 8765 > offline.yaml
     python -m imageedit_r1.pipeline --config offline.yaml --image photo.jpg --request "..." --out out.png
+    python -m imageedit_r1.testing config --eval --models tiny --port 8765 > offline-eval.yaml
+    python -m imageedit_r1.eval run --config offline-eval.yaml
     python -m imageedit_r1.testing warm-start --model tiny/tiny-qwen25vl --train-files rl/verl/train.parquet --out warm
 
-The models have random weights (their output is noise) and the server answers from a script:
-together they exercise every stage of the pipeline, eval and data tools with the real libraries
-and the real SDK clients, on a CPU, offline.
+The models have random weights (their output is noise). The server answers each agent from what it
+is given (``stand_ins``: the request split by rule, the images measured; or a script of replies)
+and edits images at /v1/images/edits: together they exercise every stage of the pipeline, eval and
+data tools with the real libraries and the real SDK clients, on a CPU, offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import signal
 import sys
 import time
 from pathlib import Path
+
+from imageedit_r1.cli_common import print_error
 
 MODELS = {
     "qwen25vl": ("tiny-qwen25vl", "a tiny Qwen2.5-VL (decomposition / sequencing agents, teacher)"),
@@ -26,39 +31,6 @@ MODELS = {
     "qwen-image-edit": ("tiny-qwen-image-edit", "a tiny QwenImageEditPipeline (editor qwen-image-edit)"),
 }
 APIS = ("openai", "gemini")
-EXAMPLE_REPLIES = [
-    '<think>The coat is the subject.</think><action>["Recoloring"]</action><subjects>["coat"]</subjects>'
-    '<goals>["scarlet"]</goals>',
-    '{"sub_requests": ["Recolor the coat to scarlet"]}',
-]
-# Without --replies the server answers each prompt in kind (recognised by its opening words), so a run can
-# be repeated and a verifier, an eval judge or a teacher on the same server gets an answer it can read.
-ROLE_MARKERS = (
-    ("sequence", "You are the sequencing agent"),
-    ("checklist", "You are checking an image edit"),
-    ("judge", "You are an expert image quality evaluator"),
-    ("teacher", "You are labelling training data"),
-)
-JUDGE_REPLY = ('{"reasoning": "The coat is scarlet; the rest is untouched.", "fulfillment": 4, "quality": 2, '
-               '"preservation": 3, "unmet": []}')
-TEACHER_REPLY = ('{"rationale": "A recoloring of the coat.", "actions": ["Recoloring"], "subjects": ["coat"], '
-                 '"goals": ["scarlet"]}')
-_PLAN_ITEM = re.compile(r"^\s*(\d+)\.\s+\S", re.MULTILINE)
-
-
-def reply_in_kind(text: str) -> str:
-    """The default answer to a prompt of the decomposition, sequencing, judge, verifier or teacher kind."""
-    role = next((name for name, marker in ROLE_MARKERS if marker in text), "decompose")
-    if role == "sequence":
-        return EXAMPLE_REPLIES[1]
-    if role == "checklist":
-        plan_size = max([int(n) for n in _PLAN_ITEM.findall(text.split("sub-requests:", 1)[-1])] or [1])
-        return json.dumps({"checks": [{"index": i, "note": "", "met": True} for i in range(1, plan_size + 1)]})
-    if role == "judge":
-        return JUDGE_REPLY
-    if role == "teacher":
-        return TEACHER_REPLY
-    return EXAMPLE_REPLIES[0]
 
 
 def cmd_build(args) -> int:
@@ -88,33 +60,43 @@ def read_replies(path: str) -> list[str]:
 
 
 def cmd_serve(args) -> int:
+    from imageedit_r1.testing.fake_image_servers import add_openai_images_route
     from imageedit_r1.testing.fake_servers import (
         FakeServer,
         add_gemini_route,
         add_openai_chat_route,
+        gemini_images,
         gemini_text,
+        openai_images,
         openai_text,
         scripted,
     )
+    from imageedit_r1.testing.stand_ins import edit_by_rule, reply_in_kind
 
     replies = read_replies(args.replies) if args.replies else None
     server = FakeServer(port=args.port, raise_handler_errors=False)
     if args.api == "openai":
-        reply = scripted(*replies) if replies else (lambda request: reply_in_kind(openai_text(request)))
+        reply = scripted(*replies) if replies else (
+            lambda request: reply_in_kind(openai_text(request), openai_images(request)))
         add_openai_chat_route(server, reply, model=args.model)
+        add_openai_images_route(server, lambda image, prompt, request: edit_by_rule(image, prompt))
     else:
-        reply = scripted(*replies) if replies else (lambda request: reply_in_kind(gemini_text(request)))
+        reply = scripted(*replies) if replies else (
+            lambda request: reply_in_kind(gemini_text(request), gemini_images(request)))
         add_gemini_route(server, reply, model=args.model)
     try:
         server.start()
     except OSError as exc:
-        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print_error(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}")
         return 2
     base = f"{server.url}/v1" if args.api == "openai" else server.url
     script = (f"{len(replies)} scripted replies; the last repeats" if replies else
-              "answering each decomposition, sequencing, judge, verifier or teacher prompt in kind")
-    print(f"fake {args.api} server on {base} (model {args.model!r}, {script}). Ctrl-C stops it.", flush=True)
-    try:
+              "answering each decomposition, sequencing, judge, verifier or teacher prompt from what it is given")
+    if args.api == "openai":
+        script += "; image edits at /v1/images/edits"
+    signal.signal(signal.SIGTERM, _stop)  # `kill` of a background server stops it as Ctrl-C does
+    try:  # from the line that says Ctrl-C stops it on, Ctrl-C stops it
+        print(f"fake {args.api} server on {base} (model {args.model!r}, {script}). Ctrl-C stops it.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -124,20 +106,31 @@ def cmd_serve(args) -> int:
         server.stop()
 
 
-def offline_config(models: Path, port: int, api: str = "openai", model: str = "fake-model") -> str:
-    """A pipeline YAML: agents on the fake server, the editor a tiny local FLUX.1-Kontext pipeline."""
+def _stand_ins(models: Path, port: int, api: str, model: str) -> tuple[dict, dict]:
+    """(an agent on the fake server, the tiny FLUX.1-Kontext editor)."""
     agent = {"backend": api, "model": model, "base_url": f"http://127.0.0.1:{port}" + ("/v1" if api == "openai" else ""),
              "retry": {"attempts": 1}, "timeout": 30}
     if api == "gemini":
         agent["api_key_env"] = "FAKE_GEMINI_KEY"
+    editor = {"name": "flux-kontext", "options": {
+        "model_id": str((models / MODELS["flux-kontext"][0]).resolve()), "local_files_only": True,
+        "device": "cpu", "dtype": "float32", "max_area": 64 * 64, "min_area": 0, "num_inference_steps": 2,
+        "max_sequence_length": 64}}
+    return agent, editor
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def offline_config(models: Path, port: int, api: str = "openai", model: str = "fake-model") -> str:
+    """A pipeline YAML: agents on the fake server, the editor a tiny local FLUX.1-Kontext pipeline."""
+    agent, editor = _stand_ins(models, port, api, model)
     config = {
         "mode": "single-turn",
         "seed": 0,
         "decomposer": agent,
-        "editor": {"name": "flux-kontext", "options": {
-            "model_id": str((models / MODELS["flux-kontext"][0]).resolve()), "local_files_only": True,
-            "device": "cpu", "dtype": "float32", "max_area": 64 * 64, "min_area": 0, "num_inference_steps": 2,
-            "max_sequence_length": 64}},
+        "editor": editor,
         "on_decompose_failure": "keywords",
         "on_sequence_failure": "template",
     }
@@ -152,14 +145,73 @@ def offline_config(models: Path, port: int, api: str = "openai", model: str = "f
     return header + "\n" + to_yaml(config)
 
 
+SAMPLES_FOLDER = "eval-samples"
+
+
+def write_eval_samples(folder: Path, size: tuple[int, int] = (256, 192)) -> Path:
+    """The sample drawings with the paper's example requests, and their manifest; returns the manifest."""
+    from imageedit_r1.sample_images import SAMPLE_REQUESTS, sample_image
+    from imageedit_r1.store import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, request in SAMPLE_REQUESTS.items():
+        sample_image(name, size).save(folder / f"{name}.png")
+        lines.append(json.dumps({"id": name, "image": f"{name}.png", "request": request}))
+    return atomic_write_text(folder / "manifest.jsonl", "\n".join(lines) + "\n")
+
+
+def offline_eval_config(models: Path, port: int, manifest: Path, model: str = "fake-model") -> str:
+    """An eval YAML: the sample benchmark, two editors (the tiny FLUX.1-Kontext, and the fake server's
+    OpenAI image edits) each alone and behind the agents, judged by the fake server."""
+    agent, flux = _stand_ins(models, port, "openai", model)
+    images = {"name": "openai-image", "options": {"base_url": f"http://127.0.0.1:{port}/v1", "timeout": 60,
+                                                  "retry": {"attempts": 1}}}
+    methods = []
+    for group, editor, short in (("tiny FLUX.1-Kontext (random weights)", flux, "tiny-flux"),
+                                 ("OpenAI images (stand-in)", images, "images")):
+        methods.append({"name": f"{short}-original", "group": group, "label": "Original", "kind": "original",
+                        "baseline": True, "editor": editor})
+        methods.append({"name": f"{short}-r1", "group": group, "label": "ImageEdit-R1", "kind": "pipeline",
+                        "editor": editor, "decomposer": agent, "sequencer": agent,
+                        "on_decompose_failure": "keywords", "on_sequence_failure": "template"})
+    config = {
+        "out_dir": "runs/offline-eval",
+        "concurrency": 2,
+        "benchmarks": [{"name": "samples", "source": "manifest", "manifest": str(manifest.resolve())}],
+        "methods": methods,
+        "judges": [{"name": "stand-in judge", "backend": "openai", "model": model,
+                    "base_url": f"http://127.0.0.1:{port}/v1", "retry": {"attempts": 1}, "timeout": 30}],
+    }
+    from imageedit_r1.config import load_config, to_yaml
+    from imageedit_r1.eval.config import EvalConfig
+
+    load_config(EvalConfig, data=config).validate()  # what it writes, eval run reads
+    header = (f"# An offline evaluation from `python -m imageedit_r1.testing config --eval`: the agents, the judge "
+              f"and the OpenAI\n# image editor are the fake server on port {port} (start it first: "
+              f"`python -m imageedit_r1.testing serve --port {port}`);\n# the other editor is a tiny random "
+              "FLUX.1-Kontext (its output is noise, and the judge's scores say so).\n"
+              "# Run it: python -m imageedit_r1.eval run --config THIS-FILE, then eval table/report --run-dir "
+              "runs/offline-eval")
+    return header + "\n" + to_yaml(config)
+
+
 def cmd_config(args) -> int:
     models = Path(args.models)
     flux = models / MODELS["flux-kontext"][0]
     if not flux.is_dir():
-        print(f"error: no tiny editor in {flux}: run `python -m imageedit_r1.testing build --out {models}` first",
+        print_error(f"no tiny editor in {flux}: run `python -m imageedit_r1.testing build --out {models}` first")
+        return 2
+    if not args.eval:
+        sys.stdout.write(offline_config(models, args.port, args.api, args.model))
+        return 0
+    if args.api != "openai":
+        print("error: --eval uses the OpenAI API of the fake server (its image edits): drop --api gemini",
               file=sys.stderr)
         return 2
-    sys.stdout.write(offline_config(models, args.port, args.api, args.model))
+    manifest = write_eval_samples(models / SAMPLES_FOLDER)
+    sys.stdout.write(offline_eval_config(models, args.port, manifest, args.model))
+    print(f"wrote the {SAMPLES_FOLDER} benchmark: {manifest}", file=sys.stderr)
     return 0
 
 
@@ -183,16 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
                        default=["qwen25vl", "flux-kontext"],
                        help=f"comma-separated, from {', '.join(MODELS)} (default: qwen25vl,flux-kontext)")
     build.set_defaults(func=cmd_build)
-    serve = sub.add_parser("serve", help="a loopback fake OpenAI-compatible or Gemini server with scripted replies")
+    serve = sub.add_parser("serve", help="a loopback fake OpenAI-compatible (chat and image edits) or Gemini server")
     serve.add_argument("--api", choices=APIS, default="openai")
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
     serve.add_argument("--replies", help="JSON list of replies, in order, the last repeating "
-                                         "(default: an answer in kind to each decomposition, sequencing, judge, verifier "
-                                         "or teacher prompt, the same every time)")
+                                         "(default: each decomposition, sequencing, judge, verifier or teacher prompt "
+                                         "answered from what it is given: the request split by rule, the images "
+                                         "measured; see imageedit_r1/testing/stand_ins.py)")
     serve.add_argument("--model", default="fake-model", help="the model name the server reports")
     serve.set_defaults(func=cmd_serve)
-    config = sub.add_parser("config", help="print a pipeline YAML that uses the tiny editor and the fake server")
+    config = sub.add_parser("config", help="print a pipeline YAML (or with --eval an eval YAML) that uses the tiny "
+                                           "editor and the fake server")
     config.add_argument("--models", required=True, help="the folder given to `build --out`")
+    config.add_argument("--eval", action="store_true",
+                        help="an eval config instead: a benchmark of sample drawings (written to <models>/"
+                             f"{SAMPLES_FOLDER}), the tiny editor and the fake server's image edits, alone and "
+                             "behind the agents, judged by the fake server")
     config.add_argument("--port", type=int, default=8765)
     config.add_argument("--api", choices=APIS, default="openai")
     config.add_argument("--model", default="fake-model")
@@ -214,12 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         unknown = [m for m in args.models if m not in MODELS]
         if unknown:
-            print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODELS)}", file=sys.stderr)
+            print_error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
             return 2
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
 
 

@@ -82,10 +82,15 @@ def fake_openai_images_server(
     edit_fn: Callable[[Image.Image, str, Any], Any], *, faults: FaultPlan = None, enforce_sizes: bool = True,
     **server_options,
 ) -> FakeServer:
+    """A FakeServer answering ``POST /v1/images/edits`` (``add_openai_images_route``)."""
+    return add_openai_images_route(FakeServer(faults=faults, **server_options), edit_fn, enforce_sizes=enforce_sizes)
+
+
+def add_openai_images_route(server: FakeServer, edit_fn: Callable[[Image.Image, str, Any], Any], *,
+                            enforce_sizes: bool = True) -> FakeServer:
     """``POST /v1/images/edits``. With ``enforce_sizes`` (the default) a size the model does not take
     is answered with the service's 400, and the edit comes back at the requested size, as the
     service's does; dall-e-2 answers with a URL unless ``response_format=b64_json`` was asked for."""
-    server = FakeServer(faults=faults, **server_options)
 
     def handle(request, _match):
         fields = request.multipart()

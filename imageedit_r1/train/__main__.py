@@ -1,7 +1,8 @@
 """``python -m imageedit_r1.train``: pre-flight checks, reward curves, checkpoint export.
 
   preflight {easyr1,verl,trl} [--dry-run] -- CMD...   check a trainer command line before launching it
-  curves LOG [LOG...] --out curves.png            plot reward components over training steps
+  curves LOG [LOG...] --out curves.png            plot reward components over training steps (any format
+                                                  matplotlib writes, by the extension)
   export-checkpoint --trainer T --local-dir D --out O   merge a checkpoint to a Hugging Face folder
   budget [--min-pixels N] [--max-pixels N] [--shell]    the image budget and the max_prompt_length it needs
 """
@@ -13,6 +14,13 @@ import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
+
+from imageedit_r1.cli_common import print_error
+
+
+class CommandLineError(ValueError):
+    """The trainer command after ``--`` is not one this can check (one ``error:`` line, exit status 2)."""
+
 
 _TRAINER_MODULES = {
     "easyr1": "verl.trainer.main",
@@ -41,11 +49,11 @@ def _format_command(cmd: Sequence[str], *, flags: bool = False) -> str:
 def _overrides_from_command(trainer: str, cmd: Sequence[str]) -> list[str]:
     module = _TRAINER_MODULES[trainer]
     if module not in cmd:
-        raise SystemExit(f"error: the command does not run `-m {module}`: {shlex.join(cmd)}")
+        raise CommandLineError(f"the command does not run `-m {module}`: {shlex.join(cmd)}")
     args = list(cmd[list(cmd).index(module) + 1 :])
     bad = [a for a in args if "=" not in a]
     if bad:
-        raise SystemExit(f"error: trainer arguments must be key=value, got {bad}")
+        raise CommandLineError(f"trainer arguments must be key=value, got {bad}")
     return args
 
 
@@ -53,7 +61,7 @@ def _trl_launch(cmd: Sequence[str]) -> tuple[list[str], dict]:
     """(trainer arguments, launch settings) of ``[accelerate launch …] -m imageedit_r1.train.trl_grpo ARGS``."""
     module = _TRAINER_MODULES["trl"]
     if module not in cmd:
-        raise SystemExit(f"error: the command does not run `-m {module}`: {shlex.join(cmd)}")
+        raise CommandLineError(f"the command does not run `-m {module}`: {shlex.join(cmd)}")
     cut = list(cmd).index(module)
     launcher = argparse.ArgumentParser(add_help=False)
     launcher.add_argument("--num_processes", type=int, default=1)
@@ -69,19 +77,21 @@ def run_preflight(args: argparse.Namespace) -> int:
 
     cmd = list(args.command)
     if not cmd:
-        raise SystemExit("error: give the trainer command after `--`")
+        raise CommandLineError("give the trainer command after `--`")
     check_devices = not (args.dry_run or args.no_gpu_check)
     if args.trainer == "trl":
         trainer_args, launch = _trl_launch(cmd)
+        _print_dry_run(args, cmd)
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the resolved command only
             report = preflight.check_trl(trainer_args, check_devices=check_devices, **launch)
-        return _finish_preflight(args, cmd, report)
+        return _finish_preflight(args, report)
     overrides = _overrides_from_command(args.trainer, cmd)
+    _print_dry_run(args, cmd)
     from imageedit_r1.train.data_files import trainer_problem
 
     wrong_trainer = trainer_problem(args.trainer)
     if wrong_trainer and args.trainer == "verl":  # verl's own config cannot even be composed
-        print(f"error: {wrong_trainer}", file=sys.stderr)
+        print_error(wrong_trainer)
         return 2
     try:
         if args.trainer == "easyr1":
@@ -95,24 +105,30 @@ def run_preflight(args: argparse.Namespace) -> int:
                 config = preflight.compose_verl_config(overrides)
                 report = preflight.check_verl(config, check_devices=check_devices)
     except preflight.PreflightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
-    return _finish_preflight(args, cmd, report)
+    return _finish_preflight(args, report)
 
 
-def _finish_preflight(args: argparse.Namespace, cmd: Sequence[str], report) -> int:
+def _print_dry_run(args: argparse.Namespace, cmd: Sequence[str]) -> None:
+    """A dry run shows the command it would launch first, whatever the checks then find."""
+    if args.dry_run:
+        print(f"# {args.trainer}: the command a launch would run (dry run; GPUs not checked):")
+        print(_format_command(cmd, flags=args.trainer == "trl"), flush=True)
+
+
+def _finish_preflight(args: argparse.Namespace, report) -> int:
     from imageedit_r1.train import preflight
 
     try:
         report.raise_if_failed()
     except preflight.PreflightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     for note in report.notes:
         print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
     if args.dry_run:
-        print(f"# {args.trainer} launch checked (dry run; GPUs not checked). Resolved command:")
-        print(_format_command(cmd, flags=args.trainer == "trl"))
+        print(f"# {args.trainer} launch checked: no problem found")
     return 0
 
 
@@ -124,7 +140,7 @@ def run_curves(args: argparse.Namespace) -> int:
         series = curves.load_metrics(args.logs, rescore=not args.no_rescore)
         out = curves.plot_reward_curves(series, args.out, title=args.title, smooth=args.smooth)
     except (curves.MetricLogError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     for name, s in series.items():
         print(f"{name}: {len(s.steps)} points, steps {s.steps[0]}..{s.steps[-1]}, last {s.values[-1]:.3f}")
@@ -139,7 +155,7 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         budget = ImageBudget(args.min_pixels, args.max_pixels)
     except ImageBudgetError as exc:
-        print(f"error: image budget: {exc}", file=sys.stderr)
+        print_error(f"image budget: {exc}")
         return 2
     try:
         folder = export.export_checkpoint(
@@ -154,7 +170,7 @@ def run_export(args: argparse.Namespace) -> int:
             image_budget=budget,
         )
     except export.ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     print(f"exported {folder}")
     return 0
@@ -170,7 +186,7 @@ def run_budget(args: argparse.Namespace) -> int:
             DEFAULT_BUDGET.max_pixels if args.max_pixels is None else args.max_pixels,
         )
     except ImageBudgetError as exc:
-        print(f"error: image budget: {exc}", file=sys.stderr)
+        print_error(f"image budget: {exc}")
         return 2
     values = {
         "MIN_PIXELS": budget.min_pixels,
@@ -205,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the visible GPU count.",
     )
     pre.add_argument("trainer", choices=sorted(_TRAINER_MODULES), help="which trainer the command runs")
-    pre.add_argument("--dry-run", action="store_true", help="print the resolved command; skip the GPU check")
+    pre.add_argument("--dry-run", action="store_true",
+                     help="print the command first, then check it (GPUs not counted); exit 2 when a check fails")
     pre.add_argument("--no-gpu-check", action="store_true", help="do not count visible GPUs")
     pre.set_defaults(func=run_preflight)
     pre.epilog = (
@@ -216,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cur = sub.add_parser(
         "curves",
-        help="plot reward components over training steps to a PNG",
+        help="plot reward components over training steps (the format by --out's extension: png, pdf, svg, ...)",
         description="Reads EasyR1's file logger (experiment_log.jsonl), verl's file logger "
         "(VERL_FILE_LOGGER_PATH JSONL), verl's console output (step:N - key:value lines), verl's "
         "rollout dumps (trainer.rollout_data_dir: <step>.jsonl), or TRL's logs (trainer_state.json "
@@ -282,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("folder")
     chk.add_argument("--device", default="auto")
     chk.set_defaults(func=run_check)
+    from imageedit_r1.cli_common import add_common_flags
+
+    add_common_flags(parser, sub)
     return parser
 
 
@@ -291,7 +311,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         result = export.check_model_folder(args.folder, device=args.device)
     except export.ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     print(result.summary())
     return 0
@@ -306,7 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, command = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
     args.command = command
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CommandLineError as exc:
+        print_error(exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ def installed_trainer() -> str | None:
     return None
 
 
+# How to get each trainer into an environment of its own (they both install as ``verl``).
+INSTALL = {"easyr1": "`make setup-easyr1` (.venv-easyr1, which the EasyR1 recipe uses when PYTHON is not set)",
+           "verl": "`pip install -e '.[verl]'` (docs/training.md)"}
+
+
 def trainer_problem(trainer: str) -> str | None:
     """None when ``trainer`` is what is installed; else what is installed and what to do."""
     found = installed_trainer()
@@ -47,11 +52,12 @@ def trainer_problem(trainer: str) -> str | None:
         return None
     wanted, entry = TRAINER_NAMES[trainer], ENTRY_POINTS[trainer]
     if found is None:
-        return (f"{wanted} is not installed in this interpreter (no module {entry}): install it "
-                "(see docs/training.md) or set PYTHON to the training environment's interpreter")
+        return (f"{wanted} is not installed in this interpreter (no module {entry}): install it with "
+                f"{INSTALL[trainer]}, or set PYTHON to the training environment's interpreter")
     return (f"this interpreter has {TRAINER_NAMES[found]} installed as 'verl', not {wanted}: `-m {entry}` would "
-            f"fail with No module named {entry}. Install {wanted} in this environment, set PYTHON to an "
-            f"interpreter that has it, or use {RECIPES[found]} for {TRAINER_NAMES[found]}")
+            f"fail with No module named {entry}. Install {wanted} in an environment of its own with "
+            f"{INSTALL[trainer]}, set PYTHON to an interpreter that has it, or use {RECIPES[found]} for "
+            f"{TRAINER_NAMES[found]}")
 
 
 @dataclass
@@ -81,11 +87,11 @@ def read_data_file(path: str) -> DataFileInfo | None:
     return None
 
 
-def data_file_problems(trainer: str, name: str, paths: list[str], required_columns: list[str],
-                       batch_key: str, batch_size: int | None) -> tuple[list[str], list[str]]:
-    """(problems, warnings) for the files of one data setting (``data.train_files``)."""
+def data_file_problems(trainer: str, name: str, paths: list[str],
+                       required_columns: list[str]) -> tuple[list[str], int | None]:
+    """(problems, rows) of the files of one data setting (``data.train_files``); rows is None when
+    no file could be counted (a hub dataset, a folder)."""
     problems: list[str] = []
-    warnings: list[str] = []
     total = 0
     counted = False
     other = "verl" if trainer == "easyr1" else "easyr1"
@@ -110,8 +116,4 @@ def data_file_problems(trainer: str, name: str, paths: list[str], required_colum
         if missing:
             problems.append(f"{name}: {path} lacks the column(s) {', '.join(missing)} "
                             f"(it has {', '.join(sorted(info.columns)) or 'none'})")
-    if counted and batch_size and total < batch_size:
-        warnings.append(f"{name} holds {total} row(s), fewer than one rollout batch ({batch_key}={batch_size}): "
-                        "the trainer drops the incomplete batch and would take no step; lower "
-                        f"{batch_key} or export more data")
-    return problems, warnings
+    return problems, (total if counted else None)

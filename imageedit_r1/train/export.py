@@ -57,7 +57,8 @@ def merger_command(trainer: str, local_dir: Path, out: Path, *, easyr1_dir: str 
     if trainer == "easyr1":
         root = easyr1_dir or os.environ.get("EASYR1_DIR")
         if not root:
-            raise ExportError("EasyR1's merger lives in its source checkout: pass --easyr1-dir or set EASYR1_DIR")
+            raise ExportError("EasyR1's merger lives in its source checkout: pass --easyr1-dir or set EASYR1_DIR "
+                              "(`make setup-easyr1` clones it into .venv-easyr1/src/EasyR1; the image has /opt/EasyR1)")
         script = Path(root) / "scripts" / "model_merger.py"
         if not script.is_file():
             raise ExportError(f"EasyR1 merger not found: {script} (is --easyr1-dir an EasyR1 checkout?)")

@@ -230,8 +230,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunBusy as exc:  # another training writes the same metrics file
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if trainer.state.global_step == 0:  # nothing trained: the model to save is the one loaded
+        prompts = training_args.generation_batch_size // training_args.num_generations
+        trainer.accelerator.print(
+            f"error: the run made no training step: {len(trainer.train_dataset)} training row(s) hold no whole "
+            f"batch of {prompts} prompts (x {training_args.num_generations} generations), and TRL drops an "
+            "incomplete batch; no model was saved. Lower the batch (ROLLOUT_BATCH_SIZE in the recipe) or export "
+            "more data", file=sys.stderr)
+        return 1
     trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"saved the trained model to {training_args.output_dir}")
+    trainer.accelerator.print(f"saved the trained model to {training_args.output_dir} after "
+                              f"{trainer.state.global_step} step(s)")
     return 0
 
 

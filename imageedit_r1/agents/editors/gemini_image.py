@@ -39,6 +39,7 @@ from imageedit_r1.backends.sdk_errors import (
     gemini_prompt_block,
     gemini_safety_stop,
 )
+from imageedit_r1.endpoints import RetryConfig
 from imageedit_r1.retry import RetryPolicy, call_with_retries
 
 SUPPORTED_ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
@@ -54,7 +55,7 @@ class NanoBananaEditor(HostedEditor):
         api_key_env: str | list[str] = ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
         base_url: str | None = None,
         timeout: float = 180.0,
-        retry: RetryPolicy | dict | None = None,
+        retry: RetryConfig | RetryPolicy | dict | None = None,
         aspect_ratios: list[str] | None = None,
         max_input_pixels: int = 4 * 1024 * 1024,
     ) -> None:

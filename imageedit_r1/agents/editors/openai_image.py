@@ -26,6 +26,7 @@ from imageedit_r1.agents.editors.api_common import HostedEditor, api_key_from_en
 from imageedit_r1.agents.editors.base import EditorError, EditorUnavailableError, fit_to_size, unletterbox
 from imageedit_r1.agents.editors.openai_sizes import size_rule
 from imageedit_r1.backends.sdk_errors import classify_openai_error
+from imageedit_r1.endpoints import RetryConfig
 from imageedit_r1.images import shrink_to_pixels, to_png_bytes
 from imageedit_r1.retry import RetryPolicy, call_with_retries
 
@@ -35,6 +36,7 @@ AUTO_MAX_UPLOAD_PIXELS = 8_294_400  # gpt-image-2's largest output (3840x2160)
 
 class OpenAIImageEditor(HostedEditor):
     name = "openai-image"
+    key_optional_with_base_url = True
 
     def __init__(
         self,
@@ -43,7 +45,7 @@ class OpenAIImageEditor(HostedEditor):
         api_key_env: str | list[str] = "OPENAI_API_KEY",
         base_url: str | None = None,
         timeout: float = 300.0,
-        retry: RetryPolicy | dict | None = None,
+        retry: RetryConfig | RetryPolicy | dict | None = None,
         size: str = "match",
         area: int = 1024 * 1024,
         quality: str | None = None,
@@ -74,10 +76,12 @@ class OpenAIImageEditor(HostedEditor):
                 import openai
             except ImportError as exc:
                 raise EditorUnavailableError("openai is not installed: pip install 'imageedit-r1[api]'") from exc
-            key = api_key_from_env(self.api_key_env, "OpenAI images")
+            key = api_key_from_env(self.api_key_env, "OpenAI images",
+                                   optional=bool(self.base_url) and self.key_optional_with_base_url)
             self._secrets = [key]
-            # The SDK's own retries are off: one bounded policy (ours) decides.
-            self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+            # The SDK's own retries are off: one bounded policy (ours) decides. It wants a non-empty key.
+            self._client = openai.OpenAI(api_key=key or "EMPTY", base_url=self.base_url, timeout=self.timeout,
+                                         max_retries=0)
         return self._client
 
     def _request_size(self, image: Image.Image) -> tuple[Image.Image, tuple, str]:

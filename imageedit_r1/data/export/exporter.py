@@ -71,10 +71,6 @@ class ExportStats:
     def total(self) -> int:
         return sum(self.rows.values())
 
-    @property
-    def dropped_count(self) -> int:
-        return sum(len(ids) for ids in self.dropped.values())
-
 
 class Exporter:
     """Writes ``ExportItem`` rows to every requested format at once, splitting train/val."""
@@ -216,7 +212,7 @@ class ExportReport:
         ]
         if self.issues:
             lines.append(self.issues.summary(limit=10))
-        lines += [f"wrote {path}" for path in self.stats.files + [self.manifest]]
+        lines += [f"wrote {path}" for path in [*self.stats.files, self.manifest] if path]
         return "\n".join(lines)
 
 
@@ -233,7 +229,8 @@ def export_labelled(
     """Export every sample of ``loaders`` that has an ok label in ``labels``.
 
     Refuses (``LeakageError``, nothing written) when a sample is in an eval subset by id or by
-    image hash, unless ``drop_eval_overlap``, which leaves those samples out and lists them.
+    image hash, unless ``drop_eval_overlap``, which leaves those samples out and lists them. When
+    no sample is exported, nothing is written either (no empty files, no manifest).
     """
     from tqdm.auto import tqdm
 
@@ -262,6 +259,10 @@ def export_labelled(
             report.issues.merge(chosen.issues)
         if report.overlaps and not drop_eval_overlap:
             raise LeakageError(leakage_message(report.overlaps))
+        if not exporter.stats.total:  # nothing to train on: no empty files, and an earlier export stays whole
+            exporter.abort()
+            report.stats = exporter.stats
+            return report
         report.stats = exporter.commit()
     manifest = {
         "formats": list(exporter.formats),

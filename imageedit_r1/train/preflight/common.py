@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,17 +97,32 @@ def check_data_files(report: Report, name: str, value: Any, *, required: bool) -
         )
 
 
-def check_data_columns(report: Report, trainer: str, data: dict, columns: list[str], batch_key: str,
-                       batch_size: int | None) -> None:
-    """The other trainer's export is rejected by its columns; too few rows for one batch is a warning."""
+def check_data_columns(report: Report, trainer: str, data: dict, columns: list[str]) -> int | None:
+    """The other trainer's export is rejected by its columns; returns the training rows (None: not counted)."""
     from imageedit_r1.train.data_files import data_file_problems
 
+    train_rows = None
     for key in ("train_files", "val_files"):
         paths = [p for p in as_list(data.get(key)) if os.path.exists(p)]
-        problems, warnings = data_file_problems(trainer, f"data.{key}", paths, columns, batch_key,
-                                                batch_size if key == "train_files" else None)
+        problems, rows = data_file_problems(trainer, f"data.{key}", paths, columns)
         report.problems.extend(problems)
-        report.notes.extend(f"warning: {w}" for w in warnings)
+        if key == "train_files":
+            train_rows = rows
+    return train_rows
+
+
+def check_one_step(report: Report, name: str, rows: int | None, batch: str, batch_size: int | None,
+                   fits: Callable[[int], str | None]) -> None:
+    """Refuse training data that holds no whole batch: every trainer drops an incomplete batch, so
+    such a run would make no step. ``fits(rows)`` names settings under which ``rows`` make one."""
+    if rows is None or not batch_size or rows >= batch_size:
+        return
+    fitting = fits(rows) if rows else None
+    report.fail(
+        f"{name} holds {rows} row(s), fewer than one batch of {batch_size} prompts ({batch}): the trainer drops "
+        f"an incomplete batch, so this run would make no training step; "
+        + (f"{fitting}, or " if fitting else "") + f"export at least {batch_size} rows"
+    )
 
 
 def check_model_path(report: Report, name: str, value: Any) -> None:

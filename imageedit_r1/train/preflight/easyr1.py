@@ -7,7 +7,7 @@ import difflib
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from imageedit_r1.train.preflight.common import (
     check_data_files,
     check_gpus,
     check_model_path,
+    check_one_step,
     check_reward_weights,
     flatten,
     get_dotted,
@@ -92,6 +93,56 @@ def load_easyr1_config(overrides: Sequence[str]) -> dict:
         raise PreflightError([str(exc)]) from None
 
 
+@dataclass(frozen=True)
+class _Batches:
+    """EasyR1's sizes that must divide one another (ray_trainer.py and fsdp_workers.py)."""
+
+    nnodes: int
+    gpus: int
+    rollout: int
+    update: int  # worker.actor.global_batch_size, prompts per actor update
+    n: int
+    micro_update: int
+    micro_experience: int
+    tensor_parallel: int
+    ulysses: int
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.rollout % self.update:
+            found.append(f"data.rollout_batch_size ({self.rollout}) must be divisible by "
+                         f"worker.actor.global_batch_size ({self.update})")
+        if (self.rollout * self.n) % self.micro_experience:
+            found.append(f"data.rollout_batch_size * worker.rollout.n ({self.rollout * self.n}) must be divisible by "
+                         f"worker.actor.micro_batch_size_per_device_for_experience ({self.micro_experience})")
+        world = self.gpus * self.nnodes
+        if world % self.ulysses:
+            found.append(f"{world} GPUs are not divisible by worker.actor.ulysses_size ({self.ulysses})")
+        else:
+            data_parallel = world // self.ulysses
+            per_device = self.update * self.n // data_parallel
+            if per_device == 0:
+                found.append(f"worker.actor.global_batch_size * worker.rollout.n ({self.update * self.n}) is smaller "
+                             f"than the data-parallel size ({data_parallel})")
+            elif per_device % self.micro_update:
+                found.append(f"per-device update batch ({per_device} = {self.update}*{self.n}/{data_parallel}) must be "
+                             f"divisible by worker.actor.micro_batch_size_per_device_for_update ({self.micro_update})")
+        if world % self.tensor_parallel:
+            found.append(f"{world} GPUs are not divisible by worker.rollout.tensor_parallel_size "
+                         f"({self.tensor_parallel})")
+        return found
+
+    def fitting(self, rows: int) -> str | None:
+        """The largest rollout batch of at most ``rows`` prompts (and the largest update batch in it)
+        that passes every check, as settings; None when none does."""
+        for rollout in range(rows, 0, -1):
+            for update in range(min(self.update, rollout), 0, -1):
+                if rollout % update == 0 and not replace(self, rollout=rollout, update=update).problems():
+                    return (f"data.rollout_batch_size={rollout} worker.actor.global_batch_size={update} fit "
+                            f"(ROLLOUT_BATCH_SIZE={rollout} GLOBAL_BATCH_SIZE={update} in the recipe)")
+        return None
+
+
 def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool = True) -> Report:
     """EasyR1's own constraints (ray_trainer.py and fsdp_workers.py), checked before Ray starts."""
     report = Report()
@@ -123,41 +174,20 @@ def check_easyr1(config: dict, *, check_files: bool = True, check_devices: bool 
     estimator = get_dotted(config, "algorithm.adv_estimator", "grpo")
     if estimator in GROUP_ESTIMATORS and n is not None and n < 2:
         report.fail(f"{estimator} compares rollouts within a group: worker.rollout.n must be > 1, got {n}")
-    if rollout_bs and global_bs and rollout_bs % global_bs:
-        report.fail(
-            f"data.rollout_batch_size ({rollout_bs}) must be divisible by "
-            f"worker.actor.global_batch_size ({global_bs})"
-        )
-    if rollout_bs and n and micro_exp and (rollout_bs * n) % micro_exp:
-        report.fail(
-            f"data.rollout_batch_size * worker.rollout.n ({rollout_bs * n}) must be divisible by "
-            f"worker.actor.micro_batch_size_per_device_for_experience ({micro_exp})"
-        )
-    if gpus and nnodes and global_bs and n and micro_update and ulysses:
-        world = gpus * nnodes
-        if world % ulysses:
-            report.fail(f"{world} GPUs are not divisible by worker.actor.ulysses_size ({ulysses})")
-        else:
-            per_device = global_bs * n // (world // ulysses)
-            if per_device == 0:
-                report.fail(
-                    f"worker.actor.global_batch_size * worker.rollout.n ({global_bs * n}) is smaller than "
-                    f"the data-parallel size ({world // ulysses})"
-                )
-            elif per_device % micro_update:
-                report.fail(
-                    f"per-device update batch ({per_device} = {global_bs}*{n}/{world // ulysses}) must be divisible "
-                    f"by worker.actor.micro_batch_size_per_device_for_update ({micro_update})"
-                )
-        if tp and world % tp:
-            report.fail(f"{world} GPUs are not divisible by worker.rollout.tensor_parallel_size ({tp})")
+    sizes = (nnodes, gpus, rollout_bs, global_bs, n, micro_update, micro_exp, tp, ulysses)
+    batches = _Batches(*sizes) if None not in sizes else None
+    if batches is not None:
+        for problem in batches.problems():
+            report.fail(problem)
 
     if check_files:
         check_data_files(report, "data.train_files", get_dotted(config, "data.train_files"), required=True)
         check_data_files(report, "data.val_files", get_dotted(config, "data.val_files"), required=False)
         columns = [get_dotted(config, "data.prompt_key", "problem"), get_dotted(config, "data.answer_key", "answer"),
                    get_dotted(config, "data.image_key", "images")]
-        check_data_columns(report, "easyr1", config.get("data", {}), columns, "data.rollout_batch_size", rollout_bs)
+        rows = check_data_columns(report, "easyr1", config.get("data", {}), columns)
+        if batches is not None:
+            check_one_step(report, "data.train_files", rows, "data.rollout_batch_size", rollout_bs, batches.fitting)
         check_model_path(report, "worker.actor.model.model_path", get_dotted(config, "worker.actor.model.model_path"))
         prompt = get_dotted(config, "data.format_prompt")
         if prompt and not os.path.isfile(prompt):

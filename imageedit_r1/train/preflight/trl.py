@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from imageedit_r1.train.preflight.common import Report, check_gpus, check_model_path, positive_int
+from imageedit_r1.train.preflight.common import (
+    Report,
+    check_gpus,
+    check_model_path,
+    check_one_step,
+    positive_int,
+)
 
 
 def _per_device_batch(argv: Sequence[str]) -> int:
@@ -33,6 +39,26 @@ def _per_device_batch(argv: Sequence[str]) -> int:
         return 1
 
 
+def _rows(files: Sequence[str]) -> int | None:
+    from imageedit_r1.train.data_files import read_data_file
+
+    counts = [read_data_file(str(path)) for path in files]
+    return sum(info.rows for info in counts if info is not None) if counts and None not in counts else None
+
+
+def _fitting(rows: int, generations: int, micro: int, processes: int) -> str | None:
+    """The largest batch of at most ``rows`` prompts whose completions split evenly over the
+    processes in micro-batches (the largest micro-batch up to ``micro``), as settings."""
+    for prompts in range(rows, 0, -1):
+        for size in range(micro, 0, -1):
+            if (prompts * generations) % (size * processes) == 0:
+                steps = prompts * generations // (size * processes)
+                return (f"{prompts} prompts x {generations} generations fit: ROLLOUT_BATCH_SIZE={prompts} "
+                        f"MICRO_BATCH_SIZE={size} in the recipe (--per_device_train_batch_size {size} "
+                        f"--gradient_accumulation_steps {steps})")
+    return None
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -57,7 +83,7 @@ def check_trl(
     from imageedit_r1.train.trl_grpo import check_columns, parse_args
 
     report = Report()
-    argv = list(argv)
+    argv = argv_given = list(argv)
     if not use_cpu and "--use_cpu" not in argv and not _cuda_available():
         # Checked on a machine without GPUs (a login node, a dry run): TrainingArguments would refuse
         # bf16 here, not on the GPUs; whether GPUs are there is the GPU check's job below.
@@ -105,8 +131,14 @@ def check_trl(
             f"{config.vllm_server_host}:{config.vllm_server_port} first, on GPUs not used for training"
         )
     if check_files:
-        for problem in check_columns(list(data_args.train_files) + list(data_args.val_files)):
+        problems = check_columns(list(data_args.train_files) + list(data_args.val_files))
+        for problem in problems:
             report.fail(problem)
+        if not problems:
+            prompts = config.generation_batch_size // config.num_generations
+            check_one_step(report, "--train_files", _rows(data_args.train_files), "prompts per generation batch",
+                           prompts, lambda rows: _fitting(rows, config.num_generations,
+                                                          _per_device_batch(argv_given), processes))
         check_model_path(report, "--model_name_or_path", model_args.model_name_or_path)
     positive_int(report, "num_processes", num_processes)
     machines = positive_int(report, "num_machines", num_machines)

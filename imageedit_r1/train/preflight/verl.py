@@ -40,21 +40,63 @@ def _unknown_verl_key(key: str) -> str:
             + f"; to add a key verl does not define, write +{key}=...")
 
 
-def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> common.Report:
-    """verl's ``validate_config`` plus the reward hook and our data checks."""
+def _validation_problem(config) -> str | None:
+    """verl's own ``validate_config``, its progress line kept off the terminal."""
+    import contextlib
+    import io
     import warnings
 
-    from verl.trainer.ppo.reward import get_custom_reward_fn
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import omega_conf_to_dataclass, validate_config
+    from verl.utils.config import validate_config
 
-    report = common.Report()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", UserWarning)  # "critic disabled for GRPO" is expected
         try:
             validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
         except (AssertionError, ValueError) as exc:
-            report.fail(f"verl validate_config: {exc}")
+            return f"verl validate_config: {exc}"
+    return None
+
+
+def _mini_batch_problem(config) -> str | None:
+    mini = config.actor_rollout_ref.actor.ppo_mini_batch_size
+    if config.data.train_batch_size % mini:
+        return (f"data.train_batch_size ({config.data.train_batch_size}) must be divisible by "
+                f"actor_rollout_ref.actor.ppo_mini_batch_size ({mini})")
+    return None
+
+
+def _fitting(config, rows: int, tries: int = 64) -> str | None:
+    """The largest step batch of at most ``rows`` prompts, with the largest update batch dividing it,
+    that verl's checks accept (at most ``tries`` validations), as settings; None when none does."""
+    import copy
+
+    largest_mini = config.actor_rollout_ref.actor.ppo_mini_batch_size
+    for batch in range(rows, 0, -1):
+        for mini in range(min(largest_mini, batch), 0, -1):
+            if batch % mini:
+                continue
+            if tries == 0:
+                return None
+            tries -= 1
+            candidate = copy.deepcopy(config)
+            candidate.data.train_batch_size = batch
+            candidate.actor_rollout_ref.actor.ppo_mini_batch_size = mini
+            if _validation_problem(candidate) is None and _mini_batch_problem(candidate) is None:
+                return (f"data.train_batch_size={batch} actor_rollout_ref.actor.ppo_mini_batch_size={mini} fit "
+                        f"(ROLLOUT_BATCH_SIZE={batch} GLOBAL_BATCH_SIZE={mini} in the recipe)")
+    return None
+
+
+def check_verl(config, *, check_files: bool = True, check_devices: bool = True) -> common.Report:
+    """verl's ``validate_config`` plus the reward hook and our data checks."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+    from verl.utils.config import omega_conf_to_dataclass
+
+    report = common.Report()
+    problem = _validation_problem(config)
+    if problem:
+        report.fail(problem)
 
     # The typed configs verl builds from these sections run their own checks on construction.
     for section in ("actor_rollout_ref.rollout", "algorithm"):
@@ -69,12 +111,9 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
     n = config.actor_rollout_ref.rollout.n
     if config.algorithm.adv_estimator in common.GROUP_ESTIMATORS and n < 2:
         report.fail(f"{config.algorithm.adv_estimator} needs actor_rollout_ref.rollout.n > 1, got {n}")
-    mini = config.actor_rollout_ref.actor.ppo_mini_batch_size
-    if config.data.train_batch_size % mini:
-        report.fail(
-            f"data.train_batch_size ({config.data.train_batch_size}) must be divisible by "
-            f"actor_rollout_ref.actor.ppo_mini_batch_size ({mini})"
-        )
+    problem = _mini_batch_problem(config)
+    if problem:
+        report.fail(problem)
     try:
         if get_custom_reward_fn(config) is None:
             report.fail("reward.custom_reward_function.path is not set: verl would use its built-in scorers")
@@ -95,7 +134,9 @@ def check_verl(config, *, check_files: bool = True, check_devices: bool = True) 
         common.check_data_files(report, "data.val_files", to_plain(config.data.val_files), required=False)
         data = {"train_files": to_plain(config.data.train_files), "val_files": to_plain(config.data.val_files)}
         columns = [config.data.prompt_key, config.data.get("image_key", "images"), "reward_model"]
-        common.check_data_columns(report, "verl", data, columns, "data.train_batch_size", config.data.train_batch_size)
+        rows = common.check_data_columns(report, "verl", data, columns)
+        common.check_one_step(report, "data.train_files", rows, "data.train_batch_size", config.data.train_batch_size,
+                              lambda rows: _fitting(config, rows))
         common.check_model_path(report, "actor_rollout_ref.model.path", config.actor_rollout_ref.model.path)
         from imageedit_r1.train.budget_check import check_image_budget
 

@@ -3,7 +3,7 @@
 - ``Service`` (the ingress, one replica by default) serves the HTTP routes
   (``imageedit_r1.serve.api``) and calls the others through deployment handles.
 - ``Planner`` holds a pipeline's agents. Concurrent requests reach it one by one and
-  ``@serve.batch`` hands them to ``plan_requests`` together (``imageedit_r1.serve.work``).
+  ``@serve.batch`` hands them to ``plan_requests`` together, which plans them in one ``plan_batch`` (``imageedit_r1.serve.work``).
 - ``Editor`` holds a pipeline's editor, one replica per GPU (``num_gpus``; hosted editors take
   none), scaled by Serve's autoscaler between ``min_replicas`` and ``max_replicas``. Each
   replica runs ``concurrent_edits`` edits at once (1 on a GPU) with the next request waiting in

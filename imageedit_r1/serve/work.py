@@ -23,14 +23,15 @@ SUMMARY_FIELDS = ("status", "mode", "sub_requests", "instructions", "seeds", "se
 
 def plan_requests(pipeline, images: list[bytes], requests: list[str]) -> list[dict[str, Any] | APIError]:
     """One outcome per (image, request) pair, in order: the plan (``Plan.to_dict()``, secrets
-    masked) or the ``APIError`` that pair gets. One pair's failure never fails the others."""
-    outcomes: list[dict[str, Any] | APIError] = []
-    for image, request in zip(images, requests, strict=True):
-        try:
-            outcomes.append(mask(pipeline.plan(image, request).to_dict()))
-        except Exception as exc:  # noqa: BLE001 - each pair gets its own answer
-            outcomes.append(error_for(exc, "planning"))
-    return outcomes
+    masked) or the ``APIError`` that pair gets. The pairs are planned together
+    (``ImageEditR1.plan_batch``: one batched call per agent stage); one pair's failure never fails
+    the others, and agents that cannot start fail every pair with the same error."""
+    try:
+        plans = pipeline.plan_batch(images, requests)
+    except Exception as exc:  # noqa: BLE001 - the agents cannot start: every pair is told why
+        return [error_for(exc, "planning") for _ in requests]
+    return [error_for(plan, "planning") if isinstance(plan, BaseException) else mask(plan.to_dict())
+            for plan in plans]
 
 
 def edit_image(pipeline, image: bytes, plan: dict[str, Any], *, seed: int, output_format: str = "png",

@@ -4,6 +4,7 @@
 #   docker build -t imageedit-r1:easyr1 .                         # EasyR1 (the paper's trainer)
 #   docker build --build-arg TRAINER=verl -t imageedit-r1:verl .  # upstream verl 0.9.1
 #   docker build --target app -t imageedit-r1:app .               # the interactive editor (docs/app.md)
+#   docker build --target serve -t imageedit-r1:serve .           # the OpenAI-compatible service (docs/serving.md)
 #
 # EasyR1 and upstream verl both install a Python package named `verl`, so an image holds one.
 # Versions follow each trainer's own supported stack:
@@ -39,27 +40,47 @@ RUN pip uninstall -y torch torchvision torchaudio pytorch-triton torch-tensorrt 
         apex megatron-core || true
 RUN pip install "verl[vllm,fsdp]==0.9.1" pandas pyarrow
 
-# ---------------------------------------------------------------- the interactive editor (docs/app.md)
-#   docker build --target app -t imageedit-r1:app .
-#   docker run --gpus all -p 127.0.0.1:7860:7860 -v "$HOME/.cache/huggingface:/cache/huggingface" \
-#       -e HF_TOKEN imageedit-r1:app                      # then open http://127.0.0.1:7860
-# Inference only: NGC's torch, the diffusers editors, the hosted-API clients and Gradio; no trainer.
-FROM base-verl AS app
-ENV PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1 GRADIO_ANALYTICS_ENABLED=False HF_HOME=/cache/huggingface
+# ---------------------------------------------------------------- inference images (the app, the service)
+# Inference only: NGC's torch (kept: pip is constrained to the installed torch/torchvision), the
+# diffusers editors and the hosted-API clients, then each image's own front end; no trainer.
+FROM base-verl AS inference
+ENV PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1 HF_HOME=/cache/huggingface
 WORKDIR /workspace/imageedit-r1
 COPY pyproject.toml README.md ./
 COPY imageedit_r1 ./imageedit_r1
 COPY examples ./examples
-# Keep NGC's own torch build: constrain pip to the installed torch/torchvision.
 RUN pip freeze | grep -iE '^(torch|torchvision)==' > /tmp/keep-torch.txt && \
-    pip install -c /tmp/keep-torch.txt -e ".[diffusers,api,app]" && \
+    useradd --create-home --uid 1000 app && mkdir -p /cache/huggingface && chown app /cache/huggingface
+
+# ---------------------------------------------------------------- the interactive editor (docs/app.md)
+#   docker build --target app -t imageedit-r1:app .
+#   docker run --gpus all -p 127.0.0.1:7860:7860 -v "$HOME/.cache/huggingface:/cache/huggingface" \
+#       -e HF_TOKEN imageedit-r1:app                      # then open http://127.0.0.1:7860
+FROM inference AS app
+ENV GRADIO_ANALYTICS_ENABLED=False
+RUN pip install -c /tmp/keep-torch.txt -e ".[diffusers,api,app]" && \
     python -c "import imageedit_r1.app.ui, diffusers; print('app ready')"
-RUN useradd --create-home --uid 1000 app && mkdir -p /cache/huggingface && chown app /cache/huggingface
 USER app
 EXPOSE 7860
 # Inside the container the app must listen on every interface for -p to reach it; publish the
 # port on the host's loopback (-p 127.0.0.1:7860:7860) unless a login is set (IMAGEEDIT_R1_APP_AUTH).
 ENTRYPOINT ["python", "-m", "imageedit_r1.app", "--host", "0.0.0.0", "--port", "7860"]
+CMD ["--config", "examples/configs/flux_kontext.yaml"]
+
+# ---------------------------------------------------------------- the service (docs/serving.md)
+#   docker build --target serve -t imageedit-r1:serve .
+#   docker run --gpus all --shm-size 16g -p 127.0.0.1:8000:8000 -v "$HOME/.cache/huggingface:/cache/huggingface" \
+#       -e HF_TOKEN -e IMAGEEDIT_R1_API_KEYS="$(cat keys.txt | paste -sd,)" imageedit-r1:serve
+# OpenAI's images API on Ray Serve, one editor replica per GPU of the container; the same image runs a
+# KubeRay RayService (recipes/k8s/rayservice.yaml), whose operator starts Ray in it instead.
+FROM inference AS serve
+RUN pip install -c /tmp/keep-torch.txt -e ".[diffusers,api,serve]" && \
+    python -c "import imageedit_r1.serve.deployments, diffusers; print('service ready')"
+USER app
+EXPOSE 8000
+# On every interface inside the container, so the service refuses to start without API keys
+# (IMAGEEDIT_R1_API_KEYS, comma-separated); publish the port on the host's loopback all the same.
+ENTRYPOINT ["python", "-m", "imageedit_r1.serve", "--host", "0.0.0.0", "--port", "8000"]
 CMD ["--config", "examples/configs/flux_kontext.yaml"]
 
 # ---------------------------------------------------------------- this package

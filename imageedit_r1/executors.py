@@ -68,6 +68,8 @@ class RayConfig:
     # Resources of a new local instance only (None: detected). Tests fake GPUs with num_gpus.
     num_cpus: int | None = None
     num_gpus: int | None = None
+    # Port of a new local instance's Prometheus metrics (Ray's and Ray Serve's); None: Ray picks one.
+    metrics_export_port: int | None = None
     # Passed to ray.init (working_dir, pip, env_vars, ...); empty on clusters built from the image.
     runtime_env: dict[str, Any] = field(default_factory=dict)
     replicas: int | None = None  # None: every GPU of the cluster / gpus_per_replica

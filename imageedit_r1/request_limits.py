@@ -275,7 +275,11 @@ class FrontDoor:
             return
         path = _route_path(scope)
         client = (scope.get("client") or ("unknown", 0))[0]
-        login = self.throttle is not None and matches(path, self.rules.login_routes)
+        public = matches(path, self.rules.public_routes)
+        # A public route is a login route only by its own name (a login form), never through a
+        # pattern: a probe of /healthz must neither clear a client's failed logins nor be throttled.
+        login = self.throttle is not None and matches(path, self.rules.login_routes) and (
+            not public or path in self.rules.login_routes)
         if login:
             wait = self.throttle.wait(client)
             if wait > 0:
@@ -283,7 +287,7 @@ class FrontDoor:
                               f"{math.ceil(wait)} s", [(b"retry-after", str(math.ceil(wait)).encode())])
                 return
         signed_in = self.signed_in is None or self.signed_in(scope)
-        if not signed_in and not matches(path, self.rules.public_routes):
+        if not signed_in and not public:
             if login:  # a service that checks a key on every route: a wrong key is a failed login
                 self.throttle.failed(client)
             await _refuse(scope, receive, send, 401, "Not authenticated: sign in first")

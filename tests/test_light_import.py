@@ -4,7 +4,7 @@ import sys
 import pytest
 
 HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai", "datasets", "verl", "numpy", "gradio",
-         "trl")
+         "trl", "ray", "fastapi")
 
 
 @pytest.mark.parametrize(
@@ -14,6 +14,9 @@ HEAVY = ("torch", "transformers", "diffusers", "vllm", "openai", "google.genai",
         "import imageedit_r1.rewards",
         "import imageedit_r1.pipeline",
         "import imageedit_r1.app",
+        "import imageedit_r1.serve",
+        "import imageedit_r1.serve.config",
+        "import imageedit_r1.serve.__main__",
         "import imageedit_r1.integrations.verl",
         "import imageedit_r1.integrations.easyr1",
         "import imageedit_r1.integrations.trl",

@@ -210,3 +210,32 @@ def test_a_fastapi_service_takes_the_front_door_as_it_is():
         assert codes == [401, 401, 401, 429, 429]
         other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         assert other.get(f"{url}/v1/models", headers=key).status_code == 200
+
+
+def test_a_public_probe_neither_clears_nor_waits_out_a_clients_failed_keys():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"data": []}
+
+    throttle = LoginThrottle(free=2, delay=30.0)
+    app.add_middleware(FrontDoor, rules=DoorRules(public_routes=("/healthz",), login_routes=("*",),
+                                                  failed_login_statuses=(401,)),
+                       signed_in=lambda scope: (b"authorization", f"Bearer {KEY}".encode()) in scope["headers"],
+                       throttle=throttle)
+    client = TestClient(app)
+    wrong = {"Authorization": "Bearer wrong-key-0123456789"}
+    codes = []
+    for _ in range(3):
+        codes.append(client.get("/v1/models", headers=wrong).status_code)
+        assert client.get("/healthz").status_code == 200  # a probe between guesses: answered, counted for nothing
+    assert codes == [401, 401, 429]
+    assert client.get("/healthz").status_code == 200  # a throttled address still answers its probes

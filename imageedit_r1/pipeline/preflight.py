@@ -57,11 +57,12 @@ def _agent_class(role: str):
 
 def editor_problems(name: str, options: dict[str, Any], *, check_models: bool = True) -> list[str]:
     """Problems of the editing agent: its name, options, API key and weights."""
-    from imageedit_r1.agents.editors import EDITORS, editor_class
+    from imageedit_r1.agents.editors import editor_class
 
-    if name not in EDITORS:
-        return [f"editor.name: unknown editor {name!r}; choose one of {sorted(EDITORS)}"]
-    cls = editor_class(name)
+    try:
+        cls = editor_class(name)
+    except ValueError as exc:
+        return [f"editor.name: {exc}"]
     problems = unknown_options(cls, options, "editor.options")
     if options.get("retry") is not None and "retry" in accepted_options(cls)[0]:
         try:  # the hosted editors' retries: an endpoint's RetryConfig, checked key by key

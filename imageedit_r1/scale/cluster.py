@@ -34,7 +34,8 @@ def connect(cfg: RayConfig) -> None:
         if address:
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False, **options)
+            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=False,
+                     _metrics_export_port=cfg.metrics_export_port, **options)
     except ConnectionError as exc:
         raise ClusterUnavailableError(f"cannot reach the Ray cluster at {address!r}: {exc}; start it with `ray start --head` "
                            "or unset RAY_ADDRESS / ray.address to run on this machine alone") from exc

@@ -1,7 +1,7 @@
 """A stand-in editor for orchestration tests and benchmarks: it sleeps, then returns a seeded image.
 
-Use it as an evaluation method of kind ``callable`` (``target: imageedit_r1.testing.sleepy_editor:edit``).
-It holds no model, so what a run measures with it is the orchestration alone. The output depends
+Use it as an evaluation method of kind ``callable`` (``target: imageedit_r1.testing.sleepy_editor:edit``),
+or as a pipeline's editor (``editor.name: imageedit_r1.testing.sleepy_editor:SleepyEditor``). It holds no model, so what a run measures with it is the orchestration alone. The output depends
 only on the input's pixels, the request and the seed, so any replica makes the same bytes.
 
 A request containing ``[refuse]`` raises ``EditRefusedError`` after the sleep; one containing
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from imageedit_r1.agents.editors.base import BaseEditor
 from imageedit_r1.store import append_jsonl
 
 SECONDS_VARIABLE = "IMAGEEDIT_R1_SLEEPY_SECONDS"
@@ -56,6 +57,16 @@ def edit(image, request: str, *, seed: int | None = None, sample: Any = None):
     tint = Image.new("RGB", image.size, tuple(digest[:3]))
     edited = Image.blend(image.convert("RGB"), tint, 0.5)
     return edited, {"request": request, "seed": seed, "sub_requests": [request]}
+
+
+class SleepyEditor(BaseEditor):
+    """``edit`` behind the editing agent's contract (``imageedit_r1.agents.editors``)."""
+
+    name = "sleepy"
+    model_id = "sleepy"
+
+    def _edit(self, image, instruction: str, *, seed: int | None):
+        return edit(image, instruction, seed=seed)[0]
 
 
 class OutOfMemoryError(RuntimeError):

@@ -4,7 +4,8 @@
     edited = editor.edit(image, "Recolor the coat to scarlet", seed=0)   # same size as `image`
 
 Names: ``flux-kontext``, ``qwen-image-edit``, ``qwen-image-edit-plus`` (local diffusers
-pipelines), ``nano-banana`` (google-genai) and ``openai-image`` (openai ``images.edit``).
+pipelines), ``nano-banana`` (google-genai) and ``openai-image`` (openai ``images.edit``); any
+other editor class by its import path, ``package.module:Class``.
 Importing this package loads none of them; each is imported when it is built.
 """
 
@@ -34,10 +35,16 @@ EDITORS: dict[str, str] = {
 
 
 def editor_class(name: str) -> type:
-    if name not in EDITORS:
-        raise ValueError(f"unknown editor {name!r}; choose one of: {', '.join(EDITORS)}")
-    module_name, class_name = EDITORS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    """The class registered as ``name``, or the class at the import path ``module:Class``."""
+    if name not in EDITORS and ":" not in name:
+        raise ValueError(f"unknown editor {name!r}; choose one of: {', '.join(EDITORS)} (or module:Class)")
+    module_name, _, class_name = EDITORS.get(name, name).partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        if name in EDITORS:
+            raise
+        raise ValueError(f"editor {name!r}: no class {class_name!r} in module {module_name!r} ({exc})") from exc
 
 
 def build_editor(name: str, **options: Any) -> Editor:

@@ -127,7 +127,8 @@ def test_recipe_rejects_bad_inputs_before_launching(trl_files, tmp_path):
     assert result.returncode == 2 and "must be divisible by MICRO_BATCH_SIZE x processes" in result.stderr
     result = run_recipe(env={**base, "N_GPUS_PER_NODE": "2", "CUDA_VISIBLE_DEVICES": "0", "TRAIN_FILES": str(trl_files["easyr1"])})
     assert result.returncode == 2 and not (tmp_path / "ck").exists()
-    assert "no column(s) ['prompt', 'ground_truth']" in result.stderr and "--format trl" in result.stderr
+    assert "is an EasyR1 export" in result.stderr and "TRL needs prompt, images, ground_truth" in result.stderr
+    assert "use the trl/ files of `python -m imageedit_r1.data export`" in result.stderr
     assert "n_gpus_per_node=2 but this node has 1 visible GPU(s)" in result.stderr
 
 
@@ -185,3 +186,21 @@ def test_help_lists_the_environment_and_options():
     for name in ("MODEL_PATH", "TRAIN_FILES", "N_GPUS_PER_NODE", "ROLLOUT_N", "USE_LORA", "USE_VLLM",
                  "MICRO_BATCH_SIZE", "ACCELERATE_CONFIG", "--dry-run", "--format trl"):
         assert name in result.stdout
+
+
+def test_every_trainers_files_are_told_apart_by_the_one_column_check(trl_files, tmp_path):
+    """TRL's check reads files as EasyR1's and verl's preflights do: another trainer's export is
+    named, with the recipe that takes it; a missing file says how to export one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imageedit_r1.data.export import verl
+    from imageedit_r1.train.trl_grpo import check_columns
+
+    verl_file = tmp_path / "verl.parquet"
+    pq.write_table(pa.Table.from_pylist([], schema=verl.features().arrow_schema), verl_file)
+    assert check_columns([str(trl_files["train"])]) == []
+    (problem,) = check_columns([str(verl_file)])
+    assert "is an upstream verl export" in problem and "recipes/run_grpo_qwen25vl_verl.sh" in problem
+    (problem,) = check_columns([str(tmp_path / "nowhere.parquet")])
+    assert "not found" in problem and "--format trl" in problem

@@ -317,8 +317,8 @@ def test_easyr1_dry_run_in_the_projects_venv_prints_the_command_and_says_how_to_
     assert command[:3] == [sys.executable, "-m", "verl.trainer.main"]  # the command first, whatever follows
     assert overrides_of(command)["data.train_files"] == str(train)
     assert "launch checked" not in result.stdout
-    (problem,) = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
-    assert problem.startswith("  - this interpreter has upstream verl installed as 'verl', not EasyR1: "
+    (problem,) = [line for line in result.stderr.splitlines() if line.startswith("error: - ")]
+    assert problem.startswith("error: - this interpreter has upstream verl installed as 'verl', not EasyR1: "
                               "`-m verl.trainer.main` would fail with No module named verl.trainer.main. "
                               "Install EasyR1 in an environment of its own with `make setup-easyr1`")
     assert "recipes/run_grpo_qwen25vl_verl.sh" in problem

@@ -6,8 +6,9 @@ this interpreter holds, or the real launch dies with ``No module named verl.trai
 
 The exporter writes one file set per trainer (``imageedit_r1.data.export``): EasyR1 rows are
 ``problem / answer / images``; verl rows are ``data_source / prompt / images / ability /
-reward_model / extra_info``. Each recipe's preflight reads the columns (the parquet footer or
-the first JSON line; no image is decoded) and rejects the other trainer's files.
+reward_model / extra_info``; TRL rows are ``prompt / images / ground_truth``. Each trainer's
+preflight reads the columns (the parquet footer or the first JSON line; no image is decoded) and
+rejects another trainer's files by name.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import json
 import os
 from dataclasses import dataclass
 
-TRAINER_NAMES = {"easyr1": "EasyR1", "verl": "upstream verl"}
+TRAINER_NAMES = {"easyr1": "EasyR1", "verl": "upstream verl", "trl": "TRL"}
 ENTRY_POINTS = {"easyr1": "verl.trainer.main", "verl": "verl.trainer.main_ppo"}
-RECIPES = {"easyr1": "recipes/run_grpo_qwen25vl.sh", "verl": "recipes/run_grpo_qwen25vl_verl.sh"}
+RECIPES = {"easyr1": "recipes/run_grpo_qwen25vl.sh", "verl": "recipes/run_grpo_qwen25vl_verl.sh",
+           "trl": "recipes/run_grpo_qwen25vl_trl.sh"}
 # Columns that only one trainer's export has.
-SIGNATURE_COLUMNS = {"easyr1": {"problem", "answer"}, "verl": {"prompt", "reward_model"}}
+SIGNATURE_COLUMNS = {"easyr1": {"problem", "answer"}, "verl": {"prompt", "reward_model"}, "trl": {"ground_truth"}}
 
 
 def _has_module(name: str) -> bool:
@@ -94,7 +96,6 @@ def data_file_problems(trainer: str, name: str, paths: list[str],
     problems: list[str] = []
     total = 0
     counted = False
-    other = "verl" if trainer == "easyr1" else "easyr1"
     for path in paths:
         try:
             info = read_data_file(path)
@@ -106,7 +107,9 @@ def data_file_problems(trainer: str, name: str, paths: list[str],
         counted = True
         total += info.rows
         columns = set(info.columns)
-        if SIGNATURE_COLUMNS[other] <= columns and not set(required_columns) <= columns:
+        other = next((kind for kind, signature in SIGNATURE_COLUMNS.items()
+                      if kind != trainer and signature <= columns), None)
+        if other is not None and not set(required_columns) <= columns:
             problems.append(
                 f"{name}: {path} is an {TRAINER_NAMES[other]} export (columns {', '.join(sorted(info.columns))}); "
                 f"{TRAINER_NAMES[trainer]} needs {', '.join(required_columns)}: use the {trainer}/ files of "

@@ -109,28 +109,14 @@ TRL_COLUMNS = ("prompt", "images", "ground_truth")
 
 
 def check_columns(files: Sequence[str]) -> list[str]:
-    """Problems with TRL parquet files: missing, unreadable, or lacking a column the run needs."""
-    problems = []
-    for path in files:
-        if not os.path.isfile(path):
-            problems.append(
-                f"train/val file not found: {path} (export it with `python -m imageedit_r1.data export --format trl`)"
-            )
-            continue
-        try:
-            import pyarrow.parquet as pq
+    """Problems with TRL data files: missing, unreadable, another trainer's export, or lacking a
+    column the run needs (``imageedit_r1.train.data_files``, as every trainer's preflight reads them)."""
+    from imageedit_r1.train.data_files import data_file_problems
 
-            names = pq.read_schema(path).names
-        except Exception as exc:  # pyarrow raises several error types for a file that is not parquet
-            problems.append(f"{path}: not a readable parquet file ({exc})")
-            continue
-        missing = [c for c in TRL_COLUMNS if c not in names]
-        if missing:
-            problems.append(
-                f"{path}: no column(s) {missing} (columns: {names}); TRL needs the files of "
-                "`python -m imageedit_r1.data export --format trl`, not the EasyR1 or verl ones"
-            )
-    return problems
+    missing = [f"train/val file not found: {path} (export it with `python -m imageedit_r1.data export "
+               "--format trl`)" for path in files if not os.path.isfile(path)]
+    found = [str(path) for path in files if os.path.isfile(path)]
+    return missing + data_file_problems("trl", "train/val file", found, list(TRL_COLUMNS))[0]
 
 
 def load_split(files: Sequence[str]):

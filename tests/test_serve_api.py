@@ -262,7 +262,8 @@ def test_plans_round_trip_and_a_broken_plan_is_a_400_before_any_edit(api):
         "Make it red", "Blur it"]
     assert backend.calls[-1] == ("edit", "first", [3, 5], "png", None)  # two steps apart: 3, 4 and 5, 6
     calls = len(backend.calls)
-    for broken in ("{", json.dumps({"mode": "single-turn"}), json.dumps({**plan_json, "mode": "sideways"})):
+    deep = json.dumps({**plan_json, "record": {"note": "N"}}).replace('"N"', "[" * 5000 + "]" * 5000)
+    for broken in ("{", json.dumps({"mode": "single-turn"}), json.dumps({**plan_json, "mode": "sideways"}), deep):
         answer = client.post("/v1/plans/execute", files=files, data={"plan": broken})
         assert answer.status_code == 400 and answer.json()["error"]["param"] == "plan", answer.text
     assert len(backend.calls) == calls

@@ -132,8 +132,8 @@ def main() -> None:
 
     from imageedit_r1.serve.deployments import APP_NAME, build_application
     from imageedit_r1.serve.server import running
-    from imageedit_r1.testing.stand_ins import reply_in_kind
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     load = os.getloadavg()
     rows = []

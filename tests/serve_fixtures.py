@@ -31,8 +31,8 @@ def sleepy_pipeline(agents_url: str, **changes) -> dict:
 
 def fake_agents():
     """A fake OpenAI chat server answering each agent's prompt in kind (a context manager)."""
-    from imageedit_r1.testing.stand_ins import reply_in_kind
     from imageedit_r1.testing.fake_servers import fake_openai_server, openai_text
+    from imageedit_r1.testing.stand_ins import reply_in_kind
 
     return fake_openai_server(lambda request: reply_in_kind(openai_text(request)))
 

@@ -96,6 +96,31 @@ def test_api_keys_come_from_a_file_or_the_environment_and_a_short_one_is_refused
     assert "short" not in str(caught.value)
 
 
+def test_a_local_ray_instance_inherits_the_keys_digests_and_never_the_keys(monkeypatch):
+    import os
+
+    from imageedit_r1.scale import cluster
+    from imageedit_r1.serve.front_door import DOOR_ENV
+    from imageedit_r1.serve.server import running
+
+    inherited = {}
+
+    def connect(_config):  # where ray.init starts the instance, whose processes copy this environment
+        inherited.update(os.environ)
+        raise RuntimeError("no Ray in this test")
+
+    monkeypatch.setattr(cluster, "connect", connect)
+    monkeypatch.setenv(KEYS_ENV, KEY)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = load_serve_config(data={"pipelines": {"p": FLUX}})
+    with pytest.raises(RuntimeError, match="no Ray"), running(config, host="127.0.0.1", port=1,
+                                                              key_digests=(key_digest(KEY),)):
+        pass
+    assert KEYS_ENV not in inherited and KEY not in json.dumps(inherited)
+    assert json.loads(inherited[DOOR_ENV])["key_digests"] == [key_digest(KEY)]
+    assert os.environ[KEYS_ENV] == KEY and DOOR_ENV not in os.environ  # this process's environment as it was
+
+
 def test_n_images_get_distinct_seeds_spaced_by_the_plans_steps():
     from imageedit_r1.serve.api import distinct_seeds
 

@@ -242,7 +242,9 @@ def test_the_front_door_answers_401_and_413_without_reading_the_body(api):
     no_key = client.post("/v1/images/edits", files=files, data=data, headers={"Authorization": "Bearer nope-nope"})
     assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "invalid_api_key"
     assert no_key.headers["connection"] == "close"
-    assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
+    probe = client.get("/healthz", headers={"Authorization": ""})
+    assert probe.status_code == 200 and probe.json() == {"status": "ok"}  # nothing of what is served
+    assert client.get("/-/routes", headers={"Authorization": ""}).status_code == 401
     declared = client.post("/v1/images/edits", content=b"x" * 10, headers={"content-length": str(5 * 2**20),
                                                                             "content-type": "multipart/form-data"})
     assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"

@@ -379,6 +379,31 @@ def test_the_command_line_refuses_before_starting_anything(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_sigterm_while_the_demo_builds_its_models_stops_and_deletes_them(monkeypatch, capsys):
+    import os
+    import signal
+
+    from imageedit_r1.serve import __main__ as cli
+    from imageedit_r1.serve import server
+
+    built = []
+
+    def demo_config(work, _overrides):  # SIGTERM arrives while the tiny models are being written
+        (work / "tiny-model").mkdir()
+        built.append(work)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(server, "demo_config", demo_config)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.main(["--demo"]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert built and not built[0].exists()
+    assert "stopped before the service was ready" in capsys.readouterr().err
+
+
 def test_the_application_builder_refuses_to_build_without_keys_unless_told(monkeypatch):
     pytest.importorskip("ray.serve")
     from imageedit_r1.serve.deployments import app_builder

@@ -56,9 +56,9 @@ def running(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str
     # A new local instance's Serve proxy gets the front door too; its processes inherit this
     # environment, so they get the keys' digests and never the keys themselves.
     door = {**proxy_door_environment(key_digests, config.limits.max_bytes), KEYS_ENV: None} if local else {}
-    with _environment(door):
-        connect(config.ray)
-    try:
+    try:  # a stop signal while Ray starts still shuts down what it started
+        with _environment(door):
+            connect(config.ray)
         serve.start(http_options={"host": host, "port": port, "request_timeout_s": config.request_timeout_s})
         serve.run(build_application(config, key_digests, fixed_gpus=local), name=APP_NAME, route_prefix="/")
         yield f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -112,7 +112,9 @@ def _stop(local: bool) -> None:
     from imageedit_r1.serve.deployments import APP_NAME
 
     try:
-        if local:
+        if not ray.is_initialized():  # stopped before Ray was up: nothing of Serve's to remove
+            pass
+        elif local:
             serve.shutdown()
         else:  # a cluster's Serve may host other applications: remove ours only
             serve.delete(APP_NAME)

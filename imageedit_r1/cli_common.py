@@ -18,10 +18,22 @@ def add_common_flags(parser: argparse.ArgumentParser, subcommands: argparse._Sub
     overwrites a flag given before the subcommand.
     """
     flags = ("-q", "--quiet", "--no-progress")
-    parser.add_argument(*flags, dest="quiet", action="store_true", default=False, help="no progress bars")
+    parser.add_argument(*flags, dest="quiet", action=_Quiet, default=False, help="no progress bars")
     for command in subcommands.choices.values():
-        command.add_argument(*flags, dest="quiet", action="store_true", default=argparse.SUPPRESS,
-                             help="no progress bars")
+        command.add_argument(*flags, dest="quiet", action=_Quiet, default=argparse.SUPPRESS, help="no progress bars")
+
+
+# The Hugging Face libraries' own switch: huggingface_hub and transformers read it when imported,
+# and the diffusion editors pass it on to diffusers, which has none.
+NO_HF_PROGRESS = "HF_HUB_DISABLE_PROGRESS_BARS"
+
+
+class _Quiet(argparse._StoreTrueAction):
+    """``-q``: ``args.quiet``, and the libraries' loading bars off (set before they are imported)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        os.environ[NO_HF_PROGRESS] = "1"
+        super().__call__(parser, namespace, values, option_string)
 
 
 def print_error(exc: BaseException | str) -> None:

@@ -115,6 +115,28 @@ def tiny_flux(flux_dir, **options):
     return build_editor("flux-kontext", **{**base, **options})
 
 
+def test_quiet_command_lines_load_the_diffusers_editor_without_loading_bars(flux_dir, monkeypatch, capfd):
+    import os
+    import sys
+
+    import diffusers
+
+    from imageedit_r1.agents.editors import diffusion
+    from imageedit_r1.cli_common import NO_HF_PROGRESS
+    from imageedit_r1.eval.__main__ import build_parser
+
+    monkeypatch.delenv(NO_HF_PROGRESS, raising=False)
+    monkeypatch.setattr(diffusion, "_PIPELINES", {})
+    assert build_parser().parse_args(["run", "-q"]).quiet and os.environ[NO_HF_PROGRESS] == "1"
+    # huggingface_hub reads the variable when imported: here it was imported before the flag was parsed
+    monkeypatch.setattr(sys.modules["huggingface_hub.utils.tqdm"], "HF_HUB_DISABLE_PROGRESS_BARS", True)
+    try:
+        tiny_flux(flux_dir).load()
+    finally:
+        diffusers.utils.logging.enable_progress_bar()
+    assert "Loading pipeline components" not in capfd.readouterr().err
+
+
 @pytest.mark.slow
 def test_tiny_flux_edits_at_the_inputs_size_not_1024_and_returns_the_exact_input_size(flux_dir):
     tokens = []

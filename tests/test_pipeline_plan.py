@@ -122,6 +122,13 @@ def test_malformed_plans_are_refused_with_what_is_wrong(data, message):
         Plan.from_dict(data)
 
 
+@pytest.mark.parametrize("depth", [40, 990, 100_000])
+def test_a_plan_nested_past_any_real_one_is_refused_not_a_stack_overflow(depth):
+    text = json.dumps({"request": "x", "mode": "single-turn", "record": {"note": "N"}})
+    with pytest.raises(PlanError, match="nests objects and lists more than 32 deep"):
+        Plan.from_json(text.replace('"N"', "[" * depth + "]" * depth))
+
+
 def test_removing_every_sub_request_is_refused_before_the_editor_runs():
     pipe = make()
     plan = pipe.plan(image(), REQUEST)

@@ -96,6 +96,31 @@ def test_api_keys_come_from_a_file_or_the_environment_and_a_short_one_is_refused
     assert "short" not in str(caught.value)
 
 
+def test_a_local_ray_instance_inherits_the_keys_digests_and_never_the_keys(monkeypatch):
+    import os
+
+    from imageedit_r1.scale import cluster
+    from imageedit_r1.serve.front_door import DOOR_ENV
+    from imageedit_r1.serve.server import running
+
+    inherited = {}
+
+    def connect(_config):  # where ray.init starts the instance, whose processes copy this environment
+        inherited.update(os.environ)
+        raise RuntimeError("no Ray in this test")
+
+    monkeypatch.setattr(cluster, "connect", connect)
+    monkeypatch.setenv(KEYS_ENV, KEY)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = load_serve_config(data={"pipelines": {"p": FLUX}})
+    with pytest.raises(RuntimeError, match="no Ray"), running(config, host="127.0.0.1", port=1,
+                                                              key_digests=(key_digest(KEY),)):
+        pass
+    assert KEYS_ENV not in inherited and KEY not in json.dumps(inherited)
+    assert json.loads(inherited[DOOR_ENV])["key_digests"] == [key_digest(KEY)]
+    assert os.environ[KEYS_ENV] == KEY and DOOR_ENV not in os.environ  # this process's environment as it was
+
+
 def test_n_images_get_distinct_seeds_spaced_by_the_plans_steps():
     from imageedit_r1.serve.api import distinct_seeds
 
@@ -217,7 +242,9 @@ def test_the_front_door_answers_401_and_413_without_reading_the_body(api):
     no_key = client.post("/v1/images/edits", files=files, data=data, headers={"Authorization": "Bearer nope-nope"})
     assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "invalid_api_key"
     assert no_key.headers["connection"] == "close"
-    assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
+    probe = client.get("/healthz", headers={"Authorization": ""})
+    assert probe.status_code == 200 and probe.json() == {"status": "ok"}  # nothing of what is served
+    assert client.get("/-/routes", headers={"Authorization": ""}).status_code == 401
     declared = client.post("/v1/images/edits", content=b"x" * 10, headers={"content-length": str(5 * 2**20),
                                                                             "content-type": "multipart/form-data"})
     assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"
@@ -262,7 +289,8 @@ def test_plans_round_trip_and_a_broken_plan_is_a_400_before_any_edit(api):
         "Make it red", "Blur it"]
     assert backend.calls[-1] == ("edit", "first", [3, 5], "png", None)  # two steps apart: 3, 4 and 5, 6
     calls = len(backend.calls)
-    for broken in ("{", json.dumps({"mode": "single-turn"}), json.dumps({**plan_json, "mode": "sideways"})):
+    deep = json.dumps({**plan_json, "record": {"note": "N"}}).replace('"N"', "[" * 5000 + "]" * 5000)
+    for broken in ("{", json.dumps({"mode": "single-turn"}), json.dumps({**plan_json, "mode": "sideways"}), deep):
         answer = client.post("/v1/plans/execute", files=files, data={"plan": broken})
         assert answer.status_code == 400 and answer.json()["error"]["param"] == "plan", answer.text
     assert len(backend.calls) == calls
@@ -349,6 +377,31 @@ def test_the_command_line_refuses_before_starting_anything(tmp_path, capsys):
     assert "API key 1 has 4 characters" in refusal(["--demo", "--api-keys-file", str(short)])
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_sigterm_while_the_demo_builds_its_models_stops_and_deletes_them(monkeypatch, capsys):
+    import os
+    import signal
+
+    from imageedit_r1.serve import __main__ as cli
+    from imageedit_r1.serve import server
+
+    built = []
+
+    def demo_config(work, _overrides):  # SIGTERM arrives while the tiny models are being written
+        (work / "tiny-model").mkdir()
+        built.append(work)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(server, "demo_config", demo_config)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.main(["--demo"]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert built and not built[0].exists()
+    assert "stopped before the service was ready" in capsys.readouterr().err
 
 
 def test_the_application_builder_refuses_to_build_without_keys_unless_told(monkeypatch):

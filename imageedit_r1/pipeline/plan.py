@@ -39,6 +39,7 @@ PLAN_FORMAT = 1
 # Bounds on a plan that arrives from outside (a web page, a file): generous for real plans.
 MAX_SUB_REQUESTS = 32
 MAX_TEXT_CHARS = 2000
+MAX_NESTING = 32  # a real plan nests about five deep; deeper input would exhaust the stack of whatever walks it
 
 
 class PlanError(ValueError):
@@ -68,6 +69,17 @@ def _clean_sub_requests(values: Any) -> list[str]:
     if len(values) > MAX_SUB_REQUESTS:
         raise PlanError(f"the plan has {len(values)} sub-requests; the limit is {MAX_SUB_REQUESTS}")
     return [_clean_text(value, f"sub-request {i + 1}") for i, value in enumerate(values)]
+
+
+def _check_nesting(data: Any) -> None:
+    """PlanError for objects and lists nested more than ``MAX_NESTING`` deep (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_NESTING:
+                raise PlanError(f"the plan nests objects and lists more than {MAX_NESTING} deep; a plan is a few levels deep")
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
 
 
 def _check_mode(mode: Any) -> str:
@@ -274,6 +286,7 @@ class Plan:
         ``--dry-run --json`` print (``instructions`` is derived and ignored)."""
         if not isinstance(data, dict):
             raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
+        _check_nesting(data)
         if "format" not in data and data.get("status") == "planned" and isinstance(data.get("plan"), dict):
             data = _plan_dict_from_trace(data)
         if data.get("format", PLAN_FORMAT) != PLAN_FORMAT:
@@ -312,6 +325,9 @@ class Plan:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"the plan is not valid JSON: {exc}") from exc
+        except RecursionError:  # nested deeper than the parser's stack
+            raise PlanError(f"the plan nests objects and lists more than {MAX_NESTING} deep; a plan is a few "
+                            "levels deep") from None
         return cls.from_dict(data)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM while models build or Ray starts unwinds like Ctrl-C, so what was started is stopped
+    # and the demo's models are deleted; once serving, ``run`` takes both signals over.
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.demo == bool(args.config):
@@ -92,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, Unavailable) as exc:  # too few GPUs, a cluster out of reach, a model that cannot load
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    except KeyboardInterrupt:
+        print("stopped before the service was ready", file=sys.stderr)
+        return 130
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)

@@ -49,8 +49,9 @@ PROXY_CALLBACK = "imageedit_r1.serve.front_door:proxy_middlewares"
 # ... and the door's settings from this JSON: {"key_digests": [...], "upload_bytes": N}.
 DOOR_ENV = "IMAGEEDIT_R1_SERVE_DOOR"
 UPLOAD_ROUTES = ("/v1/images/edits", "/v1/plans", "/v1/plans/execute")
-# Liveness, for probes: the service's own and the Serve proxy's.
-PUBLIC_ROUTES = ("/healthz", "/-/healthz", "/-/routes")
+# Liveness, for probes: the service's own and the Serve proxy's (KubeRay's probe). Serve's
+# /-/routes names the applications, so it takes a key like every other route.
+PUBLIC_ROUTES = ("/healthz", "/-/healthz")
 PLAN_FIELD_BYTES = 2**20  # the plan beside the image on /v1/plans/execute (a plan is a few kB)
 SMALL_BODY_BYTES = 64 * 1024  # any other body
 DOOR_STATUSES = (401, 413, 429)

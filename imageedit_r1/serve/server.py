@@ -50,12 +50,15 @@ def running(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str
 
     from imageedit_r1.scale.cluster import connect
     from imageedit_r1.serve.deployments import APP_NAME, build_application
-    from imageedit_r1.serve.front_door import proxy_door_environment
+    from imageedit_r1.serve.front_door import KEYS_ENV, proxy_door_environment
 
     local = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
-    with _environment(proxy_door_environment(key_digests, config.limits.max_bytes) if local else {}):
-        connect(config.ray)  # a new local instance's Serve proxy gets the front door too
-    try:
+    # A new local instance's Serve proxy gets the front door too; its processes inherit this
+    # environment, so they get the keys' digests and never the keys themselves.
+    door = {**proxy_door_environment(key_digests, config.limits.max_bytes), KEYS_ENV: None} if local else {}
+    try:  # a stop signal while Ray starts still shuts down what it started
+        with _environment(door):
+            connect(config.ray)
         serve.start(http_options={"host": host, "port": port, "request_timeout_s": config.request_timeout_s})
         serve.run(build_application(config, key_digests, fixed_gpus=local), name=APP_NAME, route_prefix="/")
         yield f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -64,10 +67,15 @@ def running(config: ServeConfig, *, host: str, port: int, key_digests: tuple[str
 
 
 @contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """``variables`` set in this process's environment (which a new local Ray instance inherits) while inside."""
+def _environment(variables: dict[str, str | None]) -> Iterator[None]:
+    """``variables`` set (None: unset) in this process's environment, which a new local Ray
+    instance inherits, while inside."""
     saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -104,7 +112,9 @@ def _stop(local: bool) -> None:
     from imageedit_r1.serve.deployments import APP_NAME
 
     try:
-        if local:
+        if not ray.is_initialized():  # stopped before Ray was up: nothing of Serve's to remove
+            pass
+        elif local:
             serve.shutdown()
         else:  # a cluster's Serve may host other applications: remove ours only
             serve.delete(APP_NAME)

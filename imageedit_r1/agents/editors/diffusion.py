@@ -126,6 +126,10 @@ class DiffusersEditor(BaseEditor):
 
     def _load_uncached(self, dtype, device: str):
         import diffusers
+        from huggingface_hub.utils import are_progress_bars_disabled
+
+        if are_progress_bars_disabled():  # -q, or the user's HF_HUB_DISABLE_PROGRESS_BARS: diffusers has no switch of its own
+            diffusers.utils.logging.disable_progress_bar()
 
         try:
             pipeline_cls = getattr(diffusers, self.pipeline_class)

@@ -294,6 +294,10 @@ def test_plans_round_trip_and_a_broken_plan_is_a_400_before_any_edit(api):
         answer = client.post("/v1/plans/execute", files=files, data={"plan": broken})
         assert answer.status_code == 400 and answer.json()["error"]["param"] == "plan", answer.text
     assert len(backend.calls) == calls
+    huge = json.dumps({**plan_json, "record": {"note": "x" * (2 * 2**20)}})
+    answer = client.post("/v1/plans/execute", files=files, data={"plan": huge})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large", answer.text
+    assert len(backend.calls) == calls
 
 
 # ----------------------------------------------------------------------------- the replicas' work

@@ -44,6 +44,7 @@ log = logging.getLogger("imageedit_r1.serve")
 
 EDITS, PLANS, EXECUTE = UPLOAD_ROUTES
 MAX_SEED = 2**31 - 1
+MAX_FIELD_BYTES = 2**20  # a text field: a plan or a prompt (images are files, bounded by the upload limits)
 MAX_FORM_FILES = 4  # enough to say "one image per request" rather than fail the parse
 # OpenAI parameters the service takes, and the values of the ones it takes as long as they ask for nothing
 # it does not do.
@@ -202,7 +203,14 @@ class _form:
         if not content_type.startswith("multipart/form-data"):
             raise errors.invalid(f"send the request as multipart/form-data (got {content_type or 'no content type'!r}), "
                                  "as the OpenAI SDK does")
-        self.form = await self.request.form(max_files=MAX_FORM_FILES, max_fields=64)
+        try:
+            self.form = await self.request.form(max_files=MAX_FORM_FILES, max_fields=64,
+                                                max_part_size=MAX_FIELD_BYTES)
+        except StarletteHTTPException as exc:  # the multipart parser's refusals, in OpenAI's shape
+            if "maximum size" in str(exc.detail):
+                raise APIError(413, f"a text field (the plan, the prompt) is over {MAX_FIELD_BYTES // 1024} KiB; "
+                               "a plan from POST /v1/plans is far smaller", code="request_too_large") from None
+            raise errors.invalid(f"the form could not be read: {exc.detail}") from None
         return self.form
 
     async def __aexit__(self, *exc_info) -> None:

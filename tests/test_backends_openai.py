@@ -239,15 +239,16 @@ def test_pipeline_gives_a_served_decomposer_the_image_budget():
     assert hosted.image_budget is None
 
 
-def test_a_decomposition_cut_off_at_max_tokens_says_so_and_is_not_asked_again():
-    """Asked again with the same room, a cut-off answer would be cut off again: one ask, and an error
-    that names max_tokens."""
+def test_a_decomposition_cut_off_at_max_tokens_says_so_and_the_same_ask_is_not_repeated():
+    """A cut-off answer is asked again only by the repair that changes the ask (here: under the JSON
+    schema); the same ask with the same room would be cut off again. The error names max_tokens."""
     from imageedit_r1.agents.decomposer import Decomposer, DecompositionError
 
     cut = ScriptedReply(text="<think>The coat is on the left, the car behind it, and", finish_reason="length")
     with fake_openai_server(lambda body: cut) as server:
-        decomposer = Decomposer(backend_for(server), max_tokens=16)
+        decomposer = Decomposer(backend_for(server), max_tokens=16, reasks=3, repair="schema")
         with pytest.raises(DecompositionError, match="cut off at max_tokens=16 .*raise max_tokens") as info:
             decomposer.run(pattern_image(), "recolor the coat")
-        assert len(server.requests_to(r"/v1/chat/completions")) == 1
-    assert info.value.ask_log.asks == 1
+        asked = server.requests_to(r"/v1/chat/completions")
+    assert len(asked) == 2 and info.value.ask_log.asks == 2  # the tags ask, then the schema repair once
+    assert "response_format" not in asked[0].json and "response_format" in asked[1].json

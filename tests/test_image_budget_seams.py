@@ -97,6 +97,10 @@ def world(tmp_path_factory, tiny_qwen25vl):
     return {"root": root, "base": base, "agent": agent, "rl": root / "rl", "originals": originals}
 
 
+# The world's 12 rows as one rollout batch: the preflight refuses a run that cannot make one step.
+ONE_STEP = {"ROLLOUT_BATCH_SIZE": "12", "GLOBAL_BATCH_SIZE": "12"}
+
+
 def _dry_run(recipe: str, env: dict, easyr1: str | None = None) -> list[str]:
     """The trainer overrides a recipe resolves (its --dry-run output), after its own preflight passed.
     ``easyr1``: a package laid out as EasyR1 installs, put first on the path (this environment
@@ -161,7 +165,8 @@ def test_verl_rlhf_dataset_keeps_every_row_at_the_inference_token_count(world, i
 
     train = world["rl"] / "verl" / "train.parquet"
     overrides = _dry_run("run_grpo_qwen25vl_verl.sh",
-                         {"TRAIN_FILES": str(train), "VAL_FILES": str(train), "MODEL_PATH": str(world["base"])})
+                         {"TRAIN_FILES": str(train), "VAL_FILES": str(train), "MODEL_PATH": str(world["base"]),
+                          **ONE_STEP})
     with contextlib.redirect_stdout(sys.stderr):
         config = preflight.compose_verl_config(overrides)
     data = config.data
@@ -204,7 +209,8 @@ def test_easyr1_intake_keeps_every_row_at_the_inference_token_count(world, infer
 
     train = world["rl"] / "easyr1" / "train.parquet"
     overrides = _dry_run("run_grpo_qwen25vl.sh",
-                         {"TRAIN_FILES": str(train), "VAL_FILES": str(train), "MODEL_PATH": str(world["base"])},
+                         {"TRAIN_FILES": str(train), "VAL_FILES": str(train), "MODEL_PATH": str(world["base"]),
+                          **ONE_STEP},
                          easyr1=easyr1_layout)
     data = preflight.load_easyr1_config(overrides)["data"]
     assert data["filter_overlong_prompts"] is True

@@ -117,10 +117,13 @@ def test_a_replica_killed_mid_run_loses_no_item_and_writes_none_twice(cluster, t
     def kill_one_replica_when_busy():
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            ended = [c for c in calls(cluster["log"], "kill-") if c["event"] == "end"]
-            started = [c for c in calls(cluster["log"], "kill-") if c["event"] == "start"]
-            if len(ended) >= 3:
-                victim = started[-1]["pid"]
+            log = calls(cluster["log"], "kill-")
+            ended = {(c["pid"], c["id"]) for c in log if c["event"] == "end"}
+            # The replica that started an item most recently and has not ended it: the one most
+            # surely still holding an item when the signal lands.
+            running = [c for c in log if c["event"] == "start" and (c["pid"], c["id"]) not in ended]
+            if len(ended) >= 3 and running:
+                victim = running[-1]["pid"]
                 os.kill(victim, signal.SIGKILL)
                 killed["pid"], killed["at"] = victim, time.time()
                 return

@@ -173,12 +173,15 @@ def test_twenty_concurrent_requests_against_a_queue_of_four_all_get_an_answer_so
 
 
 def test_a_plan_changed_between_plans_and_execute_runs_as_given_and_the_trace_says_so(service):
+    from imageedit_r1.testing.stand_ins import sub_requests_by_rule
+
     image = png_bytes()
     planned = post(service, "/v1/plans", {"image": ("a.png", image, "image/png")},
                    {"model": "sleepy", "prompt": "Change the color of her coat to scarlet"})
     assert planned.status_code == 200, planned.text
     plan = planned.json()
-    assert plan["format"] == 1 and plan["sub_requests"] == ["Recolor the coat to scarlet"]
+    planned_by_rule = sub_requests_by_rule("Change the color of her coat to scarlet")  # the stand-in agents
+    assert plan["format"] == 1 and plan["sub_requests"] == planned_by_rule
     plan["sub_requests"][0] = "Recolor the coat to emerald green"
     executed = post(service, "/v1/plans/execute", {"image": ("a.png", image, "image/png")},
                     {"model": "sleepy", "plan": json.dumps(plan), "seed": "7"})
@@ -187,7 +190,7 @@ def test_a_plan_changed_between_plans_and_execute_runs_as_given_and_the_trace_sa
     assert trace["instructions"] == ["Recolor the coat to emerald green."] and trace["seeds"] == [7]
     assert trace["plan"]["changed"] is True and trace["plan"]["image_matches"] is True
     assert trace["plan"]["changes"] == [{"field": "sub_requests", "op": "edit", "index": 0,
-                                         "before": "Recolor the coat to scarlet",
+                                         "before": planned_by_rule[0],
                                          "after": "Recolor the coat to emerald green"}]
     assert decode(executed.json()["data"][0]["b64_json"]).size == (97, 61)
 

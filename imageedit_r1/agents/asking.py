@@ -5,8 +5,9 @@ through ``ask``: the reply goes to ``parse``; an error of the kinds in ``unreada
 again", at most ``reasks`` more times, either with the same messages or with the ``Ask`` that
 ``reask(ask, reply, error)`` builds from the failed reply and the reason (a repair turn, a stricter
 schema, another parser). Any other error stops at once (a refusal, a transport failure, an answer
-cut off before any text), and so does an unreadable answer cut off at ``max_tokens``: asked again
-with the same room it would be cut off again, so the error says to raise ``max_tokens``.
+cut off before any text). An unreadable answer cut off at ``max_tokens`` says so in its error (raise
+``max_tokens``), and is asked again only by a repair that changes the ask: the same ask with the
+same room would be cut off again.
 
 ``ask_batch`` asks many questions at once: each round sends every question still open to the
 backend's ``chat_batch`` (one batched call per JSON schema asked under, usually one), so the
@@ -143,21 +144,25 @@ def ask_batch(backend, firsts: Sequence[Ask], *, reasks: int = 1,
                 try:
                     results[index] = Answer(current.parse(reply.text), reply, current, log)
                 except unreadable as exc:
-                    if getattr(reply, "finish_reason", None) == "length":
-                        # Asked again with the same room, the answer would be cut off again.
-                        cut = f"the answer was cut off at max_tokens={max_tokens} before it could be read: raise max_tokens"
-                        log.errors.append(f"{cut} ({exc})")
-                        exc.args = (f"{cut} ({exc})", *exc.args[1:])
-                        results[index] = _with_log(exc, log)
-                        continue
+                    cut_off = getattr(reply, "finish_reason", None) == "length"
+                    if cut_off:
+                        exc.args = (f"the answer was cut off at max_tokens={max_tokens} before it could be read: "
+                                    f"raise max_tokens ({exc})", *exc.args[1:])
                     log.errors.append(str(exc))
                     if number == reasks:
                         results[index] = _with_log(exc, log)
                         continue
                     try:
-                        next_asks[index] = reask(current, reply, exc) if reask is not None else current
+                        following = reask(current, reply, exc) if reask is not None else current
                     except Exception as error:  # noqa: BLE001 - this question's error alone
                         results[index] = _with_log(error, log)
+                        continue
+                    if cut_off and following is current:
+                        # The same ask with the same room would be cut off again; a repair (a schema,
+                        # a shorter form) is a different ask and may fit.
+                        results[index] = _with_log(exc, log)
+                        continue
+                    next_asks[index] = following
                 except Exception as exc:  # noqa: BLE001 - this question's error alone
                     results[index] = _with_log(exc, log)
         open_asks = next_asks

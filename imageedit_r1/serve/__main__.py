@@ -20,7 +20,7 @@ examples:
   python -m imageedit_r1.serve --config examples/configs/flux_kontext.yaml
 
   # several pipelines, sized for a cluster (RAY_ADDRESS), keys required, on every interface
-  RAY_ADDRESS=ray://head:10001 python -m imageedit_r1.serve --config examples/configs/serve.yaml \\
+  RAY_ADDRESS=ray://head:10001 python -m imageedit_r1.serve --config examples/serve.yaml \\
       --host 0.0.0.0 --api-keys-file keys.txt editor.max_queued_requests=32
 
   # then, from any OpenAI client:

@@ -17,10 +17,15 @@ def add_common_flags(parser: argparse.ArgumentParser, subcommands: argparse._Sub
     ``data label -q`` mean the same. The subcommands' copy has no default of its own, so it never
     overwrites a flag given before the subcommand.
     """
-    flags = ("-q", "--quiet", "--no-progress")
-    parser.add_argument(*flags, dest="quiet", action=_Quiet, default=False, help="no progress bars")
+    add_quiet_flag(parser)
     for command in subcommands.choices.values():
-        command.add_argument(*flags, dest="quiet", action=_Quiet, default=argparse.SUPPRESS, help="no progress bars")
+        add_quiet_flag(command, default=argparse.SUPPRESS)
+
+
+def add_quiet_flag(parser, default=False) -> None:
+    """``-q``/``--quiet``/``--no-progress`` on one parser (or argument group): ``args.quiet``."""
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action=_Quiet, default=default,
+                        help="no progress bars")
 
 
 # The Hugging Face libraries' own switch: huggingface_hub and transformers read it when imported,

@@ -122,7 +122,7 @@ def test_an_agent_that_cannot_start_stops_the_whole_batch(monkeypatch):
         pipe.plan_batch([picture()] * 2, ["make the coat", "tint the sky"])
 
 
-def test_a_manifest_is_planned_in_batches_then_edited_and_a_rerun_asks_nothing(tmp_path, monkeypatch):
+def test_a_manifest_is_planned_in_batches_then_edited_and_a_rerun_asks_nothing(tmp_path, monkeypatch, capsys):
     pytest.importorskip("openai")
     from imageedit_r1.agents import editors
     from imageedit_r1.pipeline.cli import main
@@ -143,10 +143,12 @@ def test_a_manifest_is_planned_in_batches_then_edited_and_a_rerun_asks_nothing(t
                 "decomposer.backend=openai", "decomposer.model=fake-model", f"decomposer.base_url={server.url}/v1",
                 "plan_batch=2"]
         assert main(args) == 1  # one item's image is missing
+        assert "editing:" in capsys.readouterr().err  # the batch's progress bar
         assert len(server.requests) == 2 * 4  # a decomposition and a sequencing request per readable item
         records = {record["id"]: record for record in read_jsonl(tmp_path / "out" / "results.jsonl")}
         assert [records[f"i{i}"]["status"] for i in range(5)] == ["ok", "ok", "ok", "failed", "ok"]
         traces = [json.loads((tmp_path / "out" / f"i{i}.trace.json").read_text()) for i in (0, 1, 2, 4)]
         assert [trace["planning"]["batch"] for trace in traces] == [2, 2, 1, 1]  # batches of two; i3 failed alone
         assert [trace["sub_requests"] for trace in traces] == [sub_requests_by_rule(f"make item {i} red") for i in (0, 1, 2, 4)]
-        assert main(args) == 1 and len(server.requests) == 8  # finished items are not planned again
+        assert main([*args, "-q"]) == 1 and len(server.requests) == 8  # finished items are not planned again
+        assert "editing:" not in capsys.readouterr().err  # -q: no progress bar, as for every command

@@ -72,10 +72,10 @@ def finished_as(out_dir: Path, item_id: str) -> str | None:
 
 
 def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_busy: str = "wait",
-              out_format: str = "png", retry_failed: bool = False) -> int:
+              out_format: str = "png", retry_failed: bool = False, progress: bool = True) -> int:
     """Edit a manifest into ``out_dir``; finished items are skipped, failed ones tried again, except
     those whose failure is permanent (an item quarantined for killing its replicas) unless
-    ``retry_failed``."""
+    ``retry_failed``. ``progress``: a progress bar on stderr."""
     from imageedit_r1.images import ImageLoadError
     from imageedit_r1.pipeline.trace import EditFailed
 
@@ -94,7 +94,7 @@ def run_batch(pipeline, manifest: Path, out_dir: Path | None, dry_run: bool, if_
                 print(json.dumps(mask({"id": item["id"], **shown}), ensure_ascii=False, default=str))
         return 1 if failed else 0
     with run_lock(out_dir, if_busy=if_busy):
-        return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed)
+        return _run_locked(pipeline, items, out_dir, "." + out_format.lstrip("."), retry_failed, progress)
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -107,7 +107,8 @@ def plan_items(planner, items: list[dict[str, Any]]) -> list[Any]:
                               mode=[item.get("mode") for item in items])
 
 
-def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False) -> int:
+def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: str, retry_failed: bool = False,
+                progress_bar: bool = True) -> int:
     from tqdm import tqdm
 
     from imageedit_r1.images import output_format
@@ -126,7 +127,7 @@ def _run_locked(pipeline, items: list[dict[str, Any]], out_dir: Path, suffix: st
     remote = executor_entry(pipeline.config.executor, "pipeline") if todo else None
     if remote is not None:  # the same loop; plans and edits run where the executor puts them (Ray)
         editor = remote(pipeline.config)
-    progress = tqdm(total=len(todo), desc="editing", unit="image", dynamic_ncols=True)
+    progress = tqdm(total=len(todo), desc="editing", unit="image", dynamic_ncols=True, disable=not progress_bar)
     progress.set_postfix(counts)
     lock = threading.Lock()
 

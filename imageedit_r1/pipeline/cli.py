@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from imageedit_r1.cli_common import interrupted, print_error
+from imageedit_r1.cli_common import add_quiet_flag, interrupted, print_error
 from imageedit_r1.pipeline.outputs import check_output, print_plan, print_summary, trace_path_for, write_edit
 from imageedit_r1.store import IF_BUSY, RunBusy
 
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--dry-run", action="store_true",
                        help="run the decomposition and sequencing agents only and print a short plan summary")
     setup.add_argument("--json", action="store_true", help="with --dry-run: print the full plan as JSON instead")
+    add_quiet_flag(setup)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")
     return parser
 
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.manifest:
             return run_batch(pipeline, Path(args.manifest), Path(args.out_dir) if args.out_dir else None, args.dry_run,
                              if_busy=args.if_busy or "wait", out_format=args.out_format or "png",
-                             retry_failed=args.retry_failed)
+                             retry_failed=args.retry_failed, progress=not args.quiet)
         return run_single(pipeline, args.image, args.request, args.out, args.dry_run, args.json)
     except KeyboardInterrupt:
         return interrupted()

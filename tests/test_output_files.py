@@ -112,12 +112,18 @@ def test_an_edit_the_format_cannot_hold_is_kept_as_png_with_one_line(tmp_path, i
     assert "WebP" in trace["output"]["not_written"]["reason"]
 
 
-def test_manifest_outputs_take_the_out_format_and_resume(tmp_path, images_server, capsys):
+def two_item_manifest(tmp_path):
+    """Two small images and the manifest that asks to invert each (ids item0, item1)."""
     for index in range(2):
         Image.new("RGB", (40, 30), (90 * index, 60, 10)).save(tmp_path / f"{index}.png")
     manifest = tmp_path / "requests.jsonl"
     manifest.write_text("".join(json.dumps({"id": f"item{i}", "image": f"{i}.png", "request": "invert it"}) + "\n"
                                 for i in range(2)))
+    return manifest
+
+
+def test_manifest_outputs_take_the_out_format_and_resume(tmp_path, images_server, capsys):
+    manifest = two_item_manifest(tmp_path)
     out_dir = tmp_path / "run"
     args = ["--manifest", str(manifest), "--out-dir", str(out_dir), *openai_editor(images_server)]
     assert main([*args, "--out-format", "tif"]) == 0
@@ -178,11 +184,7 @@ def test_two_outputs_of_one_name_in_two_formats_keep_a_trace_each(tmp_path, imag
 
 
 def test_a_batch_rerun_in_another_format_says_the_items_done_earlier_are_kept(tmp_path, images_server, capsys):
-    for index in range(2):
-        Image.new("RGB", (40, 30), (90 * index, 60, 10)).save(tmp_path / f"{index}.png")
-    manifest = tmp_path / "requests.jsonl"
-    manifest.write_text("".join(json.dumps({"id": f"item{i}", "image": f"{i}.png", "request": "invert it"}) + "\n"
-                                for i in range(2)))
+    manifest = two_item_manifest(tmp_path)
     args = ["--manifest", str(manifest), "--out-dir", str(tmp_path / "run"), *openai_editor(images_server)]
     assert main([*args, "--out-format", "jpg"]) == 0
     capsys.readouterr()

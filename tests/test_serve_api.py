@@ -314,41 +314,41 @@ def sleepy(monkeypatch):
 
 
 def test_one_bad_pair_in_a_planned_batch_fails_alone(sleepy):
-    from imageedit_r1.serve.work import plan_requests
+    from imageedit_r1.serve.work import plan_outcomes
 
-    outcomes = plan_requests(sleepy, [png_bytes(), b"not an image", png_bytes()], ["Make it red", "Make it red", " "])
+    outcomes = plan_outcomes(sleepy, [png_bytes(), b"not an image", png_bytes()], ["Make it red", "Make it red", " "])
     assert outcomes[0]["request"] == "Make it red" and outcomes[0]["mode"] == "original"
     assert isinstance(outcomes[1], APIError) and outcomes[1].code == "invalid_image"
     assert isinstance(outcomes[2], APIError) and outcomes[2].status == 400
 
 
 def test_a_gathered_batch_is_planned_in_one_plan_batch_call(sleepy, monkeypatch):
-    from imageedit_r1.serve.work import plan_requests
+    from imageedit_r1.serve.work import plan_outcomes
 
     calls = []
     real = sleepy.plan_batch
     monkeypatch.setattr(sleepy, "plan", lambda *a, **k: pytest.fail("planned one request at a time"))
     monkeypatch.setattr(sleepy, "plan_batch", lambda images, requests: calls.append(len(requests)) or real(images, requests))
-    outcomes = plan_requests(sleepy, [png_bytes()] * 3, ["Make it red", "Make it blue", "Make it green"])
+    outcomes = plan_outcomes(sleepy, [png_bytes()] * 3, ["Make it red", "Make it blue", "Make it green"])
     assert calls == [3] and [outcome["request"] for outcome in outcomes] == ["Make it red", "Make it blue", "Make it green"]
 
 
 def test_agents_that_cannot_start_fail_every_request_of_the_batch_with_why(sleepy, monkeypatch):
     from imageedit_r1.pipeline.core import AgentUnavailableError
-    from imageedit_r1.serve.work import plan_requests
+    from imageedit_r1.serve.work import plan_outcomes
 
     def unavailable(images, requests):
         raise AgentUnavailableError("the decomposition agent cannot start: no module named 'vllm'")
 
     monkeypatch.setattr(sleepy, "plan_batch", unavailable)
-    outcomes = plan_requests(sleepy, [png_bytes()] * 2, ["Make it red", "Make it blue"])
+    outcomes = plan_outcomes(sleepy, [png_bytes()] * 2, ["Make it red", "Make it blue"])
     assert all(isinstance(outcome, APIError) and outcome.status == 503 for outcome in outcomes), outcomes
 
 
 def test_an_edit_comes_back_encoded_as_asked_with_its_trace_summary(sleepy):
-    from imageedit_r1.serve.work import edit_image, plan_requests
+    from imageedit_r1.serve.work import edit_image, plan_outcomes
 
-    plan = plan_requests(sleepy, [png_bytes()], ["Make it red"])[0]
+    plan = plan_outcomes(sleepy, [png_bytes()], ["Make it red"])[0]
     result = edit_image(sleepy, png_bytes(), plan, seed=4, output_format="jpeg", output_compression=70,
                         worker={"replica": "r1", "pid": 1})
     image = decode(result["b64_json"])

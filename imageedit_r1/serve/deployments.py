@@ -3,7 +3,7 @@
 - ``Service`` (the ingress, one replica by default) serves the HTTP routes
   (``imageedit_r1.serve.api``) and calls the others through deployment handles.
 - ``Planner`` holds a pipeline's agents. Concurrent requests reach it one by one and
-  ``@serve.batch`` hands them to ``plan_requests`` together, which plans them in one ``plan_batch`` (``imageedit_r1.serve.work``).
+  ``@serve.batch`` hands them to ``plan_outcomes`` together, which plans them in one ``plan_batch`` (``imageedit_r1.serve.work``).
 - ``Editor`` holds a pipeline's editor, one replica per GPU (``num_gpus``; hosted editors take
   none), scaled by Serve's autoscaler between ``min_replicas`` and ``max_replicas``. Each
   replica runs ``concurrent_edits`` edits at once (1 on a GPU) with the next request waiting in
@@ -33,7 +33,7 @@ from imageedit_r1.serve.api import ApiSettings, ServedModel, create_api
 from imageedit_r1.serve.config import ServeConfig
 from imageedit_r1.serve.errors import APIError
 from imageedit_r1.serve.sizing import deployment_options, gpu_shortfall
-from imageedit_r1.serve.work import edit_image, plan_requests
+from imageedit_r1.serve.work import edit_image, plan_outcomes
 
 APP_NAME = "imageedit-r1"
 
@@ -59,7 +59,7 @@ class Planner:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def plan(self, images: list[bytes], requests: list[str]) -> list[dict[str, Any]]:
-        outcomes = await asyncio.to_thread(plan_requests, self.pipeline, images, requests)
+        outcomes = await asyncio.to_thread(plan_outcomes, self.pipeline, images, requests)
         return [{"outcome": outcome, "batch_size": len(images)} for outcome in outcomes]
 
 

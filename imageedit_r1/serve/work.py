@@ -1,6 +1,6 @@
 """What the service's replicas do, without Ray: plan a batch of requests, edit one image.
 
-The planner deployment hands each batch that ``@serve.batch`` gathers to ``plan_requests``; the
+The planner deployment hands each batch that ``@serve.batch`` gathers to ``plan_outcomes``; the
 editor deployment calls ``edit_image`` once per output image. Both take and return plain
 values (bytes, dicts), so they cross Ray's process boundaries as they are, and every failure is
 an ``APIError`` in OpenAI's shape (``imageedit_r1.serve.errors``).
@@ -21,7 +21,7 @@ SUMMARY_FIELDS = ("status", "mode", "sub_requests", "instructions", "seeds", "se
                   "fallbacks", "errors", "refusal", "output", "worker")
 
 
-def plan_requests(pipeline, images: list[bytes], requests: list[str]) -> list[dict[str, Any] | APIError]:
+def plan_outcomes(pipeline, images: list[bytes], requests: list[str]) -> list[dict[str, Any] | APIError]:
     """One outcome per (image, request) pair, in order: the plan (``Plan.to_dict()``, secrets
     masked) or the ``APIError`` that pair gets. The pairs are planned together
     (``ImageEditR1.plan_batch``: one batched call per agent stage); one pair's failure never fails
